@@ -1,0 +1,146 @@
+"""Recipes: one YAML file declares one fine-tuning job.
+
+The schema is plain pydantic models with ``extra="forbid"`` so that a typo in a key is an error,
+not a silently ignored setting. Every error names the recipe file and the dotted key at fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """Where the rows come from and how their columns map onto the task's columns."""
+
+    source: str = Field(description="hub dataset id, local csv/jsonl/parquet path, or package:<pkg>/<path>")
+    format: Literal["csv", "jsonl", "json", "parquet"] | None = None
+    encoding: str = "utf-8"
+    hub_config: str | None = None
+    hub_split: str | None = Field(None, description="hub split expression, e.g. 'train+test'; default all")
+    columns: dict[str, str] = Field(default_factory=dict, description="task column -> source column")
+    labels: list[str] | None = Field(None, description="label names in id order (classification)")
+    label_aliases: dict[str, str] = Field(default_factory=dict, description="raw value -> label name")
+    drop_labels: list[str] = Field(default_factory=list, description="raw label values to leave out")
+
+
+class SplitSpec(_Strict):
+    validation: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> "SplitSpec":
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must be below 1 so that rows remain for training")
+        return self
+
+
+class LoraSpec(_Strict):
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = Field(None, description="default: peft's choice for the architecture")
+
+
+class TrainingSpec(_Strict):
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(16, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_length: int = Field(128, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: float = Field(0.0, ge=0, description="fraction of steps (<1) or a step count")
+    max_train_samples: int | None = Field(None, gt=0)
+    max_eval_samples: int | None = Field(None, gt=0)
+    early_stopping_patience: int | None = Field(None, gt=0)
+    group_by_length: bool = True
+    logging_steps: int = Field(10, gt=0)
+    seed: int = 42
+
+
+class CleaningSpec(_Strict):
+    """Each cleaning rule, switchable. Text rules apply to every text column of the task."""
+
+    unicode_normalization: Literal["NFC", "NFKC"] | None = "NFKC"
+    strip_html: bool = True
+    normalize_whitespace: bool = True
+    drop_empty: bool = True
+    drop_duplicates: bool = True
+    drop_conflicting_duplicates: bool = True
+    min_chars: int = Field(1, ge=0)
+    max_chars: int | None = Field(20_000, gt=0)
+
+
+class Recipe(_Strict):
+    """A whole fine-tuning job. ``name`` comes from the file name, never from inside the file."""
+
+    name: str
+    source_file: Path
+    description: str = ""
+    task: Literal["classification"]
+    base_model: str
+    trust_remote_code: bool = False
+    dataset: DatasetSpec
+    cleaning: CleaningSpec = CleaningSpec()
+    splits: SplitSpec = SplitSpec()
+    method: Literal["full", "lora"] = "full"
+    lora: LoraSpec = LoraSpec()
+    training: TrainingSpec = TrainingSpec()
+
+    def section(self, *keys: str) -> dict:
+        """The recipe's settings under ``keys``, as plain data (used for fingerprints and cards)."""
+        data = self.model_dump(mode="json", exclude={"name", "source_file", "description"})
+        return {key: data[key] for key in keys}
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate one recipe file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RecipeError(f"{path}: recipe file not found") from exc
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of keys (task, base_model, dataset, ...)")
+    for reserved in ("name", "source_file"):
+        if reserved in data:
+            raise RecipeError(f"{path}: key '{reserved}' is not allowed; the file name is the recipe name")
+    try:
+        return Recipe(name=path.stem, source_file=path.resolve(), **data)
+    except ValidationError as exc:
+        raise RecipeError(_describe(path, exc)) from None
+
+
+def load_recipes(folder: str | Path = RECIPES_DIR) -> list[Recipe]:
+    """Every ``*.yaml`` in ``folder``, sorted by name: one recipe, one asset group."""
+    return [load_recipe(path) for path in sorted(Path(folder).glob("*.yaml"))]
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid recipe"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        elif error["type"] == "missing":
+            lines.append(f"  {key}: missing required key")
+        else:
+            lines.append(f"  {key}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""Sequence classification: columns ``text`` and ``label`` (an id into the recipe's label names)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from datasets import DatasetDict
+from pandera.typing import Series
+from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
+                          TrainingArguments)
+
+from finetune_assets import plots
+from finetune_assets.errors import DataError
+from finetune_assets.metrics import load_metric
+from finetune_assets.recipe import Recipe
+from finetune_assets.tasks.base import Evaluation, TaskFamily
+
+
+class Classification(TaskFamily):
+    """Assigns one of the recipe's labels to a text; baseline is the base model with an untrained head."""
+
+    name = "classification"
+    text_columns = ("text",)
+    required_columns = ("text", "label")
+    pipeline_task = "text-classification"
+    primary_metric = "f1_macro"
+
+    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe):
+        names = _label_names(recipe)
+        lookup = _label_lookup(recipe, names)
+        frame = raw[[recipe.dataset.columns.get(c, c) for c in self.required_columns]].copy()
+        frame.columns = list(self.required_columns)
+        raw_labels = frame["label"].map(_normalise_label)
+        excluded = raw_labels.isin({_normalise_label(v) for v in recipe.dataset.drop_labels})
+        unknown = ~excluded & ~raw_labels.isin(lookup)
+        if unknown.any():
+            sample = raw_labels[unknown]
+            shown = ", ".join(f"row {i}: {v!r}" for i, v in sample.head(5).items())
+            raise DataError(
+                f"{unknown.sum()} row(s) have a label outside the recipe's mapping ({shown}). Known: "
+                f"{sorted(lookup)}. Add it to dataset.label_aliases or dataset.drop_labels.")
+        frame["label"] = raw_labels.map(lookup)
+        dropped = {"label excluded by recipe": frame[excluded]}
+        kept = frame[~excluded].copy()
+        kept["label"] = kept["label"].astype("int64")
+        return kept, dropped
+
+    def schema(self, recipe: Recipe):
+        label_ids = list(range(len(_label_names(recipe))))
+
+        class ClassificationRows(pa.DataFrameModel):
+            """Cleaned classification rows: non-empty text, a label id from the recipe."""
+
+            text: Series[str] = pa.Field(str_length={"min_value": 1})
+            label: Series[int] = pa.Field(isin=label_ids)
+
+        return ClassificationRows
+
+    def stratify_column(self) -> str | None:
+        return "label"
+
+    def load_model(self, location: str, recipe: Recipe):
+        names = _label_names(recipe)
+        return AutoModelForSequenceClassification.from_pretrained(
+            location, num_labels=len(names), id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)},
+            trust_remote_code=recipe.trust_remote_code)
+
+    def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
+        max_length = recipe.training.max_length
+
+        def encode(batch):
+            full = tokenizer(batch["text"], truncation=False)["input_ids"]
+            encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+            encoded["truncated"] = [len(ids) > max_length for ids in full]
+            return encoded
+
+        return splits.map(encode, batched=True, desc="tokenizing")
+
+    def collator(self, tokenizer, model):
+        return DataCollatorWithPadding(tokenizer)
+
+    def peft_task_type(self) -> str:
+        return "SEQ_CLS"
+
+    def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
+        names = _label_names(recipe)
+        # A plain sequential sampler keeps predictions in row order (length grouping would not).
+        args = TrainingArguments(output_dir=str(workdir), per_device_eval_batch_size=recipe.training.eval_batch_size,
+                                 report_to=[], disable_tqdm=True)
+        inputs = test.remove_columns([c for c in test.column_names
+                                      if c not in ("input_ids", "attention_mask", "token_type_ids", "label")])
+        output = Trainer(model=model, args=args, data_collator=self.collator(tokenizer, model)).predict(inputs)
+        predicted = output.predictions.argmax(-1)
+        truth = np.asarray(test["label"])
+        scores = load_metric("classification").compute(
+            predictions=predicted.tolist(), references=truth.tolist(), num_labels=len(names))
+        metrics = {k: scores[k] for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro")}
+        details = {k: scores[k] for k in ("precision", "recall", "f1", "support", "confusion_matrix")}
+        return Evaluation(metrics=metrics, details=details,
+                          samples=_samples(test["text"], truth, predicted, names))
+
+    def report_plots(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe,
+                     folder: Path) -> dict[str, Path]:
+        names = _label_names(recipe)
+        return {
+            "confusion_matrix": plots.confusion_matrix(
+                tuned.details["confusion_matrix"], names, "Fine-tuned model", folder / "confusion_matrix.png"),
+            "baseline_confusion_matrix": plots.confusion_matrix(
+                baseline.details["confusion_matrix"], names, "Base model (untrained head)",
+                folder / "baseline_confusion_matrix.png"),
+        }
+
+    def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
+        names = _label_names(recipe)
+        counts = frame["label"].value_counts()
+        return {f"rows_label_{names[i]}": int(counts.get(i, 0)) for i in range(len(names))}
+
+
+def _label_names(recipe: Recipe) -> list[str]:
+    if not recipe.dataset.labels:
+        raise DataError(f"{recipe.source_file}: dataset.labels: classification needs the label names")
+    return recipe.dataset.labels
+
+
+def _normalise_label(value) -> str:
+    """Labels compare as trimmed lower-case text, so 1, "1" and " Pos " find their mapping."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().lower()
+
+
+def _label_lookup(recipe: Recipe, names: list[str]) -> dict[str, int]:
+    lookup = {_normalise_label(name): i for i, name in enumerate(names)}
+    lookup.update({str(i): i for i in range(len(names))})
+    for alias, target in recipe.dataset.label_aliases.items():
+        if _normalise_label(target) not in lookup:
+            raise DataError(f"{recipe.source_file}: dataset.label_aliases.{alias}: '{target}' is not "
+                            f"one of dataset.labels {names}")
+        lookup[_normalise_label(alias)] = lookup[_normalise_label(target)]
+    return lookup
+
+
+def _samples(texts, truth, predicted, names, per_kind: int = 4) -> list[dict]:
+    """A few right and a few wrong predictions, in test order."""
+    right = [i for i in range(len(truth)) if truth[i] == predicted[i]][:per_kind]
+    wrong = [i for i in range(len(truth)) if truth[i] != predicted[i]][:per_kind]
+    return [{"text": texts[i][:300], "label": names[truth[i]], "predicted": names[predicted[i]],
+             "correct": bool(truth[i] == predicted[i])} for i in right + wrong]
