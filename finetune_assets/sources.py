@@ -24,9 +24,10 @@ class SourceError(ValueError):
 class Source:
     kind: str  # "hub", "local" or "package"
     location: str  # hub id, or an absolute local path
+    ref: str  # as written in the recipe
 
     def describe(self) -> str:
-        return f"{self.kind}:{self.location}"
+        return self.ref if self.ref == self.location else f"{self.ref} ({self.location})"
 
 
 def resolve(ref: str, relative_to: Path) -> Source:
@@ -39,14 +40,14 @@ def resolve(ref: str, relative_to: Path) -> Source:
         path = Path(spec.submodule_search_locations[0]) / inner
         if not path.exists():
             raise SourceError(f"{ref}: '{inner}' does not exist inside package '{package}' ({path})")
-        return Source("package", str(path))
+        return Source("package", str(path), ref)
     path = Path(ref).expanduser()
     if not path.is_absolute():
         path = relative_to / path
     looks_local = ref.startswith((".", "/", "~")) or Path(ref).suffix.lower() in FILE_FORMATS
     if path.exists() or looks_local:
-        return Source("local", str(path.resolve()))
-    return Source("hub", ref)
+        return Source("local", str(path.resolve()), ref)
+    return Source("hub", ref, ref)
 
 
 def read_table(source: Source, *, format: str | None, encoding: str, hub_config: str | None,

@@ -21,6 +21,7 @@ from finetune_assets.artifacts import ArtifactRef, ArtifactStore, atomic_dir, fi
 from finetune_assets.cleaning import clean
 from finetune_assets.evaluation import evaluate_both
 from finetune_assets.export import export_model
+from finetune_assets.markdown import markdown_table
 from finetune_assets.recipe import Recipe
 from finetune_assets.splitting import split_rows
 from finetune_assets.tasks import get_task
@@ -159,7 +160,7 @@ def evaluation_report(recipe: Recipe, store: ArtifactStore, log, splits_ref: Art
     return ref, {
         **{k: float(v) for k, v in metrics.items()},
         **{key: plots.as_markdown(folder / path.name, key) for key, path in pictures.items()},
-        **task_tables(tuned),
+        **task.report_metadata(tuned, baseline, recipe),
         "sample_predictions": MetadataValue.md(markdown_table(tuned.samples)),
         "path": MetadataValue.path(ref.path),
     }
@@ -186,30 +187,6 @@ def exported_model(recipe: Recipe, store: ArtifactStore, log, model_ref: Artifac
         "model_card": MetadataValue.md((folder / "README.md").read_text()),
         task.primary_metric: float(report_ref.info["metrics"][task.primary_metric]),
     }
-
-
-def task_tables(evaluation) -> dict:
-    """Per-class figures as a table when the task reports them."""
-    details = evaluation.details
-    if "confusion_matrix" not in details:
-        return {}
-    per_class = [{"label": i, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4), "support": s}
-                 for i, (p, r, f, s) in enumerate(zip(details["precision"], details["recall"],
-                                                       details["f1"], details["support"]))]
-    matrix = [{"true \\ predicted": i, **{str(j): n for j, n in enumerate(row)}}
-              for i, row in enumerate(details["confusion_matrix"])]
-    return {"per_class": MetadataValue.md(markdown_table(per_class)),
-            "confusion_matrix_table": MetadataValue.md(markdown_table(matrix))}
-
-
-def markdown_table(rows: list[dict]) -> str:
-    if not rows:
-        return "(none)"
-    headers = list(rows[0])
-    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
-    lines += ["| " + " | ".join(cell(row.get(h, "")) for h in headers) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _ancestry(**upstream: ArtifactRef) -> dict:

@@ -73,6 +73,10 @@ class TaskFamily(ABC):
                      folder: Path) -> dict[str, Path]:
         """PNG plots for the evaluation report, by metadata key."""
 
+    def report_metadata(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe) -> dict:
+        """Extra figures and tables for the evaluation report's metadata."""
+        return {}
+
     def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
         """Figures about cleaned rows worth showing in metadata (e.g. rows per label)."""
         return {}

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from dagster import MetadataValue
 from datasets import DatasetDict
 from pandera.typing import Series
 from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
@@ -14,6 +15,7 @@ from transformers import (AutoModelForSequenceClassification, DataCollatorWithPa
 
 from finetune_assets import plots
 from finetune_assets.errors import DataError
+from finetune_assets.markdown import markdown_table
 from finetune_assets.metrics import load_metric
 from finetune_assets.recipe import Recipe
 from finetune_assets.tasks.base import Evaluation, TaskFamily
@@ -101,6 +103,8 @@ class Classification(TaskFamily):
             predictions=predicted.tolist(), references=truth.tolist(), num_labels=len(names))
         metrics = {k: scores[k] for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro")}
         details = {k: scores[k] for k in ("precision", "recall", "f1", "support", "confusion_matrix")}
+        details["majority_class_rate"] = float(np.bincount(truth).max() / len(truth))
+        details["predictions"] = predicted.tolist()
         return Evaluation(metrics=metrics, details=details,
                           samples=_samples(test["text"], truth, predicted, names))
 
@@ -113,6 +117,22 @@ class Classification(TaskFamily):
             "baseline_confusion_matrix": plots.confusion_matrix(
                 baseline.details["confusion_matrix"], names, "Base model (untrained head)",
                 folder / "baseline_confusion_matrix.png"),
+        }
+
+    def report_metadata(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe) -> dict:
+        names = _label_names(recipe)
+        details = tuned.details
+        per_class = [{"label": names[i], "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
+                      "support": n} for i, (p, r, f, n) in enumerate(
+                          zip(details["precision"], details["recall"], details["f1"], details["support"]))]
+        matrix = [{"true \\ predicted": names[i], **{names[j]: n for j, n in enumerate(row)}}
+                  for i, row in enumerate(details["confusion_matrix"])]
+        majority = details["majority_class_rate"]
+        return {
+            "majority_class_rate": majority,
+            "accuracy_points_over_majority": round(100 * (tuned.metrics["accuracy"] - majority), 2),
+            "per_class": MetadataValue.md(markdown_table(per_class)),
+            "confusion_matrix_table": MetadataValue.md(markdown_table(matrix)),
         }
 
     def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
