@@ -10,9 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
 
 from finetune_assets.recipe import Recipe
 from finetune_assets.tasks.base import TaskFamily
+
+
+# Attention projections for architectures peft has no default for.
+EXTRA_DEFAULT_TARGETS = {
+    "distilbert": ["q_lin", "v_lin"],
+    "encoder-decoder": ["query", "value"],  # BERT-style encoder and decoder
+}
+
+
+class MethodError(ValueError):
+    """A method setting that cannot work with this model or machine."""
+
+
+def default_targets(model_type: str) -> list[str]:
+    targets = PEFT_DEFAULTS.get(model_type) or EXTRA_DEFAULT_TARGETS.get(model_type)
+    if not targets:
+        raise MethodError(f"no default LoRA target modules for model type '{model_type}'; set "
+                          "lora.target_modules in the recipe (e.g. the attention projections' names)")
+    return list(targets)
 
 
 def prepare(model, recipe: Recipe, task: TaskFamily):
@@ -21,7 +41,8 @@ def prepare(model, recipe: Recipe, task: TaskFamily):
         return model
     spec = recipe.lora
     config = LoraConfig(task_type=task.peft_task_type(), r=spec.r, lora_alpha=spec.alpha,
-                        lora_dropout=spec.dropout, target_modules=spec.target_modules)
+                        lora_dropout=spec.dropout,
+                        target_modules=spec.target_modules or default_targets(model.config.model_type))
     return get_peft_model(model, config)
 
 

@@ -115,10 +115,15 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise RecipeError(f"{path}: recipe file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read the recipe as UTF-8 text ({exc})") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of keys (task, base_model, dataset, ...)")
+    odd = [key for key in data if not isinstance(key, str)]
+    if odd:
+        raise RecipeError(f"{path}: key {odd[0]!r} is not a name (quote it, or fix the indentation)")
     for reserved in ("name", "source_file"):
         if reserved in data:
             raise RecipeError(f"{path}: key '{reserved}' is not allowed; the file name is the recipe name")

@@ -34,9 +34,14 @@ def resolve(ref: str, relative_to: Path) -> Source:
     """Decide what ``ref`` names. Relative paths are relative to the recipe's folder."""
     if ref.startswith("package:"):
         package, _, inner = ref.removeprefix("package:").partition("/")
-        spec = importlib.util.find_spec(package)  # finds the folder without importing the package
-        if spec is None or not spec.submodule_search_locations:
+        try:  # finds the folder without running the package (dotted names import their parent)
+            spec = importlib.util.find_spec(package)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is None:
             raise SourceError(f"{ref}: package '{package}' is not installed (pip install it first)")
+        if not spec.submodule_search_locations:
+            raise SourceError(f"{ref}: '{package}' is a single module, not a package folder with data")
         path = Path(spec.submodule_search_locations[0]) / inner
         if not path.exists():
             raise SourceError(f"{ref}: '{inner}' does not exist inside package '{package}' ({path})")

@@ -117,6 +117,17 @@ def test_read_csv_keeps_values_as_text(tmp_path):
     ]
 
 
+def test_read_csv_quoted_line_breaks_stay_inside_the_field(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b'text,label\n"one\rtwo",1\n"three\r\nfour\nfive",0\nplain,1\n')
+    frame = read(path)
+    assert frame.to_dict("records") == [
+        {"text": "one\rtwo", "label": "1"},
+        {"text": "three\r\nfour\nfive", "label": "0"},
+        {"text": "plain", "label": "1"},
+    ]
+
+
 def test_read_jsonl(tmp_path):
     path = tmp_path / "rows.jsonl"
     rows = [{"text": "first", "label": 0}, {"text": "zweite Zeile: äöü", "label": 1}]

@@ -39,15 +39,14 @@ class Classification(TaskFamily):
         excluded = raw_labels.isin({_normalise_label(v) for v in recipe.dataset.drop_labels})
         unknown = ~excluded & ~raw_labels.isin(lookup)
         if unknown.any():
-            sample = raw_labels[unknown]
+            sample = frame["label"][unknown]
             shown = ", ".join(f"row {i}: {v!r}" for i, v in sample.head(5).items())
             raise DataError(
                 f"{unknown.sum()} row(s) have a label outside the recipe's mapping ({shown}). Known: "
                 f"{sorted(lookup)}. Add it to dataset.label_aliases or dataset.drop_labels.")
-        frame["label"] = raw_labels.map(lookup)
         dropped = {"label excluded by recipe": frame[excluded]}
         kept = frame[~excluded].copy()
-        kept["label"] = kept["label"].astype("int64")
+        kept["label"] = raw_labels[~excluded].map(lookup).astype("int64")
         return kept, dropped
 
     def schema(self, recipe: Recipe):
