@@ -56,6 +56,32 @@ class LoraSpec(_Strict):
     target_modules: list[str] | None = Field(None, description="default: peft's choice for the architecture")
 
 
+class QuantizationSpec(_Strict):
+    """4-bit loading for ``method: qlora`` (bitsandbytes NF4); needs a CUDA GPU."""
+
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    cpu_fallback: bool = Field(False, description="without CUDA, train plain LoRA instead of failing")
+
+
+class GenerationSpec(_Strict):
+    """Decoding settings, used in evaluation and written to the export's generation_config."""
+
+    max_new_tokens: int = Field(64, gt=0)
+    num_beams: int = Field(1, gt=0)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    length_penalty: float = 1.0
+
+
+class EvaluationSpec(_Strict):
+    num_examples: int = Field(8, ge=0, description="test rows shown side by side in the report")
+    bleu: bool = Field(False, description="also compute sacreBLEU (generation tasks)")
+
+
 class TrainingSpec(_Strict):
     epochs: float = Field(1.0, gt=0)
     learning_rate: float = Field(5e-5, gt=0)
@@ -63,6 +89,9 @@ class TrainingSpec(_Strict):
     eval_batch_size: int = Field(64, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_length: int = Field(128, gt=0)
+    max_target_length: int = Field(128, gt=0, description="summary tokens (summarization)")
+    input_prefix: str = Field("", description='prepended to every input, e.g. "summarize: " for T5')
+    gradient_checkpointing: bool = False
     weight_decay: float = Field(0.0, ge=0)
     warmup: float = Field(0.0, ge=0, description="fraction of steps (<1) or a step count")
     max_train_samples: int | None = Field(None, gt=0)
@@ -92,15 +121,18 @@ class Recipe(_Strict):
     name: str
     source_file: Path
     description: str = ""
-    task: Literal["classification"]
+    task: Literal["classification", "summarization", "instruction"]
     base_model: str
     trust_remote_code: bool = False
     dataset: DatasetSpec
     cleaning: CleaningSpec = CleaningSpec()
     splits: SplitSpec = SplitSpec()
-    method: Literal["full", "lora"] = "full"
+    method: Literal["full", "lora", "qlora"] = "full"
     lora: LoraSpec = LoraSpec()
+    quantization: QuantizationSpec = QuantizationSpec()
     training: TrainingSpec = TrainingSpec()
+    generation: GenerationSpec = GenerationSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
 
     def section(self, *keys: str) -> dict:
         """The recipe's settings under ``keys``, as plain data (used for fingerprints and cards)."""
