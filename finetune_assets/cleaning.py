@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from finetune_assets.errors import DataError
+from finetune_assets.nested import with_nested_columns
 from finetune_assets.recipe import Recipe
 from finetune_assets.tasks.base import TaskFamily
 
 _TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}?/?\s*>")
 _SPACE = re.compile(r"\s+")
+_NOT_WORD = re.compile(r"[\W_]+")
 
 
 @dataclass
@@ -42,6 +44,7 @@ def check_columns(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> None:
 
 def clean(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> Cleaned:
     """Canonical columns, then each enabled rule in a fixed order. ``raw`` itself is not modified."""
+    raw = with_nested_columns(raw, recipe.dataset.columns.values())
     check_columns(raw, task, recipe)
     rows, dropped = task.canonical_rows(raw, recipe)
     rules = recipe.cleaning
@@ -55,6 +58,8 @@ def clean(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> Cleaned:
         steps.append(("longer than max_chars", lambda f: _lengths(f, task).max(axis=1) > rules.max_chars))
     if rules.drop_duplicates:
         steps.append(("exact duplicate", lambda f: f.duplicated(keep="first")))
+    if rules.drop_near_duplicates:
+        steps.append(("near duplicate", lambda f: _keyed(f, task).duplicated(keep="first")))
     if rules.drop_conflicting_duplicates and len(task.required_columns) > len(task.text_columns):
         steps.append(("conflicting duplicate", lambda f: _conflicts(f, task)))
     for reason, select in steps:
@@ -79,6 +84,19 @@ def _clean_text(value, rules) -> str:
     return text
 
 
+def comparison_key(text: str) -> str:
+    """Text as compared for duplicates and leakage: case, punctuation and spacing ignored."""
+    return _NOT_WORD.sub(" ", text.casefold()).strip()
+
+
+def _keyed(frame: pd.DataFrame, task: TaskFamily) -> pd.DataFrame:
+    """The rows with their text columns replaced by comparison keys."""
+    keyed = frame.copy()
+    for column in task.text_columns:
+        keyed[column] = keyed[column].map(comparison_key)
+    return keyed
+
+
 def _lengths(frame: pd.DataFrame, task: TaskFamily) -> pd.DataFrame:
     return frame[list(task.text_columns)].apply(lambda column: column.str.len())
 
@@ -87,5 +105,5 @@ def _conflicts(frame: pd.DataFrame, task: TaskFamily) -> pd.Series:
     """Rows whose text appears again with a different target: no target can be trusted, drop all."""
     keys = list(task.text_columns)
     targets = [c for c in task.required_columns if c not in keys]
-    distinct = frame.groupby(keys)[targets].transform("nunique").max(axis=1)
+    distinct = _keyed(frame, task).groupby(keys)[targets].transform("nunique").max(axis=1)
     return distinct > 1

@@ -110,9 +110,20 @@ class CleaningSpec(_Strict):
     normalize_whitespace: bool = True
     drop_empty: bool = True
     drop_duplicates: bool = True
+    drop_near_duplicates: bool = Field(True, description="same text ignoring case, punctuation, spacing")
     drop_conflicting_duplicates: bool = True
     min_chars: int = Field(1, ge=0)
     max_chars: int | None = Field(20_000, gt=0)
+
+
+class ChecksSpec(_Strict):
+    """Thresholds of the data-quality checks; see README "Data quality"."""
+
+    min_rows_per_split: int = Field(10, ge=1, description="ERROR below this many rows in any split")
+    max_class_ratio: float = Field(10.0, ge=1, description="WARN when largest/smallest class exceeds it")
+    max_truncation_rate: float = Field(0.05, ge=0, le=1, description="WARN above this share truncated")
+    max_duplicate_rate: float = Field(0.1, ge=0, le=1, description="WARN above this share of duplicates")
+    leakage: Literal["error", "warn"] = Field("error", description="severity of train/test overlap")
 
 
 class Recipe(_Strict):
@@ -126,6 +137,7 @@ class Recipe(_Strict):
     trust_remote_code: bool = False
     dataset: DatasetSpec
     cleaning: CleaningSpec = CleaningSpec()
+    checks: ChecksSpec = ChecksSpec()
     splits: SplitSpec = SplitSpec()
     method: Literal["full", "lora", "qlora"] = "full"
     lora: LoraSpec = LoraSpec()

@@ -27,7 +27,7 @@ from finetune_assets.splitting import split_rows
 from finetune_assets.tasks import get_task
 from finetune_assets.tokenizer import load_tokenizer
 from finetune_assets.training import train
-from finetune_assets.validation import validate_rows
+from finetune_assets.validation import column_schema
 
 # Bump a stage's version when its code changes what it writes; it is part of the fingerprint.
 CODE_VERSIONS = {
@@ -77,7 +77,6 @@ def clean_dataset(recipe: Recipe, store: ArtifactStore, log, raw: ArtifactRef) -
     task = get_task(recipe.task)
     rows_in = pd.read_parquet(raw.path)
     cleaned = clean(rows_in, task, recipe)
-    schema_metadata = validate_rows(task.schema(recipe), cleaned.rows, f"{recipe.name}/clean_dataset")
     fp = fingerprint(raw.fingerprint, recipe.section("task", "dataset", "cleaning"),
                      CODE_VERSIONS["clean_dataset"])
     folder = store.folder(recipe.name, "clean_dataset", fp)
@@ -89,7 +88,8 @@ def clean_dataset(recipe: Recipe, store: ArtifactStore, log, raw: ArtifactRef) -
     log.info(f"cleaning kept {len(cleaned.rows)} of {len(rows_in)} rows; dropped {counts}")
     examples = [{"reason": reason, **{k: str(v)[:120] for k, v in row.items()}}
                 for reason, frame in cleaned.dropped.items() for row in frame.head(3).to_dict("records")]
-    ref = ArtifactRef(str(folder / "rows.parquet"), fp, {"rows": len(cleaned.rows)},
+    ref = ArtifactRef(str(folder / "rows.parquet"), fp,
+                      {"rows": len(cleaned.rows), "rows_in": len(rows_in), "dropped": counts},
                       _ancestry(raw_dataset=raw))
     return ref, {
         "rows_in": len(rows_in),
@@ -98,7 +98,7 @@ def clean_dataset(recipe: Recipe, store: ArtifactStore, log, raw: ArtifactRef) -
         "dropped_examples": MetadataValue.md(markdown_table(examples) if examples else "nothing dropped"),
         **task.describe_data(cleaned.rows, recipe),
         "path": MetadataValue.path(ref.path),
-        **schema_metadata,
+        **column_schema(task.schema(recipe)),
     }
 
 

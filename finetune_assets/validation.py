@@ -1,22 +1,21 @@
-"""Validating cleaned rows against the task's pandera model, with errors a person can act on."""
+"""Validating cleaned rows against the task's pandera model, with findings a person can act on."""
 
 from __future__ import annotations
+
+import warnings
 
 import pandas as pd
 import pandera.pandas as pa
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from finetune_assets.errors import DataError
 
-
-def validate_rows(schema: type[pa.DataFrameModel], frame: pd.DataFrame, where: str) -> dict:
-    """Raise :class:`DataError` naming column, check and failing rows; else return schema metadata."""
+def schema_failures(schema: type[pa.DataFrameModel], frame: pd.DataFrame) -> pd.DataFrame:
+    """Every failing (column, check, row, value); empty when the rows satisfy the schema."""
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        raise DataError(f"{where}: {describe_failures(exc.failure_cases)}") from None
-    dagster_type = pandera_schema_to_dagster_type(schema)
-    return {"dagster/column_schema": dagster_type.metadata["schema"].schema}
+        return exc.failure_cases
+    return pd.DataFrame(columns=["column", "check", "index", "failure_case"])
 
 
 def describe_failures(cases: pd.DataFrame, per_check: int = 3) -> str:
@@ -27,3 +26,11 @@ def describe_failures(cases: pd.DataFrame, per_check: int = 3) -> str:
                           for row, value in zip(group["index"].head(per_check), group["failure_case"]))
         lines.append(f"  column '{column}' failed {check} ({len(group)} rows; {shown})")
     return "\n".join(lines)
+
+
+def column_schema(schema: type[pa.DataFrameModel]) -> dict:
+    """The schema as Dagster column metadata (types, checks, descriptions), via dagster-pandera."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dagster-pandera marks this function beta
+        dagster_type = pandera_schema_to_dagster_type(schema)
+    return {"dagster/column_schema": dagster_type.metadata["schema"].schema}

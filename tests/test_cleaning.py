@@ -9,7 +9,7 @@ import pytest
 from finetune_assets.cleaning import Cleaned, clean
 from finetune_assets.errors import DataError
 from finetune_assets.tasks.classification import Classification
-from finetune_assets.validation import validate_rows
+from finetune_assets.validation import column_schema
 
 TASK = Classification()
 
@@ -194,8 +194,25 @@ def test_drop_empty_off_still_caught_by_min_chars(make_recipe):
 
 
 def test_drop_duplicates_off(make_recipe):
-    cleaned = clean(frame(("dup", "pos"), ("dup", "pos")), TASK, make_recipe(cleaning={"drop_duplicates": False}))
+    cleaned = clean(frame(("dup", "pos"), ("dup", "pos")), TASK,
+                    make_recipe(cleaning={"drop_duplicates": False, "drop_near_duplicates": False}))
     assert texts(cleaned) == ["dup", "dup"]
+
+
+def test_near_duplicates_ignore_case_punctuation_and_spacing(make_recipe):
+    cleaned = clean(frame(("Great movie!", "pos"), ("great   MOVIE", "pos"), ("Other film", "neg")), TASK,
+                    make_recipe())
+    assert texts(cleaned) == ["Great movie!", "Other film"]
+    assert cleaned.counts()["near duplicate"] == 1
+    kept = clean(frame(("Great movie!", "pos"), ("great movie", "pos")), TASK,
+                 make_recipe(cleaning={"drop_near_duplicates": False}))
+    assert len(kept.rows) == 2
+
+
+def test_conflicts_are_found_on_normalised_text(make_recipe):
+    cleaned = clean(frame(("Great movie!", "pos"), ("great movie", "neg"), ("fine", "pos")), TASK, make_recipe())
+    assert texts(cleaned) == ["fine"]
+    assert cleaned.counts()["conflicting duplicate"] == 2
 
 
 def test_drop_conflicting_duplicates_off(make_recipe):
@@ -211,30 +228,9 @@ def test_max_chars_off_and_custom(make_recipe):
     assert texts(cleaned) == ["short"]
 
 
-# --- validation ----------------------------------------------------------------------------------
+# --- schema metadata ---------------------------------------------------------------------------
 
-def test_validate_rows_accepts_clean_rows(make_recipe):
-    recipe = make_recipe()
-    cleaned = clean(frame(("good", "pos"), ("bad", "neg")), TASK, recipe)
-    metadata = validate_rows(TASK.schema(recipe), cleaned.rows, "clean_dataset")
+def test_column_schema_metadata_lists_the_task_columns(make_recipe):
+    metadata = column_schema(TASK.schema(make_recipe()))
     assert set(metadata) == {"dagster/column_schema"}
-    columns = {column.name for column in metadata["dagster/column_schema"].columns}
-    assert columns == {"text", "label"}
-
-
-def test_validate_rows_rejects_label_out_of_range(make_recipe):
-    recipe = make_recipe()
-    rows = pd.DataFrame({"text": ["good", "bad", "odd"], "label": [1, 0, 7]})
-    with pytest.raises(DataError) as info:
-        validate_rows(TASK.schema(recipe), rows, "clean_dataset")
-    message = str(info.value)
-    assert message.startswith("clean_dataset:")
-    assert "column 'label'" in message
-    assert "row 2" in message and "7" in message
-
-
-def test_validate_rows_rejects_empty_text(make_recipe):
-    recipe = make_recipe()
-    rows = pd.DataFrame({"text": ["good", ""], "label": [1, 0]})
-    with pytest.raises(DataError, match="column 'text'"):
-        validate_rows(TASK.schema(recipe), rows, "clean_dataset")
+    assert {column.name for column in metadata["dagster/column_schema"].columns} == {"text", "label"}

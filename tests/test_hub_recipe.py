@@ -71,7 +71,7 @@ def imdb_run(tmp_path_factory):
     mp.setattr(datasets, "load_dataset", load_dataset)
     try:
         defs = build_definitions(recipes, str(root / "artifacts"))
-        result = materialize(list(defs.assets), resources=defs.resources, instance=DagsterInstance.ephemeral())
+        result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=DagsterInstance.ephemeral())
     finally:
         mp.undo()
     assert result.success

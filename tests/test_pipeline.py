@@ -61,7 +61,7 @@ def pipeline_run(tmp_path_factory):
         (recipes / f"tweets_{method}.yaml").write_text(yaml.safe_dump(tiny_recipe(method)))
     defs = build_definitions(recipes, str(root / "artifacts"))
     instance = DagsterInstance.ephemeral()
-    result = materialize(list(defs.assets), resources=defs.resources, instance=instance)
+    result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance)
     assert result.success
     metadata = {event.materialization.asset_key: event.materialization.metadata
                 for event in result.get_asset_materialization_events()}

