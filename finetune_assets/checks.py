@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, AssetKey,
                      MetadataValue, asset_check)
-from datasets import load_from_disk
 
 from finetune_assets.artifacts import ArtifactRef
 from finetune_assets.cleaning import comparison_key
@@ -73,6 +72,8 @@ def _class_balance(recipe, task, ref) -> Finding:
 
 
 def _splits(ref: ArtifactRef):
+    from datasets import load_from_disk  # heavy; only when a check runs
+
     return load_from_disk(ref.path)
 
 

@@ -44,7 +44,7 @@ def check_columns(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> None:
 
 def clean(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> Cleaned:
     """Canonical columns, then each enabled rule in a fixed order. ``raw`` itself is not modified."""
-    raw = with_nested_columns(raw, recipe.dataset.columns.values())
+    raw = task.unpack_records(with_nested_columns(raw, recipe.dataset.columns.values()), recipe)
     check_columns(raw, task, recipe)
     rows, dropped = task.canonical_rows(raw, recipe)
     rules = recipe.cleaning

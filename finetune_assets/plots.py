@@ -54,6 +54,41 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str], title: str, tar
     return _save(fig, target)
 
 
+def metric_bars(tuned: dict[str, float], baseline: dict[str, float], names: list[str], title: str,
+                target: Path) -> Path:
+    """Base and fine-tuned model side by side for each metric in ``names`` (same scale)."""
+    fig, ax = plt.subplots(figsize=(1.0 + 1.2 * len(names), 3.5))
+    positions = range(len(names))
+    width = 0.38
+    for offset, scores, label in ((-width / 2, baseline, "base model"), (width / 2, tuned, "fine-tuned")):
+        bars = ax.bar([p + offset for p in positions], [scores[n] for n in names], width, label=label)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(list(positions), names)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return _save(fig, target)
+
+
+def metric_history(history: list[dict], metric: str, target: Path) -> Path:
+    """The gated metric of every export over time; promoted exports are filled markers."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    values = [row[metric] for row in history]
+    ax.plot(range(1, len(values) + 1), values, color="grey", alpha=0.6)
+    for i, row in enumerate(history, start=1):
+        promoted = row["decision"].startswith("promoted")
+        ax.scatter(i, row[metric], color="tab:green" if promoted else "tab:red", zorder=3,
+                   label="promoted" if promoted else "kept champion")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys())
+    ax.set_xlabel("evaluation")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} of each export")
+    ax.grid(alpha=0.3)
+    return _save(fig, target)
+
+
 def _save(fig, target: Path) -> Path:
     fig.tight_layout()
     fig.savefig(target, dpi=90)

@@ -27,7 +27,8 @@ class DatasetSpec(_Strict):
     """Where the rows come from and how their columns map onto the task's columns."""
 
     source: str = Field(description="hub dataset id, local csv/jsonl/parquet path, or package:<pkg>/<path>")
-    format: Literal["csv", "jsonl", "json", "parquet"] | None = None
+    format: Literal["csv", "jsonl", "json", "parquet", "chatterbot"] | None = Field(
+        None, description="default: from the file suffix; chatterbot: a folder of ChatterBot corpus YAML")
     encoding: str = "utf-8"
     hub_config: str | None = None
     hub_split: str | None = Field(None, description="hub split expression, e.g. 'train+test'; default all")
@@ -126,6 +127,21 @@ class ChecksSpec(_Strict):
     leakage: Literal["error", "warn"] = Field("error", description="severity of train/test overlap")
 
 
+class PromotionSpec(_Strict):
+    """When a new export replaces the current champion."""
+
+    metric: str | None = Field(None, description="default: the task's primary metric")
+    higher_is_better: bool | None = Field(None, description="default: the task's direction")
+    min_improvement: float = Field(0.0, ge=0)
+
+
+class ScheduleSpec(_Strict):
+    """Periodic retraining; the schedule is created stopped and started from the UI."""
+
+    cron: str
+    timezone: str = "UTC"
+
+
 class Recipe(_Strict):
     """A whole fine-tuning job. ``name`` comes from the file name, never from inside the file."""
 
@@ -138,6 +154,9 @@ class Recipe(_Strict):
     dataset: DatasetSpec
     cleaning: CleaningSpec = CleaningSpec()
     checks: ChecksSpec = ChecksSpec()
+    promotion: PromotionSpec = PromotionSpec()
+    schedule: ScheduleSpec | None = None
+    force_recompute: bool = Field(False, description="ignore cached artifacts on every run")
     splits: SplitSpec = SplitSpec()
     method: Literal["full", "lora", "qlora"] = "full"
     lora: LoraSpec = LoraSpec()
@@ -147,9 +166,16 @@ class Recipe(_Strict):
     evaluation: EvaluationSpec = EvaluationSpec()
 
     def section(self, *keys: str) -> dict:
-        """The recipe's settings under ``keys``, as plain data (used for fingerprints and cards)."""
+        """The settings under ``keys`` (dotted for nested, e.g. ``training.max_length``) as plain
+        data: what a stage's fingerprint depends on."""
         data = self.model_dump(mode="json", exclude={"name", "source_file", "description"})
-        return {key: data[key] for key in keys}
+        picked = {}
+        for key in keys:
+            value = data
+            for part in key.split("."):
+                value = value[part]
+            picked[key] = value
+        return picked
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from finetune_assets import gguf
+
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
@@ -63,6 +65,10 @@ def read_table(source: Source, *, format: str | None, encoding: str, hub_config:
     path = Path(source.location)
     if not path.exists():
         raise SourceError(f"{path}: data file not found (check dataset.source in the recipe)")
+    if format == "chatterbot":
+        from finetune_assets.chatterbot import read_corpus  # imports this module
+
+        return read_corpus(path, encoding)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in FILE_FORMATS)
         if not files:
@@ -114,9 +120,21 @@ def _read_hub(dataset_id: str, config: str | None, split: str | None) -> pd.Data
     return loaded.to_pandas()
 
 
+def read_dataset(recipe) -> tuple[pd.DataFrame, str]:
+    """A recipe's rows exactly as its source holds them, and a description of that source."""
+    spec = recipe.dataset
+    source = resolve(spec.source, recipe.source_file.parent)
+    frame = read_table(source, format=spec.format, encoding=spec.encoding, hub_config=spec.hub_config,
+                       hub_split=spec.hub_split)
+    return frame, source.describe()
+
+
 def model_location(ref: str, relative_to: Path) -> str:
-    """What ``from_pretrained`` should receive: a local folder or a hub id."""
+    """What ``from_pretrained`` should receive: a local folder or a hub id (a GGUF file becomes
+    its dequantized copy, see :mod:`finetune_assets.gguf`)."""
     source = resolve(ref, relative_to)
+    if source.kind != "hub" and source.location.endswith(".gguf"):
+        return str(gguf.plain_copy(Path(source.location)))
     if source.kind != "hub" and not Path(source.location).is_dir():
         raise SourceError(f"{ref}: a model must be a folder with config.json ({source.location})")
     return source.location

