@@ -32,6 +32,8 @@ def recipe_schedule(recipe: Recipe, job) -> ScheduleDefinition | None:
 
 def local_data_path(recipe: Recipe) -> Path | None:
     """The recipe's data file or folder when it is a local one a sensor can watch."""
+    if recipe.dataset.source.startswith("package:"):  # installed data does not change under a sensor
+        return None
     source = resolve(recipe.dataset.source, recipe.source_file.parent)
     return Path(source.location) if source.kind == "local" else None
 
