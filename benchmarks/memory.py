@@ -36,7 +36,7 @@ MARK = "MEMORY_RESULT "
 TARGET = 0.6
 
 
-def child(variant: str, steps: int, splits: str, base: str, out: Path) -> None:
+def child(variant: str, steps: int, checkpointing: bool, splits: str, base: str, out: Path) -> None:
     """One variant in this (fresh) process; prints its figures as one JSON line."""
     import torch
 
@@ -44,11 +44,11 @@ def child(variant: str, steps: int, splits: str, base: str, out: Path) -> None:
     from finetune_assets.training import train
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    recipe = recipe_for(steps)
+    recipe = recipe_for(steps, checkpointing)
     task = get_task(recipe.task)
     figures = {}
-    if variant == "load":
-        task.load_model(base, recipe)
+    if variant == "load":  # touch every weight: safetensors are memory-mapped, untouched pages are not resident
+        sum(float(p.detach().sum()) for p in task.load_model(base, recipe).parameters())
     else:
         recipe = recipe.model_copy(update={"method": variant})
         trained = train(recipe, task, Path(splits), base, out, logging.getLogger(variant))
@@ -60,10 +60,11 @@ def child(variant: str, steps: int, splits: str, base: str, out: Path) -> None:
     print(MARK + json.dumps(figures), flush=True)
 
 
-def recipe_for(steps: int):
+def recipe_for(steps: int, checkpointing: bool):
     """The recipe as shipped, trained for ``steps`` optimizer steps, validated on one row."""
-    batch = common.load_recipe(RECIPE).training.batch_size
-    return common.load_recipe(RECIPE, max_train_samples=steps * batch, max_eval_samples=1, epochs=1)
+    shipped = common.load_recipe(RECIPE).training
+    return common.load_recipe(RECIPE, max_train_samples=steps * shipped.batch_size, max_eval_samples=1, epochs=1,
+                              gradient_checkpointing=checkpointing or shipped.gradient_checkpointing)
 
 
 def prepare(recipe, work: Path) -> tuple[str, str]:
@@ -81,9 +82,9 @@ def prepare(recipe, work: Path) -> tuple[str, str]:
     return upstream[0].path, sources.model_location(recipe.base_model, recipe.source_file.parent)
 
 
-def measure(variant: str, steps: int, splits: str, base: str, out: Path) -> dict:
+def measure(variant: str, steps: int, checkpointing: bool, splits: str, base: str, out: Path) -> dict:
     command = [sys.executable, __file__, "--child", variant, "--steps", str(steps), "--splits", splits,
-               "--base", base, "--out", str(out)]
+               "--base", base, "--out", str(out)] + (["--gradient-checkpointing"] if checkpointing else [])
     out.mkdir()
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
@@ -99,25 +100,28 @@ def mib(path: Path, pattern: str) -> float:
 def main() -> None:
     cli = common.parser(__doc__)
     cli.add_argument("--steps", type=int, help="optimizer steps per variant (default 6; 2 with --quick)")
+    cli.add_argument("--gradient-checkpointing", action="store_true",
+                     help="recompute activations in backward (training.gradient_checkpointing) in every variant")
     for hidden in ("--child", "--splits", "--base", "--out"):
         cli.add_argument(hidden, help="internal: one variant's process")
     args = cli.parse_args()
     steps = args.steps or (2 if args.quick else 6)
     if args.child:
-        return child(args.child, steps, args.splits, args.base, Path(args.out))
+        return child(args.child, steps, args.gradient_checkpointing, args.splits, args.base, Path(args.out))
     variants = (["load"] if not args.quick else []) + ["full", "lora"] + (["qlora"] if common.cuda() else [])
-    recipe = recipe_for(steps)
+    recipe = recipe_for(steps, args.gradient_checkpointing)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         work = Path(tmp)
         splits, base = prepare(recipe, work)
-        results = {v: measure(v, steps, splits, base, work / v) for v in variants}
+        results = {v: measure(v, steps, args.gradient_checkpointing, splits, base, work / v) for v in variants}
         adapter_mib = mib(work / "lora", "adapter_model.safetensors")
         full_mib = mib(work / "full", "*.safetensors")
     gpu = common.cuda()
     key = "cuda_peak_mib" if gpu else "peak_rss_mib"
     figures = {"setup": f"{RECIPE}: SmolLM2-135M (GGUF, dequantized to float32), batch "
                         f"{recipe.training.batch_size}, max_length {recipe.training.max_length}, LoRA r="
-                        f"{recipe.lora.r} on {','.join(recipe.lora.target_modules or ['default'])}, {steps} steps"}
+                        f"{recipe.lora.r} on {','.join(recipe.lora.target_modules or ['default'])}, {steps} steps, gradient checkpointing "
+                        f"{recipe.training.gradient_checkpointing}"}
     for variant, result in results.items():
         figures[f"{variant}_peak_rss_mib"] = round(result["peak_rss_mib"])
         if gpu:
@@ -130,6 +134,10 @@ def main() -> None:
         "ratio_adapter_to_model_on_disk": round(adapter_mib / full_mib, 4),
         f"ratio_lora_to_full_{key}": round(results["lora"][key] / results["full"][key], 3),
     })
+    if "load" in results:  # what training adds on top of the imports and the loaded model
+        floor = results["load"][key]
+        figures[f"ratio_lora_to_full_{key}_above_load"] = round(
+            (results["lora"][key] - floor) / (results["full"][key] - floor), 3)
     if "qlora" in results:
         figures[f"ratio_qlora_to_full_{key}"] = round(results["qlora"][key] / results["full"][key], 3)
     figures["target_ratio_lora_to_full"] = f"<= {TARGET}"

@@ -24,9 +24,9 @@ CODE_VERSIONS = {
     "raw_dataset": "1",
     "clean_dataset": "1",
     "tokenized_splits": "1",
-    "finetuned_model": "1",
+    "finetuned_model": "2",  # 2: training_figures.json next to the weights
     "evaluation_report": "1",
-    "exported_model": "1",
+    "exported_model": "2",  # 2: adapter/ beside the merged model; method lines in the card
 }
 
 # The recipe sections each stage reads: changing any other key does not invalidate the stage.

@@ -206,7 +206,7 @@ def test_answers_to_one_prompt_share_a_split(tmp_path):
 
 # --- the shipped QLoRA recipe on a CPU machine ------------------------------------------------
 
-QUESTIONS = ["What causes {}?", "How is {} treated?", "What are the symptoms of {}?"]
+QUESTIONS = ["What causes {}?", "How is {} treated?", "What are the symptoms of {}?", "Who gets {}?"]
 TOPICS = ["anemia", "asthma", "gout", "migraine", "scurvy", "rickets", "malaria", "tetanus", "measles",
           "mumps", "rabies", "cholera", "typhoid", "angina", "eczema", "psoriasis", "glaucoma", "lupus",
           "sepsis", "shingles"]
@@ -215,7 +215,7 @@ TOPICS = ["anemia", "asthma", "gout", "migraine", "scurvy", "rickets", "malaria"
 def flashcards_stand_in(folder: Path) -> Path:
     folder.mkdir()
     rows = [{"instruction": "Answer this question truthfully", "input": q.format(t),
-             "output": f"{t.capitalize()} is {['caused', 'treated', 'noticed'][i]} as the textbook says."}
+             "output": f"{t.capitalize()} is {['caused', 'treated', 'noticed', 'seen'][i]} as the textbook says."}
             for t in TOPICS for i, q in enumerate(QUESTIONS)]
     pd.DataFrame(rows).to_parquet(folder / "train.parquet")
     return folder
@@ -225,7 +225,7 @@ def medqa_run(root: Path, base: Path, **overrides):
     """Materialize the shipped medqa recipe (tiny base, local data); return result, metadata, data calls."""
     shipped = yaml.safe_load((RECIPES_DIR / "medqa_tinyllama_qlora.yaml").read_text())
     recipe = {**shipped, "base_model": str(base), **overrides,
-              "splits": {"validation": 0.15, "test": 0.2, "seed": 1},
+              "splits": {"validation": 0.15, "test": 0.15, "seed": 1},
               "training": {**shipped["training"], "epochs": 3, "learning_rate": 5e-3, "max_train_samples": 48,
                            "max_length": 64, "gradient_accumulation_steps": 2, "logging_steps": 2},
               "generation": {"max_new_tokens": 8}, "evaluation": {"num_examples": 3}}
@@ -261,8 +261,10 @@ def test_qlora_without_cuda_fails_before_any_data_is_read(tmp_path, tiny_llama):
     assert asked == [], "the hub dataset was never asked for"
     assert metadata == {}, "nothing was materialized"
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.step_failure_data.error.message
-    assert "method qlora needs a CUDA GPU" in message and "quantization.cpu_fallback: true" in message
+    assert failure.step_key == "medqa_tinyllama_qlora__raw_dataset", "the first stage stops the run"
+    message = failure.step_failure_data.error.to_string()
+    assert "MethodError: medqa_tinyllama_qlora.yaml: method qlora needs a CUDA GPU" in message
+    assert "quantization.cpu_fallback: true" in message
 
 
 @pytest.fixture(scope="module")

@@ -123,6 +123,8 @@ class Summarization(TaskFamily):
                                         **self.extra_training_arguments(recipe))
         trainer = Seq2SeqTrainer(model=model, args=args, data_collator=self.collator(tokenizer, model),
                                  processing_class=tokenizer)
+        # Labels stay in: DataCollatorForSeq2Seq always sets a "labels" key, and Seq2SeqTrainer then
+        # runs a loss pass that fails on labels=None.
         ids = trainer.predict(test.select_columns(["input_ids", "attention_mask", "labels"])).predictions
         ids = np.where(ids == -100, tokenizer.pad_token_id, ids)  # -100 pads batches to one width
         predictions = [text.strip() for text in tokenizer.batch_decode(
