@@ -54,11 +54,11 @@ def tweet_batches(tokenizer, batch_size: int, max_length: int, count: int, seed:
     """``count`` batches of real negative/positive tweets, padded to each batch's longest row."""
     frame = pd.read_csv(common.tweets_csv(), encoding="latin-1", dtype=str, keep_default_na=False)
     frame = frame[frame["sentiment"].isin(["negative", "positive"])].sample(n=batch_size * count, random_state=seed)
-    labels = torch.tensor((frame["sentiment"] == "positive").astype(int).to_numpy())
+    texts, labels = frame["text"].tolist(), torch.tensor((frame["sentiment"] == "positive").astype(int).to_numpy())
     batches = []
-    for start in range(0, len(frame), batch_size):
-        batch = tokenizer(list(frame["text"][start:start + batch_size]), truncation=True, max_length=max_length,
-                          padding=True, return_tensors="pt")
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+                          return_tensors="pt")
         batches.append({**batch, "labels": labels[start:start + batch_size]})
     return batches
 

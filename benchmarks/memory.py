@@ -47,14 +47,15 @@ def child(variant: str, steps: int, checkpointing: bool, splits: str, base: str,
     recipe = recipe_for(steps, checkpointing)
     task = get_task(recipe.task)
     figures = {}
-    if variant == "load":  # touch every weight: safetensors are memory-mapped, untouched pages are not resident
+    if variant == "load":  # touch every weight: safetensors are memory-mapped, untouched pages stay out
         sum(float(p.detach().sum()) for p in task.load_model(base, recipe).parameters())
     else:
         recipe = recipe.model_copy(update={"method": variant})
         trained = train(recipe, task, Path(splits), base, out, logging.getLogger(variant))
         figures = {k: trained[k] for k in ("trainable_parameters", "total_parameters", "train_seconds")}
     status = Path("/proc/self/status").read_text()
-    figures["peak_rss_mib"] = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+    peak_kib = next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]
+    figures["peak_rss_mib"] = int(peak_kib) / 1024
     if torch.cuda.is_available():
         figures["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     print(MARK + json.dumps(figures), flush=True)
@@ -118,10 +119,10 @@ def main() -> None:
         full_mib = mib(work / "full", "*.safetensors")
     gpu = common.cuda()
     key = "cuda_peak_mib" if gpu else "peak_rss_mib"
-    figures = {"setup": f"{RECIPE}: SmolLM2-135M (GGUF, dequantized to float32), batch "
-                        f"{recipe.training.batch_size}, max_length {recipe.training.max_length}, LoRA r="
-                        f"{recipe.lora.r} on {','.join(recipe.lora.target_modules or ['default'])}, {steps} steps, gradient checkpointing "
-                        f"{recipe.training.gradient_checkpointing}"}
+    spec, targets = recipe.training, ",".join(recipe.lora.target_modules or ["peft default"])
+    figures = {"setup": f"{RECIPE}: SmolLM2-135M (GGUF, dequantized to float32), batch {spec.batch_size}, "
+                        f"max_length {spec.max_length}, LoRA r={recipe.lora.r} on {targets}, {steps} steps, "
+                        f"gradient checkpointing {spec.gradient_checkpointing}"}
     for variant, result in results.items():
         figures[f"{variant}_peak_rss_mib"] = round(result["peak_rss_mib"])
         if gpu:
