@@ -20,7 +20,7 @@ import datasets
 import pandas as pd
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import DagsterInstance, materialize
 from datasets import Dataset, DatasetDict
 from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
 
