@@ -139,18 +139,17 @@ CHECKS = [
 
 
 def build_checks(recipe: Recipe) -> list[AssetChecksDefinition]:
-    task = get_task(recipe.task)
-    labelled = task.stratify_column() == "label"
-    return [_asset_check(recipe, task, check) for check in CHECKS if labelled or not check.needs_labels]
+    labelled = bool(recipe.dataset.labels)  # label checks apply where the recipe declares labels
+    return [_asset_check(recipe, check) for check in CHECKS if labelled or not check.needs_labels]
 
 
-def _asset_check(recipe: Recipe, task: TaskFamily, check: Check) -> AssetChecksDefinition:
+def _asset_check(recipe: Recipe, check: Check) -> AssetChecksDefinition:
     severity = check.severity(recipe)
 
     @asset_check(asset=AssetKey([recipe.name, check.asset]), name=check.name, blocking=True,
                  description=f"{check.doc} Severity {severity.value}.")
     def _run(context, ref: ArtifactRef) -> AssetCheckResult:
-        finding = check.run(recipe, task, ref)
+        finding = check.run(recipe, get_task(recipe.task), ref)
         if not finding.passed:
             log = context.log.error if severity == ERROR else context.log.warning
             log(f"check {check.name} on {recipe.name}/{check.asset} failed: {finding.description}")

@@ -1,15 +1,25 @@
-"""Task families by recipe ``task`` name."""
+"""Task families by recipe ``task`` name, imported on first use.
+
+A task module pulls in torch and transformers; importing it lazily keeps loading the Definitions
+(and a fully cached run of another task's recipe) from paying for every task family.
+"""
+
+from functools import cache
+from importlib import import_module
 
 from finetune_assets.tasks.base import Evaluation, TaskFamily
-from finetune_assets.tasks.classification import Classification
-from finetune_assets.tasks.instruction import Instruction
-from finetune_assets.tasks.summarization import Summarization
 
-TASKS: dict[str, TaskFamily] = {task.name: task for task in (Classification(), Summarization(), Instruction())}
+TASK_CLASSES = {
+    "classification": "finetune_assets.tasks.classification:Classification",
+    "summarization": "finetune_assets.tasks.summarization:Summarization",
+    "instruction": "finetune_assets.tasks.instruction:Instruction",
+}
 
 
+@cache
 def get_task(name: str) -> TaskFamily:
-    return TASKS[name]
+    module, _, cls = TASK_CLASSES[name].partition(":")
+    return getattr(import_module(module), cls)()
 
 
-__all__ = ["Evaluation", "TaskFamily", "TASKS", "get_task"]
+__all__ = ["Evaluation", "TaskFamily", "TASK_CLASSES", "get_task"]
