@@ -36,7 +36,7 @@ MARK = "MEMORY_RESULT "
 TARGET = 0.6
 
 
-def child(variant: str, steps: int, checkpointing: bool, splits: str, base: str, out: Path) -> None:
+def child(variant: str, steps: int, checkpointing: str, splits: str, base: str, out: Path) -> None:
     """One variant in this (fresh) process; prints its figures as one JSON line."""
     import torch
 
@@ -61,11 +61,13 @@ def child(variant: str, steps: int, checkpointing: bool, splits: str, base: str,
     print(MARK + json.dumps(figures), flush=True)
 
 
-def recipe_for(steps: int, checkpointing: bool):
-    """The recipe as shipped, trained for ``steps`` optimizer steps, validated on one row."""
+def recipe_for(steps: int, checkpointing: str):
+    """The recipe as shipped, trained for ``steps`` optimizer steps, validated on one row; activation
+    checkpointing as the recipe says (``recipe``) or forced ``on``/``off`` in every variant."""
     shipped = common.load_recipe(RECIPE).training
+    recompute = shipped.gradient_checkpointing if checkpointing == "recipe" else checkpointing == "on"
     return common.load_recipe(RECIPE, max_train_samples=steps * shipped.batch_size, max_eval_samples=1, epochs=1,
-                              gradient_checkpointing=checkpointing or shipped.gradient_checkpointing)
+                              gradient_checkpointing=recompute)
 
 
 def prepare(recipe, work: Path) -> tuple[str, str]:
@@ -83,9 +85,9 @@ def prepare(recipe, work: Path) -> tuple[str, str]:
     return upstream[0].path, sources.model_location(recipe.base_model, recipe.source_file.parent)
 
 
-def measure(variant: str, steps: int, checkpointing: bool, splits: str, base: str, out: Path) -> dict:
+def measure(variant: str, steps: int, checkpointing: str, splits: str, base: str, out: Path) -> dict:
     command = [sys.executable, __file__, "--child", variant, "--steps", str(steps), "--splits", splits,
-               "--base", base, "--out", str(out)] + (["--gradient-checkpointing"] if checkpointing else [])
+               "--base", base, "--out", str(out), "--gradient-checkpointing", checkpointing]
     out.mkdir()
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
@@ -101,8 +103,9 @@ def mib(path: Path, pattern: str) -> float:
 def main() -> None:
     cli = common.parser(__doc__)
     cli.add_argument("--steps", type=int, help="optimizer steps per variant (default 6; 2 with --quick)")
-    cli.add_argument("--gradient-checkpointing", action="store_true",
-                     help="recompute activations in backward (training.gradient_checkpointing) in every variant")
+    cli.add_argument("--gradient-checkpointing", choices=("recipe", "on", "off"), default="recipe",
+                     help="recompute activations in backward (training.gradient_checkpointing) in every variant: "
+                          "as the recipe says (default), or forced on or off")
     for hidden in ("--child", "--splits", "--base", "--out"):
         cli.add_argument(hidden, help="internal: one variant's process")
     args = cli.parse_args()
