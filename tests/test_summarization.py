@@ -148,6 +148,11 @@ def test_report_has_rouge_gen_len_and_bleu_for_tuned_and_base(tiny_run):
         assert all(0.0 <= report[f"{prefix}{n}"].value <= 1.0 for n in ROUGE)
         assert 0 < report[f"{prefix}gen_len"].value <= TINY_GENERATION["max_new_tokens"]
         assert 0.0 <= report[f"{prefix}bleu"].value <= 100.0
+    details = json.loads(Path(report["path"].value).read_text())
+    for side, prefix in (("tuned", ""), ("baseline", "baseline_")):
+        predictions = details[side]["details"]["predictions"]
+        share = len(set(predictions)) / len(predictions)
+        assert report[f"{prefix}distinct_predictions"].value == pytest.approx(share, abs=1e-3)
     assert report["rouge_scores"].value.startswith("![rouge_scores](data:image/png;base64,")
     table = report["side_by_side"].value
     assert "| document | reference | base model | fine-tuned |" in table

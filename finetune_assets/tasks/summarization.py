@@ -132,6 +132,8 @@ class Summarization(TaskFamily):
         references = list(test["summary"])
         metrics = load_metric("rouge").compute(predictions=predictions, references=references)
         metrics["gen_len"] = float(np.isin(ids, tokenizer.all_special_ids, invert=True).sum(axis=1).mean())
+        # A model that ignores its input writes one summary for every document; ROUGE alone hides that.
+        metrics["distinct_predictions"] = len(set(predictions)) / max(len(predictions), 1)
         if recipe.evaluation.bleu:
             metrics.update(load_metric("bleu").compute(predictions=predictions, references=references))
         shown = range(min(recipe.evaluation.num_examples, len(test)))
