@@ -106,6 +106,12 @@ class TaskFamily(ABC):
         """Figures about cleaned rows worth showing in metadata (e.g. rows per label)."""
         return {}
 
+    def text_length(self, recipe: Recipe) -> dict[str, int]:
+        """pandera ``str_length`` bounds for cleaned text columns: at least one character (cleaning
+        drops empty text) and the recipe's ``cleaning`` bounds where it sets them."""
+        bounds = {"min_value": max(1, recipe.cleaning.min_chars), "max_value": recipe.cleaning.max_chars}
+        return {k: v for k, v in bounds.items() if v is not None}
+
     def select_columns(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
         """The recipe's source columns for :attr:`required_columns`, renamed to the task's names."""
         frame = raw[[recipe.dataset.columns.get(c, c) for c in self.required_columns]].copy()

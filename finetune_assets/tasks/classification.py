@@ -49,12 +49,12 @@ class Classification(TaskFamily):
 
     def schema(self, recipe: Recipe):
         label_ids = list(range(len(_label_names(recipe))))
-        bounds = {"min_value": max(1, recipe.cleaning.min_chars), "max_value": recipe.cleaning.max_chars}
+        length = self.text_length(recipe)
 
         class ClassificationRows(pa.DataFrameModel):
             """Cleaned classification rows: text within the recipe's length bounds, a known label id."""
 
-            text: Series[str] = pa.Field(str_length={k: v for k, v in bounds.items() if v is not None})
+            text: Series[str] = pa.Field(str_length=length)
             label: Series[int] = pa.Field(isin=label_ids)
 
         return ClassificationRows

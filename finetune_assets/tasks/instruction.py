@@ -61,8 +61,7 @@ class Instruction(TaskFamily):
         return frame, {}
 
     def schema(self, recipe: Recipe):
-        bounds = {"min_value": max(1, recipe.cleaning.min_chars), "max_value": recipe.cleaning.max_chars}
-        length = {k: v for k, v in bounds.items() if v is not None}
+        length = self.text_length(recipe)
 
         class InstructionRows(pa.DataFrameModel):
             """Cleaned instruction rows: prompt and response within the recipe's length bounds; a

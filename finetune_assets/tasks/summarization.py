@@ -50,8 +50,7 @@ class Summarization(TaskFamily):
         return frame, {}
 
     def schema(self, recipe: Recipe):
-        bounds = {"min_value": max(1, recipe.cleaning.min_chars), "max_value": recipe.cleaning.max_chars}
-        length = {k: v for k, v in bounds.items() if v is not None}
+        length = self.text_length(recipe)
 
         class SummarizationRows(pa.DataFrameModel):
             """Cleaned summarization rows: a document and its reference summary, both within the
