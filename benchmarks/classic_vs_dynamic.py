@@ -22,7 +22,7 @@ and their ratio is the speedup to expect where the model's arithmetic dominates.
 
 from __future__ import annotations
 
-import tempfile
+import functools
 from pathlib import Path
 
 import common
@@ -71,8 +71,7 @@ def main() -> None:
     cli = common.parser(__doc__)
     cli.add_argument("--max-length", type=int, default=128, help="truncation (and the classic padding) length")
     cli.add_argument("--train-rows", type=int, help="training rows (default 2,000; 256 with --quick)")
-    cli.add_argument("--repeats", type=int, default=1,
-                     help="alternate the two sides this many times and keep each side's fastest run (busy machines)")
+    common.add_repeats(cli)
     args = cli.parse_args()
     rows = dict(ROWS[args.quick], **({"max_train_samples": args.train_rows} if args.train_rows else {}))
     recipe = common.load_recipe(RECIPE, **rows)
@@ -82,11 +81,8 @@ def main() -> None:
     frames = common.tweet_splits(recipe)
     sides = {"dynamic": False, "classic": True}
     data = {name: encoded(recipe, frames, tokenizer, args.max_length, classic) for name, classic in sides.items()}
-    trials = {name: [] for name in sides}
-    with tempfile.TemporaryDirectory(prefix="bench-padding-") as scratch:
-        for trial in range(args.repeats):
-            for name, classic in sides.items():
-                trials[name].append(run(recipe, data[name], tokenizer, classic, Path(scratch) / f"{name}-{trial}"))
+    trials = common.alternate({name: functools.partial(run, recipe, data[name], tokenizer, classic)
+                               for name, classic in sides.items()}, args.repeats, "bench-padding-")
     dynamic, classic = (max(trials[name], key=lambda result: result["samples_per_second"]) for name in sides)
     spec, train = recipe.training, data["dynamic"]["train"]
     common.print_figures("classic_vs_dynamic", {

@@ -34,6 +34,24 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return parsed
 
 
+def add_repeats(cli: argparse.ArgumentParser) -> None:
+    cli.add_argument("--repeats", type=int, default=1,
+                     help="alternate the two sides this many times and keep each side's fastest run (busy machines)")
+
+
+def alternate(sides: dict, repeats: int, prefix: str) -> dict[str, list[dict]]:
+    """Run each side (a callable taking a fresh scratch folder) in turn, ``repeats`` times, and return
+    every side's results in order; alternating spreads a busy machine's slow stretches over both."""
+    import tempfile
+
+    trials = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        for trial in range(repeats):
+            for name, side in sides.items():
+                trials[name].append(side(Path(scratch) / f"{name}-{trial}"))
+    return trials
+
+
 def cuda() -> bool:
     import torch
 

@@ -33,7 +33,6 @@ added to the plain side's time.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import common
@@ -95,8 +94,7 @@ def main() -> None:
     cli = common.parser(__doc__)
     cli.add_argument("--plain-first", action="store_true",
                      help="run the plain script first (default: the pipeline first, which gives it the colder caches)")
-    cli.add_argument("--repeats", type=int, default=1,
-                     help="alternate the two sides this many times and keep each side's fastest run (busy machines)")
+    common.add_repeats(cli)
     args = cli.parse_args()
     settings = QUICK if args.quick else {}
     # Imports both sides share are paid here, before either clock starts.
@@ -107,11 +105,7 @@ def main() -> None:
     recipe = common.load_recipe(RECIPE, **settings)
     sides = {"plain": lambda folder: plain(recipe, folder), "pipeline": lambda folder: pipeline(folder, settings)}
     order = ["plain", "pipeline"] if args.plain_first else ["pipeline", "plain"]
-    trials = {name: [] for name in order}
-    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
-        for trial in range(args.repeats):
-            for name in order:
-                trials[name].append(sides[name](Path(tmp) / f"{name}-{trial}"))
+    trials = common.alternate({name: sides[name] for name in order}, args.repeats, "bench-overhead-")
     ours, theirs = (min(trials[name], key=lambda run: run["seconds"]) for name in ("pipeline", "plain"))
     outside = {name: run["seconds"] - run["train_seconds"] for name, run in (("pipeline", ours), ("plain", theirs))}
     common.print_figures("pipeline_overhead", {
