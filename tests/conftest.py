@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,49 @@ def tiny_bert(tmp_path_factory) -> Path:
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(minilm / name, folder / name)
     return folder
+
+
+@dataclass
+class Materialized:
+    result: object  # dagster's ExecuteInProcessResult
+    metadata: dict  # asset name -> its materialization's metadata
+    hub_calls: list  # (hub id, split) for each datasets.load_dataset call
+    logs: list  # the run's log messages
+
+
+def _materialize_recipes(root: Path, hub_files: dict[str, Path] | None = None) -> Materialized:
+    import datasets
+    from dagster import DagsterInstance, materialize
+
+    from finetune_assets import build_definitions
+
+    hub_calls = []
+    real_load = datasets.load_dataset
+
+    def load_dataset(path, name=None, split=None, **kwargs):
+        hub_calls.append((path, split))
+        files = {split_name: str(file) for split_name, file in hub_files.items()}
+        return real_load("parquet", data_files=files, split=split, cache_dir=str(root / "cache"))
+
+    patch = pytest.MonkeyPatch()
+    if hub_files:
+        patch.setattr(datasets, "load_dataset", load_dataset)
+    try:
+        defs = build_definitions(root / "recipes", str(root / "artifacts"))
+        instance = DagsterInstance.ephemeral()
+        result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
+                             raise_on_error=False)
+    finally:
+        patch.undo()
+    metadata = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    return Materialized(result, metadata, hub_calls, logs)
+
+
+@pytest.fixture(scope="session")
+def materialize_recipes():
+    """``materialize_recipes(root, hub_files=None)``: every asset and check of the recipes in
+    ``root/recipes``, artifacts under ``root``, on an ephemeral instance; a failed run is returned,
+    not raised. With ``hub_files`` ({split: parquet file}) ``datasets.load_dataset`` reads those
+    files instead of the hub, and ``hub_calls`` records what each call asked for."""
+    return _materialize_recipes

@@ -12,14 +12,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import datasets
 import pandas as pd
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance, materialize
 from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-from finetune_assets import build_definitions, sources
+from finetune_assets import sources
 from finetune_assets.recipe import RECIPES_DIR
 
 POSITIVE = ["a wonderful film, I loved it<br /><br />great acting", "brilliant and moving, a joy to watch",
@@ -48,7 +46,7 @@ def distilbert_stand_in(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def imdb_run(tmp_path_factory):
+def imdb_run(tmp_path_factory, materialize_recipes):
     root = tmp_path_factory.mktemp("imdb")
     data = imdb_stand_in(root / "imdb")
     shipped = yaml.safe_load((RECIPES_DIR / "imdb_distilbert.yaml").read_text())
@@ -58,26 +56,9 @@ def imdb_run(tmp_path_factory):
     recipes = root / "recipes"
     recipes.mkdir()
     (recipes / "imdb_distilbert.yaml").write_text(yaml.safe_dump(recipe))
-    real_load = datasets.load_dataset
-    asked = []
-
-    def load_dataset(path, name=None, split=None, **kwargs):
-        asked.append((path, split))
-        assert path == "stanfordnlp/imdb"
-        files = {s: str(data / f"{s}.parquet") for s in ("train", "test")}
-        return real_load("parquet", data_files=files, split=split, cache_dir=str(root / "cache"))
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(datasets, "load_dataset", load_dataset)
-    try:
-        defs = build_definitions(recipes, str(root / "artifacts"))
-        result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=DagsterInstance.ephemeral())
-    finally:
-        mp.undo()
-    assert result.success
-    metadata = {e.materialization.asset_key.path[1]: e.materialization.metadata
-                for e in result.get_asset_materialization_events()}
-    return metadata, asked
+    run = materialize_recipes(root, {split: data / f"{split}.parquet" for split in ("train", "test")})
+    assert run.result.success
+    return run.metadata, run.hub_calls
 
 
 def test_hub_dataset_path_reads_the_recipes_split_expression(imdb_run):

@@ -21,10 +21,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from dagster import DagsterInstance, materialize
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from finetune_assets import build_definitions, chat, gguf, sources
+from finetune_assets import chat, gguf, sources
 from finetune_assets.chatterbot import read_corpus
 from finetune_assets.cleaning import clean, comparison_key
 from finetune_assets.recipe import RECIPES_DIR, load_recipe
@@ -221,8 +220,8 @@ def flashcards_stand_in(folder: Path) -> Path:
     return folder
 
 
-def medqa_run(root: Path, base: Path, **overrides):
-    """Materialize the shipped medqa recipe (tiny base, local data); return result, metadata, data calls."""
+def medqa_run(root: Path, base: Path, materialize_recipes, **overrides):
+    """Materialize the shipped medqa recipe (tiny base, local data in place of the hub's)."""
     shipped = yaml.safe_load((RECIPES_DIR / "medqa_tinyllama_qlora.yaml").read_text())
     recipe = {**shipped, "base_model": str(base), **overrides,
               "splits": {"validation": 0.15, "test": 0.15, "seed": 1},
@@ -232,35 +231,16 @@ def medqa_run(root: Path, base: Path, **overrides):
     (root / "recipes").mkdir(parents=True)
     (root / "recipes" / "medqa_tinyllama_qlora.yaml").write_text(yaml.safe_dump(recipe))
     data = flashcards_stand_in(root / "flashcards")
-    real_load, asked = datasets.load_dataset, []
-
-    def load_dataset(path, name=None, split=None, **kwargs):
-        asked.append((path, split))
-        return real_load("parquet", data_files={"train": str(data / "train.parquet")}, split=split,
-                         cache_dir=str(root / "cache"))
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(datasets, "load_dataset", load_dataset)
-    try:
-        defs = build_definitions(root / "recipes", str(root / "artifacts"))
-        instance = DagsterInstance.ephemeral()
-        result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
-                             raise_on_error=False)
-    finally:
-        mp.undo()
-    metadata = {e.materialization.asset_key.path[1]: e.materialization.metadata
-                for e in result.get_asset_materialization_events()}
-    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    return result, metadata, asked, logs
+    return materialize_recipes(root, {"train": data / "train.parquet"})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine QLoRA runs")
-def test_qlora_without_cuda_fails_before_any_data_is_read(tmp_path, tiny_llama):
-    result, metadata, asked, logs = medqa_run(tmp_path, tiny_llama)
-    assert not result.success
-    assert asked == [], "the hub dataset was never asked for"
-    assert metadata == {}, "nothing was materialized"
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+def test_qlora_without_cuda_fails_before_any_data_is_read(tmp_path, tiny_llama, materialize_recipes):
+    run = medqa_run(tmp_path, tiny_llama, materialize_recipes)
+    assert not run.result.success
+    assert run.hub_calls == [], "the hub dataset was never asked for"
+    assert run.metadata == {}, "nothing was materialized"
+    failure = next(e for e in run.result.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "medqa_tinyllama_qlora__raw_dataset", "the first stage stops the run"
     message = failure.step_failure_data.error.to_string()
     assert "MethodError: medqa_tinyllama_qlora.yaml: method qlora needs a CUDA GPU" in message
@@ -268,15 +248,14 @@ def test_qlora_without_cuda_fails_before_any_data_is_read(tmp_path, tiny_llama):
 
 
 @pytest.fixture(scope="module")
-def fallback_run(tmp_path_factory, tiny_llama):
+def fallback_run(tmp_path_factory, tiny_llama, materialize_recipes):
     if torch.cuda.is_available():
         pytest.skip("on a CUDA machine QLoRA runs: no fallback")
     shipped = yaml.safe_load((RECIPES_DIR / "medqa_tinyllama_qlora.yaml").read_text())
-    result, metadata, asked, logs = medqa_run(
-        tmp_path_factory.mktemp("medqa"), tiny_llama,
-        quantization={**shipped["quantization"], "cpu_fallback": True})
-    assert result.success
-    return metadata, asked, logs
+    run = medqa_run(tmp_path_factory.mktemp("medqa"), tiny_llama, materialize_recipes,
+                    quantization={**shipped["quantization"], "cpu_fallback": True})
+    assert run.result.success
+    return run.metadata, run.hub_calls, run.logs
 
 
 def test_cpu_fallback_trains_plain_lora_and_records_it(fallback_run):

@@ -20,11 +20,10 @@ import datasets
 import pandas as pd
 import pytest
 import yaml
-from dagster import DagsterInstance, materialize
 from datasets import Dataset, DatasetDict
 from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
 
-from finetune_assets import build_definitions, sources
+from finetune_assets import sources
 from finetune_assets.cleaning import clean
 from finetune_assets.recipe import RECIPES_DIR
 from finetune_assets.summarization_pipeline import SummarizationPipeline
@@ -113,7 +112,7 @@ def test_tokenize_uses_prefix_and_separate_length_limits(make_recipe):
 TINY_GENERATION = {"max_new_tokens": 8, "num_beams": 2, "no_repeat_ngram_size": 2, "length_penalty": 0.8}
 
 
-def materialize_papers(root: Path, **overrides) -> dict:
+def materialize_papers(root: Path, materialize_recipes, **overrides) -> dict:
     """The tiny recipe on 24 real ACLSum rows, materialized; each asset's metadata by name."""
     recipes = root / "recipes"
     recipes.mkdir()
@@ -132,22 +131,33 @@ def materialize_papers(root: Path, **overrides) -> dict:
         **overrides,
     }
     (recipes / "papers.yaml").write_text(yaml.safe_dump(recipe))
-    defs = build_definitions(recipes, str(root / "artifacts"))
-    result = materialize(list(defs.assets), resources=defs.resources, instance=DagsterInstance.ephemeral())
-    assert result.success
-    return {e.materialization.asset_key.path[1]: e.materialization.metadata
-            for e in result.get_asset_materialization_events()}
+    run = materialize_recipes(root)
+    assert run.result.success
+    return run.metadata
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return materialize_papers(tmp_path_factory.mktemp("summaries"))
+def tiny_run(tmp_path_factory, materialize_recipes):
+    return materialize_papers(tmp_path_factory.mktemp("summaries"), materialize_recipes)
 
 
 @pytest.fixture(scope="module")
-def tiny_lora_run(tmp_path_factory):
-    return materialize_papers(tmp_path_factory.mktemp("summaries-lora"), method="lora",
+def tiny_lora_run(tmp_path_factory, materialize_recipes):
+    return materialize_papers(tmp_path_factory.mktemp("summaries-lora"), materialize_recipes, method="lora",
                               lora={"r": 4, "alpha": 8, "dropout": 0.0})
+
+
+def export_agreement(run) -> float:
+    """The share of test documents the export, loaded through the summarization pipeline, summarizes
+    exactly as the evaluation report's tuned model did (same generation settings)."""
+    from transformers import pipeline
+
+    export = Path(run["exported_model"]["path"].value)
+    report = json.loads(Path(run["evaluation_report"]["path"].value).read_text())
+    documents = list(datasets.load_from_disk(run["tokenized_splits"]["path"].value)["test"]["document"])
+    summarize = pipeline("summarization", model=str(export), device="cpu", pipeline_class=SummarizationPipeline)
+    outputs = [result[0]["summary_text"] for result in summarize(documents)]
+    return sum(a == b for a, b in zip(outputs, report["tuned"]["details"]["predictions"])) / len(outputs)
 
 
 def test_report_has_rouge_gen_len_and_bleu_for_tuned_and_base(tiny_run):
@@ -183,16 +193,9 @@ def test_generation_settings_reach_the_exported_generation_config(tiny_run):
 
 
 def test_export_reloads_through_the_summarization_pipeline(tiny_run):
-    from transformers import pipeline
-
     export = Path(tiny_run["exported_model"]["path"].value)
-    report = json.loads(Path(tiny_run["evaluation_report"]["path"].value).read_text())
-    documents = list(datasets.load_from_disk(tiny_run["tokenized_splits"]["path"].value)["test"]["document"])
-    summarize = pipeline("summarization", model=str(export), device="cpu", pipeline_class=SummarizationPipeline)
-    outputs = [result[0]["summary_text"] for result in summarize(documents)]
     # The export decodes with the settings the report was computed with, so it says the same.
-    agreement = sum(a == b for a, b in zip(outputs, report["tuned"]["details"]["predictions"])) / len(outputs)
-    assert agreement >= 0.75
+    assert export_agreement(tiny_run) >= 0.75
     probe = tiny_run["exported_model"]["pipeline_probe"].value
     assert probe["probe_output"][0]["summary_text"]
     assert "pipeline_class=SummarizationPipeline" in (export / "README.md").read_text()
@@ -246,7 +249,7 @@ def t5_stand_in(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dialogsum_run(tmp_path_factory):
+def dialogsum_run(tmp_path_factory, materialize_recipes):
     root = tmp_path_factory.mktemp("dialogsum")
     data = dialogsum_stand_in(root / "dialogsum")
     shipped = yaml.safe_load((RECIPES_DIR / "dialogsum_t5.yaml").read_text())
@@ -258,26 +261,9 @@ def dialogsum_run(tmp_path_factory):
     recipes = root / "recipes"
     recipes.mkdir()
     (recipes / "dialogsum_t5.yaml").write_text(yaml.safe_dump(recipe))
-    real_load = datasets.load_dataset
-    asked = []
-
-    def load_dataset(path, name=None, split=None, **kwargs):
-        asked.append((path, split))
-        assert path == "knkarthick/dialogsum"
-        files = {s: str(data / f"{s}.parquet") for s in ("train", "validation", "test")}
-        return real_load("parquet", data_files=files, split=split, cache_dir=str(root / "cache"))
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(datasets, "load_dataset", load_dataset)
-    try:
-        defs = build_definitions(recipes, str(root / "artifacts"))
-        result = materialize(list(defs.assets), resources=defs.resources, instance=DagsterInstance.ephemeral())
-    finally:
-        mp.undo()
-    assert result.success
-    metadata = {e.materialization.asset_key.path[1]: e.materialization.metadata
-                for e in result.get_asset_materialization_events()}
-    return metadata, asked, shipped
+    run = materialize_recipes(root, {split: data / f"{split}.parquet" for split in ("train", "validation", "test")})
+    assert run.result.success
+    return run.metadata, run.hub_calls, shipped
 
 
 def test_dialogsum_reads_every_hub_split_and_maps_dialogue_to_document(dialogsum_run):
@@ -321,11 +307,4 @@ def test_lora_export_is_merged_and_summarizes_as_the_report_did(tiny_lora_run):
     assert (export / "model.safetensors").exists()  # the merged model: plain transformers weights
     config = json.loads((export / "config.json").read_text())
     assert config["model_type"] == "encoder-decoder"
-    report = json.loads(Path(tiny_lora_run["evaluation_report"]["path"].value).read_text())
-    documents = list(datasets.load_from_disk(tiny_lora_run["tokenized_splits"]["path"].value)["test"]["document"])
-    from transformers import pipeline
-
-    summarize = pipeline("summarization", model=str(export), device="cpu", pipeline_class=SummarizationPipeline)
-    outputs = [result[0]["summary_text"] for result in summarize(documents)]
-    agreement = sum(a == b for a, b in zip(outputs, report["tuned"]["details"]["predictions"])) / len(outputs)
-    assert agreement >= 0.75
+    assert export_agreement(tiny_lora_run) >= 0.75
