@@ -2,8 +2,8 @@
 
 Why these and nothing more: every script must (1) take ``--quick``, (2) say which device its
 figures come from, (3) end its output with the figures, and the tweet-sentiment scripts must read
-exactly the data the pipeline reads. ``finetune_assets`` is imported lazily: importing it builds
-the Definitions of every packaged recipe, which the cheap scripts (and their test) do not need.
+exactly the data the pipeline reads. ``finetune_assets`` modules are imported inside the helpers
+that use them, so the cheap scripts (and their test) do not pay for torch-free code they skip.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def recipe_folder(names: list[str], folder: Path) -> Path:
 
 def load_recipe(name: str, **training):
     """A packaged recipe with ``training`` overrides applied (as run config would apply them)."""
-    from finetune_assets.recipe import load_recipe as load
+    from finetune_assets.recipes import load_recipe as load
 
     recipe = load(RECIPES / f"{name}.yaml")
     return recipe.model_copy(update={"training": recipe.training.model_copy(update=training)}) if training else recipe
@@ -128,11 +128,11 @@ def materialize(recipes_dir: Path, artifacts_root: Path, **settings):
     Definitions, as a run does."""
     from dagster import DagsterInstance, materialize as run
 
-    from finetune_assets import build_definitions
-    from finetune_assets.run_settings import RunSettings
+    from finetune_assets.defs import build_definitions
+    from finetune_assets.defs.resources import RunSettings
 
     with stopwatch() as seconds:
-        defs = build_definitions(recipes_dir, str(artifacts_root))
+        defs = build_definitions([recipes_dir], str(artifacts_root))
         result = run([*defs.assets, *defs.asset_checks],
                      resources={**defs.resources, "run_settings": RunSettings(**settings)},
                      instance=DagsterInstance.ephemeral())
@@ -155,7 +155,7 @@ def tweet_splits(recipe) -> dict:
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
-    from finetune_assets.cleaning import clean
+    from finetune_assets.data.cleaning import clean
     from finetune_assets.tasks import get_task
 
     raw = pd.read_csv(tweets_csv(), encoding=recipe.dataset.encoding, dtype=str, keep_default_na=False)
@@ -186,7 +186,7 @@ def classifier(recipe):
 
 
 def training_arguments(output_dir: Path, spec, **overrides):
-    """HF ``TrainingArguments`` from a recipe's training section, as ``finetune_assets.training``
+    """HF ``TrainingArguments`` from a recipe's training section, as ``finetune_assets.training.trainer``
     sets them (no checkpoints, no reporting); ``overrides`` are what a benchmark varies."""
     from transformers import TrainingArguments
 

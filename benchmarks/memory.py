@@ -7,7 +7,7 @@ model. This measures both on the instruction recipe ``chatbot_sft``: SmolLM2-135
 the GGUF once into a plain copy under the artifacts root, then every load reads that copy).
 
 Each variant runs in its own fresh Python process (so no variant inherits another's heap), through
-the project's own ``finetune_assets.training.train`` on the recipe's tokenized ChatterBot rows
+the project's own ``finetune_assets.training.trainer.train`` on the recipe's tokenized ChatterBot rows
 (made once, before the variants, by the pipeline's data stages), with the recipe's batch size,
 max length and LoRA settings, for a few optimizer steps; validation is cut to one row so that
 evaluation's logits do not set the peak. A variant's figure is its process's peak resident set
@@ -41,7 +41,7 @@ def child(variant: str, steps: int, checkpointing: str, splits: str, base: str, 
     import torch
 
     from finetune_assets.tasks import get_task
-    from finetune_assets.training import train
+    from finetune_assets.training.trainer import train
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     recipe = recipe_for(steps, checkpointing)
@@ -73,15 +73,14 @@ def recipe_for(steps: int, checkpointing: str):
 def prepare(recipe, work: Path) -> tuple[str, str]:
     """The tokenized splits (the pipeline's own data stages, into a scratch store) and the plain
     copy of the GGUF base model, both made before any variant is measured."""
-    from finetune_assets import sources
-    from finetune_assets.artifacts import ArtifactStore
-    from finetune_assets.factory import run_stage
+    from finetune_assets.data import sources
+    from finetune_assets.pipeline.chain import CHAIN
+    from finetune_assets.pipeline.runner import run_stage
 
     log = logging.getLogger("prepare")
-    store = ArtifactStore(root=str(work / "artifacts"))
     upstream = []
     for stage in ("raw_dataset", "clean_dataset", "tokenized_splits"):
-        upstream = [run_stage(stage, recipe, store, log, upstream)[0]]
+        upstream = [run_stage(CHAIN[stage], recipe, work / "artifacts", log, upstream)[0]]
     return upstream[0].path, sources.model_location(recipe.base_model, recipe.source_file.parent)
 
 

@@ -13,7 +13,7 @@ recipe, with run-config overrides in ``--quick``) and seed:
   and tuned model on the test rows, export (merged model, card, ``pipeline`` smoke test).
 - plain: pandas reads the same packaged CSV (latin-1), the project's own ``cleaning.clean`` (same
   rules, so the same rows), the same seeded stratified split, tokenization with ``datasets.map``,
-  the HF ``Trainer`` directly (same arguments as ``finetune_assets.training``, validation each
+  the HF ``Trainer`` directly (same arguments as ``finetune_assets.training.trainer``, validation each
   epoch), tuned and base model predicted on the same test rows, the model saved once.
 
 Not in the plain side, on purpose, because they are the pipeline's overhead: parquet/Arrow writes

@@ -24,12 +24,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from finetune_assets import chat, methods
-from finetune_assets.chatterbot import read_corpus
-from finetune_assets.recipe import RECIPES_DIR, load_recipe
-from finetune_assets.sources import model_location, resolve
+from finetune_assets.tasks.instruction import chat
+
+from finetune_assets.training import methods
+from finetune_assets.data.formats.chatterbot import read_corpus
+from finetune_assets.recipes import SHIPPED_DIR, load_recipe
+from finetune_assets.data.sources import model_location, resolve
 from finetune_assets.tasks import get_task
-from finetune_assets.tokenizer import load_tokenizer
+from finetune_assets.training.tokenizer import load_tokenizer
 
 
 def main() -> int:
@@ -43,7 +45,7 @@ def main() -> int:
         recipe = qlora_recipe(Path(scratch), args.base)
         method = methods.trained_method(recipe)  # raises the fail-fast error without CUDA
         task = get_task("instruction")
-        location = model_location(recipe.base_model, RECIPES_DIR)
+        location = model_location(recipe.base_model, SHIPPED_DIR)
         tokenizer = load_tokenizer(location, recipe)
         torch.cuda.reset_peak_memory_stats()
         model = methods.prepare(methods.load_base(location, recipe, task, method), recipe, task)
@@ -79,8 +81,8 @@ def main() -> int:
 
 def qlora_recipe(folder: Path, base: str):
     """The shipped chatbot recipe switched to QLoRA with the shipped QLoRA recipe's settings."""
-    chatbot = yaml.safe_load((RECIPES_DIR / "chatbot_sft.yaml").read_text())
-    qlora = yaml.safe_load((RECIPES_DIR / "medqa_tinyllama_qlora.yaml").read_text())
+    chatbot = yaml.safe_load((SHIPPED_DIR / "chatbot_sft.yaml").read_text())
+    qlora = yaml.safe_load((SHIPPED_DIR / "medqa_tinyllama_qlora.yaml").read_text())
     recipe = {**chatbot, "base_model": base, "method": "qlora", "quantization": qlora["quantization"],
               "lora": qlora["lora"]}
     (folder / "qlora_check.yaml").write_text(yaml.safe_dump(recipe))
@@ -88,7 +90,7 @@ def qlora_recipe(folder: Path, base: str):
 
 
 def training_batches(tokenizer, task, batch_size: int, steps: int):
-    rows = read_corpus(Path(resolve("package:chatterbot_corpus/data/english", RECIPES_DIR).location))
+    rows = read_corpus(Path(resolve("package:chatterbot_corpus/data/english", SHIPPED_DIR).location))
     rows = rows[rows["response"] != ""].sample(batch_size * steps, random_state=0)
     collate = task.collator(tokenizer, None)
     encoded = [chat.encode(tokenizer, r.prompt, r.response, "", 96) for r in rows.itertuples()]

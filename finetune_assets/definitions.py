@@ -1,37 +1,17 @@
-"""The Dagster ``Definitions``: per recipe file an asset group with its checks, a job, an
-optional schedule and (for local data) a new-data sensor; plus the storage resources."""
+"""The code location's entry point: ``dagster dev``, ``dagster asset materialize -m
+finetune_assets.definitions``, ``dagster definitions validate`` and the ``dg`` CLI load the
+Definitions from here (pyproject's ``[tool.dagster]`` and ``[tool.dg]`` point at this module).
 
-from __future__ import annotations
+The Definitions are built when Dagster calls :func:`defs`, not when this module is imported, so
+importing finetune_assets never reads recipe files or builds assets.
+"""
 
-from pathlib import Path
+import dagster as dg
 
-from dagster import Definitions, in_process_executor
-
-from finetune_assets import automation
-from finetune_assets.artifacts import ArtifactRefIOManager, ArtifactStore
-from finetune_assets.checks import build_checks
-from finetune_assets.factory import build_assets
-from finetune_assets.recipe import RECIPES_DIR, load_recipes
-from finetune_assets.run_settings import RunSettings
+from finetune_assets.defs import build_definitions
 
 
-def build_definitions(recipes_dir: Path = RECIPES_DIR, artifacts_root: str = "") -> Definitions:
-    """Definitions for every recipe in ``recipes_dir``; adding a recipe file adds a group."""
-    recipes = load_recipes(recipes_dir)
-    jobs = {recipe.name: automation.recipe_job(recipe) for recipe in recipes}
-    schedules = [automation.recipe_schedule(recipe, jobs[recipe.name]) for recipe in recipes]
-    sensors = [automation.new_data_sensor(recipe, jobs[recipe.name]) for recipe in recipes]
-    return Definitions(
-        assets=[a for recipe in recipes for a in build_assets(recipe)],
-        asset_checks=[c for recipe in recipes for c in build_checks(recipe)],
-        jobs=list(jobs.values()),
-        schedules=[s for s in schedules if s is not None],
-        sensors=[s for s in sensors if s is not None],
-        resources={
-            "artifacts": ArtifactStore(root=artifacts_root),
-            "artifact_refs": ArtifactRefIOManager(root=artifacts_root),
-            "run_settings": RunSettings(),
-        },
-        # One heavy process per run: stages run one after another and share the loaded libraries.
-        executor=in_process_executor,
-    )
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Every recipe in the configured recipe folders (see :mod:`finetune_assets.recipes.loading`)."""
+    return build_definitions()

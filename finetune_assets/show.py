@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from finetune_assets.artifacts import ArtifactRef, ArtifactStore
+from finetune_assets.pipeline.artifacts import ArtifactRef, default_artifacts_root
 
 
 def main(recipe: str) -> int:
-    refs = ArtifactStore().base / "refs" / recipe
+    refs = default_artifacts_root() / "refs" / recipe
     report, export = refs / "evaluation_report.json", refs / "exported_model.json"
     if not export.exists():
         print(f"{recipe}: no exported model yet under {refs}; materialize the group first")

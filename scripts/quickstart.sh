@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export DAGSTER_HOME=${DAGSTER_HOME:-$PWD/dagster_home}
 recipe=${1:-tweet_sentiment}
-.venv/bin/dagster asset materialize -m finetune_assets --select "group:${recipe}"
+.venv/bin/dagster asset materialize -m finetune_assets.definitions --select "group:${recipe}"
 .venv/bin/python -m finetune_assets.show "$recipe"

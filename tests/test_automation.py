@@ -14,11 +14,13 @@ import yaml
 from dagster import (AssetKey, DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus, RunRequest,
                      SkipReason, build_schedule_context, build_sensor_context, materialize)
 
-from finetune_assets import build_definitions, promotion
-from finetune_assets.artifacts import ArtifactRef
-from finetune_assets.caching import stage_fingerprint
-from finetune_assets.recipe import load_recipe
-from finetune_assets.run_settings import RunSettings
+from finetune_assets.defs import build_definitions
+
+from finetune_assets.pipeline import promotion
+from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.pipeline.chain import CHAIN
+from finetune_assets.recipes import load_recipe
+from finetune_assets.defs.resources import RunSettings
 
 ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in range(40)] + \
        [(f"I truly hated scene number {i} of this film", "negative") for i in range(40)]
@@ -46,7 +48,7 @@ def project(tmp_path, tiny_bert):
 
 
 def run(recipes: Path, artifacts: Path, **settings):
-    defs = build_definitions(recipes, str(artifacts))
+    defs = build_definitions([recipes], str(artifacts))
     resources = {**defs.resources, "run_settings": RunSettings(**settings)}
     started = time.monotonic()
     result = materialize([*defs.assets, *defs.asset_checks], resources=resources,
@@ -96,19 +98,19 @@ def test_fingerprints_follow_only_the_sections_a_stage_reads(project):
     upstream = [ArtifactRef("x", "abc")]
     lr = load_recipe(write_recipe(recipes, "lr", training={"max_length": 32, "learning_rate": 9e-4}))
     longer = load_recipe(write_recipe(recipes, "long", training={"max_length": 64, "learning_rate": 1e-3}))
-    same = {stage: stage_fingerprint(stage, base, upstream) == stage_fingerprint(stage, lr, upstream)
+    same = {stage: CHAIN[stage].fingerprint(base, upstream) == CHAIN[stage].fingerprint(lr, upstream)
             for stage in ("clean_dataset", "tokenized_splits", "finetuned_model")}
     assert same == {"clean_dataset": True, "tokenized_splits": True, "finetuned_model": False}
-    assert stage_fingerprint("tokenized_splits", base, upstream) != stage_fingerprint("tokenized_splits", longer, upstream)
-    assert stage_fingerprint("clean_dataset", base, upstream) != stage_fingerprint(
-        "clean_dataset", base, [ArtifactRef("x", "changed-data")])
+    assert CHAIN["tokenized_splits"].fingerprint(base, upstream) != CHAIN["tokenized_splits"].fingerprint(longer, upstream)
+    assert CHAIN["clean_dataset"].fingerprint(base, upstream) != CHAIN["clean_dataset"].fingerprint(
+        base, [ArtifactRef("x", "changed-data")])
 
 
 def test_code_versions_mark_exactly_the_stale_assets(project):
     recipes, _ = project
-    before = build_definitions(recipes).resolve_asset_graph()
+    before = build_definitions([recipes]).resolve_asset_graph()
     write_recipe(recipes, training={"max_length": 32, "learning_rate": 2e-3, "epochs": 1})
-    after = build_definitions(recipes).resolve_asset_graph()
+    after = build_definitions([recipes]).resolve_asset_graph()
     changed = {key.path[1] for key in after.get_all_asset_keys()
                if after.get(key).code_version != before.get(key).code_version}
     assert changed == {"finetuned_model"}  # evaluation and export go stale through its data version
@@ -117,7 +119,7 @@ def test_code_versions_mark_exactly_the_stale_assets(project):
 def test_schedule_is_stopped_by_default_and_requests_the_recipe_job(project):
     recipes, _ = project
     write_recipe(recipes, schedule={"cron": "0 3 * * 1", "timezone": "Europe/Berlin"})
-    defs = build_definitions(recipes)
+    defs = build_definitions([recipes])
     schedule = defs.resolve_schedule_def("films_schedule")
     assert schedule.cron_schedule == "0 3 * * 1" and schedule.execution_timezone == "Europe/Berlin"
     assert schedule.default_status == DefaultScheduleStatus.STOPPED
@@ -134,7 +136,7 @@ def test_sensor_requests_one_run_per_content_change(project):
     data = recipes / "data"
     for file in data.iterdir():
         file.unlink()
-    defs = build_definitions(recipes)
+    defs = build_definitions([recipes])
     sensor = defs.resolve_sensor_def("films_new_data")
     assert sensor.default_status == DefaultSensorStatus.STOPPED
 
@@ -197,7 +199,7 @@ def test_promotion_gate_promotes_better_and_keeps_the_champion_otherwise(tmp_pat
     history = [json.loads(line) for line in (tmp_path / "evaluation_history.jsonl").read_text().splitlines()]
     assert [row["decision"] for row in history] == ["promoted (first export)", "kept champion",
                                                     "kept champion", "promoted"]
-    assert meta["evaluation_history_plot"].value.startswith("![evaluation history](data:image/png;base64,")
+    assert meta["evaluation_history_plot"].text.startswith("![evaluation history](data:image/png;base64,")
 
 
 def test_promotion_gate_lower_is_better(tmp_path):

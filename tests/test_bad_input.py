@@ -16,7 +16,9 @@ import pytest
 import yaml
 from dagster import DagsterInstance, materialize
 
-from finetune_assets import build_definitions, sources
+from finetune_assets.defs import build_definitions
+
+from finetune_assets.data import sources
 
 GOOD_ROWS = [(f"I really loved moment number {i} of this film", "pos") for i in range(40)] + \
             [(f"I truly hated scene number {i} of this film", "neg") for i in range(40)]
@@ -42,7 +44,7 @@ def project(tmp_path_factory, tiny_bert):
               "splits": {"validation": 0.2, "test": 0.2}, "training": {"max_length": 32}}
     (root / "films.yaml").write_text(yaml.safe_dump(recipe))
     write_csv(root / "reviews.csv", GOOD_ROWS)
-    defs = build_definitions(root, str(root / "artifacts"))
+    defs = build_definitions([root], str(root / "artifacts"))
     good = run(defs)
     assert good.success
     refs = root / "artifacts" / "refs" / "films"

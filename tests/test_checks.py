@@ -11,9 +11,9 @@ import yaml
 from dagster import AssetKey, DagsterInstance, materialize
 from datasets import Dataset, DatasetDict
 
-from finetune_assets import build_definitions
-from finetune_assets.artifacts import ArtifactRef
-from finetune_assets.checks import CHECKS, build_checks
+from finetune_assets.defs import build_definitions
+from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.defs.checks import CHECKS, build_checks
 from finetune_assets.tasks import get_task
 
 TASK = get_task("classification")
@@ -102,7 +102,7 @@ def test_leakage_ignores_case_and_punctuation(tmp_path, make_recipe):
                        test=(["great   MOVIE", "new"], [1, 0], [False, False]))
     finding = RUN["no_train_test_leakage"](recipe, TASK, leaky)
     assert not finding.passed and finding.metadata["leaked_rows"] == 1
-    assert "great   MOVIE" in finding.metadata["examples"].value
+    assert "great   MOVIE" in finding.metadata["examples"].text
 
 
 def test_truncation_rate(tmp_path, make_recipe):
@@ -132,7 +132,7 @@ def test_a_failed_error_check_blocks_training(tmp_path):
               "cleaning": {"drop_near_duplicates": False}, "splits": {"validation": 0.2, "test": 0.2},
               "training": {"max_train_samples": 8}}
     (tmp_path / "leaky.yaml").write_text(yaml.safe_dump(recipe))
-    defs = build_definitions(tmp_path, str(tmp_path / "artifacts"))
+    defs = build_definitions([tmp_path], str(tmp_path / "artifacts"))
     result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources,
                          instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert not result.success

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-from finetune_assets import sources
-from finetune_assets.recipe import RECIPES_DIR
+from finetune_assets.data import sources
+from finetune_assets.recipes import SHIPPED_DIR
 
 POSITIVE = ["a wonderful film, I loved it<br /><br />great acting", "brilliant and moving, a joy to watch",
             "superb story and a fine cast", "one of the best movies this year"]
@@ -49,7 +49,7 @@ def distilbert_stand_in(folder: Path) -> Path:
 def imdb_run(tmp_path_factory, materialize_recipes):
     root = tmp_path_factory.mktemp("imdb")
     data = imdb_stand_in(root / "imdb")
-    shipped = yaml.safe_load((RECIPES_DIR / "imdb_distilbert.yaml").read_text())
+    shipped = yaml.safe_load((SHIPPED_DIR / "imdb_distilbert.yaml").read_text())
     recipe = {**shipped, "base_model": str(distilbert_stand_in(root / "distilbert")), "method": "lora",
               "training": {**shipped["training"], "epochs": 1, "max_train_samples": 48,
                            "early_stopping_patience": None}}

@@ -2,7 +2,7 @@
 and the export (adapter alone and merged).
 
 The model is a tiny randomly initialised Llama with the real SmolLM2 tokenizer (chat template,
-EOS = pad = <|im_end|>), taken from the plain copy that :mod:`finetune_assets.gguf` makes of the
+EOS = pad = <|im_end|>), taken from the plain copy that :mod:`finetune_assets.data.formats.gguf` makes of the
 packaged GGUF file, so the formatting is the real one and training stays fast. The end-to-end run
 is the shipped hub recipe ``medqa_tinyllama_qlora`` with ``datasets.load_dataset`` routed to a
 local stand-in, as ``test_hub_recipe.py`` does.
@@ -23,11 +23,15 @@ import torch
 import yaml
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from finetune_assets import chat, gguf, sources
-from finetune_assets.chatterbot import read_corpus
-from finetune_assets.cleaning import clean, comparison_key
-from finetune_assets.recipe import RECIPES_DIR, load_recipe
-from finetune_assets.splitting import split_rows
+from finetune_assets.tasks.instruction import chat
+
+from finetune_assets.data.formats import gguf
+
+from finetune_assets.data import sources
+from finetune_assets.data.formats.chatterbot import read_corpus
+from finetune_assets.data.cleaning import clean, comparison_key
+from finetune_assets.recipes import SHIPPED_DIR, load_recipe
+from finetune_assets.data.splitting import split_rows
 from finetune_assets.tasks import get_task
 
 TASK = get_task("instruction")
@@ -222,7 +226,7 @@ def flashcards_stand_in(folder: Path) -> Path:
 
 def medqa_run(root: Path, base: Path, materialize_recipes, **overrides):
     """Materialize the shipped medqa recipe (tiny base, local data in place of the hub's)."""
-    shipped = yaml.safe_load((RECIPES_DIR / "medqa_tinyllama_qlora.yaml").read_text())
+    shipped = yaml.safe_load((SHIPPED_DIR / "medqa_tinyllama_qlora.yaml").read_text())
     recipe = {**shipped, "base_model": str(base), **overrides,
               "splits": {"validation": 0.15, "test": 0.15, "seed": 1},
               "training": {**shipped["training"], "epochs": 3, "learning_rate": 5e-3, "max_train_samples": 48,
@@ -251,7 +255,7 @@ def test_qlora_without_cuda_fails_before_any_data_is_read(tmp_path, tiny_llama, 
 def fallback_run(tmp_path_factory, tiny_llama, materialize_recipes):
     if torch.cuda.is_available():
         pytest.skip("on a CUDA machine QLoRA runs: no fallback")
-    shipped = yaml.safe_load((RECIPES_DIR / "medqa_tinyllama_qlora.yaml").read_text())
+    shipped = yaml.safe_load((SHIPPED_DIR / "medqa_tinyllama_qlora.yaml").read_text())
     run = medqa_run(tmp_path_factory.mktemp("medqa"), tiny_llama, materialize_recipes,
                     quantization={**shipped["quantization"], "cpu_fallback": True})
     assert run.result.success

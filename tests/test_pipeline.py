@@ -19,7 +19,7 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, materialize
 
-from finetune_assets import build_definitions
+from finetune_assets.defs import build_definitions
 
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 
@@ -59,7 +59,7 @@ def pipeline_run(tmp_path_factory):
     tweets_csv(recipes / "tweets.csv")
     for method in ("full", "lora"):
         (recipes / f"tweets_{method}.yaml").write_text(yaml.safe_dump(tiny_recipe(method)))
-    defs = build_definitions(recipes, str(root / "artifacts"))
+    defs = build_definitions([recipes], str(root / "artifacts"))
     instance = DagsterInstance.ephemeral()
     result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance)
     assert result.success

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune_assets.recipe import RECIPES_DIR, Recipe, RecipeError, load_recipe, load_recipes
+from finetune_assets.errors import RecipeError
+from finetune_assets.recipes import SHIPPED_DIR, Recipe, load_recipe, load_recipes
 
 GOOD = """\
 task: classification
@@ -45,7 +46,7 @@ def test_shipped_recipes_all_load():
 
 
 def test_tweet_sentiment_recipe():
-    recipe = load_recipe(RECIPES_DIR / "tweet_sentiment.yaml")
+    recipe = load_recipe(SHIPPED_DIR / "tweet_sentiment.yaml")
     assert recipe.name == "tweet_sentiment"
     assert recipe.task == "classification"
     assert recipe.base_model.startswith("package:")
@@ -54,12 +55,12 @@ def test_tweet_sentiment_recipe():
     assert recipe.dataset.columns == {"text": "text", "label": "sentiment"}
     assert recipe.dataset.labels == ["negative", "positive"]
     assert recipe.dataset.drop_labels == ["neutral"]
-    assert recipe.source_file == (RECIPES_DIR / "tweet_sentiment.yaml").resolve()
+    assert recipe.source_file == (SHIPPED_DIR / "tweet_sentiment.yaml").resolve()
     assert recipe.trust_remote_code is False
 
 
 def test_imdb_distilbert_recipe():
-    recipe = load_recipe(RECIPES_DIR / "imdb_distilbert.yaml")
+    recipe = load_recipe(SHIPPED_DIR / "imdb_distilbert.yaml")
     assert recipe.name == "imdb_distilbert"
     assert recipe.task == "classification"
     assert recipe.training.max_length == 512

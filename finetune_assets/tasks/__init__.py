@@ -1,25 +1,33 @@
-"""Task families by recipe ``task`` name, imported on first use.
+"""Task families: one plug-in per kind of job (classification, summarization, instruction tuning).
 
-A task module pulls in torch and transformers; importing it lazily keeps loading the Definitions
-(and a fully cached run of another task's recipe) from paying for every task family.
+A task family is everything that differs between those jobs, behind the one interface in
+:mod:`.base`: its columns and pandera schema, how rows are read into them, tokenization, collator,
+metrics and baseline, report plots, and how the export loads. Helpers only one family uses live
+inside its folder (``instruction/`` holds chat formatting and LM scoring, ``summarization/`` the
+pipeline class its exports ship). Nothing here knows about Dagster or about training methods.
+
+:data:`REGISTRY` is what a recipe's ``task:`` may name. Family modules are light to import (torch
+and transformers are imported inside their methods), so loading the Definitions reads them freely.
 """
 
+from __future__ import annotations
+
 from functools import cache
-from importlib import import_module
 
-from finetune_assets.tasks.base import Evaluation, TaskFamily
+from finetune_assets.tasks.base import TaskFamily
+from finetune_assets.tasks.classification import Classification
+from finetune_assets.tasks.instruction import Instruction
+from finetune_assets.tasks.summarization import Summarization
 
-TASK_CLASSES = {
-    "classification": "finetune_assets.tasks.classification:Classification",
-    "summarization": "finetune_assets.tasks.summarization:Summarization",
-    "instruction": "finetune_assets.tasks.instruction:Instruction",
-}
+REGISTRY: dict[str, type[TaskFamily]] = {family.name: family for family in (Classification, Summarization,
+                                                                            Instruction)}
+TASK_NAMES = tuple(REGISTRY)
 
 
 @cache
 def get_task(name: str) -> TaskFamily:
-    module, _, cls = TASK_CLASSES[name].partition(":")
-    return getattr(import_module(module), cls)()
+    """The task family a recipe's ``task:`` names (one stateless instance per family)."""
+    return REGISTRY[name]()
 
 
-__all__ = ["Evaluation", "TaskFamily", "TASK_CLASSES", "get_task"]
+__all__ = ["REGISTRY", "TASK_NAMES", "TaskFamily", "get_task"]

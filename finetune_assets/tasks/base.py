@@ -1,20 +1,24 @@
 """The task-family interface: everything that differs between classification, summarization and
-instruction tuning, and nothing else. The asset chain calls only these methods."""
+instruction tuning, and nothing else. The pipeline calls only these attributes and methods.
+
+A family's module must stay light to import (pandas and pandera at most): loading the Definitions
+reads its class attributes and :meth:`TaskFamily.label_names`. Torch, transformers and datasets
+are imported inside the methods that use them.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from finetune_assets.recipe import Recipe
-
-if TYPE_CHECKING:  # loading task definitions must not import datasets
+if TYPE_CHECKING:
     from datasets import DatasetDict
+
+    from finetune_assets.recipes import Recipe
 
 
 @dataclass
@@ -35,6 +39,7 @@ class TaskFamily(ABC):
     pipeline_task: str  # the ``transformers.pipeline`` task that loads the export
     primary_metric: str  # the figure that says which model is better
     primary_metric_higher_is_better: bool = True  # False for losses and perplexity (promotion gates)
+    peft_task_type: str  # the peft ``TaskType`` name used when the method is LoRA
 
     def unpack_records(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
         """Rows in a record format the task understands (e.g. chat ``messages``) as plain columns,
@@ -42,8 +47,14 @@ class TaskFamily(ABC):
         return raw
 
     @abstractmethod
-    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
-        """Rename source columns to the task's and convert values (e.g. labels to ids)."""
+    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        """The rows in the task's columns with converted values (e.g. labels to ids), and the rows
+        left out on purpose by reason (e.g. ``label excluded by recipe``), for the cleaning receipt."""
+
+    def label_names(self, recipe: Recipe) -> list[str] | None:
+        """The class labels in id order when rows carry a ``label`` column (classification), else
+        None; label checks (class balance, labels in every split) run only where this is a list."""
+        return None
 
     @abstractmethod
     def schema(self, recipe: Recipe):
@@ -84,10 +95,6 @@ class TaskFamily(ABC):
     def extra_training_arguments(self, recipe: Recipe) -> dict:
         """Task-specific training arguments (e.g. ``predict_with_generate``) on top of the common ones."""
         return {}
-
-    def peft_task_type(self) -> str:
-        """The peft ``TaskType`` name used when the method is LoRA."""
-        raise NotImplementedError
 
     @abstractmethod
     def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from dagster import MetadataValue
 from pandera.typing import Series
 
 from finetune_assets.errors import DataError
-from finetune_assets.markdown import markdown_table
-from finetune_assets.recipe import Recipe
+from finetune_assets.report.tables import markdown_table
+from finetune_assets.report.values import Markdown
 from finetune_assets.tasks.base import Evaluation, TaskFamily
 
-# transformers, datasets, evaluate and matplotlib are imported where they are used: loading the
-# Definitions (and a fully cached run) must not pay for them.
+if TYPE_CHECKING:
+    from finetune_assets.recipes import Recipe
 
 
 class Classification(TaskFamily):
@@ -27,12 +27,12 @@ class Classification(TaskFamily):
     required_columns = ("text", "label")
     pipeline_task = "text-classification"
     primary_metric = "f1_macro"
+    peft_task_type = "SEQ_CLS"
 
-    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe):
+    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         names = _label_names(recipe)
         lookup = _label_lookup(recipe, names)
-        frame = raw[[recipe.dataset.columns.get(c, c) for c in self.required_columns]].copy()
-        frame.columns = list(self.required_columns)
+        frame = self.select_columns(raw, recipe)
         raw_labels = frame["label"].map(_normalise_label)
         excluded = raw_labels.isin({_normalise_label(v) for v in recipe.dataset.drop_labels})
         unknown = ~excluded & ~raw_labels.isin(lookup)
@@ -58,6 +58,9 @@ class Classification(TaskFamily):
             label: Series[int] = pa.Field(isin=label_ids)
 
         return ClassificationRows
+
+    def label_names(self, recipe: Recipe) -> list[str] | None:
+        return recipe.dataset.labels
 
     def stratify_column(self) -> str | None:
         return "label"
@@ -88,9 +91,6 @@ class Classification(TaskFamily):
 
         return DataCollatorWithPadding(tokenizer)
 
-    def peft_task_type(self) -> str:
-        return "SEQ_CLS"
-
     def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
         from transformers import Trainer, TrainingArguments
 
@@ -116,7 +116,7 @@ class Classification(TaskFamily):
 
     def report_plots(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe,
                      folder: Path) -> dict[str, Path]:
-        from finetune_assets import plots
+        from finetune_assets.report import plots
 
         names = _label_names(recipe)
         return {
@@ -139,8 +139,8 @@ class Classification(TaskFamily):
         return {
             "majority_class_rate": majority,
             "accuracy_points_over_majority": round(100 * (tuned.metrics["accuracy"] - majority), 2),
-            "per_class": MetadataValue.md(markdown_table(per_class)),
-            "confusion_matrix_table": MetadataValue.md(markdown_table(matrix)),
+            "per_class": Markdown(markdown_table(per_class)),
+            "confusion_matrix_table": Markdown(markdown_table(matrix)),
         }
 
     def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:

@@ -1,0 +1,13 @@
+"""Everything Dagster sees, and nothing else: the asset factory (``assets.py``), the asset checks
+(``checks.py``), jobs, schedules and new-data sensors (``automation.py``), the resources
+(``resources.py``: artifact store, the IO manager that passes references between assets, per-run
+settings), the conversion of stage metadata into Dagster's (``metadata.py``), and
+:func:`build_definitions`, which assembles them for a set of recipe folders (``build.py``).
+
+The work itself is plain Python in :mod:`finetune_assets.pipeline`; this folder only wires it
+into Dagster. A project using finetune_assets as a library calls :func:`build_definitions`.
+"""
+
+from finetune_assets.defs.build import build_definitions
+
+__all__ = ["build_definitions"]

@@ -1,0 +1,77 @@
+"""The Definitions for a set of recipe folders: per recipe an asset group with its checks, a job, an
+optional schedule and (for local data) a new-data sensor; plus the storage resources.
+
+A recipe file that does not load never takes the others down: it becomes one asset in the group
+``broken_recipes`` whose description is the error (file and key), so ``dagster dev`` serves every
+valid group and shows a person what to fix. Under ``dagster definitions validate`` and
+``dg check defs`` (which set ``DAGSTER_IS_DEFS_VALIDATION_CLI``) the same errors fail the command,
+so CI catches them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from dagster import AssetKey, AssetsDefinition, Definitions, asset, get_dagster_logger, in_process_executor
+
+from finetune_assets.defs import automation
+from finetune_assets.defs.assets import build_assets
+from finetune_assets.defs.checks import build_checks
+from finetune_assets.defs.resources import ArtifactRefIOManager, ArtifactStore, RunSettings
+from finetune_assets.errors import RecipeError
+from finetune_assets.recipes import scan
+
+BROKEN_GROUP = "broken_recipes"
+
+
+def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_root: str = "",
+                      strict: bool | None = None) -> Definitions:
+    """Definitions for every recipe in ``recipe_dirs`` (default: the folders
+    :func:`finetune_assets.recipes.recipe_folders` names); adding a recipe file adds a group.
+
+    ``strict`` raises on broken recipe files instead of showing them as ``broken_recipes``
+    assets; by default it is on only under Dagster's validation commands.
+    """
+    found = scan(*(recipe_dirs or ()))
+    if strict is None:
+        strict = os.environ.get("DAGSTER_IS_DEFS_VALIDATION_CLI") == "1"
+    if found.broken and strict:
+        raise RecipeError("\n".join(str(error) for _, error in found.broken))
+    for _, error in found.broken:
+        get_dagster_logger().warning(f"recipe skipped: {error}")
+    recipes = found.recipes
+    jobs = {recipe.name: automation.recipe_job(recipe) for recipe in recipes}
+    schedules = [automation.recipe_schedule(recipe, jobs[recipe.name]) for recipe in recipes]
+    sensors = [automation.new_data_sensor(recipe, jobs[recipe.name]) for recipe in recipes]
+    return Definitions(
+        assets=[a for recipe in recipes for a in build_assets(recipe)]
+        + [_broken_recipe_asset(path, error) for path, error in found.broken],
+        asset_checks=[c for recipe in recipes for c in build_checks(recipe)],
+        jobs=list(jobs.values()),
+        schedules=[s for s in schedules if s is not None],
+        sensors=[s for s in sensors if s is not None],
+        resources={
+            "artifacts": ArtifactStore(root=artifacts_root),
+            "artifact_refs": ArtifactRefIOManager(root=artifacts_root),
+            "run_settings": RunSettings(),
+        },
+        # One heavy process per run: stages run one after another and share the loaded libraries.
+        executor=in_process_executor,
+    )
+
+
+def _broken_recipe_asset(path: Path, error: RecipeError) -> AssetsDefinition:
+    """An asset that stands for a recipe file that did not load: its description is the error,
+    and materializing it raises the error again."""
+    name = re.sub(r"\W", "_", path.stem) or "recipe"
+
+    @asset(key=AssetKey([BROKEN_GROUP, name]), group_name=BROKEN_GROUP, kinds={"yaml"},
+           description=f"This recipe file did not load, so it has no assets. Fix it and reload the code "
+                       f"location:\n\n```\n{error}\n```",
+           metadata={"recipe_file": str(path), "error": str(error)})
+    def _broken() -> None:
+        raise RecipeError(str(error))
+
+    return _broken

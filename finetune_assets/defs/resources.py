@@ -1,0 +1,79 @@
+"""The Dagster resources every recipe's assets use: where artifacts live, how references are
+stored between assets, and the per-run settings shown in the launchpad.
+
+Each is a ``ConfigurableResource`` (or IO manager) with a local implementation; a project using
+finetune_assets as a library passes its own instances to
+:func:`finetune_assets.defs.build_definitions` (another artifacts root, say) without touching
+the pipeline code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+
+from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, default_artifacts_root
+from finetune_assets.recipes import Recipe
+
+
+class ArtifactStore(ConfigurableResource):
+    """The artifacts root as a Dagster resource; empty ``root`` means :func:`default_artifacts_root`."""
+
+    root: str = ""
+
+    @property
+    def base(self) -> Path:
+        return Path(self.root) if self.root else default_artifacts_root()
+
+    def folder(self, recipe: str, asset: str, fingerprint: str) -> Path:
+        return artifact_folder(self.base, recipe, asset, fingerprint)
+
+
+class ArtifactRefIOManager(ConfigurableIOManager):
+    """Stores each asset's :class:`ArtifactRef` as a JSON file under ``<root>/refs``."""
+
+    root: str = ""
+
+    def _ref_file(self, key_path: list[str]) -> Path:
+        return ArtifactStore(root=self.root).base.joinpath("refs", *key_path).with_suffix(".json")
+
+    def handle_output(self, context: OutputContext, obj: ArtifactRef) -> None:
+        target = self._ref_file(list(context.asset_key.path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_suffix(".json.tmp")
+        staging.write_text(obj.to_json())
+        staging.replace(target)
+
+    def load_input(self, context: InputContext) -> ArtifactRef:
+        source = self._ref_file(list(context.asset_key.path))
+        if not source.exists():
+            raise FileNotFoundError(
+                f"{source}: upstream asset {context.asset_key.to_user_string()} has not been "
+                "materialized with this artifacts root; materialize it first")
+        return ArtifactRef.from_json(source.read_text())
+
+
+class RunSettings(ConfigurableResource):
+    """Per-run overrides, set in Dagster run config without touching the recipe file.
+
+    CI uses them to train on a small slice; ``force`` ignores cached artifacts for one run.
+    Overridden values change the fingerprints like any recipe edit, so cached artifacts are never
+    confused.
+    """
+
+    force: bool = False
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    epochs: float | None = None
+
+    def apply(self, recipe: Recipe) -> Recipe:
+        """The recipe as this run sees it."""
+        training = {key: getattr(self, key) for key in ("max_train_samples", "max_eval_samples", "epochs")
+                    if getattr(self, key) is not None}
+        if not training:
+            return recipe
+        return recipe.model_copy(update={"training": recipe.training.model_copy(update=training)})
+
+    def forced(self, recipe: Recipe) -> bool:
+        return self.force or recipe.force_recompute

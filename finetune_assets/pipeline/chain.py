@@ -1,0 +1,77 @@
+"""The chain: six stages from raw data to the exported model, in one table.
+
+Each :class:`Stage` row says everything about one stage: the stages it reads, the file its
+reference points at, what it holds, its code version, the recipe sections its fingerprint depends
+on, and the functions that do the work. The asset factory makes one Dagster asset per row and the
+runner runs any row the same way, so adding or changing a stage is an edit to this table.
+
+    raw_dataset -> clean_dataset -> tokenized_splits -> finetuned_model -> evaluation_report -> exported_model
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from finetune_assets.pipeline import promotion, stages
+from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
+from finetune_assets.recipes import Recipe
+from finetune_assets.tasks import get_task
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    upstream: tuple[str, ...]
+    artifact: str  # the file inside the stage's folder its reference points at ("" = the folder)
+    description: str
+    code_version: str  # bump when the stage's code changes what it writes; part of the fingerprint
+    reads: tuple[str, ...]  # recipe sections (dotted keys) the stage's output depends on
+    run: Callable  # (StageWork, *upstream refs) -> (info, metadata); see pipeline.stages
+    read_inputs: Callable | None = None  # (recipe, log) -> Inputs, read before the cache lookup
+    finish: Callable | None = None  # (recipe, root, log, ref) -> (ref, metadata), after every run
+    row_schema: Callable | None = None  # recipe -> the pandera model the stage's rows satisfy
+    kinds: tuple[str, ...] = ("python",)
+
+    def version(self, recipe: Recipe) -> str:
+        """The stage's code version plus the recipe sections it reads: Dagster's code version, so
+        editing a recipe marks exactly the affected assets stale in the UI."""
+        return f"{self.code_version}-{fingerprint(recipe.section(*self.reads))}"
+
+    def fingerprint(self, recipe: Recipe, upstream: list[ArtifactRef], *extra: str) -> str:
+        """What names the stage's artifact: upstream fingerprints, :meth:`version` and ``extra``
+        (the raw data's content hash)."""
+        return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra)
+
+
+STAGES = (
+    Stage("raw_dataset", (), "rows.parquet",
+          "The data exactly as read from the recipe's source (parquet).",
+          code_version="1", reads=("dataset",),
+          run=stages.raw_dataset, read_inputs=stages.read_raw_rows),
+    Stage("clean_dataset", ("raw_dataset",), "rows.parquet",
+          "Cleaned, pandera-validated rows in the task's columns.",
+          code_version="1", reads=("task", "dataset", "cleaning"),
+          run=stages.clean_dataset, row_schema=lambda recipe: get_task(recipe.task).schema(recipe)),
+    Stage("tokenized_splits", ("clean_dataset",), "",
+          "Train/validation/test splits, tokenized (datasets on disk).",
+          code_version="1", reads=("base_model", "splits", "training.max_length",
+                                   "training.max_target_length", "training.input_prefix"),
+          run=stages.tokenized_splits),
+    # 2: training_figures.json next to the weights
+    Stage("finetuned_model", ("tokenized_splits",), "",
+          "The fine-tuned checkpoint (full weights or LoRA adapter).",
+          code_version="2", reads=("base_model", "method", "lora", "quantization", "training"),
+          run=stages.finetuned_model, kinds=("python", "huggingface")),
+    Stage("evaluation_report", ("tokenized_splits", "finetuned_model"), "report.json",
+          "Test metrics of the tuned and the base model.",
+          code_version="1", reads=("generation", "evaluation"),
+          run=stages.evaluation_report),
+    # 2: adapter/ beside the merged model; method lines in the card
+    Stage("exported_model", ("finetuned_model", "evaluation_report"), "",
+          "The champion export: a folder transformers.pipeline loads.",
+          code_version="2", reads=("generation",),
+          run=stages.exported_model, finish=promotion.gate, kinds=("python", "huggingface")),
+)
+
+CHAIN = {stage.name: stage for stage in STAGES}

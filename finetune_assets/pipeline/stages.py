@@ -1,0 +1,185 @@
+"""The six stages' work as plain functions: what each asset actually does.
+
+Each receives a :class:`StageWork` (the recipe as this run sees it, a log, the ``staging`` folder
+to write into and the ``final`` folder it will become) and the references of its upstream
+artifacts, and returns ``(info, metadata)``: a few figures carried in its own reference, and the
+metadata shown in the UI. Fingerprints, caching, lineage and atomic writes are the runner's job
+(:mod:`finetune_assets.pipeline.runner`), so a stage only does its one piece of work.
+
+Heavy libraries (torch, transformers, datasets) are imported inside the functions, so reading
+the chain's table, or a fully cached run, never pays for them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from finetune_assets.data import sources
+from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
+from finetune_assets.pipeline.caching import ancestry
+from finetune_assets.recipes import Recipe
+from finetune_assets.report.tables import markdown_table
+from finetune_assets.report.values import FilePath, Json, Markdown
+from finetune_assets.tasks import get_task
+
+Result = tuple[dict, dict]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a stage reads before its fingerprint is known (``raw_dataset``: the rows themselves);
+    ``digest`` joins the fingerprint, ``value`` is handed to the stage."""
+
+    digest: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class StageWork:
+    """Everything a stage function gets besides its upstream references."""
+
+    recipe: Recipe
+    log: Any  # a logging.Logger-like object (Dagster's context.log in a run)
+    staging: Path  # write the artifact here; it is renamed to ``final`` when the stage returns
+    final: Path
+    inputs: Inputs | None = None
+
+
+def base_location(recipe: Recipe) -> str:
+    """What ``from_pretrained`` receives for the recipe's base model."""
+    return sources.model_location(recipe.base_model, recipe.source_file.parent)
+
+
+def read_raw_rows(recipe: Recipe, log) -> Inputs:
+    """The recipe's rows as the source holds them, hashed by content; a ``qlora`` recipe on a
+    machine that cannot train it fails here, before any data is read."""
+    if recipe.method == "qlora":
+        from finetune_assets.training import methods
+
+        methods.preflight(recipe, log)
+    frame, source = sources.read_dataset(recipe)
+    row_hashes = int(pd.util.hash_pandas_object(frame.astype(str), index=False).sum())
+    return Inputs(fingerprint(list(map(str, frame.columns)), row_hashes), (frame, source))
+
+
+def raw_dataset(work: StageWork) -> Result:
+    frame, source = work.inputs.value
+    frame.to_parquet(work.staging / "rows.parquet", index=False)
+    return {"content_hash": work.inputs.digest, "source": source}, {
+        "source": source,
+        "rows": len(frame),
+        "columns": ", ".join(map(str, frame.columns)),
+        "content_hash": work.inputs.digest,
+        "path": FilePath(str(work.final / "rows.parquet")),
+        "preview": Markdown(markdown_table(frame.head(5).astype(str).to_dict("records"))),
+    }
+
+
+def clean_dataset(work: StageWork, raw: ArtifactRef) -> Result:
+    from finetune_assets.data.cleaning import clean
+
+    recipe, task = work.recipe, get_task(work.recipe.task)
+    rows_in = pd.read_parquet(raw.path)
+    cleaned = clean(rows_in, task, recipe)
+    dropped = pd.concat([frame.assign(reason=reason) for reason, frame in cleaned.dropped.items()])
+    cleaned.rows.to_parquet(work.staging / "rows.parquet", index=False)
+    dropped.astype(str).to_parquet(work.staging / "dropped.parquet")
+    counts = cleaned.counts()
+    work.log.info(f"cleaning kept {len(cleaned.rows)} of {len(rows_in)} rows; dropped {counts}")
+    examples = [{"reason": reason, **{k: str(v)[:120] for k, v in row.items()}}
+                for reason, frame in cleaned.dropped.items() for row in frame.head(3).to_dict("records")]
+    return {"rows": len(cleaned.rows), "rows_in": len(rows_in), "dropped": counts}, {
+        "rows_in": len(rows_in),
+        "rows_out": len(cleaned.rows),
+        **{f"dropped_{reason.replace(' ', '_')}": n for reason, n in counts.items()},
+        "dropped_examples": Markdown(markdown_table(examples) if examples else "nothing dropped"),
+        **task.describe_data(cleaned.rows, recipe),
+        "path": FilePath(str(work.final / "rows.parquet")),
+    }
+
+
+def tokenized_splits(work: StageWork, clean_ref: ArtifactRef) -> Result:
+    import numpy as np
+    from datasets import Dataset, DatasetDict
+
+    from finetune_assets.data.splitting import split_rows
+    from finetune_assets.training.tokenizer import load_tokenizer
+
+    recipe, task = work.recipe, get_task(work.recipe.task)
+    rows = pd.read_parquet(clean_ref.path)
+    parts = split_rows(rows, recipe, task.stratify_column(), task.split_groups(rows))
+    tokenizer = load_tokenizer(base_location(recipe), recipe)
+    splits = DatasetDict({name: Dataset.from_pandas(part, preserve_index=False) for name, part in parts.items()})
+    splits = task.tokenize(splits, tokenizer, recipe)
+    splits.save_to_disk(str(work.staging))
+    lengths = np.concatenate([np.asarray(split["length"]) for split in splits.values()])
+    truncated = np.concatenate([np.asarray(split["truncated"]) for split in splits.values()])
+    sizes = {name: len(split) for name, split in splits.items()}
+    work.log.info(f"split sizes {sizes}; {truncated.mean():.1%} truncated")
+    return sizes, {
+        **{f"rows_{name}": n for name, n in sizes.items()},
+        "max_length": recipe.training.max_length,
+        "truncation_rate": float(truncated.mean()),
+        **{f"tokens_p{q}": float(np.percentile(lengths, q)) for q in (50, 90, 99)},
+        "tokens_max": int(lengths.max()),
+        "path": FilePath(str(work.final)),
+    }
+
+
+def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
+    from finetune_assets.report import plots
+    from finetune_assets.training.trainer import train
+
+    recipe = work.recipe
+    figures = train(recipe, get_task(recipe.task), Path(splits_ref.path), base_location(recipe),
+                    work.staging, work.log)
+    return {"method": recipe.method}, {
+        **{k: v for k, v in figures.items() if v is not None and k != "lora_target_modules"},
+        "lora_target_modules": ", ".join(figures["lora_target_modules"]) or "none (full fine-tuning)",
+        "loss_curve": plots.as_markdown(work.staging / "loss_curve.png", "loss curve"),
+        "path": FilePath(str(work.final)),
+    }
+
+
+def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: ArtifactRef) -> Result:
+    from finetune_assets.report import plots
+    from finetune_assets.training.evaluation import evaluate_both
+
+    recipe, task = work.recipe, get_task(work.recipe.task)
+    tuned, baseline, pictures = evaluate_both(recipe, task, Path(splits_ref.path), Path(model_ref.path),
+                                              base_location(recipe), work.staging, work.log)
+    metrics = {**tuned.metrics, **{f"baseline_{k}": v for k, v in baseline.metrics.items()}}
+    work.log.info("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return {"metrics": metrics}, {
+        **{k: float(v) for k, v in metrics.items()},
+        **{key: plots.as_markdown(path, key) for key, path in pictures.items()},
+        **task.report_metadata(tuned, baseline, recipe),
+        "sample_predictions": Markdown(markdown_table(tuned.samples)),
+        "path": FilePath(str(work.final / "report.json")),
+    }
+
+
+def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: ArtifactRef) -> Result:
+    from finetune_assets.training.export import export_model
+
+    recipe, task = work.recipe, get_task(work.recipe.task)
+    report = json.loads(Path(report_ref.path).read_text())
+    lineage = ancestry(evaluation_report=report_ref, finetuned_model=model_ref)
+    probe_text = report["tuned"]["samples"][0]["text"] if report["tuned"]["samples"] else "hello"
+    started = time.monotonic()
+    probe = export_model(recipe, task, Path(model_ref.path), base_location(recipe), report, lineage,
+                         work.staging, probe_text)
+    work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
+                  f"pipeline probe: {probe['probe_output']}")
+    return {"metrics": report_ref.info["metrics"]}, {
+        "pipeline_task": task.pipeline_task,
+        "pipeline_probe": Json(probe),
+        "model_card": Markdown((work.staging / "README.md").read_text()),
+        task.primary_metric: float(report_ref.info["metrics"][task.primary_metric]),
+    }

@@ -1,0 +1,148 @@
+"""Finding and reading recipe files: which folders, one file at a time, errors that name the key.
+
+Recipes come from the folders a user names, so a project keeps its own recipes outside the
+installed package with no code change. In order of precedence:
+
+1. the folders passed to :func:`finetune_assets.defs.build_definitions` (library use);
+2. ``$FINETUNE_RECIPES``: folders separated by ``os.pathsep`` (``:`` on Linux);
+3. ``[tool.finetune_assets] recipes = [...]`` in the nearest ``pyproject.toml`` above the working
+   directory (paths relative to that file);
+4. the recipes shipped in this folder.
+
+In 2 and 3 the word ``shipped`` stands for this folder, so ``FINETUNE_RECIPES=~/recipes:shipped``
+serves the user's recipes beside the shipped ones.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from finetune_assets.errors import RecipeError
+from finetune_assets.recipes.schema import Recipe
+
+SHIPPED_DIR = Path(__file__).parent
+SHIPPED = "shipped"
+ENV_VAR = "FINETUNE_RECIPES"
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate one recipe file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RecipeError(f"{path}: recipe file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read the recipe as UTF-8 text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of keys (task, base_model, dataset, ...)")
+    odd = [key for key in data if not isinstance(key, str)]
+    if odd:
+        raise RecipeError(f"{path}: key {odd[0]!r} is not a name (quote it, or fix the indentation)")
+    for reserved in ("name", "source_file"):
+        if reserved in data:
+            raise RecipeError(f"{path}: key '{reserved}' is not allowed; the file name is the recipe name")
+    try:
+        return Recipe(name=path.stem, source_file=path.resolve(), **data)
+    except ValidationError as exc:
+        raise RecipeError(_describe(path, exc)) from None
+
+
+def load_recipes(*folders: str | Path) -> list[Recipe]:
+    """Every recipe in ``folders`` (default: :func:`recipe_folders`), sorted by name; the first
+    broken file raises its :class:`RecipeError`."""
+    found = scan(*folders)
+    if found.broken:
+        raise found.broken[0][1]
+    return found.recipes
+
+
+@dataclass
+class Scan:
+    """The recipes that loaded, and each broken file with its error (a file never hides another)."""
+
+    recipes: list[Recipe] = field(default_factory=list)
+    broken: list[tuple[Path, RecipeError]] = field(default_factory=list)
+
+
+def scan(*folders: str | Path) -> Scan:
+    """Load every ``*.yaml`` in ``folders`` (default: :func:`recipe_folders`), keeping going past
+    broken files. A second file with an already used name is broken: one name, one asset group."""
+    found = Scan()
+    seen: dict[str, Path] = {}
+    for folder in folders or recipe_folders():
+        folder = Path(folder)
+        if not folder.is_dir():
+            found.broken.append((folder, RecipeError(f"{folder}: recipe folder not found")))
+            continue
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                recipe = load_recipe(path)
+            except RecipeError as exc:
+                found.broken.append((path, exc))
+                continue
+            if recipe.name in seen:
+                found.broken.append((path, RecipeError(
+                    f"{path}: recipe name '{recipe.name}' is already used by {seen[recipe.name]}; "
+                    "rename one of the files")))
+                continue
+            seen[recipe.name] = path
+            found.recipes.append(recipe)
+    found.recipes.sort(key=lambda recipe: recipe.name)
+    return found
+
+
+def recipe_folders(cwd: Path | None = None) -> list[Path]:
+    """The folders to load recipes from, by the precedence in this module's docstring."""
+    listed = os.environ.get(ENV_VAR, "").strip()
+    if listed:
+        return [_folder(entry, Path.cwd()) for entry in listed.split(os.pathsep) if entry.strip()]
+    pyproject = _nearest_pyproject(cwd or Path.cwd())
+    if pyproject is not None:
+        try:
+            settings = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise RecipeError(f"{pyproject}: not valid TOML ({exc})") from None
+        entries = settings.get("finetune_assets", {}).get("recipes")
+        if entries is not None:
+            if isinstance(entries, str) or not all(isinstance(entry, str) for entry in entries):
+                raise RecipeError(f"{pyproject}: tool.finetune_assets.recipes must be a list of folders")
+            return [_folder(entry, pyproject.parent) for entry in entries]
+    return [SHIPPED_DIR]
+
+
+def _folder(entry: str, relative_to: Path) -> Path:
+    entry = entry.strip()
+    if entry == SHIPPED:
+        return SHIPPED_DIR
+    path = Path(entry).expanduser()
+    return path if path.is_absolute() else relative_to / path
+
+
+def _nearest_pyproject(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid recipe"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        elif error["type"] == "missing":
+            lines.append(f"  {key}: missing required key")
+        else:
+            lines.append(f"  {key}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""The recipe schema: what one YAML file may say about one fine-tuning job.
+
+Plain pydantic models with ``extra="forbid"``, so a typo in a key is an error, not a silently
+ignored setting; :mod:`finetune_assets.recipes.loading` turns validation errors into messages that
+name the file and the dotted key. The ``task:`` choices come from the task registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from finetune_assets.tasks import TASK_NAMES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """Where the rows come from and how their columns map onto the task's columns."""
+
+    source: str = Field(description="hub dataset id, local csv/jsonl/parquet path, or package:<pkg>/<path>")
+    format: Literal["csv", "jsonl", "json", "parquet", "chatterbot"] | None = Field(
+        None, description="default: from the file suffix; chatterbot: a folder of ChatterBot corpus YAML")
+    encoding: str = "utf-8"
+    hub_config: str | None = None
+    hub_split: str | None = Field(None, description="hub split expression, e.g. 'train+test'; default all")
+    columns: dict[str, str] = Field(default_factory=dict, description="task column -> source column")
+    labels: list[str] | None = Field(None, description="label names in id order (classification)")
+    label_aliases: dict[str, str] = Field(default_factory=dict, description="raw value -> label name")
+    drop_labels: list[str] = Field(default_factory=list, description="raw label values to leave out")
+
+
+class SplitSpec(_Strict):
+    validation: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> "SplitSpec":
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must be below 1 so that rows remain for training")
+        return self
+
+
+class LoraSpec(_Strict):
+    r: int = Field(8, gt=0)
+    alpha: int = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = Field(None, description="default: peft's choice for the architecture")
+
+
+class QuantizationSpec(_Strict):
+    """4-bit loading for ``method: qlora`` (bitsandbytes NF4); needs a CUDA GPU."""
+
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    cpu_fallback: bool = Field(False, description="without CUDA, train plain LoRA instead of failing")
+
+
+class GenerationSpec(_Strict):
+    """Decoding settings, used in evaluation and written to the export's generation_config."""
+
+    max_new_tokens: int = Field(64, gt=0)
+    num_beams: int = Field(1, gt=0)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    length_penalty: float = 1.0
+
+
+class EvaluationSpec(_Strict):
+    num_examples: int = Field(8, ge=0, description="test rows shown side by side in the report")
+    bleu: bool = Field(False, description="also compute sacreBLEU (generation tasks)")
+
+
+class TrainingSpec(_Strict):
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(16, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_length: int = Field(128, gt=0)
+    max_target_length: int = Field(128, gt=0, description="summary tokens (summarization)")
+    input_prefix: str = Field("", description='prepended to every input, e.g. "summarize: " for T5')
+    gradient_checkpointing: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: float = Field(0.0, ge=0, description="fraction of steps (<1) or a step count")
+    max_train_samples: int | None = Field(None, gt=0)
+    max_eval_samples: int | None = Field(None, gt=0)
+    early_stopping_patience: int | None = Field(None, gt=0)
+    group_by_length: bool = True
+    logging_steps: int = Field(10, gt=0)
+    seed: int = 42
+
+
+class CleaningSpec(_Strict):
+    """Each cleaning rule, switchable. Text rules apply to every text column of the task."""
+
+    unicode_normalization: Literal["NFC", "NFKC"] | None = "NFKC"
+    strip_html: bool = True
+    normalize_whitespace: bool = True
+    drop_empty: bool = True
+    drop_duplicates: bool = True
+    drop_near_duplicates: bool = Field(True, description="same text ignoring case, punctuation, spacing")
+    drop_conflicting_duplicates: bool = True
+    min_chars: int = Field(1, ge=0)
+    max_chars: int | None = Field(20_000, gt=0)
+
+
+class ChecksSpec(_Strict):
+    """Thresholds of the data-quality checks; see README "Data quality"."""
+
+    min_rows_per_split: int = Field(10, ge=1, description="ERROR below this many rows in any split")
+    max_class_ratio: float = Field(10.0, ge=1, description="WARN when largest/smallest class exceeds it")
+    max_truncation_rate: float = Field(0.05, ge=0, le=1, description="WARN above this share truncated")
+    max_duplicate_rate: float = Field(0.1, ge=0, le=1, description="WARN above this share of duplicates")
+    leakage: Literal["error", "warn"] = Field("error", description="severity of train/test overlap")
+
+
+class PromotionSpec(_Strict):
+    """When a new export replaces the current champion."""
+
+    metric: str | None = Field(None, description="default: the task's primary metric")
+    higher_is_better: bool | None = Field(None, description="default: the task's direction")
+    min_improvement: float = Field(0.0, ge=0)
+
+
+class ScheduleSpec(_Strict):
+    """Periodic retraining; the schedule is created stopped and started from the UI."""
+
+    cron: str
+    timezone: str = "UTC"
+
+
+class Recipe(_Strict):
+    """A whole fine-tuning job. ``name`` comes from the file name, never from inside the file."""
+
+    name: str
+    source_file: Path
+    description: str = ""
+    task: Literal[TASK_NAMES]
+    base_model: str
+    trust_remote_code: bool = False
+    dataset: DatasetSpec
+    cleaning: CleaningSpec = CleaningSpec()
+    checks: ChecksSpec = ChecksSpec()
+    promotion: PromotionSpec = PromotionSpec()
+    schedule: ScheduleSpec | None = None
+    force_recompute: bool = Field(False, description="ignore cached artifacts on every run")
+    splits: SplitSpec = SplitSpec()
+    method: Literal["full", "lora", "qlora"] = "full"
+    lora: LoraSpec = LoraSpec()
+    quantization: QuantizationSpec = QuantizationSpec()
+    training: TrainingSpec = TrainingSpec()
+    generation: GenerationSpec = GenerationSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+
+    def section(self, *keys: str) -> dict:
+        """The settings under ``keys`` (dotted for nested, e.g. ``training.max_length``) as plain
+        data: what a stage's fingerprint depends on."""
+        data = self.model_dump(mode="json", exclude={"name", "source_file", "description"})
+        picked = {}
+        for key in keys:
+            value = data
+            for part in key.split("."):
+                value = value[part]
+            picked[key] = value
+        return picked

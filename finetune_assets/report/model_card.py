@@ -1,0 +1,79 @@
+"""The model card (README.md) of an export: what it is, how it was trained, how well it does.
+
+It records the metrics of tuned and base model on the test split, the method and its trainable
+share, the base model, the data, the fingerprints of everything upstream and the recipe as it was
+written, then how to load the folder. YAML front matter at the top lets the Hugging Face hub
+index the folder when a user uploads it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from finetune_assets.recipes import Recipe
+    from finetune_assets.tasks.base import TaskFamily
+
+
+def model_card(recipe: Recipe, task: TaskFamily, report: dict, lineage: dict, figures: dict) -> str:
+    tuned, baseline = report["tuned"]["metrics"], report["baseline"]["metrics"]
+    rows = "\n".join(f"| {name} | {tuned[name]:.4f} | {baseline.get(name, float('nan')):.4f} |"
+                     for name in tuned)
+    upstream = "\n".join(f"- `{name}`: fingerprint `{ref['fingerprint']}` at `{ref['path']}`"
+                         for name, ref in sorted(lineage.items()))
+    return f"""---
+library_name: transformers
+pipeline_tag: {task.pipeline_task}
+base_model: {recipe.base_model}
+tags: [finetune_assets, {recipe.task}, {recipe.method}]
+---
+# {recipe.name}
+
+{recipe.description.strip() or f"A {recipe.task} model fine-tuned by finetune_assets."}
+
+- base model: `{recipe.base_model}`
+{_method_lines(recipe, figures)}
+- data: `{recipe.dataset.source}`
+- test rows: {report["test_rows"]}
+
+## Metrics on the held-out test split
+
+| metric | fine-tuned | base model |
+| --- | --- | --- |
+{rows}
+
+## Lineage
+
+{upstream}
+
+## Recipe as written (`{recipe.source_file.name}`)
+
+```yaml
+{recipe.source_file.read_text(encoding="utf-8").strip()}
+```
+
+## Use
+
+```python
+{task.usage_code()}
+```
+"""
+
+
+def _method_lines(recipe: Recipe, figures: dict) -> str:
+    """How the model was trained: method, LoRA and quantization settings, trainable share."""
+    lines = [f"- method: `{recipe.method}`"]
+    if figures.get("qlora_cpu_fallback"):
+        lines.append("- trained as plain LoRA: no CUDA GPU for 4-bit weights (quantization.cpu_fallback: true)")
+    elif figures["method_trained"] == "qlora":
+        spec = recipe.quantization
+        lines.append(f"- base loaded in 4 bits for training: {spec.quant_type}, double quantization "
+                     f"{spec.double_quant}, compute dtype {spec.compute_dtype}")
+    if recipe.method != "full":
+        lines.append(f"- LoRA: r={recipe.lora.r}, alpha={recipe.lora.alpha}, dropout={recipe.lora.dropout}, "
+                     f"target modules {', '.join(figures['lora_target_modules'])}; merged into an "
+                     "unquantized copy of the base here, the adapter alone is in `adapter/` (load it onto "
+                     "the base with `peft.PeftModel.from_pretrained(base, \"adapter\")`)")
+    lines.append(f"- trainable parameters: {figures['trainable_parameters']:,} of {figures['total_parameters']:,} "
+                 f"({figures['trainable_fraction']:.4%})")
+    return "\n".join(lines)

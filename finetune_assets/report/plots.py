@@ -1,0 +1,97 @@
+"""Plots for the Dagster UI: PNG files next to the artifact, shown inline as markdown metadata."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from finetune_assets.report.values import Markdown  # noqa: E402
+
+
+def as_markdown(png: Path, title: str) -> Markdown:
+    """Inline the PNG so the UI shows the picture itself, not a path."""
+    encoded = base64.b64encode(png.read_bytes()).decode()
+    return Markdown(f"![{title}](data:image/png;base64,{encoded})")
+
+
+def loss_curve(history: list[dict], target: Path) -> Path:
+    """Training loss per step and validation loss per evaluation, from the Trainer's log history."""
+    train = [(row["step"], row["loss"]) for row in history if "loss" in row]
+    evals = [(row["step"], row["eval_loss"]) for row in history if "eval_loss" in row]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train), label="training loss")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title("Loss during fine-tuning")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, target)
+
+
+def confusion_matrix(matrix: list[list[int]], labels: list[str], title: str, target: Path) -> Path:
+    """Counts per (true, predicted) label pair; the diagonal holds the right answers."""
+    size = max(3.0, 1.0 + 0.6 * len(labels))
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > peak / 2 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, target)
+
+
+def metric_bars(tuned: dict[str, float], baseline: dict[str, float], names: list[str], title: str,
+                target: Path) -> Path:
+    """Base and fine-tuned model side by side for each metric in ``names`` (same scale)."""
+    fig, ax = plt.subplots(figsize=(1.0 + 1.2 * len(names), 3.5))
+    positions = range(len(names))
+    width = 0.38
+    for offset, scores, label in ((-width / 2, baseline, "base model"), (width / 2, tuned, "fine-tuned")):
+        bars = ax.bar([p + offset for p in positions], [scores[n] for n in names], width, label=label)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(list(positions), names)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return _save(fig, target)
+
+
+def metric_history(history: list[dict], metric: str, target: Path) -> Path:
+    """The gated metric of every export over time; promoted exports are filled markers."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    values = [row[metric] for row in history]
+    ax.plot(range(1, len(values) + 1), values, color="grey", alpha=0.6)
+    for i, row in enumerate(history, start=1):
+        promoted = row["decision"].startswith("promoted")
+        ax.scatter(i, row[metric], color="tab:green" if promoted else "tab:red", zorder=3,
+                   label="promoted" if promoted else "kept champion")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys())
+    ax.set_xlabel("evaluation")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} of each export")
+    ax.grid(alpha=0.3)
+    return _save(fig, target)
+
+
+def _save(fig, target: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(target, dpi=90)
+    plt.close(fig)
+    return target

@@ -1,0 +1,58 @@
+"""Scoring a causal LM on prompt/response rows: loss on the response tokens, and greedy or sampled
+answers to a few prompts.
+
+Perplexity here is exp(mean negative log-likelihood) over the response tokens and the EOS that
+ends them, exactly the tokens training puts loss on; prompt tokens never count, so base and tuned
+models are compared on the answers alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from finetune_assets.tasks.instruction.chat import IGNORE
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@torch.no_grad()
+def response_nll(model, rows, collator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: summed negative log-likelihood of its labelled tokens, and how many there are."""
+    model.eval().to(device())
+    features = rows.select_columns(["input_ids", "attention_mask", "labels"])
+    sums, counts = [], []
+    for start in range(0, len(features), batch_size):
+        batch = collator([features[i] for i in range(start, min(start + batch_size, len(features)))])
+        batch = {key: value.to(device()) for key, value in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]  # the token at t+1 is predicted from position t
+        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE,
+                              reduction="none")
+        sums.append(nll.sum(dim=1).cpu().numpy())
+        counts.append((labels != IGNORE).sum(dim=1).cpu().numpy())
+    return np.concatenate(sums), np.concatenate(counts)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 8) -> list[dict]:
+    """Answers to prompt token ids with the model's ``generation_config``: text, and whether the
+    model ended it with EOS (rather than running into ``max_new_tokens``)."""
+    model.eval().to(device())
+    stops = model.generation_config.eos_token_id
+    stops = set(stops) if isinstance(stops, list) else {stops}
+    answers = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer.pad({"input_ids": prompts[start:start + batch_size]}, padding_side="left",
+                              return_tensors="pt").to(device())
+        output = model.generate(**batch)[:, batch["input_ids"].shape[1]:].tolist()
+        for ids in output:
+            end = next((i for i, token in enumerate(ids) if token in stops), None)
+            stopped = end is not None
+            ids = ids[:end] if stopped else ids
+            answers.append({"text": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                            "tokens": len(ids), "stopped_at_eos": stopped})
+    return answers

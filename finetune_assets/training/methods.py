@@ -1,0 +1,119 @@
+"""Full fine-tuning, LoRA and QLoRA: the only place that knows the difference.
+
+``full`` trains every weight. ``lora`` wraps the model with peft adapters (target modules from
+the recipe, else peft's per-architecture defaults) and trains only those plus the task head;
+checkpoints then hold the adapter alone, and :func:`load_trained` merges it back for use.
+``qlora`` is LoRA on a base model loaded in 4 bits (bitsandbytes NF4 by default, settings in the
+recipe's ``quantization``), which needs a CUDA GPU. Without one it fails before any data is read
+(:func:`preflight`), or with ``quantization.cpu_fallback: true`` trains plain LoRA and says so.
+Merging always goes into an unquantized copy of the base, never into 4-bit weights.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+from finetune_assets.errors import MethodError
+from finetune_assets.recipes import Recipe
+from finetune_assets.tasks.base import TaskFamily
+
+# Attention projections for architectures peft has no default for.
+EXTRA_DEFAULT_TARGETS = {
+    "distilbert": ["q_lin", "v_lin"],
+    "encoder-decoder": ["query", "value"],  # BERT-style encoder and decoder
+}
+
+
+def trained_method(recipe: Recipe) -> str:
+    """The method this machine will train: the recipe's, or ``lora`` for a ``qlora`` recipe on a
+    machine without CUDA whose recipe allows the fallback. Raises :class:`MethodError` otherwise."""
+    if recipe.method != "qlora" or torch.cuda.is_available():
+        return recipe.method
+    if recipe.quantization.cpu_fallback:
+        return "lora"
+    raise MethodError(
+        f"{recipe.source_file.name}: method qlora needs a CUDA GPU (bitsandbytes 4-bit weights) and this "
+        "machine has none. Run it on a GPU machine, set method: lora, or set quantization.cpu_fallback: "
+        "true to train plain LoRA here instead.")
+
+
+def preflight(recipe: Recipe, log) -> str:
+    """Check the method against this machine before any data is read; log a fallback."""
+    method = trained_method(recipe)
+    if method != recipe.method:
+        log.warning(f"{recipe.name}: no CUDA GPU, so method qlora falls back to plain LoRA "
+                    "(quantization.cpu_fallback: true); the 4-bit base is not used")
+    return method
+
+
+def load_base(location: str, recipe: Recipe, task: TaskFamily, method: str):
+    """The base model to train: as is, or for ``qlora`` in 4 bits and ready for k-bit training."""
+    if method != "qlora":
+        return task.load_model(location, recipe)
+    from transformers import BitsAndBytesConfig
+
+    spec = recipe.quantization
+    dtype = getattr(torch, spec.compute_dtype)
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=spec.quant_type,
+                                      bnb_4bit_use_double_quant=spec.double_quant, bnb_4bit_compute_dtype=dtype)
+    model = task.load_model(location, recipe, quantization_config=quantization, dtype=dtype, device_map={"": 0})
+    # Norms to float32, input gradients on; the Trainer turns on activation checkpointing itself.
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+
+def default_targets(model_type: str) -> list[str]:
+    targets = PEFT_DEFAULTS.get(model_type) or EXTRA_DEFAULT_TARGETS.get(model_type)
+    if not targets:
+        raise MethodError(f"no default LoRA target modules for model type '{model_type}'; set "
+                          "lora.target_modules in the recipe (e.g. the attention projections' names)")
+    return list(targets)
+
+
+def prepare(model, recipe: Recipe, task: TaskFamily):
+    """Return the model to hand to the Trainer for ``recipe.method``."""
+    if recipe.method == "full":
+        return model
+    spec = recipe.lora
+    config = LoraConfig(task_type=task.peft_task_type, r=spec.r, lora_alpha=spec.alpha,
+                        lora_dropout=spec.dropout,
+                        target_modules=spec.target_modules or default_targets(model.config.model_type))
+    return get_peft_model(model, config)
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """(trainable, total) parameters; peft counts packed 4-bit weights at their real size."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return model.get_nb_trainable_parameters()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def lora_targets(model) -> list[str]:
+    """The module names peft actually adapted (resolved defaults included)."""
+    config = getattr(model, "peft_config", {}).get("default")
+    return sorted(config.target_modules) if config else []
+
+
+def load_trained(checkpoint: Path, base_location: str, recipe: Recipe, task: TaskFamily):
+    """The fine-tuned model as plain transformers weights (LoRA adapters merged in)."""
+    if recipe.method == "full":
+        return task.load_model(str(checkpoint), recipe)
+    base = task.load_model(base_location, recipe)
+    return PeftModel.from_pretrained(base, str(checkpoint)).merge_and_unload()
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def save_adapter(checkpoint: Path, target: Path) -> None:
+    """Copy a LoRA checkpoint's adapter into ``target``, for users who load it onto the base with
+    peft instead of taking the merged model."""
+    target.mkdir()
+    for name in ADAPTER_FILES:
+        shutil.copy2(checkpoint / name, target / name)
