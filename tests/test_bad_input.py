@@ -16,9 +16,8 @@ import pytest
 import yaml
 from dagster import DagsterInstance, materialize
 
-from finetune_assets.defs import build_definitions
-
 from finetune_assets.data import sources
+from finetune_assets.defs import build_definitions
 
 GOOD_ROWS = [(f"I really loved moment number {i} of this film", "pos") for i in range(40)] + \
             [(f"I truly hated scene number {i} of this film", "neg") for i in range(40)]

