@@ -246,3 +246,18 @@ def test_dg_launch_materializes_an_asset(tmp_path):
                                "FINETUNE_ARTIFACTS_DIR": str(tmp_path / "artifacts")})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert list((tmp_path / "artifacts" / "tiny" / "raw_dataset").glob("*/rows.parquet"))
+
+
+def test_readme_names_every_module():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme[readme.index("## How it is built"):readme.index("### Use it inside your Dagster project")]
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE)
+        if relative.name == "__init__.py" or relative.parts[0] == "metrics":
+            continue
+        named = (str(relative) in section or f"{relative.parent}/" in section and f"`{relative.name}`" in section
+                 or f"`{relative.name}`" in section and len(relative.parts) == 1)
+        if not named:
+            missing.append(str(relative))
+    assert not missing, f"README's 'How it is built' does not name: {missing}"
