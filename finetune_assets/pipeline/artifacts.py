@@ -1,22 +1,17 @@
 """Artifacts on disk and the small references that flow between assets.
 
 Every large artifact (parquet table, tokenized splits, checkpoint, export) is a folder under the
-artifacts root, named by its fingerprint and written atomically: it is built in a temporary
-sibling folder and renamed into place, so an interrupted run never leaves a half-written folder
-where a good one is expected. Assets hand each other an :class:`ArtifactRef` (a path plus
-fingerprints), stored as JSON by the Dagster IO manager (:mod:`finetune_assets.defs.resources`),
-never as a pickle.
+artifacts root, named by its fingerprint and written atomically (:mod:`.atomic`), so an
+interrupted run never leaves a half-written folder where a good one is expected. Assets hand each
+other an :class:`ArtifactRef` (a path plus fingerprints), stored as JSON by the Dagster IO manager
+(:mod:`finetune_assets.defs.resources`), never as a pickle.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,26 +54,6 @@ def file_digest(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder; on success it replaces ``final`` in one rename, on error it is removed."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        yield staging
-        if final.exists():
-            backup = final.with_name(f".{final.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            final.rename(backup)
-            staging.rename(final)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def artifact_folder(root: Path, recipe: str, stage: str, fingerprint: str) -> Path:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finetune_assets.pipeline.artifacts import atomic_dir, default_artifacts_root, file_digest
+from finetune_assets.pipeline.artifacts import default_artifacts_root, file_digest
+from finetune_assets.pipeline.atomic import atomic_dir
 
 
 def plain_copy(gguf_path: Path, root: Path | None = None) -> Path:
