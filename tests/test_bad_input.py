@@ -9,6 +9,7 @@ they were, byte for byte.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -78,6 +79,12 @@ def write_malformed(path):
         handle.write('a line,with,too many,fields\n')
 
 
+def write_unclosed_quote(path):
+    write_csv(path, GOOD_ROWS)
+    with path.open("a") as handle:  # pandas' reader merged such a line with the next into one text
+        handle.write('"I truly loved this film,pos\nI hated "the ending" of it,neg\n')
+
+
 def write_renamed_columns(path):
     pd.DataFrame(GOOD_ROWS, columns=["body", "sentiment"]).to_csv(path, index=False)
 
@@ -102,6 +109,7 @@ CASES = {
     "missing file": (write_missing, ["reviews.csv", "not found"]),
     "latin-1 without encoding": (write_latin1, ["reviews.csv", "not valid utf-8", "dataset.encoding"]),
     "malformed csv line": (write_malformed, ["reviews.csv", "malformed csv", "line 82"]),
+    "unclosed quote": (write_unclosed_quote, ["reviews.csv", "malformed csv", "line 82", "quoting"]),
     "columns named differently": (write_renamed_columns, ["column 'review'", "'body'", "dataset.columns.text"]),
     "label outside the mapping": (write_unknown_label, ["label outside the recipe's mapping", "row 80: 'meh'",
                                                         "dataset.label_aliases"]),
@@ -154,3 +162,24 @@ def test_a_one_megabyte_text_is_dropped_with_a_receipt(project):
                  if e.asset_key.path[1] == "clean_dataset")
     assert clean["dropped_longer_than_max_chars"].value == 1
     assert clean["rows_out"].value == len(GOOD_ROWS)
+
+
+def test_skipped_lines_are_listed_in_the_raw_dataset_metadata(tmp_path, tiny_bert):
+    recipe = {"task": "classification", "base_model": str(tiny_bert),
+              "dataset": {"source": "reviews.csv", "columns": {"text": "review", "label": "sentiment"},
+                          "labels": ["negative", "positive"], "label_aliases": {"pos": "positive", "neg": "negative"},
+                          "on_bad_lines": "skip"}}
+    (tmp_path / "films.yaml").write_text(yaml.safe_dump(recipe))
+    write_unclosed_quote(tmp_path / "reviews.csv")
+    with (tmp_path / "reviews.csv").open("a") as handle:
+        handle.write("one,field,too many\n")
+    defs = build_definitions([tmp_path], str(tmp_path / "artifacts"))
+    raw_asset = next(a for a in defs.assets if a.key.path[-1] == "raw_dataset")
+    result = materialize([raw_asset], resources=defs.resources, instance=DagsterInstance.ephemeral())
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["rows"].value == len(GOOD_ROWS) + 1  # the line after the unclosed quote is kept
+    assert metadata["skipped_lines"].value == 2
+    assert metadata["skipped_line_numbers"].value == "reviews.csv:82, reviews.csv:84"
+    assert "broken quoting" in metadata["skipped_lines_table"].value
+    receipt = Path(metadata["path"].value).parent / "skipped_lines.json"
+    assert [row["line"] for row in json.loads(receipt.read_text())] == [82, 84]

@@ -119,7 +119,7 @@ def test_collator_masks_padding_by_attention_not_by_token_id(tokenizer):
 
 def _clean_rows(recipe):
     """Rows as raw_dataset stores them (through parquet), then cleaned."""
-    frame, _ = sources.read_dataset(recipe)
+    frame = sources.read_dataset(recipe).frame
     stored = recipe.source_file.parent / "stored.parquet"
     frame.to_parquet(stored, index=False)
     return clean(pd.read_parquet(stored), TASK, recipe)

@@ -315,3 +315,105 @@ def test_read_hub_connection_error_says_use_a_local_file(monkeypatch):
     assert "stanfordnlp/imdb" in message
     assert "ConnectionError" in message
     assert "local file" in message and "package:" in message
+
+
+# --- strict parsing: malformed lines are named, or skipped with a receipt ------------------------
+
+def read_skipping(path: Path, **kwargs) -> tuple[pd.DataFrame, list]:
+    skipped = []
+    frame = read_table(Source("local", str(path), path.name), format=None, encoding="utf-8", hub_config=None,
+                       hub_split=None, on_bad_lines="skip", skipped=skipped, **kwargs)
+    return frame, skipped
+
+
+UNCLOSED_QUOTE = 'text,label\nI liked it,positive\n"I hated it,negative\nIt was "fine" overall,neutral\nsuperb,positive\n'
+
+
+def test_read_csv_unclosed_quote_names_its_line(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text(UNCLOSED_QUOTE)
+    message = read_error(path)
+    assert "line 3" in message and "malformed csv" in message and "quot" in message
+    assert "dataset.on_bad_lines: skip" in message
+
+
+def test_read_csv_unclosed_quote_at_the_end_names_its_line(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text('text,label\nfine,1\n"never closed,0\nmore,1\n')
+    assert "line 3" in read_error(path)
+
+
+@pytest.mark.parametrize("line", ["too,many,fields", "lonely"])
+def test_read_csv_wrong_number_of_fields_names_its_line(tmp_path, line):
+    path = tmp_path / "reviews.csv"
+    path.write_text(f"text,label\nfine,1\n{line}\nok,0\n")
+    message = read_error(path)
+    assert "line 3" in message and "fields where the header has 2" in message
+
+
+def test_skipped_csv_lines_get_a_receipt_and_lose_nothing_else(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text(UNCLOSED_QUOTE + 'too,many,fields\n"multi\nline ok",positive\n')
+    frame, skipped = read_skipping(path)
+    assert frame.to_dict("records") == [
+        {"text": "I liked it", "label": "positive"},
+        {"text": 'It was "fine" overall', "label": "neutral"},  # a quote inside a field is text
+        {"text": "superb", "label": "positive"},
+        {"text": "multi\nline ok", "label": "positive"},
+    ]
+    assert [(bad.file, bad.line) for bad in skipped] == [(str(path), 3), (str(path), 6)]
+    assert "quot" in skipped[0].problem and skipped[0].text == '"I hated it,negative'
+    assert skipped[1].problem == "3 fields where the header has 2"
+
+
+def test_read_csv_rejects_a_repeated_column_name(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,text\na,b\n")
+    assert "'text'" in read_error(path) and "more than once" in read_error(path)
+
+
+def test_read_csv_keeps_a_field_longer_than_the_csv_module_limit(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("text,label\n" + "word " * 60_000 + ",1\n")
+    assert len(read(path)["text"][0]) == 300_000
+
+
+JSONL = '{"text": "a", "label": 1}\n{"text": "b", "label": 0\n[1, 2]\n\n{"text": "c", "label": 1}\n'
+
+
+def test_read_malformed_jsonl_names_the_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(JSONL)
+    message = read_error(path)
+    assert "line 2" in message and "malformed jsonl" in message and "not valid JSON" in message
+
+
+def test_skipped_jsonl_lines_get_a_receipt(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(JSONL)
+    frame, skipped = read_skipping(path)
+    assert frame.to_dict("records") == [{"text": "a", "label": 1}, {"text": "c", "label": 1}]
+    assert [(bad.line, bad.problem.split(" (")[0]) for bad in skipped] == [(2, "not valid JSON"),
+                                                                          (3, "a JSON list, not an object")]
+
+
+def test_read_malformed_json_names_line_and_column(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('[\n  {"text": "a"},\n  {"text": }\n]\n')
+    message = read_error(path)
+    assert "line 3, column 12" in message and "malformed json" in message
+
+
+def test_an_invalid_byte_is_named_by_its_offset_in_the_file(tmp_path):
+    path = tmp_path / "rows.csv"
+    body = "text,label\n" + "".join(f"row number {i},1\n" for i in range(20_000))  # > 64 KiB read buffer
+    offset = len(body.encode())
+    path.write_bytes(body.encode() + b"caf\xe9,0\n")
+    message = read_error(path)
+    assert f"byte {offset + 3} " in message and "line 20002" in message and "not valid utf-8" in message
+
+
+def test_an_unknown_encoding_names_the_setting(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\na,1\n")
+    assert "dataset.encoding 'latin-9000'" in read_error(path, encoding="latin-9000")
