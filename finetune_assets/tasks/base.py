@@ -21,6 +21,13 @@ if TYPE_CHECKING:
     from finetune_assets.recipes import Recipe
 
 
+def weights_options(recipe: Recipe) -> dict:
+    """What every ``from_pretrained`` of a model gets: safetensors only (a pickle file can run any
+    code while it loads; a pickle-only folder or hub repository is refused), and remote code only
+    where the recipe turns it on."""
+    return {"use_safetensors": True, "trust_remote_code": recipe.trust_remote_code}
+
+
 @dataclass
 class Evaluation:
     """What one model scored on the test split, plus material for the report."""
@@ -70,8 +77,9 @@ class TaskFamily(ABC):
 
     @abstractmethod
     def load_model(self, location: str, recipe: Recipe, **options):
-        """A fresh pretrained model with the task head, ready to train or evaluate. ``options`` go
-        to ``from_pretrained`` (QLoRA passes ``quantization_config``, ``dtype``, ``device_map``)."""
+        """A fresh pretrained model with the task head, ready to train or evaluate, loaded with
+        :func:`weights_options`. ``options`` go to ``from_pretrained`` (QLoRA passes
+        ``quantization_config``, ``dtype``, ``device_map``)."""
 
     @abstractmethod
     def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
@@ -133,7 +141,7 @@ class TaskFamily(ABC):
         """The exported ``folder`` loaded through ``transformers.pipeline`` (the export's smoke test)."""
         from transformers import pipeline
 
-        return pipeline(self.pipeline_task, model=str(folder), device="cpu")
+        return pipeline(self.pipeline_task, model=str(folder), device="cpu", model_kwargs={"use_safetensors": True})
 
     def usage_code(self) -> str:
         """Python that loads the export, for the model card."""

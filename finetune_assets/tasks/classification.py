@@ -13,7 +13,7 @@ from pandera.typing import Series
 from finetune_assets.errors import DataError
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import Markdown
-from finetune_assets.tasks.base import Evaluation, TaskFamily
+from finetune_assets.tasks.base import Evaluation, TaskFamily, weights_options
 
 if TYPE_CHECKING:
     from finetune_assets.recipes import Recipe
@@ -71,8 +71,7 @@ class Classification(TaskFamily):
         names = _label_names(recipe)
         return AutoModelForSequenceClassification.from_pretrained(
             location, num_labels=len(names), id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)},
-            trust_remote_code=recipe.trust_remote_code, **options)
+            label2id={n: i for i, n in enumerate(names)}, **weights_options(recipe), **options)
 
     def tokenize(self, splits, tokenizer, recipe: Recipe):
         max_length = recipe.training.max_length

@@ -104,6 +104,8 @@ def load_trained(checkpoint: Path, base_location: str, recipe: Recipe, task: Tas
     """The fine-tuned model as plain transformers weights (LoRA adapters merged in)."""
     if recipe.method == "full":
         return task.load_model(str(checkpoint), recipe)
+    if not (checkpoint / "adapter_model.safetensors").exists():  # peft would fall back to a pickle file
+        raise MethodError(f"{checkpoint}: no adapter_model.safetensors; this project loads safetensors only")
     base = task.load_model(base_location, recipe)
     return PeftModel.from_pretrained(base, str(checkpoint)).merge_and_unload()
 

@@ -29,7 +29,7 @@ from pandera.typing import Series
 from finetune_assets.data.cleaning import comparison_key
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import Markdown
-from finetune_assets.tasks.base import Evaluation, TaskFamily
+from finetune_assets.tasks.base import Evaluation, TaskFamily, weights_options
 from finetune_assets.tasks.instruction import chat
 
 if TYPE_CHECKING:
@@ -84,8 +84,7 @@ class Instruction(TaskFamily):
         from transformers import AutoModelForCausalLM
 
         options.setdefault("dtype", torch.float32)  # "auto" would train bf16 hub weights in bf16
-        return AutoModelForCausalLM.from_pretrained(location, trust_remote_code=recipe.trust_remote_code,
-                                                    **options)
+        return AutoModelForCausalLM.from_pretrained(location, **weights_options(recipe), **options)
 
     def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
         max_length = recipe.training.max_length

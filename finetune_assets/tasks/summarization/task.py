@@ -22,7 +22,7 @@ from pandera.typing import Series
 from finetune_assets.data.formats.nested import as_text
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import Markdown
-from finetune_assets.tasks.base import Evaluation, TaskFamily
+from finetune_assets.tasks.base import Evaluation, TaskFamily, weights_options
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -65,8 +65,7 @@ class Summarization(TaskFamily):
 
         config = AutoConfig.from_pretrained(location, trust_remote_code=recipe.trust_remote_code)
         if config.is_encoder_decoder:
-            return AutoModelForSeq2SeqLM.from_pretrained(location, trust_remote_code=recipe.trust_remote_code,
-                                                         **options)
+            return AutoModelForSeq2SeqLM.from_pretrained(location, **weights_options(recipe), **options)
         if options:
             raise ValueError(f"{location}: {sorted(options)} (e.g. method qlora) need a sequence-to-sequence "
                              "base model; an encoder is warm-started into an encoder-decoder in full precision")
@@ -191,7 +190,7 @@ class Summarization(TaskFamily):
 
         from finetune_assets.tasks.summarization import summarization_pipeline
 
-        return pipeline("summarization", model=str(folder), device="cpu",
+        return pipeline("summarization", model=str(folder), device="cpu", model_kwargs={"use_safetensors": True},
                         pipeline_class=summarization_pipeline.SummarizationPipeline)
 
     def usage_code(self) -> str:
@@ -219,7 +218,8 @@ def _warm_start(location: str, recipe: Recipe):
     if start is None or end is None or tokenizer.pad_token_id is None:
         raise ValueError(f"{location}: the tokenizer needs start ([CLS]/BOS), end ([SEP]/EOS) and pad tokens "
                         "to warm-start an encoder-decoder from this encoder")
-    model = EncoderDecoderModel.from_encoder_decoder_pretrained(location, location)
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(location, location, encoder_use_safetensors=True,
+                                                                decoder_use_safetensors=True)
     ids = {"decoder_start_token_id": start, "eos_token_id": end, "pad_token_id": tokenizer.pad_token_id}
     for config in (model.config, model.generation_config):
         for key, value in ids.items():
