@@ -2,7 +2,8 @@
 
 Each is a ``ValueError`` whose message names what is at fault (file, key, line, row, column or
 setting) and what to do about it, so a user can act on it without reading code. Which class is
-raised says where to look: the recipe, the source it names, the rows themselves, or the method.
+raised says where to look: the recipe, the source it names, the rows themselves, the method, or the
+champion's files.
 """
 
 
@@ -20,3 +21,7 @@ class DataError(ValueError):
 
 class MethodError(ValueError):
     """A method setting that cannot work with this model or machine."""
+
+
+class PromotionError(ValueError):
+    """The champion's record cannot be read or its export cannot be scored; the message names the file."""

@@ -1,10 +1,9 @@
-"""Caching by fingerprint, code/data versions, schedules, the new-data sensor and the promotion gate,
-tested with Dagster's own utilities on a tiny real BERT and files the tests write."""
+"""Caching by fingerprint, code/data versions, schedules and the new-data sensor, tested with
+Dagster's own utilities on a tiny real BERT and files the tests write (the gate: test_promotion.py)."""
 
 from __future__ import annotations
 
 import datetime
-import json
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from dagster import (
 
 from finetune_assets.defs import build_definitions
 from finetune_assets.defs.resources import RunSettings
-from finetune_assets.pipeline import promotion
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.recipes import load_recipe
@@ -36,7 +34,8 @@ def write_recipe(folder: Path, name: str = "films", **overrides) -> Path:
               "dataset": {"source": "data", "columns": {"text": "review", "label": "sentiment"},
                           "labels": ["negative", "positive"]},
               "splits": {"validation": 0.2, "test": 0.2},
-              "training": {"max_length": 32, "learning_rate": 1e-3, "epochs": 1}, **overrides}
+              "training": {"max_length": 32, "learning_rate": 1e-3, "epochs": 1},
+              "promotion": {"min_test_rows": 10}, **overrides}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -169,48 +168,3 @@ def test_packaged_data_has_no_sensor():
     defs = build_definitions()
     names = {s.name for s in defs.sensors}
     assert "tweet_sentiment_new_data" not in names
-
-
-def export_ref(root: Path, name: str, accuracy: float) -> ArtifactRef:
-    folder = root / name
-    folder.mkdir()
-    (folder / "model.safetensors").write_text(f"weights of {name}")
-    return ArtifactRef(str(folder), name, {"metrics": {"accuracy": accuracy, "perplexity": 10 / accuracy}})
-
-
-class Log:
-    def info(self, message):
-        self.last = message
-
-
-def test_promotion_gate_promotes_better_and_keeps_the_champion_otherwise(tmp_path):
-    rule = promotion.Rule("accuracy", higher_is_better=True, min_improvement=0.01)
-    first = export_ref(tmp_path, "first", 0.80)
-    champion, meta = promotion.decide(first, tmp_path, rule, Log())
-    assert meta["decision"] == "promoted (first export)" and champion == first
-    worse = export_ref(tmp_path, "worse", 0.75)
-    champion, meta = promotion.decide(worse, tmp_path, rule, Log())
-    assert meta["decision"] == "kept champion" and champion.path == first.path
-    assert meta["challenger_accuracy"] == 0.75 and meta["champion_accuracy"] == 0.80
-    assert (Path(worse.path) / "model.safetensors").exists(), "the challenger stays on disk"
-    assert (tmp_path / "current").resolve() == Path(first.path).resolve()
-    assert (tmp_path / "current" / "model.safetensors").read_text() == "weights of first"
-    tiny_gain = export_ref(tmp_path, "tiny_gain", 0.805)
-    assert promotion.decide(tiny_gain, tmp_path, rule, Log())[1]["decision"] == "kept champion"
-    better = export_ref(tmp_path, "better", 0.90)
-    champion, meta = promotion.decide(better, tmp_path, rule, Log())
-    assert meta["decision"] == "promoted" and champion.path == better.path
-    assert (tmp_path / "current").resolve() == Path(better.path).resolve()
-    history = [json.loads(line) for line in (tmp_path / "evaluation_history.jsonl").read_text().splitlines()]
-    assert [row["decision"] for row in history] == ["promoted (first export)", "kept champion",
-                                                    "kept champion", "promoted"]
-    assert meta["evaluation_history_plot"].text.startswith("![evaluation history](data:image/png;base64,")
-
-
-def test_promotion_gate_lower_is_better(tmp_path):
-    rule = promotion.Rule("perplexity", higher_is_better=False, min_improvement=0.0)
-    promotion.decide(export_ref(tmp_path, "a", 0.5), tmp_path, rule, Log())       # perplexity 20
-    _, meta = promotion.decide(export_ref(tmp_path, "b", 0.4), tmp_path, rule, Log())  # 25: worse
-    assert meta["decision"] == "kept champion"
-    _, meta = promotion.decide(export_ref(tmp_path, "c", 0.8), tmp_path, rule, Log())  # 12.5: better
-    assert meta["decision"] == "promoted"

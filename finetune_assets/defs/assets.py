@@ -3,16 +3,37 @@
 Every asset does the same thing: apply the run's overrides to the recipe and hand the stage to
 the runner (:mod:`finetune_assets.pipeline.runner`), which reuses or computes its artifact. The
 fingerprint becomes the asset's Dagster data version and the stage's code plus recipe sections its
-code version, so the UI marks exactly the stale assets after a recipe or data change.
+code version, so the UI marks exactly the stale assets after a recipe or data change. A stage with
+a ``finish`` step also gets the run's facts: the failed checks on its lineage (read from the
+instance) and the run's overrides. A run with overrides is tagged, and so is each materialization.
 """
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, DataVersion, Output, asset
+import socket
 
+from dagster import (
+    AssetCheckKey,
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetsDefinition,
+    DataVersion,
+    Output,
+    asset,
+)
+from dagster._check import CheckError
+
+from finetune_assets.defs.check_results import lineage_failures
+from finetune_assets.defs.checks import recipe_checks
 from finetune_assets.defs.metadata import column_schema, to_dagster
+from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.defs.resources import ArtifactStore, RunSettings
+from finetune_assets.pipeline.caching import ancestry
 from finetune_assets.pipeline.chain import STAGES, Stage
+from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.pipeline.runner import run_stage
 from finetune_assets.recipes import Recipe
+
+OVERRIDES_TAG = "finetune_assets/run_overrides"
 
 
 def build_assets(recipe: Recipe) -> list[AssetsDefinition]:
@@ -32,12 +53,39 @@ def stage_asset(recipe: Recipe, stage: Stage) -> AssetsDefinition:
     )
     def _asset(context: AssetExecutionContext, artifacts: ArtifactStore, run_settings: RunSettings, **refs):
         active = run_settings.apply(recipe)
-        ref, metadata = run_stage(stage, active, artifacts.base, context.log,
-                                  [refs[f"up_{i}"] for i in range(len(stage.upstream))],
-                                  run_settings.forced(recipe))
+        upstream = [refs[f"up_{i}"] for i in range(len(stage.upstream))]
+        facts = RunFacts(failed_checks=_failed_checks(context, recipe, stage, upstream) if stage.finish else None,
+                         overrides=run_settings.overrides(), promote_with_overrides=run_settings.promote)
+        _tag_run(context, facts)
+        ref, metadata = run_stage(stage, active, artifacts.base, context.log, upstream,
+                                  run_settings.forced(recipe), facts)
         if stage.row_schema:
             metadata = {**metadata, **column_schema(stage.row_schema(active))}
-        return Output(ref, data_version=DataVersion(ref.fingerprint),
+        # Materialization tags allow few characters: the names here, the values in the metadata.
+        tags = {OVERRIDES_TAG: "-".join(sorted(facts.overrides))} if facts.overrides else {}
+        if facts.overrides:
+            metadata = {**metadata, "run_overrides": facts.describe_overrides()}
+        return Output(ref, data_version=DataVersion(ref.fingerprint), tags=tags,
                       metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
 
     return _asset
+
+
+def _tag_run(context: AssetExecutionContext, facts: RunFacts) -> None:
+    """The machine the run works on (so run monitoring can tell a dead run from a live one) and
+    the run's overrides (so its figures are told apart from a production run's)."""
+    tags = {HOST_TAG: socket.gethostname(), **({OVERRIDES_TAG: facts.describe_overrides()} if facts.overrides else {})}
+    if any(context.run.tags.get(key) != value for key, value in tags.items()):
+        context.instance.add_run_tags(context.run_id, tags)
+
+
+def _failed_checks(context: AssetExecutionContext, recipe: Recipe, stage: Stage, upstream) -> tuple:
+    """The failed (or missing) check results on every artifact this stage's output is made from."""
+    lineage = {AssetKey([recipe.name, name]): entry["fingerprint"]
+               for name, entry in ancestry(**dict(zip(stage.upstream, upstream))).items()}
+    ours = {AssetCheckKey(AssetKey([recipe.name, check.asset]), check.name) for check in recipe_checks(recipe)}
+    try:  # every check on those assets, including those a merged project added
+        graph = context.repository_def.asset_graph
+    except CheckError:  # dagster.materialize() runs without a repository: the run's own graph
+        graph = context.job_def.asset_layer.asset_graph
+    return lineage_failures(context.instance, ours | set(graph.get_check_keys_for_assets(set(lineage))), lineage)

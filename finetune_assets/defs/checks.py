@@ -141,10 +141,14 @@ CHECKS = [
 ]
 
 
-def build_checks(recipe: Recipe) -> list[AssetChecksDefinition]:
-    """The recipe's checks; label checks only where its task's rows carry labels."""
+def recipe_checks(recipe: Recipe) -> list[Check]:
+    """The checks that apply to the recipe: label checks only where its task's rows carry labels."""
     labelled = bool(get_task(recipe.task).label_names(recipe))
-    return [_asset_check(recipe, check) for check in CHECKS if labelled or not check.needs_labels]
+    return [check for check in CHECKS if labelled or not check.needs_labels]
+
+
+def build_checks(recipe: Recipe) -> list[AssetChecksDefinition]:
+    return [_asset_check(recipe, check) for check in recipe_checks(recipe)]
 
 
 def _asset_check(recipe: Recipe, check: Check) -> AssetChecksDefinition:

@@ -14,6 +14,7 @@ from pathlib import Path
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 
 from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, default_artifacts_root
+from finetune_assets.pipeline.atomic import write_text
 from finetune_assets.recipes import Recipe
 
 
@@ -39,11 +40,7 @@ class ArtifactRefIOManager(ConfigurableIOManager):
         return ArtifactStore(root=self.root).base.joinpath("refs", *key_path).with_suffix(".json")
 
     def handle_output(self, context: OutputContext, obj: ArtifactRef) -> None:
-        target = self._ref_file(list(context.asset_key.path))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_suffix(".json.tmp")
-        staging.write_text(obj.to_json())
-        staging.replace(target)
+        write_text(self._ref_file(list(context.asset_key.path)), obj.to_json())
 
     def load_input(self, context: InputContext) -> ArtifactRef:
         source = self._ref_file(list(context.asset_key.path))
@@ -59,21 +56,26 @@ class RunSettings(ConfigurableResource):
 
     CI uses them to train on a small slice; ``force`` ignores cached artifacts for one run.
     Overridden values change the fingerprints like any recipe edit, so cached artifacts are never
-    confused.
+    confused. A run with overrides is tagged ``finetune_assets/run_overrides`` and its export is
+    not promoted unless ``promote`` is true: a smoke run never replaces the production model.
     """
 
     force: bool = False
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     epochs: float | None = None
+    promote: bool = False  # let a run with overrides promote its export
+
+    def overrides(self) -> dict:
+        """The training settings this run changes, by name."""
+        return {key: getattr(self, key) for key in ("max_train_samples", "max_eval_samples", "epochs")
+                if getattr(self, key) is not None}
 
     def apply(self, recipe: Recipe) -> Recipe:
         """The recipe as this run sees it."""
-        training = {key: getattr(self, key) for key in ("max_train_samples", "max_eval_samples", "epochs")
-                    if getattr(self, key) is not None}
-        if not training:
+        if not self.overrides():
             return recipe
-        return recipe.model_copy(update={"training": recipe.training.model_copy(update=training)})
+        return recipe.model_copy(update={"training": recipe.training.model_copy(update=self.overrides())})
 
     def forced(self, recipe: Recipe) -> bool:
         return self.force or recipe.force_recompute

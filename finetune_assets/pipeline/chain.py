@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from finetune_assets.pipeline import promotion, stages
+from finetune_assets.pipeline import champion_scores, promotion, stages
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
@@ -29,7 +29,7 @@ class Stage:
     reads: tuple[str, ...]  # recipe sections (dotted keys) the stage's output depends on
     run: Callable  # (StageWork, *upstream refs) -> (info, metadata); see pipeline.stages
     read_inputs: Callable | None = None  # (recipe, log) -> Inputs, read before the cache lookup
-    finish: Callable | None = None  # (recipe, root, log, ref) -> (ref, metadata), after every run
+    finish: Callable | None = None  # (recipe, root, log, ref, RunFacts) -> (ref, metadata), after every run
     row_schema: Callable | None = None  # recipe -> the pandera model the stage's rows satisfy
     kinds: tuple[str, ...] = ("python",)
 
@@ -63,14 +63,15 @@ STAGES = (
           "The fine-tuned checkpoint (full weights or LoRA adapter).",
           code_version="2", reads=("base_model", "method", "lora", "quantization", "training"),
           run=stages.finetuned_model, kinds=("python", "huggingface")),
+    # 2: test_rows and rows_key in the reference (the gate compares on identical rows)
     Stage("evaluation_report", ("tokenized_splits", "finetuned_model"), "report.json",
-          "Test metrics of the tuned and the base model.",
-          code_version="1", reads=("generation", "evaluation"),
-          run=stages.evaluation_report),
-    # 2: adapter/ beside the merged model; method lines in the card
+          "Test metrics of the tuned model, the base model and the current champion, on the same rows.",
+          code_version="2", reads=("generation", "evaluation"),
+          run=stages.evaluation_report, finish=champion_scores.for_report),
+    # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref
     Stage("exported_model", ("finetuned_model", "evaluation_report"), "",
           "The champion export: a folder transformers.pipeline loads.",
-          code_version="2", reads=("generation",),
+          code_version="3", reads=("generation",),
           run=stages.exported_model, finish=promotion.gate, kinds=("python", "huggingface")),
 )
 

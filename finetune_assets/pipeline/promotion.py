@@ -1,21 +1,38 @@
-"""The promotion gate: a new export replaces the current one only if it is measurably better.
+"""The promotion gate: a new export replaces the champion only if it is fit to and measurably better.
 
-Every export is written to its own fingerprinted folder and stays on disk. The *champion* is the
-one users get: ``<recipe>/exported_model/champion.json`` names it and the ``current`` link points
-to it. A challenger becomes champion when its primary metric beats the champion's by at least
-``promotion.min_improvement`` (direction from the task: accuracy up, perplexity down). Every
-decision is appended to ``evaluation_history.jsonl``, shown as a table and a plot.
+Every export is written to its own fingerprinted folder and stays on disk; the *champion* is the
+one users get (:mod:`.champion`: ``champion.json`` and the ``current`` link). A challenger is
+**not promoted**, whatever its score, when
+
+- a check on its lineage failed (WARN included, unless ``promotion.allow_warnings``), or has no
+  result on the data it was trained from;
+- its run changed the recipe through run config (``max_train_samples`` and the like) and did not
+  say ``promote: true``: a quick smoke run never replaces the production model;
+- its test split has fewer than ``promotion.min_test_rows`` rows.
+
+Otherwise it is compared with the champion **on the same rows**: the champion re-scored on the
+challenger's test split (:mod:`.champion_scores`), never the champion's own figure from another
+split. It must beat it by ``promotion.min_improvement`` on the primary metric (direction from the
+task: accuracy up, perplexity down). The decision is taken under the champion lock, so two runs
+deciding at once take turns and the second compares with the first's result. Every decision is
+appended to ``evaluation_history.jsonl``, shown as a table and a plot.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import time
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from finetune_assets.errors import RecipeError
+from finetune_assets.pipeline import champion as champion_store
+from finetune_assets.pipeline import champion_scores
 from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Markdown
@@ -30,86 +47,136 @@ class Rule:
 
     def beats(self, challenger: float, champion: float) -> bool:
         gain = challenger - champion if self.higher_is_better else champion - challenger
-        return gain > 0 and gain >= self.min_improvement
+        return gain > 0 and gain >= self.min_improvement  # NaN on either side never beats
 
 
-def gate(recipe: Recipe, root: Path, log, challenger: ArtifactRef) -> tuple[ArtifactRef, dict]:
-    """The gate with the recipe's rule (``promotion:``, else the task's primary metric and direction)."""
-    task = get_task(recipe.task)
-    spec = recipe.promotion
+@dataclass(frozen=True)
+class Challenger:
+    """A new export and what the gate knows about it."""
+
+    ref: ArtifactRef
+    metrics: dict  # its report's figures on its test rows (tuned, and baseline_*)
+    test_rows: int
+    blockers: list[str] = field(default_factory=list)  # why it may not replace the champion at all
+    overrides: str = ""  # the run-config overrides of its run, as text ("" when none)
+    known_champion: dict | None = None  # the champion the report scored on these rows, if any
+
+
+def gate(recipe: Recipe, root: Path, log, export: ArtifactRef, facts: RunFacts) -> tuple[ArtifactRef, dict]:
+    """``exported_model``'s finish step: the gate with the recipe's rule and the run's facts."""
+    task, spec = get_task(recipe.task), recipe.promotion
     rule = Rule(metric=spec.metric or task.primary_metric,
                 higher_is_better=task.primary_metric_higher_is_better if spec.higher_is_better is None
                 else spec.higher_is_better,
                 min_improvement=spec.min_improvement)
-    return decide(challenger, root / recipe.name / "exported_model", rule, log)
+    report = facts.upstream["evaluation_report"]
+    metrics = report.info["metrics"]
+    if rule.metric not in metrics:
+        raise RecipeError(f"{recipe.source_file.name}: promotion.metric '{rule.metric}' is not a figure of the "
+                         f"evaluation report (it has {sorted(champion_scores.tuned_only(metrics))})")
+    challenger = Challenger(export, metrics, report.info["test_rows"], blockers(recipe, report.info["test_rows"], facts),
+                            facts.describe_overrides(), report.info.get("champion"))
+    made_from = export.lineage["tokenized_splits"]
+    splits = ArtifactRef(made_from["path"], made_from["fingerprint"])
+    return decide(challenger, champion_store.exports_dir(root, recipe.name), rule, log,
+                  lambda champion: champion_scores.scores_on_rows(recipe, root, champion, splits, log))
 
 
-def decide(challenger: ArtifactRef, exports_dir: Path, rule: Rule, log) -> tuple[ArtifactRef, dict]:
-    """Promote or keep; return the champion's ref and the metadata that explains the decision."""
-    champion_file = exports_dir / "champion.json"
-    champion = _read_champion(champion_file)
-    value = float(challenger.info["metrics"][rule.metric])
-    if champion is None:
-        decision = "promoted (first export)"
-    elif champion.fingerprint == challenger.fingerprint:
-        decision = "already champion"
-    elif rule.beats(value, float(champion.info["metrics"][rule.metric])):
-        decision = "promoted"
-    else:
-        decision = "kept champion"
-    previous = champion
-    if decision.startswith("promoted"):
-        _write_champion(champion_file, challenger)
-        _point_current(exports_dir, Path(challenger.path))
-        champion = challenger
-    champion_value = float(champion.info["metrics"][rule.metric])
-    entry = None if decision == "already champion" else {
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"), "fingerprint": challenger.fingerprint,
-        rule.metric: round(value, 6), "decision": decision}
-    history = _history(exports_dir / "evaluation_history.jsonl", entry)
-    log.info(f"promotion gate: {decision}; challenger {rule.metric}={value:.4f}, "
-             f"champion {rule.metric}={champion_value:.4f}")
-    from finetune_assets.report import plots  # matplotlib: only when a decision is drawn
+def blockers(recipe: Recipe, test_rows: int, facts: RunFacts) -> list[str]:
+    """Every reason this run's export may not become champion, however well it scores."""
+    spec, found = recipe.promotion, []
+    for failed in facts.failed_checks or ():
+        if failed.severity == "WARN" and spec.allow_warnings:
+            continue
+        found.append(f"check {failed.describe()}")
+    if facts.overrides and not facts.promote_with_overrides:
+        found.append(f"the run overrides the recipe ({facts.describe_overrides()}); set run_settings "
+                     "promote: true in the run config to let such a run promote")
+    if test_rows < spec.min_test_rows:
+        found.append(f"the test split has {test_rows} rows, fewer than promotion.min_test_rows "
+                     f"({spec.min_test_rows}): too few to tell two models apart")
+    return found
 
-    plot = plots.metric_history(history, rule.metric, exports_dir / "evaluation_history.png")
-    return champion, {
+
+def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
+           champion_scores_on_rows: Callable[[ArtifactRef], dict]) -> tuple[ArtifactRef, dict]:
+    """Promote or keep, under the champion lock; return the champion (the challenger when there is
+    none yet) and the metadata that explains the decision. ``champion_scores_on_rows(champion)``
+    gives the champion's figures on the challenger's test rows."""
+    value = float(challenger.metrics[rule.metric])
+    with champion_store.locked(exports_dir):
+        champion = champion_store.read(exports_dir, log, repair=True)
+        champion_figures = None
+        if champion is not None and champion.fingerprint == challenger.ref.fingerprint:
+            decision = "already champion"
+        elif challenger.blockers:
+            decision = "not promoted: " + "; ".join(challenger.blockers)
+        elif champion is None:
+            decision = "promoted (first export)"
+        else:
+            try:
+                champion_figures = _champion_figures(challenger, champion, champion_scores_on_rows)
+            except Exception as exc:  # an export the current recipe cannot score (labels changed, ...)
+                decision = (f"not promoted: the champion {champion.path} could not be scored on the challenger's "
+                            f"test rows ({type(exc).__name__}: {exc}); if the recipe changed what the model "
+                            f"predicts, retire the champion by deleting {exports_dir / champion_store.CHAMPION}")
+            else:
+                won = rule.beats(value, float(champion_figures[rule.metric]))
+                decision = "promoted" if won else "kept champion"
+        previous = champion
+        if decision.startswith("promoted"):
+            champion_store.write(exports_dir, challenger.ref)
+            champion = challenger.ref
+        entry = None if decision == "already champion" else {
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "fingerprint": challenger.ref.fingerprint,
+            rule.metric: round(value, 6), "test_rows": challenger.test_rows,
+            f"champion_{rule.metric}": None if champion_figures is None else round(champion_figures[rule.metric], 6),
+            "champion": previous.fingerprint if previous else None,
+            "overrides": challenger.overrides, "decision": decision}
+        history = champion_store.history(exports_dir, entry)
+    shown = champion_figures or _known_figures(challenger, previous)
+    log.info(f"promotion gate: {decision}; challenger {rule.metric}={value:.4f} on {challenger.test_rows} test "
+             f"rows" + (f", champion on the same rows {shown[rule.metric]:.4f}" if shown else ""))
+    return champion or challenger.ref, {
         "decision": decision,
-        "path": FilePath(champion.path),
-        "challenger_path": FilePath(challenger.path),
-        "previous_champion_path": FilePath(previous.path if previous else "none"),
+        "promoted": decision.startswith("promoted"),
+        "path": FilePath((champion or challenger.ref).path),
+        "champion_path": FilePath(champion.path) if champion else "none yet",
+        "challenger_path": FilePath(challenger.ref.path),
+        "previous_champion_path": FilePath(previous.path) if previous else "none",
         f"challenger_{rule.metric}": value,
-        f"champion_{rule.metric}": champion_value,
+        **({f"champion_{rule.metric}": float(shown[rule.metric])} if shown else {}),
+        "test_rows": challenger.test_rows,
         "min_improvement": rule.min_improvement,
+        "run_overrides": challenger.overrides or "none",
+        "models_side_by_side": Markdown(champion_scores.side_by_side(challenger.metrics, shown)),
         "evaluation_history": Markdown(markdown_table(history[-20:])),
-        "evaluation_history_plot": plots.as_markdown(plot, "evaluation history"),
+        "evaluation_history_plot": _history_plot(history, rule.metric, exports_dir),
     }
 
 
-def _read_champion(path: Path) -> ArtifactRef | None:
-    if not path.exists():
-        return None
-    champion = ArtifactRef.from_json(path.read_text())
-    return champion if Path(champion.path).exists() else None
+def _champion_figures(challenger: Challenger, champion: ArtifactRef, score: Callable[[ArtifactRef], dict]) -> dict:
+    """The champion on the challenger's rows: as the report scored it, unless the champion changed since."""
+    return _known_figures(challenger, champion) or score(champion)
 
 
-def _write_champion(path: Path, ref: ArtifactRef) -> None:
-    staging = path.with_suffix(".json.tmp")
-    staging.write_text(ref.to_json())
-    staging.replace(path)
+def _known_figures(challenger: Challenger, champion: ArtifactRef | None) -> dict | None:
+    """What the report measured for ``champion`` on the challenger's rows, if it measured that one."""
+    known = challenger.known_champion
+    if champion is not None and known and known.get("fingerprint") == champion.fingerprint:
+        return known.get("metrics")
+    return None
 
 
-def _point_current(exports_dir: Path, target: Path) -> None:
-    """Swap the ``current`` link in one rename, so readers see the old or the new export, never none."""
-    link = exports_dir / "current"
-    staging = exports_dir / ".current.tmp"
-    staging.unlink(missing_ok=True)
-    os.symlink(target.name, staging)
-    staging.replace(link)
+def _history_plot(history: list[dict], metric: str, exports_dir: Path) -> Markdown:
+    """The history plot, written under a unique name so concurrent decisions never share a file."""
+    from finetune_assets.report import plots  # matplotlib: only when a decision is drawn
 
-
-def _history(path: Path, entry: dict | None) -> list[dict]:
-    """Every evaluation that went through the gate, after appending ``entry`` if given."""
-    if entry is not None:
-        with path.open("a") as handle:
-            handle.write(json.dumps(entry) + "\n")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    target = exports_dir / "evaluation_history.png"
+    temp = exports_dir / f".evaluation_history.{os.getpid()}-{uuid.uuid4().hex[:8]}.png"
+    try:
+        picture = plots.as_markdown(plots.metric_history(history, metric, temp), "evaluation history")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return picture

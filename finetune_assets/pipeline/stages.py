@@ -23,6 +23,7 @@ import pandas as pd
 from finetune_assets.data import sources
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.caching import ancestry
+from finetune_assets.pipeline.champion_scores import rows_key
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Json, Markdown
@@ -57,25 +58,36 @@ def base_location(recipe: Recipe) -> str:
 
 
 def read_raw_rows(recipe: Recipe, log) -> Inputs:
-    """The recipe's rows as the source holds them, hashed by content; a ``qlora`` recipe on a
-    machine that cannot train it fails here, before any data is read."""
+    """The recipe's rows as the source holds them, hashed by content. What cannot work fails here,
+    before any data is read: a base model without safetensors weights, a ``qlora`` recipe on a
+    machine that cannot train it."""
+    sources.require_safetensors(recipe.base_model, recipe.source_file.parent)
     if recipe.method == "qlora":
         from finetune_assets.training import methods
 
         methods.preflight(recipe, log)
-    frame, source = sources.read_dataset(recipe)
-    row_hashes = int(pd.util.hash_pandas_object(frame.astype(str), index=False).sum())
-    return Inputs(fingerprint(list(map(str, frame.columns)), row_hashes), (frame, source))
+    read = sources.read_dataset(recipe)
+    for bad in read.skipped:
+        log.warning(f"skipped {bad.file} {bad.where()}: {bad.problem} (dataset.on_bad_lines: skip)")
+    row_hashes = int(pd.util.hash_pandas_object(read.frame.astype(str), index=False).sum())
+    return Inputs(fingerprint(list(map(str, read.frame.columns)), row_hashes), read)
 
 
 def raw_dataset(work: StageWork) -> Result:
-    frame, source = work.inputs.value
+    read = work.inputs.value
+    frame = read.frame
     frame.to_parquet(work.staging / "rows.parquet", index=False)
-    return {"content_hash": work.inputs.digest, "source": source}, {
-        "source": source,
+    skipped = [bad.receipt() for bad in read.skipped]
+    (work.staging / "skipped_lines.json").write_text(json.dumps(skipped, indent=1))
+    return {"content_hash": work.inputs.digest, "source": read.source, "skipped_lines": len(skipped)}, {
+        "source": read.source,
         "rows": len(frame),
         "columns": ", ".join(map(str, frame.columns)),
         "content_hash": work.inputs.digest,
+        "skipped_lines": len(skipped),
+        "skipped_line_numbers": ", ".join(f"{Path(bad['file']).name}:{bad['line']}" for bad in skipped[:200])
+        or "none",
+        "skipped_lines_table": Markdown(markdown_table(skipped[:50]) if skipped else "nothing skipped"),
         "path": FilePath(str(work.final / "rows.parquet")),
         "preview": Markdown(markdown_table(frame.head(5).astype(str).to_dict("records"))),
     }
@@ -155,9 +167,12 @@ def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: Artif
     tuned, baseline, pictures = evaluate_both(recipe, task, Path(splits_ref.path), Path(model_ref.path),
                                               base_location(recipe), work.staging, work.log)
     metrics = {**tuned.metrics, **{f"baseline_{k}": v for k, v in baseline.metrics.items()}}
-    work.log.info("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    return {"metrics": metrics}, {
+    rows = json.loads((work.staging / "report.json").read_text())["test_rows"]
+    work.log.info(f"test metrics on {rows} rows: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    # rows_key says which rows these figures were measured on (the promotion gate compares alike).
+    return {"metrics": metrics, "test_rows": rows, "rows_key": rows_key(recipe, splits_ref)}, {
         **{k: float(v) for k, v in metrics.items()},
+        "test_rows": rows,
         **{key: plots.as_markdown(path, key) for key, path in pictures.items()},
         **task.report_metadata(tuned, baseline, recipe),
         "sample_predictions": Markdown(markdown_table(tuned.samples)),
@@ -177,7 +192,7 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
                          work.staging, probe_text)
     work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
                   f"pipeline probe: {probe['probe_output']}")
-    return {"metrics": report_ref.info["metrics"]}, {
+    return {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key")}, {
         "pipeline_task": task.pipeline_task,
         "pipeline_probe": Json(probe),
         "model_card": Markdown((work.staging / "README.md").read_text()),

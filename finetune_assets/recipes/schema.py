@@ -32,6 +32,8 @@ class DatasetSpec(_Strict):
     labels: list[str] | None = Field(None, description="label names in id order (classification)")
     label_aliases: dict[str, str] = Field(default_factory=dict, description="raw value -> label name")
     drop_labels: list[str] = Field(default_factory=list, description="raw label values to leave out")
+    on_bad_lines: Literal["error", "skip"] = Field(
+        "error", description="a malformed csv/jsonl line: stop with its line number, or skip it with a receipt")
 
 
 class SplitSpec(_Strict):
@@ -124,11 +126,15 @@ class ChecksSpec(_Strict):
 
 
 class PromotionSpec(_Strict):
-    """When a new export replaces the current champion."""
+    """When a new export replaces the current champion (see pipeline/promotion.py)."""
 
     metric: str | None = Field(None, description="default: the task's primary metric")
     higher_is_better: bool | None = Field(None, description="default: the task's direction")
     min_improvement: float = Field(0.0, ge=0)
+    # 100 rows: below that one row moves accuracy by more than a point, and two models' scores
+    # differ by chance more often than by skill.
+    min_test_rows: int = Field(100, ge=1, description="a smaller test split never promotes")
+    allow_warnings: bool = Field(False, description="failed WARN checks on the lineage do not block promotion")
 
 
 class ScheduleSpec(_Strict):

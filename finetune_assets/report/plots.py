@@ -72,17 +72,22 @@ def metric_bars(tuned: dict[str, float], baseline: dict[str, float], names: list
 
 
 def metric_history(history: list[dict], metric: str, target: Path) -> Path:
-    """The gated metric of every export over time; promoted exports are filled markers."""
+    """The gated metric of every challenger over time (filled: promoted), and the champion's score
+    on the same test rows where it was measured (hollow)."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    values = [row[metric] for row in history]
-    ax.plot(range(1, len(values) + 1), values, color="grey", alpha=0.6)
-    for i, row in enumerate(history, start=1):
-        promoted = row["decision"].startswith("promoted")
+    rows = [(i, row) for i, row in enumerate(history, start=1) if row.get(metric) is not None]
+    ax.plot([i for i, _ in rows], [row[metric] for _, row in rows], color="grey", alpha=0.6)
+    for i, row in rows:
+        promoted = str(row.get("decision", "")).startswith("promoted")
         ax.scatter(i, row[metric], color="tab:green" if promoted else "tab:red", zorder=3,
-                   label="promoted" if promoted else "kept champion")
+                   label="promoted" if promoted else "not promoted")
+        if row.get(f"champion_{metric}") is not None:
+            ax.scatter(i, row[f"champion_{metric}"], facecolors="none", edgecolors="tab:blue", zorder=3,
+                       label="champion on the same rows")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys())
+    if unique:
+        ax.legend(unique.values(), unique.keys())
     ax.set_xlabel("evaluation")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} of each export")

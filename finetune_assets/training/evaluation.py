@@ -1,7 +1,9 @@
-"""Scoring the fine-tuned model and its untuned base on the same held-out test rows.
+"""Scoring models on the held-out test rows: the fine-tuned model, its untuned base, and any export.
 
 The baseline is the base model loaded exactly as training started from it (same seed, so the
-same freshly initialised head): the gap between the two is what fine-tuning bought.
+same freshly initialised head): the gap between the two is what fine-tuning bought. The current
+champion (an export) is scored by :func:`score_export` on the same rows, so the promotion gate
+compares figures measured alike.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from datasets import load_from_disk
+from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import set_seed
 
 from finetune_assets.recipes import Recipe
@@ -20,14 +22,19 @@ from finetune_assets.training.tokenizer import load_tokenizer
 from finetune_assets.training.trainer import take
 
 
+def scored_rows(recipe: Recipe, splits_dir: Path) -> Dataset:
+    """The test rows every model is scored on: the split, or the recipe's seeded sample of it."""
+    spec = recipe.training
+    return take(load_from_disk(str(splits_dir))["test"], spec.max_eval_samples, spec.seed)
+
+
 def evaluate_both(recipe: Recipe, task: TaskFamily, splits_dir: Path, checkpoint: Path,
                   base_location: str, out_dir: Path, log) -> tuple[Evaluation, Evaluation, dict[str, Path]]:
     """Evaluate base and tuned models; write ``report.json`` and plots into ``out_dir``."""
-    spec = recipe.training
-    test = take(load_from_disk(str(splits_dir))["test"], spec.max_eval_samples, spec.seed)
+    test = scored_rows(recipe, splits_dir)
     tokenizer = load_tokenizer(str(checkpoint), recipe)
     log.info(f"evaluating the base model on {len(test)} test rows")
-    set_seed(spec.seed)
+    set_seed(recipe.training.seed)
     baseline = task.evaluate(task.load_model(base_location, recipe), tokenizer, test, recipe, out_dir / "scratch")
     log.info(f"evaluating the fine-tuned model on {len(test)} test rows")
     tuned_model = methods.load_trained(checkpoint, base_location, recipe, task)
@@ -36,3 +43,20 @@ def evaluate_both(recipe: Recipe, task: TaskFamily, splits_dir: Path, checkpoint
     report = {"test_rows": len(test), "tuned": tuned.__dict__, "baseline": baseline.__dict__}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return tuned, baseline, task.report_plots(tuned, baseline, recipe, out_dir)
+
+
+def score_export(recipe: Recipe, task: TaskFamily, splits_dir: Path, export: Path, workdir: Path,
+                 log) -> tuple[Evaluation, int]:
+    """Score the exported model in ``export`` on the recipe's test rows; return it and the row count.
+
+    The rows are tokenized again with the export's own tokenizer (the champion may come from
+    another base model), from the task's clean columns, under the challenger's recipe settings.
+    """
+    test = scored_rows(recipe, splits_dir)
+    clean_columns = [c for c in task.schema(recipe).to_schema().columns if c in test.column_names]
+    tokenizer = load_tokenizer(str(export), recipe)
+    rows = task.tokenize(DatasetDict({"test": test.select_columns(clean_columns)}), tokenizer, recipe)["test"]
+    log.info(f"evaluating the champion export on the same {len(rows)} test rows")
+    evaluation = task.evaluate(task.load_model(str(export), recipe), tokenizer, rows, recipe, workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return evaluation, len(rows)

@@ -1,0 +1,56 @@
+"""The checks on a challenger's lineage, as the Dagster instance recorded them, for the promotion gate.
+
+The gate (:mod:`finetune_assets.pipeline.promotion`) is plain Python; this module reads, for every
+asset check on the assets upstream of a stage (the project's and any a merged project added), the
+newest result that evaluated **the very artifact the challenger was made from** (the checked
+materialization's data version equals the artifact's fingerprint), and hands the gate the ones
+that did not pass as :class:`~finetune_assets.pipeline.facts.FailedCheck` rows. A check with no
+result on that data (never run on it, or it raised) counts as failed: nothing unchecked promotes.
+"""
+
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
+from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+
+from finetune_assets.pipeline.facts import FailedCheck
+
+DATA_VERSION_TAG = "dagster/data_version"
+HISTORY_LIMIT = 25  # newest results looked at per check; older data rarely matters
+
+
+def lineage_failures(instance: DagsterInstance, check_keys: set[AssetCheckKey],
+                     lineage: dict[AssetKey, str]) -> tuple[FailedCheck, ...]:
+    """The checks on ``lineage`` (asset key -> fingerprint) that failed or have no result on that data."""
+    versions: dict[int, str | None] = {}
+    failed = []
+    for key in sorted(check_keys, key=lambda k: k.to_user_string()):
+        if key.asset_key not in lineage:
+            continue
+        fingerprint = lineage[key.asset_key]
+        evaluation = _evaluation_of(instance, key, fingerprint, versions)
+        asset = key.asset_key.path[-1]
+        if evaluation is None:
+            failed.append(FailedCheck(asset, key.name, "ERROR",
+                                      f"no result on this data ({fingerprint}): it did not run or it raised; run "
+                                      "the recipe's job, which runs every check"))
+        elif not evaluation.passed:
+            failed.append(FailedCheck(asset, key.name, evaluation.severity.value,
+                                      evaluation.description or "failed"))
+    return tuple(failed)
+
+
+def _evaluation_of(instance: DagsterInstance, key: AssetCheckKey, fingerprint: str, versions: dict):
+    """The newest completed evaluation of ``key`` on the materialization whose data version is ``fingerprint``."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=HISTORY_LIMIT, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+    for record in records:
+        evaluation = record.event.dagster_event.event_specific_data if record.event else None
+        target = getattr(evaluation, "target_materialization_data", None)
+        if target is None:
+            continue
+        if target.storage_id not in versions:
+            found = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key.asset_key, storage_ids=[target.storage_id]), limit=1).records
+            versions[target.storage_id] = found[0].asset_materialization.tags.get(DATA_VERSION_TAG) if found else None
+        if versions[target.storage_id] == fingerprint:
+            return evaluation
+    return None
