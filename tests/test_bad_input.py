@@ -175,8 +175,11 @@ def test_skipped_lines_are_listed_in_the_raw_dataset_metadata(tmp_path, tiny_ber
         handle.write("one,field,too many\n")
     defs = build_definitions([tmp_path], str(tmp_path / "artifacts"))
     raw_asset = next(a for a in defs.assets if a.key.path[-1] == "raw_dataset")
-    result = materialize([raw_asset], resources=defs.resources, instance=DagsterInstance.ephemeral())
+    instance = DagsterInstance.ephemeral()
+    result = materialize([raw_asset], resources=defs.resources, instance=instance)
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    warnings = [entry.user_message for entry in instance.all_logs(result.run_id) if "skipped" in entry.user_message]
+    assert len(warnings) == 2 and "reviews.csv line 82: broken quoting" in warnings[0]
     assert metadata["rows"].value == len(GOOD_ROWS) + 1  # the line after the unclosed quote is kept
     assert metadata["skipped_lines"].value == 2
     assert metadata["skipped_line_numbers"].value == "reviews.csv:82, reviews.csv:84"

@@ -79,6 +79,7 @@ def test_run_monitoring_marks_a_killed_run_failed(fresh_home, tmp_path):
             time.sleep(0.2)
         with DagsterInstance.from_config(str(fresh_home)) as instance:
             assert instance.run_monitoring_enabled and isinstance(instance.run_launcher, LocalRunLauncher)
+            assert instance.run_monitoring_poll_interval_seconds == 30
             started = RunsFilter(statuses=[DagsterRunStatus.STARTED])
             [record] = instance.get_run_records(started)
             monitor_started_run(instance, None, record, logging.getLogger("test"))  # alive: left alone

@@ -6,22 +6,33 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import socket
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    asset_check,
+    materialize,
+)
 
 from finetune_assets.defs import build_definitions
 from finetune_assets.defs.resources import RunSettings
+from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.errors import PromotionError
 from finetune_assets.pipeline import champion as champion_store
 from finetune_assets.pipeline import promotion
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.caching import save
 from finetune_assets.pipeline.facts import FailedCheck, RunFacts
+from finetune_assets.recipes import load_recipe
 from finetune_assets.report.values import Markdown
+from finetune_assets.tasks import get_task
 
 ACCURACY = promotion.Rule("accuracy", higher_is_better=True, min_improvement=0.01)
 
@@ -233,20 +244,23 @@ def project(tmp_path, tiny_bert):
     return recipes, tmp_path / "artifacts"
 
 
-def run(recipes: Path, artifacts: Path, **settings):
+def run(recipes: Path, artifacts: Path, instance=None, checks=None, **settings):
+    """Materialize the recipe's assets and (unless ``checks`` says otherwise) its checks."""
     defs = build_definitions([recipes], str(artifacts))
-    instance = DagsterInstance.ephemeral()
-    result = materialize([*defs.assets, *defs.asset_checks], instance=instance,
+    instance = instance or DagsterInstance.ephemeral()
+    result = materialize([*defs.assets, *(defs.asset_checks if checks is None else checks)], instance=instance,
                          resources={**defs.resources, "run_settings": RunSettings(**settings)})
     assert result.success
     events = {e.asset_key.path[1]: e.materialization for e in result.get_asset_materialization_events()}
     return events, instance.get_run_by_id(result.run_id)
 
 
-def test_the_report_scores_the_champion_on_the_challengers_rows(project):
+def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_path):
     from datasets import load_from_disk
     from sklearn.metrics import f1_score
     from transformers import pipeline
+
+    from finetune_assets.training.evaluation import score_export
 
     recipes, artifacts = project
     first, _ = run(recipes, artifacts)
@@ -265,7 +279,16 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project):
     assert report["champion_f1_macro"].value == pytest.approx(by_hand, abs=1e-6)
     assert report["test_rows"].value == len(test)
     assert "current champion" in report["models_side_by_side"].value
+    # The champion's own tokenizer reads the rows: ids stored by another tokenizer are not used.
+    tampered = tmp_path / "tampered_splits"
+    splits = load_from_disk(second["tokenized_splits"].metadata["path"].value)
+    splits["test"] = test.map(lambda row: {"input_ids": [0] * len(row["input_ids"])})
+    splits.save_to_disk(str(tampered))
+    rescored, rows = score_export(load_recipe(recipes / "films.yaml"), get_task("classification"), tampered,
+                                  Path(champion_path), tmp_path / "scratch", Log())
+    assert rows == len(test) and rescored.metrics["f1_macro"] == pytest.approx(by_hand, abs=1e-6)
     export = second["exported_model"].metadata
+    assert "current champion" in export["models_side_by_side"].value
     challenger_f1, champion_f1 = export["challenger_f1_macro"].value, export["champion_f1_macro"].value
     assert champion_f1 == pytest.approx(by_hand, abs=1e-6)
     assert export["decision"].value == ("promoted" if challenger_f1 > champion_f1 else "kept champion")
@@ -274,6 +297,46 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project):
     third, _ = run(recipes, artifacts)  # unchanged: the champion is not scored again
     assert "champion_f1_macro" in third["evaluation_report"].metadata
     assert len(list((artifacts / "films" / "champion_scores").glob("*/scores.json"))) == 1
+
+
+def test_a_champion_evaluated_on_the_same_rows_is_not_scored_again(project):
+    recipes, artifacts = project
+    first, _ = run(recipes, artifacts)
+    write_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})  # same data, splits
+    second, _ = run(recipes, artifacts)
+    assert second["tokenized_splits"].metadata["cache_hit"].value
+    assert second["evaluation_report"].metadata["champion_f1_macro"].value == first["evaluation_report"].metadata[
+        "f1_macro"].value
+    assert not (artifacts / "films" / "champion_scores").exists()
+
+
+def test_only_check_results_on_the_challengers_own_data_count(project):
+    recipes, artifacts = project
+    defs = build_definitions([recipes], str(artifacts))
+    instance = DagsterInstance.ephemeral()
+    data = reviews(0)
+    duplicated = pd.concat([data, data.head(30)])
+    duplicated.to_csv(recipes / "reviews.csv", index=False)
+    warned, _ = run(recipes, artifacts, instance)
+    assert "duplicate_rate (WARN)" in warned["exported_model"].metadata["decision"].value
+    data.to_csv(recipes / "reviews.csv", index=False)  # fixed data, but its checks are not run
+    unchecked, _ = run(recipes, artifacts, instance, checks=[])
+    decision = unchecked["exported_model"].metadata["decision"].value
+    assert "duplicate_rate (WARN)" not in decision, "a result on other data says nothing about this one"
+    assert "clean_dataset/duplicate_rate (ERROR): no result on this data" in decision
+    assert decision.count("no result on this data") == 7, "every check of the lineage"
+    duplicated.to_csv(recipes / "reviews.csv", index=False)  # the warned data again, checks not run
+    again, _ = run(recipes, artifacts, instance, checks=[])
+    assert "duplicate_rate (WARN)" in again["exported_model"].metadata["decision"].value, "found in history"
+
+    @asset_check(asset=AssetKey(["films", "clean_dataset"]), name="house_rule")
+    def house_rule() -> AssetCheckResult:  # a check a project merging the recipes adds
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, description="no films on Mondays")
+
+    data.to_csv(recipes / "reviews.csv", index=False)
+    custom, _ = run(recipes, artifacts, instance, checks=[*defs.asset_checks, house_rule])
+    assert custom["exported_model"].metadata["decision"].value == (
+        "not promoted: check clean_dataset/house_rule (WARN): no films on Mondays")
 
 
 def test_a_failed_warning_on_the_lineage_blocks_promotion_unless_allowed(project):
@@ -293,6 +356,8 @@ def test_a_run_with_overrides_is_tagged_and_promotes_only_when_it_says_so(projec
     recipes, artifacts = project
     smoke, smoke_run = run(recipes, artifacts, max_train_samples=40)
     assert smoke_run.tags["finetune_assets/run_overrides"] == "max_train_samples=40"
+    assert smoke_run.tags[HOST_TAG] == socket.gethostname(), "run monitoring can check this run"
+    assert smoke["exported_model"].metadata["champion_path"].value == "none yet"
     assert smoke["finetuned_model"].tags["finetune_assets/run_overrides"] == "max_train_samples"
     assert smoke["finetuned_model"].metadata["run_overrides"].value == "max_train_samples=40"
     decision = smoke["exported_model"].metadata["decision"].value
@@ -334,3 +399,19 @@ def test_export_is_readable_by_another_account(project):
         finally:
             for folder, mode in private.items():
                 os.chmod(folder, mode)
+
+
+@pytest.mark.parametrize("name", ["tweet_sentiment", "paper_summaries", "chatbot_sft"])
+def test_shipped_offline_recipes_score_enough_test_rows_to_promote(name):
+    from finetune_assets.data.cleaning import clean
+    from finetune_assets.data.sources import read_dataset
+    from finetune_assets.data.splitting import split_rows
+    from finetune_assets.recipes import SHIPPED_DIR, load_recipe
+    from finetune_assets.tasks import get_task
+
+    recipe = load_recipe(SHIPPED_DIR / f"{name}.yaml")
+    task = get_task(recipe.task)
+    rows = clean(read_dataset(recipe).frame, task, recipe).rows
+    test = len(split_rows(rows, recipe, task.stratify_column(), task.split_groups(rows))["test"])
+    scored = min(test, recipe.training.max_eval_samples or test)
+    assert scored >= recipe.promotion.min_test_rows, f"{name} scores {scored} test rows: it could never promote"

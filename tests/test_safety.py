@@ -80,3 +80,18 @@ def test_no_loader_unpickles_weights(tmp_path, request, family, model):
         with pytest.raises((OSError, ValueError), match="model.safetensors"):  # pipeline() wraps the OSError
             task.load_pipeline(folder)  # how an export is loaded for its smoke test
     assert not marker.exists()
+
+
+def test_a_lora_checkpoint_without_safetensors_is_refused(tmp_path, make_recipe):
+    import torch
+
+    from finetune_assets.errors import MethodError
+    from finetune_assets.training import methods
+
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "adapter_config.json").write_text("{}")
+    torch.save({"payload": RunsCode(tmp_path / "pickle-code-ran")}, checkpoint / "adapter_model.bin")
+    with pytest.raises(MethodError, match="adapter_model.safetensors"):
+        methods.load_trained(checkpoint, "unused-base", make_recipe(method="lora"), get_task("classification"))
+    assert not (tmp_path / "pickle-code-ran").exists()

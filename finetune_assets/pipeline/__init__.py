@@ -2,8 +2,11 @@
 
 ``chain.py`` is the one table of stages (upstream, artifact file, description, code version,
 recipe sections read, the functions); ``stages.py`` is the work each does; ``runner.py`` runs any
-stage the same way (fingerprint, cache, atomic folder); ``caching.py`` and ``artifacts.py`` are
-the records and folders on disk; ``promotion.py`` is the gate that picks the champion export.
-Nothing here imports Dagster: :mod:`finetune_assets.defs` wraps it into assets, and scripts and
-benchmarks call it directly. The heavy work itself lives in ``data/``, ``training/`` and ``tasks/``.
+stage the same way (fingerprint, cache, atomic folder, then the stage's finish step with the run's
+``facts.py``); ``caching.py`` and ``artifacts.py`` are the records and references on disk,
+``atomic.py`` how folders and files are written safely by concurrent runs; ``promotion.py`` is the
+gate that picks the champion export, ``champion.py`` the champion's files under a lock, and
+``champion_scores.py`` the champion re-scored on a challenger's test rows. Nothing here imports
+Dagster: :mod:`finetune_assets.defs` wraps it into assets, and scripts and benchmarks call it
+directly. The heavy work itself lives in ``data/``, ``training/`` and ``tasks/``.
 """
