@@ -1,7 +1,8 @@
 """``python -m finetune_assets.show <recipe>``: the latest evaluation, the gate's decision, the champion.
 
-Exits 1 only when the recipe has no evaluation report yet; a challenger that was not promoted
-(for example a CI run with overrides) is shown with the gate's reason and exits 0.
+Exits 1 only when the recipe has no evaluation report yet or its champion file cannot be read; a
+challenger that was not promoted (for example a CI run with overrides) is shown with the gate's
+reason and exits 0.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
+from finetune_assets.errors import PromotionError
 from finetune_assets.pipeline import champion as champion_store
 from finetune_assets.pipeline.artifacts import ArtifactRef, default_artifacts_root
 
@@ -29,7 +31,11 @@ def main(recipe: str) -> int:
         latest = history[-1]
         print(f"latest export:     {exports / latest['fingerprint']}")
         print(f"gate decision:     {latest['decision']}")
-    champion = champion_store.read(exports)
+    try:
+        champion = champion_store.read(exports)
+    except PromotionError as exc:
+        print(f"champion:          unreadable: {exc}")
+        return 1
     print(f"champion:          {champion.path if champion else 'none yet (no export has passed the gate)'}")
     return 0
 

@@ -7,6 +7,8 @@ import json
 import multiprocessing
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -155,6 +157,12 @@ def test_what_blocks_a_challenger(make_recipe):
     assert promotion.blockers(make_recipe("small", promotion={"min_test_rows": 10}), 10, RunFacts()) == []
 
 
+def test_a_challenger_whose_figure_is_not_a_number_is_never_promoted(tmp_path):
+    broken = challenger(tmp_path, "diverged", float("nan"))
+    _, meta = promotion.decide(broken, tmp_path, ACCURACY, Log(), own_figures)
+    assert meta["decision"] == "not promoted: its accuracy is nan, which cannot be compared"
+
+
 def test_a_blocked_challenger_is_never_promoted_even_without_a_champion(tmp_path):
     blocked = challenger(tmp_path, "smoke", 1.0, test_rows=10, blockers=["the test split has 10 rows"])
     champion, meta = promotion.decide(blocked, tmp_path, ACCURACY, Log(), own_figures)
@@ -192,10 +200,12 @@ def test_two_processes_deciding_at_once_leave_one_valid_champion_the_better_one(
         assert not list(root.glob(".*.tmp")), "no temp file is left behind"
 
 
-def test_a_corrupt_champion_file_is_recovered_from_the_history(tmp_path):
+@pytest.mark.parametrize("damage", [b'{"path": "/half/writ', b"", b"\xff\xfe\x00garbage", b"{}", b"[1, 2]",
+                                    b'{"path": 1, "fingerprint": 2}'])
+def test_a_corrupt_champion_file_is_recovered_from_the_history(tmp_path, damage):
     promotion.decide(challenger(tmp_path, "first", 0.80), tmp_path, ACCURACY, Log(), own_figures)
     promotion.decide(challenger(tmp_path, "second", 0.90), tmp_path, ACCURACY, Log(), own_figures)
-    (tmp_path / "champion.json").write_text('{"path": "/half/writ')  # torn by a disk fault
+    (tmp_path / "champion.json").write_bytes(damage)  # a disk fault, a hand edit
     log = Log()
     assert champion_store.read(tmp_path, log).fingerprint == "second"
     assert "recovered champion second" in log.lines[0]
@@ -355,6 +365,10 @@ def test_a_failed_warning_on_the_lineage_blocks_promotion_unless_allowed(project
 def test_a_run_with_overrides_is_tagged_and_promotes_only_when_it_says_so(project):
     recipes, artifacts = project
     smoke, smoke_run = run(recipes, artifacts, max_train_samples=40)
+    shown = show(artifacts)  # what CI prints after its smoke run
+    assert shown.returncode == 0, shown.stderr
+    assert "gate decision:     not promoted: the run overrides the recipe (max_train_samples=40)" in shown.stdout
+    assert "champion:          none yet" in shown.stdout
     assert smoke_run.tags["finetune_assets/run_overrides"] == "max_train_samples=40"
     assert smoke_run.tags[HOST_TAG] == socket.gethostname(), "run monitoring can check this run"
     assert smoke["exported_model"].metadata["champion_path"].value == "none yet"
@@ -368,6 +382,12 @@ def test_a_run_with_overrides_is_tagged_and_promotes_only_when_it_says_so(projec
     plain, plain_run = run(recipes, artifacts)
     assert "finetune_assets/run_overrides" not in plain_run.tags
     assert "finetune_assets/run_overrides" not in plain["finetuned_model"].tags
+
+
+def show(artifacts: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "finetune_assets.show", "films"], capture_output=True, text=True,
+                          env={**os.environ, "FINETUNE_ARTIFACTS_DIR": str(artifacts),
+                               "PYTHONPATH": os.pathsep.join(sys.path)})
 
 
 def test_export_is_readable_by_another_account(project):

@@ -48,14 +48,12 @@ def read(folder: Path, log=None, repair: bool = False) -> ArtifactRef | None:
     """
     path = folder / CHAMPION
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        champion = ArtifactRef.from_json(text)
+        champion = ArtifactRef.from_json(path.read_text())
         if not isinstance(champion.path, str) or not isinstance(champion.fingerprint, str):
             raise ValueError("path and fingerprint must be strings")
-    except (ValueError, TypeError) as exc:
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:  # not JSON, not text, not a record
         champion = _last_promoted(folder)
         if champion is None:
             raise PromotionError(

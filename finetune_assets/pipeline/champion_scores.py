@@ -61,17 +61,19 @@ def scores_on_rows(recipe: Recipe, root: Path, champion: ArtifactRef, splits: Ar
 
 def for_report(recipe: Recipe, root: Path, log, report: ArtifactRef, facts: RunFacts) -> tuple[ArtifactRef, dict]:
     """``evaluation_report``'s finish step: the champion's figures next to the tuned and base ones."""
-    champion = champion_store.read(champion_store.exports_dir(root, recipe.name), log)
-    if champion is None:
-        return report, {"champion": "none yet"}
+    champion = None
     try:
+        champion = champion_store.read(champion_store.exports_dir(root, recipe.name), log)
+        if champion is None:
+            return report, {"champion": "none yet"}
         if champion.lineage.get("evaluation_report", {}).get("fingerprint") == report.fingerprint:
             scores = tuned_only(report.info["metrics"])  # the tuned model is the champion
         else:
             scores = scores_on_rows(recipe, root, champion, facts.upstream["tokenized_splits"], log)
-    except Exception as exc:  # the gate retries and, failing again, refuses to promote with this reason
-        log.warning(f"the champion {champion.path} could not be scored on these test rows: {exc}")
-        return report, {"champion": champion.path, "champion_scoring_error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # the gate tries again and, failing again, says why it did not promote
+        log.warning(f"the champion could not be scored on these test rows: {exc}")
+        return report, {"champion": champion.path if champion else "unreadable",
+                        "champion_scoring_error": f"{type(exc).__name__}: {exc}"}
     scored = {"fingerprint": champion.fingerprint, "path": champion.path, "metrics": scores}
     return ArtifactRef(report.path, report.fingerprint, {**report.info, "champion": scored}, report.lineage), {
         **{f"champion_{name}": float(value) for name, value in scores.items()},

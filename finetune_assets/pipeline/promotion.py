@@ -74,7 +74,8 @@ def gate(recipe: Recipe, root: Path, log, export: ArtifactRef, facts: RunFacts) 
     if rule.metric not in metrics:
         raise RecipeError(f"{recipe.source_file.name}: promotion.metric '{rule.metric}' is not a figure of the "
                          f"evaluation report (it has {sorted(champion_scores.tuned_only(metrics))})")
-    challenger = Challenger(export, metrics, report.info["test_rows"], blockers(recipe, report.info["test_rows"], facts),
+    test_rows = report.info.get("test_rows", 0)  # reports made before it was recorded count as none
+    challenger = Challenger(export, metrics, test_rows, blockers(recipe, test_rows, facts),
                             facts.describe_overrides(), report.info.get("champion"))
     made_from = export.lineage["tokenized_splits"]
     splits = ArtifactRef(made_from["path"], made_from["fingerprint"])
@@ -104,13 +105,14 @@ def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
     none yet) and the metadata that explains the decision. ``champion_scores_on_rows(champion)``
     gives the champion's figures on the challenger's test rows."""
     value = float(challenger.metrics[rule.metric])
+    unusable = [] if math.isfinite(value) else [f"its {rule.metric} is {value}, which cannot be compared"]
     with champion_store.locked(exports_dir):
         champion = champion_store.read(exports_dir, log, repair=True)
         champion_figures = None
         if champion is not None and champion.fingerprint == challenger.ref.fingerprint:
             decision = "already champion"
-        elif challenger.blockers:
-            decision = "not promoted: " + "; ".join(challenger.blockers)
+        elif challenger.blockers or unusable:
+            decision = "not promoted: " + "; ".join(challenger.blockers + unusable)
         elif champion is None:
             decision = "promoted (first export)"
         else:

@@ -192,7 +192,7 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
                          work.staging, probe_text)
     work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
                   f"pipeline probe: {probe['probe_output']}")
-    return {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key")}, {
+    return {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key") if key in report_ref.info}, {
         "pipeline_task": task.pipeline_task,
         "pipeline_probe": Json(probe),
         "model_card": Markdown((work.staging / "README.md").read_text()),
