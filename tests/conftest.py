@@ -46,6 +46,33 @@ def make_recipe(tmp_path: Path):
     return make
 
 
+FILMS = {  # a tiny classification recipe: the tiny BERT at ../bert, the CSV files in data/
+    "task": "classification", "base_model": "../bert",
+    "dataset": {"source": "data", "columns": {"text": "review", "label": "sentiment"}, "labels": ["negative", "positive"]},
+    "splits": {"validation": 0.2, "test": 0.2},
+    "training": {"max_length": 32, "learning_rate": 1e-3, "epochs": 1},
+    "promotion": {"min_test_rows": 10},
+}
+
+
+def write_films_recipe(folder: Path, name: str = "films", **overrides) -> Path:
+    """:data:`FILMS` with top-level sections replaced by ``overrides``, as ``folder/<name>.yaml``."""
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**FILMS, **overrides}))
+    return path
+
+
+@pytest.fixture
+def films_project(tmp_path, tiny_bert) -> tuple[Path, Path]:
+    """``(recipes, artifacts)``: a recipe folder with films.yaml and an empty data/ folder, the tiny
+    BERT beside it, and the artifacts root to use."""
+    (tmp_path / "bert").symlink_to(tiny_bert)
+    recipes = tmp_path / "recipes"
+    (recipes / "data").mkdir(parents=True)
+    write_films_recipe(recipes)
+    return recipes, tmp_path / "artifacts"
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A real but tiny BERT classifier (random weights) with MiniLM's uncased vocabulary: the whole

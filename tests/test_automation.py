@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from conftest import write_films_recipe
 from dagster import (
     DagsterInstance,
     DefaultScheduleStatus,
@@ -29,26 +29,11 @@ ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in 
        [(f"I truly hated scene number {i} of this film", "negative") for i in range(40)]
 
 
-def write_recipe(folder: Path, name: str = "films", **overrides) -> Path:
-    recipe = {"task": "classification", "base_model": "../bert",
-              "dataset": {"source": "data", "columns": {"text": "review", "label": "sentiment"},
-                          "labels": ["negative", "positive"]},
-              "splits": {"validation": 0.2, "test": 0.2},
-              "training": {"max_length": 32, "learning_rate": 1e-3, "epochs": 1},
-              "promotion": {"min_test_rows": 10}, **overrides}
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
 @pytest.fixture
-def project(tmp_path, tiny_bert):
-    (tmp_path / "bert").symlink_to(tiny_bert)
-    recipes = tmp_path / "recipes"
-    (recipes / "data").mkdir(parents=True)
+def project(films_project):
+    recipes, artifacts = films_project
     pd.DataFrame(ROWS, columns=["review", "sentiment"]).to_csv(recipes / "data" / "reviews.csv", index=False)
-    write_recipe(recipes)
-    return recipes, tmp_path / "artifacts"
+    return recipes, artifacts
 
 
 def run(recipes: Path, artifacts: Path, **settings):
@@ -79,7 +64,7 @@ def test_second_run_reuses_everything_and_a_hyperparameter_recomputes_from_the_c
         assert materialization.tags["dagster/data_version"] == first[name].metadata["fingerprint"].value
     assert second["exported_model"].metadata["decision"].value == "already champion"
 
-    write_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})
+    write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})
     third, _ = run(recipes, artifacts)
     assert cache_hits(third) == {"raw_dataset": True, "clean_dataset": True, "tokenized_splits": True,
                                  "finetuned_model": False, "evaluation_report": False, "exported_model": False}
@@ -100,8 +85,8 @@ def test_fingerprints_follow_only_the_sections_a_stage_reads(project):
     recipes, _ = project
     base = load_recipe(recipes / "films.yaml")
     upstream = [ArtifactRef("x", "abc")]
-    lr = load_recipe(write_recipe(recipes, "lr", training={"max_length": 32, "learning_rate": 9e-4}))
-    longer = load_recipe(write_recipe(recipes, "long", training={"max_length": 64, "learning_rate": 1e-3}))
+    lr = load_recipe(write_films_recipe(recipes, "lr", training={"max_length": 32, "learning_rate": 9e-4}))
+    longer = load_recipe(write_films_recipe(recipes, "long", training={"max_length": 64, "learning_rate": 1e-3}))
     same = {stage: CHAIN[stage].fingerprint(base, upstream) == CHAIN[stage].fingerprint(lr, upstream)
             for stage in ("clean_dataset", "tokenized_splits", "finetuned_model")}
     assert same == {"clean_dataset": True, "tokenized_splits": True, "finetuned_model": False}
@@ -113,7 +98,7 @@ def test_fingerprints_follow_only_the_sections_a_stage_reads(project):
 def test_code_versions_mark_exactly_the_stale_assets(project):
     recipes, _ = project
     before = build_definitions([recipes]).resolve_asset_graph()
-    write_recipe(recipes, training={"max_length": 32, "learning_rate": 2e-3, "epochs": 1})
+    write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 2e-3, "epochs": 1})
     after = build_definitions([recipes]).resolve_asset_graph()
     changed = {key.path[1] for key in after.get_all_asset_keys()
                if after.get(key).code_version != before.get(key).code_version}
@@ -122,7 +107,7 @@ def test_code_versions_mark_exactly_the_stale_assets(project):
 
 def test_schedule_is_stopped_by_default_and_requests_the_recipe_job(project):
     recipes, _ = project
-    write_recipe(recipes, schedule={"cron": "0 3 * * 1", "timezone": "Europe/Berlin"})
+    write_films_recipe(recipes, schedule={"cron": "0 3 * * 1", "timezone": "Europe/Berlin"})
     defs = build_definitions([recipes])
     schedule = defs.resolve_schedule_def("films_schedule")
     assert schedule.cron_schedule == "0 3 * * 1" and schedule.execution_timezone == "Europe/Berlin"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from conftest import write_films_recipe
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -234,24 +234,11 @@ def reviews(seed: int, per_label: int = 60) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["review", "sentiment"])
 
 
-def write_recipe(folder: Path, **overrides) -> None:
-    recipe = {"task": "classification", "base_model": "../bert",
-              "dataset": {"source": "reviews.csv", "columns": {"text": "review", "label": "sentiment"},
-                          "labels": ["negative", "positive"]},
-              "splits": {"validation": 0.2, "test": 0.25},
-              "training": {"max_length": 32, "learning_rate": 1e-3, "epochs": 1},
-              "promotion": {"min_test_rows": 20}, **overrides}
-    (folder / "films.yaml").write_text(yaml.safe_dump(recipe))
-
-
 @pytest.fixture
-def project(tmp_path, tiny_bert):
-    (tmp_path / "bert").symlink_to(tiny_bert)
-    recipes = tmp_path / "recipes"
-    recipes.mkdir()
-    write_recipe(recipes)
-    reviews(0).to_csv(recipes / "reviews.csv", index=False)
-    return recipes, tmp_path / "artifacts"
+def project(films_project):
+    recipes, artifacts = films_project
+    reviews(0).to_csv(recipes / "data" / "reviews.csv", index=False)
+    return recipes, artifacts
 
 
 def run(recipes: Path, artifacts: Path, instance=None, checks=None, **settings):
@@ -277,7 +264,7 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_pat
     assert first["exported_model"].metadata["decision"].value == "promoted (first export)"
     champion_path = first["exported_model"].metadata["path"].value
     assert first["evaluation_report"].metadata["champion"].value == "none yet"
-    reviews(1).to_csv(recipes / "reviews.csv", index=False)  # new data: other test rows
+    reviews(1).to_csv(recipes / "data" / "reviews.csv", index=False)  # new data: other test rows
     second, _ = run(recipes, artifacts)
     report = second["evaluation_report"].metadata
     assert report["champion_path"].value == champion_path
@@ -312,7 +299,7 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_pat
 def test_a_champion_evaluated_on_the_same_rows_is_not_scored_again(project):
     recipes, artifacts = project
     first, _ = run(recipes, artifacts)
-    write_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})  # same data, splits
+    write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})  # same data, splits
     second, _ = run(recipes, artifacts)
     assert second["tokenized_splits"].metadata["cache_hit"].value
     assert second["evaluation_report"].metadata["champion_f1_macro"].value == first["evaluation_report"].metadata[
@@ -326,16 +313,16 @@ def test_only_check_results_on_the_challengers_own_data_count(project):
     instance = DagsterInstance.ephemeral()
     data = reviews(0)
     duplicated = pd.concat([data, data.head(30)])
-    duplicated.to_csv(recipes / "reviews.csv", index=False)
+    duplicated.to_csv(recipes / "data" / "reviews.csv", index=False)
     warned, _ = run(recipes, artifacts, instance)
     assert "duplicate_rate (WARN)" in warned["exported_model"].metadata["decision"].value
-    data.to_csv(recipes / "reviews.csv", index=False)  # fixed data, but its checks are not run
+    data.to_csv(recipes / "data" / "reviews.csv", index=False)  # fixed data, but its checks are not run
     unchecked, _ = run(recipes, artifacts, instance, checks=[])
     decision = unchecked["exported_model"].metadata["decision"].value
     assert "duplicate_rate (WARN)" not in decision, "a result on other data says nothing about this one"
     assert "clean_dataset/duplicate_rate (ERROR): no result on this data" in decision
     assert decision.count("no result on this data") == 7, "every check of the lineage"
-    duplicated.to_csv(recipes / "reviews.csv", index=False)  # the warned data again, checks not run
+    duplicated.to_csv(recipes / "data" / "reviews.csv", index=False)  # the warned data again, checks not run
     again, _ = run(recipes, artifacts, instance, checks=[])
     assert "duplicate_rate (WARN)" in again["exported_model"].metadata["decision"].value, "found in history"
 
@@ -343,7 +330,7 @@ def test_only_check_results_on_the_challengers_own_data_count(project):
     def house_rule() -> AssetCheckResult:  # a check a project merging the recipes adds
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, description="no films on Mondays")
 
-    data.to_csv(recipes / "reviews.csv", index=False)
+    data.to_csv(recipes / "data" / "reviews.csv", index=False)
     custom, _ = run(recipes, artifacts, instance, checks=[*defs.asset_checks, house_rule])
     assert custom["exported_model"].metadata["decision"].value == (
         "not promoted: check clean_dataset/house_rule (WARN): no films on Mondays")
@@ -352,12 +339,12 @@ def test_only_check_results_on_the_challengers_own_data_count(project):
 def test_a_failed_warning_on_the_lineage_blocks_promotion_unless_allowed(project):
     recipes, artifacts = project
     data = reviews(0)
-    pd.concat([data, data.head(30)]).to_csv(recipes / "reviews.csv", index=False)  # 30 duplicates: WARN
+    pd.concat([data, data.head(30)]).to_csv(recipes / "data" / "reviews.csv", index=False)  # 30 duplicates: WARN
     blocked, _ = run(recipes, artifacts)
     decision = blocked["exported_model"].metadata["decision"].value
     assert decision.startswith("not promoted: check clean_dataset/duplicate_rate (WARN)"), decision
     assert not (artifacts / "films" / "exported_model" / "champion.json").exists()
-    write_recipe(recipes, promotion={"min_test_rows": 20, "allow_warnings": True})
+    write_films_recipe(recipes, promotion={"min_test_rows": 10, "allow_warnings": True})
     allowed, _ = run(recipes, artifacts)
     assert allowed["exported_model"].metadata["decision"].value == "promoted (first export)"
 

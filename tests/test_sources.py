@@ -329,12 +329,6 @@ def read_skipping(path: Path, **kwargs) -> tuple[pd.DataFrame, list]:
 UNCLOSED_QUOTE = 'text,label\nI liked it,positive\n"I hated it,negative\nIt was "fine" overall,neutral\nsuperb,positive\n'
 
 
-def test_read_csv_unclosed_quote_names_its_line(tmp_path):
-    path = tmp_path / "reviews.csv"
-    path.write_text(UNCLOSED_QUOTE)
-    message = read_error(path)
-    assert "line 3" in message and "malformed csv" in message and "quot" in message
-    assert "dataset.on_bad_lines: skip" in message
 
 
 def test_read_csv_unclosed_quote_at_the_end_names_its_line(tmp_path):
@@ -381,11 +375,16 @@ def test_read_csv_keeps_a_field_longer_than_the_csv_module_limit(tmp_path):
 JSONL = '{"text": "a", "label": 1}\n{"text": "b", "label": 0\n[1, 2]\n\n{"text": "c", "label": 1}\n'
 
 
-def test_read_malformed_jsonl_names_the_line(tmp_path):
-    path = tmp_path / "rows.jsonl"
-    path.write_text(JSONL)
+@pytest.mark.parametrize("name, body, fragments", [
+    ("reviews.csv", UNCLOSED_QUOTE, ["line 3", "malformed csv", "broken quoting"]),
+    ("rows.jsonl", JSONL, ["line 2", "malformed jsonl", "not valid JSON"]),
+])
+def test_a_malformed_line_is_named_with_the_way_to_skip_it(tmp_path, name, body, fragments):
+    path = tmp_path / name
+    path.write_text(body)
     message = read_error(path)
-    assert "line 2" in message and "malformed jsonl" in message and "not valid JSON" in message
+    for fragment in [*fragments, "dataset.on_bad_lines: skip"]:
+        assert fragment in message, f"{fragment!r} not in {message}"
 
 
 def test_skipped_jsonl_lines_get_a_receipt(tmp_path):
