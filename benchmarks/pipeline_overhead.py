@@ -9,17 +9,19 @@ recipe, with run-config overrides in ``--quick``) and seed:
 
 - pipeline: ``build_definitions`` on a copy of the recipe and a fresh artifacts root, then
   ``dagster.materialize`` of the six assets and their checks on an ephemeral instance with
-  ``RunSettings(force=True)`` (nothing cached): read, clean, split, tokenize, train, evaluate base
-  and tuned model on the test rows, export (merged model, card, ``pipeline`` smoke test).
+  ``RunSettings(force=True)`` (nothing cached): read, clean, split, tokenize, train (in its own
+  process started through Dagster Pipes: the process start, its imports and the model load count
+  here, and so do its checkpoints), evaluate base and tuned model on the test rows, export (merged
+  model, card, ``pipeline`` smoke test).
 - plain: pandas reads the same packaged CSV (latin-1), the project's own ``cleaning.clean`` (same
   rules, so the same rows), the same seeded stratified split, tokenization with ``datasets.map``,
   the HF ``Trainer`` directly (same arguments as ``finetune_assets.training.trainer``, validation each
   epoch), tuned and base model predicted on the same test rows, the model saved once.
 
-Not in the plain side, on purpose, because they are the pipeline's overhead: parquet/Arrow writes
-between stages, reloading the checkpoint for evaluation and export, the asset checks, the
-untruncated tokenization for the truncation figure, plots, the model card and the export's smoke
-test. Library imports are paid before either clock starts (both sides use the same libraries;
+Not in the plain side, on purpose, because they are the pipeline's overhead: the training
+process's start and checkpoints, parquet/Arrow writes between stages, reloading the checkpoint for
+evaluation and export, the asset checks, the untruncated tokenization for the truncation figure,
+plots, the model card and the export's smoke test. Library imports are paid before either clock starts (both sides use the same libraries;
 ``transformers.Trainer`` included, whose import loads peft and bitsandbytes). Training time swings
 by several percent between identical runs, so the script also reports each side's time outside
 training and their difference: the pipeline's overhead in seconds, which hardly depends on how

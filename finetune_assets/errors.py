@@ -1,9 +1,10 @@
 """Every error the project raises on purpose, in one place.
 
-Each is a ``ValueError`` whose message names what is at fault (file, key, line, row, column or
-setting) and what to do about it, so a user can act on it without reading code. Which class is
+Bad input is a ``ValueError`` whose message names what is at fault (file, key, line, row, column
+or setting) and what to do about it, so a user can act on it without reading code; which class is
 raised says where to look: the recipe, the source it names, the rows themselves, the method, or the
-champion's files.
+champion's files. Retrying cannot fix those, so Dagster does not retry them. A launched process
+that crashed (:class:`ProcessFailed`) is not bad input: a retry resumes it.
 """
 
 
@@ -25,3 +26,11 @@ class MethodError(ValueError):
 
 class PromotionError(ValueError):
     """The champion's record cannot be read or its export cannot be scored; the message names the file."""
+
+
+BAD_INPUT = (RecipeError, SourceError, DataError, MethodError)  # what a retry cannot fix
+
+
+class ProcessFailed(RuntimeError):
+    """A process the pipeline launched (the training) exited with an error; its own log says why.
+    Not a bad input: a retry (Dagster's ``RetryPolicy``) may succeed, resuming where it stopped."""

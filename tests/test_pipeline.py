@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -174,6 +175,9 @@ def test_loss_curve_and_training_figures_in_metadata(pipeline_run):
     assert model["loss_curve"].value.startswith("![loss curve](data:image/png;base64,")
     assert model["train_seconds"].value > 0 and model["train_samples_per_second"].value > 0
     assert model["device"].value == "cpu"
+    # checkpoints every tenth of the run by default; a first run resumes nothing
+    assert model["checkpoint_every_steps"].value == math.ceil(model["optimizer_steps"].value / 10)
+    assert "resumed_from_step" not in model and model["world_size"].value == 1
     history = json.loads((Path(model["path"].value) / "log_history.json").read_text())
     assert any("eval_loss" in row for row in history), "validation runs each epoch"
 

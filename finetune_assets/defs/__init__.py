@@ -2,10 +2,11 @@
 (``checks.py``) and their latest results on a lineage, read from the instance for the promotion
 gate (``check_results.py``), jobs, schedules and new-data sensors (``automation.py``), the
 resources (``resources.py``: artifact store, the IO manager that passes references between assets,
-per-run settings), the conversion of stage metadata into Dagster's (``metadata.py``), the run
-launcher that lets run monitoring see dead runs (``run_launcher.py``, named in
-``dagster_home/dagster.yaml``), and :func:`build_definitions`, which assembles them for a set of
-recipe folders (``build.py``).
+per-run settings; ``training.py``: where the training process runs, through Dagster Pipes, locally
+or in a Kubernetes pod whose spec ``kubernetes.py`` builds from the recipe), the conversion of
+stage metadata into Dagster's (``metadata.py``), the run launcher that lets run monitoring see
+dead runs (``run_launcher.py``, named in ``dagster_home/dagster.yaml``), and
+:func:`build_definitions`, which assembles them for a set of recipe folders (``build.py``).
 
 The work itself is plain Python in :mod:`finetune_assets.pipeline`; this folder only wires it
 into Dagster. A project using finetune_assets as a library calls :func:`build_definitions`.

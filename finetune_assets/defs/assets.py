@@ -6,6 +6,11 @@ fingerprint becomes the asset's Dagster data version and the stage's code plus r
 code version, so the UI marks exactly the stale assets after a recipe or data change. A stage with
 a ``finish`` step also gets the run's facts: the failed checks on its lineage (read from the
 instance) and the run's overrides. A run with overrides is tagged, and so is each materialization.
+
+The training stage's asset also gets the ``training`` resource's launcher (its process runs
+through Dagster Pipes), the recipe's concurrency pool (one training per device, while data stages
+run freely) and its ``RetryPolicy``: a killed training retries and resumes from its checkpoints,
+while bad input (a recipe or data error) fails at once, since a retry cannot fix it.
 """
 
 import socket
@@ -17,7 +22,9 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     DataVersion,
+    Failure,
     Output,
+    RetryPolicy,
     asset,
 )
 from dagster._check import CheckError
@@ -26,10 +33,11 @@ from finetune_assets.defs.check_results import lineage_failures
 from finetune_assets.defs.checks import recipe_checks
 from finetune_assets.defs.metadata import column_schema, to_dagster
 from finetune_assets.defs.run_launcher import HOST_TAG
-from finetune_assets.defs.resources import ArtifactStore, RunSettings
+from finetune_assets.errors import BAD_INPUT
 from finetune_assets.pipeline.caching import ancestry
 from finetune_assets.pipeline.chain import STAGES, Stage
 from finetune_assets.pipeline.facts import RunFacts
+from finetune_assets.pipeline.launching import run_process
 from finetune_assets.pipeline.runner import run_stage
 from finetune_assets.recipes import Recipe
 
@@ -41,6 +49,8 @@ def build_assets(recipe: Recipe) -> list[AssetsDefinition]:
 
 
 def stage_asset(recipe: Recipe, stage: Stage) -> AssetsDefinition:
+    compute = recipe.compute
+
     @asset(
         key=AssetKey([recipe.name, stage.name]),
         group_name=recipe.name,
@@ -50,15 +60,27 @@ def stage_asset(recipe: Recipe, stage: Stage) -> AssetsDefinition:
         io_manager_key="artifact_refs",
         kinds=set(stage.kinds),
         tags={"task": recipe.task, "method": recipe.method},
+        required_resource_keys={"artifacts", "run_settings"} | ({"training"} if stage.trains else set()),
+        pool=compute.pool if stage.trains else None,
+        retry_policy=RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
+        if stage.trains and compute.retries else None,
     )
-    def _asset(context: AssetExecutionContext, artifacts: ArtifactStore, run_settings: RunSettings, **refs):
-        active = run_settings.apply(recipe)
+    def _asset(context: AssetExecutionContext, **refs):
+        run_settings = context.resources.run_settings
         upstream = [refs[f"up_{i}"] for i in range(len(stage.upstream))]
         facts = RunFacts(failed_checks=_failed_checks(context, recipe, stage, upstream) if stage.finish else None,
                          overrides=run_settings.overrides(), promote_with_overrides=run_settings.promote)
         _tag_run(context, facts)
-        ref, metadata = run_stage(stage, active, artifacts.base, context.log, upstream,
-                                  run_settings.forced(recipe), facts)
+        try:
+            active = run_settings.apply(recipe)
+            root = context.resources.artifacts.base
+            launch = context.resources.training.launcher(context, active, root) if stage.trains else run_process
+            ref, metadata = run_stage(stage, active, root, context.log, upstream, run_settings.forced(recipe),
+                                      facts, launch)
+        except BAD_INPUT as error:
+            if not stage.trains:
+                raise
+            raise Failure(description=str(error), allow_retries=False) from error
         if stage.row_schema:
             metadata = {**metadata, **column_schema(stage.row_schema(active))}
         # Materialization tags allow few characters: the names here, the values in the metadata.

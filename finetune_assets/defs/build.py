@@ -20,6 +20,7 @@ from finetune_assets.defs import automation
 from finetune_assets.defs.assets import build_assets
 from finetune_assets.defs.checks import build_checks
 from finetune_assets.defs.resources import ArtifactRefIOManager, ArtifactStore, RunSettings
+from finetune_assets.defs.training import LocalTraining, TrainingLauncher
 from finetune_assets.errors import RecipeError
 from finetune_assets.recipes import scan
 
@@ -27,9 +28,10 @@ BROKEN_GROUP = "broken_recipes"
 
 
 def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_root: str = "",
-                      strict: bool | None = None) -> Definitions:
+                      strict: bool | None = None, training: TrainingLauncher | None = None) -> Definitions:
     """Definitions for every recipe in ``recipe_dirs`` (default: the folders
     :func:`finetune_assets.recipes.recipe_folders` names); adding a recipe file adds a group.
+    ``training`` says where training processes run (default: :class:`LocalTraining`, this machine).
 
     ``strict`` raises on broken recipe files instead of showing them as ``broken_recipes``
     assets; by default it is on only under Dagster's validation commands.
@@ -56,6 +58,7 @@ def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_roo
             "artifacts": ArtifactStore(root=artifacts_root),
             "artifact_refs": ArtifactRefIOManager(root=artifacts_root),
             "run_settings": RunSettings(),
+            "training": training or LocalTraining(),
         },
         # One heavy process per run: stages run one after another and share the loaded libraries.
         executor=in_process_executor,

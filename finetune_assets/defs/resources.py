@@ -12,10 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+from pydantic import ValidationError
 
+from finetune_assets.errors import RecipeError
 from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, default_artifacts_root
 from finetune_assets.pipeline.atomic import write_text
 from finetune_assets.recipes import Recipe
+from finetune_assets.recipes.schema import ComputeSpec
 
 
 class ArtifactStore(ConfigurableResource):
@@ -55,9 +58,11 @@ class RunSettings(ConfigurableResource):
     """Per-run overrides, set in Dagster run config without touching the recipe file.
 
     CI uses them to train on a small slice; ``force`` ignores cached artifacts for one run.
-    Overridden values change the fingerprints like any recipe edit, so cached artifacts are never
-    confused. A run with overrides is tagged ``finetune_assets/run_overrides`` and its export is
-    not promoted unless ``promote`` is true: a smoke run never replaces the production model.
+    Overridden training values change the fingerprints like any recipe edit, so cached artifacts are
+    never confused. A run with overrides is tagged ``finetune_assets/run_overrides`` and its export
+    is not promoted unless ``promote`` is true: a smoke run never replaces the production model.
+    ``launcher`` and ``processes`` move one run's training (``torchrun`` with 4 processes on a
+    4-GPU machine, say); where a model trains changes neither its fingerprint nor its promotion.
     """
 
     force: bool = False
@@ -65,6 +70,8 @@ class RunSettings(ConfigurableResource):
     max_eval_samples: int | None = None
     epochs: float | None = None
     promote: bool = False  # let a run with overrides promote its export
+    launcher: str | None = None  # local | torchrun | accelerate: where this run trains
+    processes: int | None = None
 
     def overrides(self) -> dict:
         """The training settings this run changes, by name."""
@@ -72,10 +79,16 @@ class RunSettings(ConfigurableResource):
                 if getattr(self, key) is not None}
 
     def apply(self, recipe: Recipe) -> Recipe:
-        """The recipe as this run sees it."""
-        if not self.overrides():
-            return recipe
-        return recipe.model_copy(update={"training": recipe.training.model_copy(update=self.overrides())})
+        """The recipe as this run sees it (the ``compute`` overrides validated like the recipe's)."""
+        update = {"training": recipe.training.model_copy(update=self.overrides())} if self.overrides() else {}
+        compute = {key: getattr(self, key) for key in ("launcher", "processes") if getattr(self, key) is not None}
+        if compute:
+            try:
+                update["compute"] = ComputeSpec.model_validate({**recipe.compute.model_dump(), **compute})
+            except ValidationError as exc:
+                raise RecipeError(f"run config resources.run_settings ({compute}) for recipe {recipe.name}: "
+                                  + "; ".join(error["msg"] for error in exc.errors())) from None
+        return recipe.model_copy(update=update) if update else recipe
 
     def forced(self, recipe: Recipe) -> bool:
         return self.force or recipe.force_recompute

@@ -59,3 +59,10 @@ def file_digest(path: str | Path) -> str:
 def artifact_folder(root: Path, recipe: str, stage: str, fingerprint: str) -> Path:
     """Where one stage's artifact of one recipe lives: ``<root>/<recipe>/<stage>/<fingerprint>``."""
     return root / recipe / stage / fingerprint
+
+
+def checkpoint_folder(root: Path, recipe: str, fingerprint: str) -> Path:
+    """Where a training of this fingerprint keeps its checkpoints until it completes:
+    ``<root>/<recipe>/checkpoints/<fingerprint>``, outside any staging folder, so a failed attempt
+    leaves them for the next one."""
+    return root / recipe / "checkpoints" / fingerprint

@@ -32,6 +32,9 @@ class Stage:
     finish: Callable | None = None  # (recipe, root, log, ref, RunFacts) -> (ref, metadata), after every run
     row_schema: Callable | None = None  # recipe -> the pandera model the stage's rows satisfy
     kinds: tuple[str, ...] = ("python",)
+    # The training stage: runs in a launched process, resumes from checkpoints kept across failed
+    # attempts; in Dagster it holds a device (the recipe's pool) and retries (its RetryPolicy).
+    trains: bool = False
 
     def version(self, recipe: Recipe) -> str:
         """The stage's code version plus the recipe sections it reads: Dagster's code version, so
@@ -58,11 +61,11 @@ STAGES = (
           code_version="1", reads=("base_model", "splits", "training.max_length",
                                    "training.max_target_length", "training.input_prefix"),
           run=stages.tokenized_splits),
-    # 2: training_figures.json next to the weights
+    # 2: training_figures.json next to the weights; 3: trained in its own process, recipe.json beside
     Stage("finetuned_model", ("tokenized_splits",), "",
           "The fine-tuned checkpoint (full weights or LoRA adapter).",
-          code_version="2", reads=("base_model", "method", "lora", "quantization", "training"),
-          run=stages.finetuned_model, kinds=("python", "huggingface")),
+          code_version="3", reads=("base_model", "method", "lora", "quantization", "training"),
+          run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True),
     # 2: test_rows and rows_key in the reference (the gate compares on identical rows)
     Stage("evaluation_report", ("tokenized_splits", "finetuned_model"), "report.json",
           "Test metrics of the tuned model, the base model and the current champion, on the same rows.",

@@ -6,33 +6,41 @@ it is complete (``cache_hit: true``), else run the stage into a staging folder a
 place with its record; then the stage's ``finish`` step (the champion's scores, the promotion
 gate), cached or not, with the run's :class:`~finetune_assets.pipeline.facts.RunFacts`.
 Two runs making the same fingerprint at once both finish; the folder put in place first is the one
-both report. Plain Python: Dagster calls it from the asset factory, and a script or benchmark can
-call it too.
+both report. A training stage also gets a checkpoint folder of its fingerprint that outlives a
+failed attempt (the next attempt resumes from it) and is deleted once the artifact is complete, and
+``launch``, which starts its process (Dagster Pipes in a run, a plain subprocess by default).
+Plain Python: Dagster calls it from the asset factory, and a script or benchmark can call it too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
 from finetune_assets.pipeline import caching
-from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder
+from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, checkpoint_folder
 from finetune_assets.pipeline.atomic import atomic_dir, remove_stale_staging
 from finetune_assets.pipeline.chain import Stage
 from finetune_assets.pipeline.facts import RunFacts
+from finetune_assets.pipeline.launching import Launch, run_process
 from finetune_assets.pipeline.stages import StageWork
 from finetune_assets.recipes import Recipe
 
 
 def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[ArtifactRef],
-              force: bool = False, facts: RunFacts | None = None) -> tuple[ArtifactRef, dict]:
+              force: bool = False, facts: RunFacts | None = None,
+              launch: Launch = run_process) -> tuple[ArtifactRef, dict]:
     """Reuse or compute ``stage``'s artifact under ``root``; return its ref and metadata."""
     inputs = stage.read_inputs(recipe, log) if stage.read_inputs else None
     fp = stage.fingerprint(recipe, upstream, *([inputs.digest] if inputs else []))
     folder = artifact_folder(root, recipe.name, stage.name, fp)
     for stale in remove_stale_staging(folder.parent):
         log.info(f"{stage.name}: removed {stale}, left behind by a run that did not finish")
+    checkpoints = checkpoint_folder(root, recipe.name, fp) if stage.trains else None
+    if force and checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # force recomputes from scratch, partial work too
     cached = None if force else caching.load(folder)
     if cached:
         log.info(f"{stage.name}: cache hit, reusing {folder}")
@@ -42,12 +50,15 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
         started = time.monotonic()
         # Replace only on purpose (force) or when what is there is not a complete artifact.
         with atomic_dir(folder, replace=force or folder.exists()) as staging:
-            info, metadata = stage.run(StageWork(recipe, log, staging, folder, inputs), *upstream)
+            work = StageWork(recipe, log, staging, folder, inputs, fp, checkpoints, launch)
+            info, metadata = stage.run(work, *upstream)
             ref = ArtifactRef(str(folder / stage.artifact) if stage.artifact else str(folder), fp, info,
                               caching.ancestry(**dict(zip(stage.upstream, upstream))))
             caching.save(staging, ref, {**metadata, "stage_seconds": round(time.monotonic() - started, 2)})
         ref, metadata = caching.load(folder)  # ours, or the same fingerprint another run put there first
         metadata = {**metadata, "cache_hit": False}
+    if checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the artifact is complete: nothing left to resume
     if stage.finish:
         facts = dataclasses.replace(facts or RunFacts(), upstream=dict(zip(stage.upstream, upstream)))
         ref, decision = stage.finish(recipe, root, log, ref, facts)

@@ -24,6 +24,7 @@ from finetune_assets.data import sources
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.caching import ancestry
 from finetune_assets.pipeline.champion_scores import rows_key
+from finetune_assets.pipeline.launching import Launch, run_process
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Json, Markdown
@@ -50,6 +51,9 @@ class StageWork:
     staging: Path  # write the artifact here; it is renamed to ``final`` when the stage returns
     final: Path
     inputs: Inputs | None = None
+    fingerprint: str = ""
+    checkpoints: Path | None = None  # kept across failed attempts of this fingerprint (training stages)
+    launch: Launch = run_process  # starts a process: Dagster Pipes in a run, a plain subprocess elsewhere
 
 
 def base_location(recipe: Recipe) -> str:
@@ -145,15 +149,23 @@ def tokenized_splits(work: StageWork, clean_ref: ArtifactRef) -> Result:
 
 
 def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
+    """Train in a process of its own, started the way ``compute.launcher`` says, through
+    ``work.launch``; checkpoints go to ``work.checkpoints``, which a retry resumes from."""
+    from finetune_assets.recipes import save_resolved
     from finetune_assets.report import plots
-    from finetune_assets.training.trainer import train
+    from finetune_assets.training.launch import check_splits, training_command
 
-    recipe = work.recipe
-    figures = train(recipe, get_task(recipe.task), Path(splits_ref.path), base_location(recipe),
-                    work.staging, work.log)
+    recipe, splits = work.recipe, Path(splits_ref.path)
+    processes = recipe.compute.processes if recipe.compute.launcher == "torchrun" else 1
+    check_splits(recipe, splits, processes)  # bad settings fail here, not in a retried process
+    command = training_command(recipe, save_resolved(recipe, work.staging), splits, work.staging,
+                               work.checkpoints, work.fingerprint)
+    work.log.info(f"launching: {' '.join(command)}")
+    figures = work.launch(command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json")
     return {"method": recipe.method}, {
         **{k: v for k, v in figures.items() if v is not None and k != "lora_target_modules"},
-        "lora_target_modules": ", ".join(figures["lora_target_modules"]) or "none (full fine-tuning)",
+        "lora_target_modules": ", ".join(figures.get("lora_target_modules") or []) or "none (full fine-tuning)",
+        "launcher": recipe.compute.launcher,
         "loss_curve": plots.as_markdown(work.staging / "loss_curve.png", "loss curve"),
         "path": FilePath(str(work.final)),
     }

@@ -6,7 +6,8 @@ which folders are read (:mod:`.loading`), and the shipped recipes themselves. It
 about Dagster, training or data: it only says what a job is.
 """
 
-from finetune_assets.recipes.loading import SHIPPED_DIR, load_recipe, load_recipes, recipe_folders, scan
+from finetune_assets.recipes.loading import (SHIPPED_DIR, load_recipe, load_recipes, recipe_folders, save_resolved,
+                                             scan)
 from finetune_assets.recipes.schema import Recipe
 
-__all__ = ["SHIPPED_DIR", "Recipe", "load_recipe", "load_recipes", "recipe_folders", "scan"]
+__all__ = ["SHIPPED_DIR", "Recipe", "load_recipe", "load_recipes", "recipe_folders", "save_resolved", "scan"]

@@ -33,8 +33,11 @@ ENV_VAR = "FINETUNE_RECIPES"
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate one recipe file; errors name the file and the key."""
+    """Read and validate one recipe file; errors name the file and the key. A ``.json`` file is a
+    recipe as a run resolved it (:func:`save_resolved`), run-config overrides included."""
     path = Path(path)
+    if path.suffix == ".json":
+        return _load_resolved(path)
     if not re.fullmatch(r"[A-Za-z0-9_]+", path.stem):
         raise RecipeError(f"{path}: the file name is the recipe's asset group name; use letters, digits "
                           "and underscores only")
@@ -56,6 +59,23 @@ def load_recipe(path: str | Path) -> Recipe:
             raise RecipeError(f"{path}: key '{reserved}' is not allowed; the file name is the recipe name")
     try:
         return Recipe(name=path.stem, source_file=path.resolve(), **data)
+    except ValidationError as exc:
+        raise RecipeError(_describe(path, exc)) from None
+
+
+def save_resolved(recipe: Recipe, folder: Path) -> Path:
+    """Write ``recipe`` as this run sees it (overrides applied, its name and source file kept) to
+    ``folder/recipe.json``: saved next to the trained weights, and what the training process reads."""
+    target = folder / "recipe.json"
+    target.write_text(recipe.model_dump_json(indent=2), encoding="utf-8")
+    return target
+
+
+def _load_resolved(path: Path) -> Recipe:
+    try:
+        return Recipe.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RecipeError(f"{path}: recipe file not found") from exc
     except ValidationError as exc:
         raise RecipeError(_describe(path, exc)) from None
 

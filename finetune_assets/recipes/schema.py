@@ -98,7 +98,51 @@ class TrainingSpec(_Strict):
     early_stopping_patience: int | None = Field(None, gt=0)
     group_by_length: bool = True
     logging_steps: int = Field(10, gt=0)
+    save_steps: float = Field(0.1, gt=0, description="checkpoint interval: optimizer steps, or below 1 a "
+                              "fraction of the run; with early stopping, validation runs at each checkpoint")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept while training (the best one too)")
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _whole_steps(self) -> "TrainingSpec":
+        if self.save_steps >= 1 and self.save_steps != int(self.save_steps):
+            raise ValueError("save_steps is a whole number of steps, or a fraction of the run below 1")
+        return self
+
+
+class KubernetesSpec(_Strict):
+    """What the training pod asks of a cluster when training runs on Kubernetes (the
+    ``KubernetesTraining`` resource); the image and volume are the deployment's, set on the resource."""
+
+    gpus: int = Field(0, ge=0, description="nvidia.com/gpu requested (and tolerated) for the pod")
+    cpu: str | None = Field(None, description='CPU request, e.g. "8"')
+    memory: str | None = Field(None, description='memory request and limit, e.g. "32Gi"')
+    node_selector: dict[str, str] = Field(default_factory=dict)
+
+
+class ComputeSpec(_Strict):
+    """Where and how the training process runs; none of it changes the trained model's fingerprint
+    (``training.batch_size`` is the batch of one optimizer step, split over the processes)."""
+
+    launcher: Literal["local", "torchrun", "accelerate"] = Field(
+        "local", description="local: one process; torchrun: DDP over processes; accelerate: accelerate launch")
+    processes: int = Field(1, gt=0, description="torchrun: processes (one per device) on this machine")
+    accelerate_config: str | None = Field(
+        None, description="accelerate: its config file (FSDP, DeepSpeed...), relative to the recipe's folder")
+    pool: str = Field("training", description="Dagster concurrency pool of the training asset")
+    retries: int = Field(2, ge=0, description="times Dagster retries a failed training (it resumes)")
+    retry_delay_seconds: float = Field(10.0, ge=0)
+    kubernetes: KubernetesSpec = KubernetesSpec()
+
+    @model_validator(mode="after")
+    def _launcher_settings(self) -> "ComputeSpec":
+        if self.processes > 1 and self.launcher != "torchrun":
+            raise ValueError(f"processes: {self.processes} needs launcher: torchrun (accelerate takes its "
+                             "process count from its config file)")
+        if self.launcher == "accelerate" and not self.accelerate_config:
+            raise ValueError("launcher: accelerate needs accelerate_config, the path of its config file "
+                             "(write one with `accelerate config --config_file <path>`)")
+        return self
 
 
 class CleaningSpec(_Strict):
@@ -166,6 +210,7 @@ class Recipe(_Strict):
     training: TrainingSpec = TrainingSpec()
     generation: GenerationSpec = GenerationSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
+    compute: ComputeSpec = ComputeSpec()
 
     def section(self, *keys: str) -> dict:
         """The settings under ``keys`` (dotted for nested, e.g. ``training.max_length``) as plain

@@ -1,7 +1,10 @@
 """Training and what follows it, the same for every task family.
 
-``methods.py`` is the one place that knows full fine-tuning from LoRA and QLoRA; ``trainer.py``
-runs the Hugging Face Trainer (``progress.py`` streams its progress into the run log);
+``run.py`` is the training process's entry point (``python -m finetune_assets.training.run``, with
+or without Dagster); ``launch.py`` builds the command that starts it (alone, ``torchrun``,
+``accelerate launch``) and tells a process its rank; ``checkpoints.py`` decides which checkpoint
+may be resumed. ``methods.py`` is the one place that knows full fine-tuning from LoRA and QLoRA;
+``trainer.py`` runs the Hugging Face Trainer (``progress.py`` streams its progress into the log);
 ``evaluation.py`` scores the tuned and the base model on the same test rows; ``export.py`` writes
 the self-contained folder ``transformers.pipeline`` loads. ``tokenizer.py`` and ``generation.py``
 load the tokenizer and apply the recipe's decoding the same way everywhere. What differs between

@@ -13,16 +13,19 @@ class RunLogProgress(TrainerCallback):
     def __init__(self, log):
         self.log = log
         self.started = None
+        self.first_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.monotonic()
-        self.log.info(f"training: {state.max_steps} optimizer steps, {args.num_train_epochs} epoch(s)")
+        # A resumed run begins at its checkpoint's step; the ETA counts only the steps taken since.
+        self.started, self.first_step = time.monotonic(), state.global_step
+        self.log.info(f"training: {state.max_steps} optimizer steps, {args.num_train_epochs} epoch(s)"
+                      + (f", resumed at step {state.global_step}" if state.global_step else ""))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or self.started is None:
             return
         elapsed = time.monotonic() - self.started
-        done = max(state.global_step, 1)
+        done = max(state.global_step - self.first_step, 1)
         eta = elapsed / done * max(state.max_steps - state.global_step, 0)
         figures = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
         self.log.info(f"step {state.global_step}/{state.max_steps} ({elapsed:.0f}s elapsed, "

@@ -1,12 +1,15 @@
 """Fine-tuning with the Hugging Face Trainer, the same for every task family and method.
 
 Dynamic padding (the task's collator), length-grouped batches, evaluation on the validation split
-each epoch, optional early stopping, live progress in the run log. The checkpoint folder holds
-the weights (or the LoRA adapter), the tokenizer, the log history and the settings used.
+each epoch, optional early stopping, live progress in the run log, checkpoints every
+``training.save_steps`` that a re-run resumes from, data parallel over the processes a launcher
+started (DDP through the Trainer: gloo on CPU, NCCL on GPUs). The output folder holds the weights
+(or the LoRA adapter), the tokenizer, the log history and the recipe as trained (``recipe.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -16,10 +19,10 @@ import torch
 from datasets import Dataset, load_from_disk
 from transformers import EarlyStoppingCallback, set_seed
 
-from finetune_assets.recipes import Recipe
+from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.training import methods
+from finetune_assets.training import checkpoints, launch, methods
 from finetune_assets.training.progress import RunLogProgress
 from finetune_assets.training.tokenizer import load_tokenizer
 
@@ -36,10 +39,19 @@ def take(split: Dataset, limit: int | None, seed: int) -> Dataset:
 
 
 def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str, out_dir: Path,
-          log) -> dict:
-    """Train and save into ``out_dir``; return figures for the asset metadata."""
+          log, checkpoint_dir: Path | None = None, fingerprint: str = "") -> dict:
+    """Train and save into ``out_dir``; return figures for the asset metadata.
+
+    Checkpoints go into ``checkpoint_dir`` every ``training.save_steps``; when it already holds
+    complete ones of this ``fingerprint`` (a crashed earlier attempt), training resumes from the
+    newest. Without ``checkpoint_dir`` they go to a scratch folder removed at the end. Under a
+    launcher with several processes (DDP) each trains on its share of every batch and only rank 0
+    writes ``out_dir``; the Trainer itself saves checkpoints from rank 0 alone.
+    """
     spec = recipe.training
     method = methods.preflight(recipe, log)  # before any data is read
+    processes = launch.world_size()
+    resume = _resume_point(checkpoint_dir, fingerprint, processes, log)
     set_seed(spec.seed)
     tokenizer = load_tokenizer(base_location, recipe)
     splits = load_from_disk(str(splits_dir))
@@ -47,30 +59,40 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
     validation_rows = take(splits["validation"], spec.max_eval_samples, spec.seed)
     model = methods.prepare(methods.load_base(base_location, recipe, task, method), recipe, task)
     trainable, total = methods.parameter_counts(model)
-    log.info(f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}, "
-             f"{len(train_rows)} training rows")
+    log.info(f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
+             f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows")
     cuda = torch.cuda.is_available()
-    with tempfile.TemporaryDirectory(prefix="trainer-", dir=out_dir) as scratch:
+    with contextlib.ExitStack() as scratch:
+        if checkpoint_dir is None:
+            checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-",
+                                                                                    dir=out_dir)))
+        # Early stopping keeps the best checkpoint, so validation runs at every checkpoint.
+        early = bool(spec.early_stopping_patience)
+        save_steps = spec.save_steps if spec.save_steps < 1 else int(spec.save_steps)
         args = task.training_arguments_class()(
-            output_dir=scratch,
+            output_dir=str(checkpoint_dir),
             num_train_epochs=spec.epochs,
             learning_rate=spec.learning_rate,
-            per_device_train_batch_size=spec.batch_size,
-            per_device_eval_batch_size=spec.eval_batch_size,
+            # the recipe's batch is one optimizer step's, split over the processes
+            per_device_train_batch_size=spec.batch_size // processes,
+            per_device_eval_batch_size=max(1, spec.eval_batch_size // processes),
             gradient_accumulation_steps=spec.gradient_accumulation_steps,
             activation_checkpointing=spec.gradient_checkpointing,
             weight_decay=spec.weight_decay,
             warmup_steps=spec.warmup,
-            eval_strategy="epoch",
-            save_strategy="epoch" if spec.early_stopping_patience else "no",
-            save_total_limit=1,
-            load_best_model_at_end=bool(spec.early_stopping_patience),
+            eval_strategy="steps" if early else "epoch",
+            eval_steps=save_steps if early else None,
+            save_strategy="steps",
+            save_steps=save_steps,
+            save_total_limit=spec.save_total_limit,
+            load_best_model_at_end=early,
             metric_for_best_model="eval_loss",
             logging_steps=spec.logging_steps,
             train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
             seed=spec.seed,
             bf16=cuda and torch.cuda.is_bf16_supported(),
             use_cpu=not cuda,
+            ddp_backend=("nccl" if cuda else "gloo") if processes > 1 else None,
             report_to=[],
             disable_tqdm=True,
             **task.extra_training_arguments(recipe),
@@ -83,15 +105,15 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
             data_collator=task.collator(tokenizer, model), processing_class=tokenizer,
             callbacks=callbacks)
         started = time.monotonic()
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
         seconds = time.monotonic() - started
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
     history = trainer.state.log_history
-    (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-    (out_dir / "training_settings.json").write_text(json.dumps(
-        recipe.section("base_model", "method", "lora", "training"), indent=2))
-    plots.loss_curve(history, out_dir / "loss_curve.png")
+    if trainer.is_world_process_zero():
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+        save_resolved(recipe, out_dir)
+        plots.loss_curve(history, out_dir / "loss_curve.png")
     eval_losses = [row["eval_loss"] for row in history if "eval_loss" in row]
     figures = {
         "train_seconds": round(seconds, 2),
@@ -99,6 +121,10 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
         "train_loss": round(result.training_loss, 4),
         "final_validation_loss": round(eval_losses[-1], 4) if eval_losses else None,
         "epochs_run": round(trainer.state.epoch or 0, 3),
+        "optimizer_steps": trainer.state.global_step,
+        "checkpoint_every_steps": trainer.state.save_steps,
+        "resumed_from_step": resume[0] if resume else None,
+        "world_size": processes,
         "training_rows": len(train_rows),
         "trainable_parameters": trainable,
         "total_parameters": total,
@@ -108,5 +134,23 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
         "method_trained": method,
         "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
     }
-    (out_dir / "training_figures.json").write_text(json.dumps(figures, indent=2))
+    if trainer.is_world_process_zero():
+        (out_dir / "training_figures.json").write_text(json.dumps(figures, indent=2))
     return figures
+
+
+def _resume_point(folder: Path | None, fingerprint: str, processes: int, log) -> tuple[int, Path] | None:
+    """The newest complete checkpoint of this training in ``folder``, if any; refuses a folder
+    holding another training's checkpoints (see :mod:`finetune_assets.training.checkpoints`)."""
+    if folder is None or not fingerprint:
+        return None
+    checkpoints.claim(folder, fingerprint, processes)
+    newest = checkpoints.newest_complete(folder)
+    if launch.rank() == 0:
+        for path in checkpoints.drop_incomplete(folder):
+            log.warning(f"removed {path.name}: cut short before it was complete")
+        checkpoints.mark(folder, fingerprint, processes)
+    if newest:
+        log.info(f"resuming from {newest[1]} (step {newest[0]}): weights, optimizer, scheduler, RNG and "
+                 "data position as they were")
+    return newest

@@ -1,0 +1,122 @@
+"""Train one recipe's model, as its own process: the command ``finetuned_model`` launches.
+
+    python -m finetune_assets.training.run --recipe recipes/tweet_sentiment.yaml \\
+        --splits <tokenized_splits folder> --out model/ [--checkpoints model-checkpoints/]
+
+Supports every task family and method (full, LoRA, QLoRA), any launcher: alone, under
+``torchrun`` (DDP; every process runs this module, rank 0 alone logs, saves and reports) or
+``accelerate launch`` (its FSDP or DeepSpeed settings reach the Trainer untouched). Checkpoints
+every ``training.save_steps`` go to ``--checkpoints``; started again after a crash, it resumes
+from the newest complete one of the same training, and refuses a folder holding another
+training's (:mod:`finetune_assets.training.checkpoints`).
+
+Refuses, before loading any model (the short validation pass): a recipe that does not load, a
+splits folder without train and validation, a batch that does not divide over the processes, a
+QLoRA recipe on a machine without CUDA (unless it allows the LoRA fallback). These exit with code
+2 and a message naming the setting; a crash exits non-zero as usual.
+
+Outside Dagster it logs plainly to stderr. Launched by Dagster (``PipesSubprocessClient``,
+``PipesK8sClient``), rank 0 opens Dagster Pipes: its progress (step, loss, ETA) goes to the run's
+log and its figures become the asset's metadata. Either way the figures are written to
+``<out>/training_figures.json``, next to the weights and ``recipe.json`` (the recipe as trained,
+which ``--recipe`` accepts to train it again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+from finetune_assets.data.sources import model_location
+from finetune_assets.errors import BAD_INPUT
+from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
+from finetune_assets.pipeline.caching import load as load_record
+from finetune_assets.pipeline.chain import CHAIN
+from finetune_assets.recipes import load_recipe
+from finetune_assets.tasks import get_task
+from finetune_assets.training import launch
+from finetune_assets.training.trainer import train
+
+EXIT_BAD_INPUT = 2
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    cli = argparse.ArgumentParser(prog="python -m finetune_assets.training.run", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    inputs = cli.add_argument_group("what to train")
+    inputs.add_argument("--recipe", type=Path, required=True,
+                        help="a recipe file (.yaml), or the recipe.json a run saved next to its weights")
+    inputs.add_argument("--splits", type=Path, required=True, help="the tokenized splits (a tokenized_splits folder)")
+    outputs = cli.add_argument_group("where it goes")
+    outputs.add_argument("--out", type=Path, required=True, help="folder for the trained weights (created)")
+    outputs.add_argument("--checkpoints", type=Path,
+                         help="checkpoint folder kept across crashes (default: <out>-checkpoints)")
+    outputs.add_argument("--fingerprint",
+                         help="whose checkpoints --checkpoints holds (default: computed from the recipe and "
+                              "the splits, as the pipeline names its artifacts)")
+    return cli.parse_args(argv)
+
+
+def splits_fingerprint(splits: Path) -> str:
+    """The splits' fingerprint: from their artifact record when the pipeline made them, else from
+    the datasets' own fingerprints (each split's ``state.json``)."""
+    record = load_record(splits)
+    if record:
+        return record[0].fingerprint
+    states = sorted(splits.glob("*/state.json"))
+    return fingerprint([json.loads(path.read_text()).get("_fingerprint") for path in states])
+
+
+@contextlib.contextmanager
+def channel():
+    """``(log, report)``: Dagster Pipes on rank 0 of a process Dagster launched, else plain logging
+    (warnings only on the other ranks) and no report beyond the figures file."""
+    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
+
+    if launch.rank() == 0 and PipesEnvVarParamsLoader().is_dagster_pipes_process():
+        with open_dagster_pipes() as pipes:
+            yield pipes.log, lambda figures: pipes.report_asset_materialization(metadata=figures)
+        return
+    logging.basicConfig(level=logging.INFO if launch.rank() == 0 else logging.WARNING, stream=sys.stderr,
+                        format=f"%(asctime)s rank {launch.rank()} %(levelname)s %(message)s")
+    yield logging.getLogger("finetune_assets.training"), lambda figures: None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    with channel() as (log, report):
+        try:
+            recipe = load_recipe(args.recipe)
+            launch.check_splits(recipe, args.splits, launch.world_size())
+            identity = args.fingerprint or CHAIN["finetuned_model"].fingerprint(
+                recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))])
+            base = model_location(recipe.base_model, recipe.source_file.parent)
+            args.out.mkdir(parents=True, exist_ok=True)
+            checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
+            # train() refuses another training's checkpoints and a method this machine cannot
+            # run before it loads any data or model
+            figures = train(recipe, get_task(recipe.task), args.splits, base, args.out, log, checkpoint_dir,
+                            identity)
+        except BAD_INPUT as error:
+            log.error(str(error))
+            return EXIT_BAD_INPUT
+        if launch.rank() == 0:
+            report({key: value for key, value in figures.items() if value is not None})
+    _leave_process_group()
+    return 0
+
+
+def _leave_process_group() -> None:
+    """Close the DDP process group the Trainer opened, so the launcher sees a clean exit."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
