@@ -38,10 +38,8 @@ TARGET = 0.6
 
 def child(variant: str, steps: int, checkpointing: str, splits: str, base: str, out: Path) -> None:
     """One variant in this (fresh) process; prints its figures as one JSON line."""
-    import torch
-
     from finetune_assets.tasks import get_task
-    from finetune_assets.training.trainer import train
+    from finetune_assets.training.trainer import peak_memory, train
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     recipe = recipe_for(steps, checkpointing)
@@ -53,11 +51,7 @@ def child(variant: str, steps: int, checkpointing: str, splits: str, base: str, 
         recipe = recipe.model_copy(update={"method": variant})
         trained = train(recipe, task, Path(splits), base, out, logging.getLogger(variant))
         figures = {k: trained[k] for k in ("trainable_parameters", "total_parameters", "train_seconds")}
-    status = Path("/proc/self/status").read_text()
-    peak_kib = next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]
-    figures["peak_rss_mib"] = int(peak_kib) / 1024
-    if torch.cuda.is_available():
-        figures["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    figures.update({key: value for key, value in peak_memory().items() if value is not None})
     print(MARK + json.dumps(figures), flush=True)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +31,15 @@ from finetune_assets.training.tokenizer import load_tokenizer
 
 def device_name() -> str:
     return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+
+
+def peak_memory() -> dict:
+    """This process's peak resident memory so far (``peak_rss_mib``) and, on CUDA, the peak GPU
+    memory torch allocated (``cuda_peak_mib``; None without CUDA): what a run needs of a machine."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {"peak_rss_mib": round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1),
+            "cuda_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available()
+            else None}
 
 
 def take(split: Dataset, limit: int | None, seed: int) -> Dataset:
@@ -131,6 +142,7 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
         "trainable_fraction": round(trainable / total, 6),
         "lora_target_modules": methods.lora_targets(model),
         "device": device_name(),
+        **peak_memory(),  # rank 0's process: the model, optimizer state and activations of one device
         "method_trained": method,
         "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
     }
