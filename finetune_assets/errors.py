@@ -28,6 +28,10 @@ class PromotionError(ValueError):
     """The champion's record cannot be read or its export cannot be scored; the message names the file."""
 
 
+class SweepError(ValueError):
+    """A sweep with nothing to compare yet; the message says which variants to materialize."""
+
+
 BAD_INPUT = (RecipeError, SourceError, DataError, MethodError)  # what a retry cannot fix
 
 

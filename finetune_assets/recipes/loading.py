@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from finetune_assets.errors import RecipeError
 from finetune_assets.recipes.schema import Recipe
+from finetune_assets.recipes.sweep import variants
 
 SHIPPED_DIR = Path(__file__).parent
 SHIPPED = "shipped"
@@ -57,10 +58,14 @@ def load_recipe(path: str | Path) -> Recipe:
     for reserved in ("name", "source_file"):
         if reserved in data:
             raise RecipeError(f"{path}: key '{reserved}' is not allowed; the file name is the recipe name")
+    if "variant" in data:
+        raise RecipeError(f"{path}: key 'variant' is not allowed; a sweep names its variants (see sweep:)")
     try:
-        return Recipe(name=path.stem, source_file=path.resolve(), **data)
+        recipe = Recipe(name=path.stem, source_file=path.resolve(), **data)
     except ValidationError as exc:
         raise RecipeError(_describe(path, exc)) from None
+    variants(recipe)  # every variant of a sweep is a valid recipe, or the error names sweep.<key>
+    return recipe
 
 
 def save_resolved(recipe: Recipe, folder: Path) -> Path:

@@ -8,7 +8,7 @@ name the file and the dotted key. The ``task:`` choices come from the task regis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -211,6 +211,9 @@ class Recipe(_Strict):
     generation: GenerationSpec = GenerationSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     compute: ComputeSpec = ComputeSpec()
+    sweep: Any = Field(None, description="variants trained side by side: a grid {training.learning_rate: "
+                       "[5.0e-5, 1.0e-4], method: [full, lora]} or a list of overrides; see recipes/sweep.py")
+    variant: str = Field("", description="the sweep variant this recipe is (set by the sweep, never in a file)")
 
     def section(self, *keys: str) -> dict:
         """The settings under ``keys`` (dotted for nested, e.g. ``training.max_length``) as plain
