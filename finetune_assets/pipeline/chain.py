@@ -6,6 +6,10 @@ on, and the functions that do the work. The asset factory makes one Dagster asse
 runner runs any row the same way, so adding or changing a stage is an edit to this table.
 
     raw_dataset -> clean_dataset -> tokenized_splits -> finetuned_model -> evaluation_report -> exported_model
+
+A recipe with a ``sweep:`` trains each variant side by side: ``finetuned_model`` and
+``evaluation_report`` are made once per variant (``per_variant``), and :data:`SWEEP_REPORT` compares
+them on the same test rows before ``exported_model``, which exports the variant it chose.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from finetune_assets.pipeline import champion_scores, promotion, stages
+from finetune_assets.pipeline import champion_scores, promotion, stages, sweep_report
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
@@ -28,13 +32,17 @@ class Stage:
     code_version: str  # bump when the stage's code changes what it writes; part of the fingerprint
     reads: tuple[str, ...]  # recipe sections (dotted keys) the stage's output depends on
     run: Callable  # (StageWork, *upstream refs) -> (info, metadata); see pipeline.stages
-    read_inputs: Callable | None = None  # (recipe, log) -> Inputs, read before the cache lookup
+    read_inputs: Callable | None = None  # (recipe, log, root, upstream refs) -> Inputs, read before the cache lookup
     finish: Callable | None = None  # (recipe, root, log, ref, RunFacts) -> (ref, metadata), after every run
     row_schema: Callable | None = None  # recipe -> the pandera model the stage's rows satisfy
     kinds: tuple[str, ...] = ("python",)
     # The training stage: runs in a launched process, resumes from checkpoints kept across failed
     # attempts; in Dagster it holds a device (the recipe's pool) and retries (its RetryPolicy).
     trains: bool = False
+    # In a recipe with a sweep: one artifact per variant (a Dagster partition each), trained and
+    # evaluated under the variant's recipe. Stages after them read the variant the sweep report chose.
+    per_variant: bool = False
+    compares: str = ""  # the per-variant stage whose every variant this stage reads (the sweep report)
 
     def version(self, recipe: Recipe) -> str:
         """The stage's code version plus the recipe sections it reads: Dagster's code version, so
@@ -61,16 +69,17 @@ STAGES = (
           code_version="1", reads=("base_model", "splits", "training.max_length",
                                    "training.max_target_length", "training.input_prefix"),
           run=stages.tokenized_splits),
-    # 2: training_figures.json next to the weights; 3: trained in its own process, recipe.json beside
+    # 2: training_figures.json next to the weights; 3: trained in its own process, recipe.json beside;
+    # 4: peak memory in the figures
     Stage("finetuned_model", ("tokenized_splits",), "",
           "The fine-tuned checkpoint (full weights or LoRA adapter).",
-          code_version="3", reads=("base_model", "method", "lora", "quantization", "training"),
-          run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True),
+          code_version="4", reads=("base_model", "method", "lora", "quantization", "training"),
+          run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True, per_variant=True),
     # 2: test_rows and rows_key in the reference (the gate compares on identical rows)
     Stage("evaluation_report", ("tokenized_splits", "finetuned_model"), "report.json",
           "Test metrics of the tuned model, the base model and the current champion, on the same rows.",
           code_version="2", reads=("generation", "evaluation"),
-          run=stages.evaluation_report, finish=champion_scores.for_report),
+          run=stages.evaluation_report, finish=champion_scores.for_report, per_variant=True),
     # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref
     Stage("exported_model", ("finetuned_model", "evaluation_report"), "",
           "The champion export: a folder transformers.pipeline loads.",
@@ -78,4 +87,22 @@ STAGES = (
           run=stages.exported_model, finish=promotion.gate, kinds=("python", "huggingface")),
 )
 
-CHAIN = {stage.name: stage for stage in STAGES}
+
+def _variant_evaluations(recipe: Recipe, log, root, upstream: list[ArtifactRef]):
+    """Each sweep variant's evaluation_report on these splits, where it exists."""
+    return sweep_report.evaluations(recipe, root, upstream[0], CHAIN["finetuned_model"], CHAIN["evaluation_report"])
+
+
+SWEEP_REPORT = Stage(
+    "sweep_report", ("tokenized_splits",), "sweep.json",
+    "Every variant of the recipe's sweep scored on the same test rows, side by side; the best by the "
+    "promotion rule goes on to exported_model.",
+    code_version="1", reads=("sweep", "promotion"),
+    run=sweep_report.compare, read_inputs=_variant_evaluations, compares="evaluation_report")
+
+CHAIN = {stage.name: stage for stage in (*STAGES, SWEEP_REPORT)}
+
+
+def stages_of(recipe: Recipe) -> tuple[Stage, ...]:
+    """The chain of one recipe: the six stages, and with a ``sweep:`` its comparison before the export."""
+    return STAGES if recipe.sweep is None else (*STAGES[:-1], SWEEP_REPORT, STAGES[-1])

@@ -15,7 +15,8 @@ challenger's test split (:mod:`.champion_scores`), never the champion's own figu
 split. It must beat it by ``promotion.min_improvement`` on the primary metric (direction from the
 task: accuracy up, perplexity down). The decision is taken under the champion lock, so two runs
 deciding at once take turns and the second compares with the first's result. Every decision is
-appended to ``evaluation_history.jsonl``, shown as a table and a plot.
+appended to ``evaluation_history.jsonl``, shown as a table and a plot. In a sweep the challenger is
+the variant the sweep report chose (:mod:`.sweep_report`), and the decision names it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,27 @@ class Rule:
     higher_is_better: bool
     min_improvement: float
 
+    @classmethod
+    def of(cls, recipe: Recipe) -> "Rule":
+        """The recipe's rule: ``promotion.metric`` (default the task's primary metric) in its direction."""
+        task, spec = get_task(recipe.task), recipe.promotion
+        return cls(metric=spec.metric or task.primary_metric,
+                   higher_is_better=task.primary_metric_higher_is_better if spec.higher_is_better is None
+                   else spec.higher_is_better,
+                   min_improvement=spec.min_improvement)
+
+    def figure(self, recipe: Recipe, metrics: dict) -> float:
+        """The compared figure among a report's ``metrics``; a metric the report lacks is the recipe's error."""
+        if self.metric not in metrics:
+            raise RecipeError(f"{recipe.source_file.name}: promotion.metric '{self.metric}' is not a figure of the "
+                              f"evaluation report (it has {sorted(champion_scores.tuned_only(metrics))})")
+        return float(metrics[self.metric])
+
+    def best(self, figures: dict[str, float]) -> str | None:
+        """The key of the best finite figure (the first of equal ones), or None: how a sweep picks its variant."""
+        finite = {key: value for key, value in figures.items() if math.isfinite(value)}
+        return (max if self.higher_is_better else min)(finite, key=finite.get) if finite else None
+
     def beats(self, challenger: float, champion: float) -> bool:
         gain = challenger - champion if self.higher_is_better else champion - challenger
         return gain > 0 and gain >= self.min_improvement  # NaN on either side never beats
@@ -60,23 +82,18 @@ class Challenger:
     blockers: list[str] = field(default_factory=list)  # why it may not replace the champion at all
     overrides: str = ""  # the run-config overrides of its run, as text ("" when none)
     known_champion: dict | None = None  # the champion the report scored on these rows, if any
+    variant: str = ""  # the sweep variant it was trained as, chosen by the sweep report ("" without a sweep)
 
 
 def gate(recipe: Recipe, root: Path, log, export: ArtifactRef, facts: RunFacts) -> tuple[ArtifactRef, dict]:
     """``exported_model``'s finish step: the gate with the recipe's rule and the run's facts."""
-    task, spec = get_task(recipe.task), recipe.promotion
-    rule = Rule(metric=spec.metric or task.primary_metric,
-                higher_is_better=task.primary_metric_higher_is_better if spec.higher_is_better is None
-                else spec.higher_is_better,
-                min_improvement=spec.min_improvement)
+    rule = Rule.of(recipe)
     report = facts.upstream["evaluation_report"]
     metrics = report.info["metrics"]
-    if rule.metric not in metrics:
-        raise RecipeError(f"{recipe.source_file.name}: promotion.metric '{rule.metric}' is not a figure of the "
-                         f"evaluation report (it has {sorted(champion_scores.tuned_only(metrics))})")
+    rule.figure(recipe, metrics)
     test_rows = report.info.get("test_rows", 0)  # reports made before it was recorded count as none
     challenger = Challenger(export, metrics, test_rows, blockers(recipe, test_rows, facts),
-                            facts.describe_overrides(), report.info.get("champion"))
+                            facts.describe_overrides(), report.info.get("champion"), recipe.variant)
     made_from = export.lineage["tokenized_splits"]
     splits = ArtifactRef(made_from["path"], made_from["fingerprint"])
     return decide(challenger, champion_store.exports_dir(root, recipe.name), rule, log,
@@ -125,11 +142,13 @@ def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
             else:
                 won = rule.beats(value, float(champion_figures[rule.metric]))
                 decision = "promoted" if won else "kept champion"
+        if challenger.variant:
+            decision = f"{decision} (sweep variant {challenger.variant})"
         previous = champion
         if decision.startswith("promoted"):
             champion_store.write(exports_dir, challenger.ref)
             champion = challenger.ref
-        entry = None if decision == "already champion" else {
+        entry = None if decision.startswith("already champion") else {
             "time": time.strftime("%Y-%m-%d %H:%M:%S"), "fingerprint": challenger.ref.fingerprint,
             rule.metric: round(value, 6), "test_rows": challenger.test_rows,
             f"champion_{rule.metric}": None if champion_figures is None else round(champion_figures[rule.metric], 6),
@@ -145,6 +164,7 @@ def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
         "path": FilePath((champion or challenger.ref).path),
         "champion_path": FilePath(champion.path) if champion else "none yet",
         "challenger_path": FilePath(challenger.ref.path),
+        **({"variant": challenger.variant} if challenger.variant else {}),
         "previous_champion_path": FilePath(previous.path) if previous else "none",
         f"challenger_{rule.metric}": value,
         **({f"champion_{rule.metric}": float(shown[rule.metric])} if shown else {}),

@@ -33,7 +33,7 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
               force: bool = False, facts: RunFacts | None = None,
               launch: Launch = run_process) -> tuple[ArtifactRef, dict]:
     """Reuse or compute ``stage``'s artifact under ``root``; return its ref and metadata."""
-    inputs = stage.read_inputs(recipe, log) if stage.read_inputs else None
+    inputs = stage.read_inputs(recipe, log, root, upstream) if stage.read_inputs else None
     fp = stage.fingerprint(recipe, upstream, *([inputs.digest] if inputs else []))
     folder = artifact_folder(root, recipe.name, stage.name, fp)
     for stale in remove_stale_staging(folder.parent):

@@ -61,10 +61,10 @@ def base_location(recipe: Recipe) -> str:
     return sources.model_location(recipe.base_model, recipe.source_file.parent)
 
 
-def read_raw_rows(recipe: Recipe, log) -> Inputs:
-    """The recipe's rows as the source holds them, hashed by content. What cannot work fails here,
-    before any data is read: a base model without safetensors weights, a ``qlora`` recipe on a
-    machine that cannot train it."""
+def read_raw_rows(recipe: Recipe, log, root: Path, upstream: list[ArtifactRef]) -> Inputs:
+    """The recipe's rows as the source holds them, hashed by content (the first stage: no upstream,
+    nothing under ``root`` to read). What cannot work fails here, before any data is read: a base
+    model without safetensors weights, a ``qlora`` recipe on a machine that cannot train it."""
     sources.require_safetensors(recipe.base_model, recipe.source_file.parent)
     if recipe.method == "qlora":
         from finetune_assets.training import methods

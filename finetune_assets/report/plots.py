@@ -95,6 +95,27 @@ def metric_history(history: list[dict], metric: str, target: Path) -> Path:
     return _save(fig, target)
 
 
+def sweep_comparison(variants: list[dict], metric: str, baseline: float | None, chosen: str, target: Path) -> Path:
+    """One bar per sweep variant (``name``, ``metric``, ``train_seconds``, ``peak_mib``): the compared
+    metric (the chosen variant in green, the base model as a dashed line), training time and peak
+    memory, so the price of each gain is in view."""
+    names = [row["name"] for row in variants]
+    panels = ((metric, metric), ("train_seconds", "training time (s)"), ("peak_mib", "peak memory (MiB)"))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 0.9 + 0.45 * len(names)), sharey=True)
+    for ax, (key, title) in zip(axes, panels):
+        values = [row.get(key) or 0.0 for row in variants]
+        bars = ax.barh(names, values, color=["tab:green" if name == chosen else "tab:grey" for name in names])
+        ax.bar_label(bars, fmt="%.4g", fontsize=7, padding=2)
+        if key == metric and baseline is not None:
+            ax.axvline(baseline, color="tab:blue", linestyle="--", label="base model")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].invert_yaxis()  # the sweep's order, top to bottom
+    fig.suptitle(f"Sweep variants on the same test rows (green: chosen, best {metric})", fontsize=10)
+    return _save(fig, target)
+
+
 def _save(fig, target: Path) -> Path:
     fig.tight_layout()
     fig.savefig(target, dpi=90)

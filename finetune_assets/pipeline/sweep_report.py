@@ -1,0 +1,129 @@
+"""The sweep report: every variant of a sweep on the same test rows, side by side, and its choice.
+
+Which variants have been evaluated is read from the artifacts themselves: a variant's
+``evaluation_report`` is found under the fingerprint its partition has on the current splits (the
+variant's recipe, the model trained from those splits), so a variant made from other data or an
+earlier version of the recipe is never compared, and a variant not evaluated yet is listed as
+such. All of them were scored on the same test rows (a sweep cannot vary what picks them, see
+:data:`finetune_assets.recipes.sweep.SHARED`). The best by the recipe's promotion rule (metric and
+direction, :class:`~finetune_assets.pipeline.promotion.Rule`) is the choice: ``exported_model``
+exports that variant and its promotion gate compares it with the champion.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from finetune_assets.errors import SweepError
+from finetune_assets.pipeline import caching
+from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, fingerprint
+from finetune_assets.pipeline.champion_scores import tuned_only
+from finetune_assets.pipeline.promotion import Rule
+from finetune_assets.pipeline.stages import Inputs, Result, StageWork
+from finetune_assets.recipes import Recipe
+from finetune_assets.recipes.sweep import variants
+from finetune_assets.report.tables import markdown_table
+from finetune_assets.report.values import FilePath, Markdown
+
+PER_VARIANT = ("finetuned_model", "evaluation_report")  # what the choice hands on to exported_model
+
+
+def evaluations(recipe: Recipe, root: Path, splits: ArtifactRef, model_stage, report_stage) -> Inputs:
+    """Each variant's evaluation report on ``splits`` (None where there is none yet), found by the
+    fingerprints ``model_stage`` and ``report_stage`` give its recipe; the digest says which exist."""
+    found: dict[str, ArtifactRef | None] = {}
+    for variant in variants(recipe):
+        model = ArtifactRef("", model_stage.fingerprint(variant.recipe, [splits]))
+        report = report_stage.fingerprint(variant.recipe, [splits, model])
+        cached = caching.load(artifact_folder(root, recipe.name, report_stage.name, report))
+        found[variant.name] = cached[0] if cached else None
+    return Inputs(fingerprint(sorted((name, ref.fingerprint if ref else None) for name, ref in found.items())), found)
+
+
+def compare(work: StageWork, splits: ArtifactRef) -> Result:
+    """The comparison table and plot, and the chosen variant with the references exported_model needs."""
+    from finetune_assets.report import plots  # matplotlib: only when a sweep is compared
+
+    recipe, found = work.recipe, work.inputs.value
+    rule = Rule.of(recipe)
+    reports = {name: ref for name, ref in found.items() if ref is not None}
+    if not reports:
+        raise SweepError(f"{recipe.name}: no variant of the sweep has been evaluated on the current splits yet; "
+                         f"materialize the partitions of {recipe.name}/evaluation_report first (all of them: a "
+                         "backfill), then the sweep report")
+    figures = {name: _training_figures(ref) for name, ref in reports.items()}
+    scores = {name: rule.figure(recipe, ref.info["metrics"]) for name, ref in reports.items()}
+    chosen = rule.best(scores)
+    if chosen is None:
+        raise SweepError(f"{recipe.name}: no variant has a finite {rule.metric} ({scores}); see each "
+                         "variant's evaluation_report")
+    ranked = sorted(reports, key=lambda name: (name != chosen, -scores[name] if rule.higher_is_better
+                                               else scores[name]))
+    missing = [name for name, ref in found.items() if ref is None]
+    report = reports[chosen]
+    baseline = {name[len("baseline_"):]: value for name, value in report.info["metrics"].items()
+                if name.startswith("baseline_")}
+    rows = [_row(name, tuned_only(reports[name].info["metrics"]), figures[name], rule,
+                 "chosen: goes to the promotion gate" if name == chosen else "evaluated") for name in ranked]
+    rows += [{"variant": name, "status": "not evaluated yet: materialize its partition"} for name in missing]
+    rows.append(_row("base model (untuned)", baseline, {}, rule, "reference"))
+    (work.staging / "sweep.json").write_text(json.dumps({"metric": rule.metric, "chosen": chosen, "rows": rows},
+                                                        indent=2))
+    picture = plots.sweep_comparison(
+        [{"name": name, rule.metric: scores[name], "train_seconds": figures[name].get("train_seconds"),
+          "peak_mib": _peak(figures[name])} for name in found if name in reports],
+        rule.metric, baseline.get(rule.metric), chosen, work.staging / "sweep.png")
+    model = caching.load(Path(report.lineage["finetuned_model"]["path"]))
+    if model is None:
+        raise SweepError(f"{recipe.name}: the model of variant {chosen} is gone from "
+                         f"{report.lineage['finetuned_model']['path']}; materialize its partition again")
+    test_rows = report.info.get("test_rows", 0)
+    work.log.info(f"sweep: {chosen} is the best of {len(reports)} evaluated variants by {rule.metric} "
+                  f"({scores[chosen]:.4f} on {test_rows} test rows)" + (f"; not evaluated yet: {missing}" if missing
+                                                                         else ""))
+    info = {"chosen": chosen, "metric": rule.metric, "value": scores[chosen], "test_rows": test_rows,
+            "evaluated": ranked, "not_evaluated": missing,
+            "refs": {"finetuned_model": json.loads(model[0].to_json()), "evaluation_report": json.loads(report.to_json())}}
+    return info, {
+        "chosen_variant": chosen,
+        f"chosen_{rule.metric}": scores[chosen],
+        "variants_evaluated": len(reports),
+        "variants_not_evaluated": ", ".join(missing) or "none",
+        "test_rows": test_rows,
+        "comparison": Markdown(f"All variants scored on the same {test_rows} test rows; ranked by {rule.metric} "
+                               f"({'higher' if rule.higher_is_better else 'lower'} is better).\n\n"
+                               + markdown_table(rows)),
+        "comparison_plot": plots.as_markdown(picture, "sweep comparison"),
+        "path": FilePath(str(work.final / "sweep.json")),
+    }
+
+
+def chosen(sweep: ArtifactRef) -> tuple[str, dict[str, ArtifactRef]]:
+    """The variant the sweep report chose and its references, by stage name (:data:`PER_VARIANT`)."""
+    return sweep.info["chosen"], {name: ArtifactRef(**sweep.info["refs"][name]) for name in PER_VARIANT}
+
+
+def _training_figures(report: ArtifactRef) -> dict:
+    """What the variant's training process reported (train seconds, peak memory, trainable parameters)."""
+    path = Path(report.lineage["finetuned_model"]["path"]) / "training_figures.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _peak(figures: dict) -> float | None:
+    return figures.get("cuda_peak_mib") or figures.get("peak_rss_mib")
+
+
+def _row(name: str, metrics: dict, figures: dict, rule: Rule, status: str) -> dict:
+    """One line of the table: the compared metric first, then the others, then what training cost."""
+    ordered = [rule.metric, *(key for key in metrics if key != rule.metric)]
+    peak = _peak(figures)
+    return {"variant": name, **{key: _shown(metrics.get(key)) for key in ordered},
+            "train seconds": "" if figures.get("train_seconds") is None else f"{figures['train_seconds']:.1f}",
+            "peak memory (MiB)": "" if peak is None else f"{peak:,.0f}" + (" GPU" if figures.get("cuda_peak_mib") else ""),
+            "trainable parameters": "" if "trainable_parameters" not in figures else f"{figures['trainable_parameters']:,}",
+            "status": status}
+
+
+def _shown(value) -> str:
+    return "" if value is None else f"{float(value):.4f}"
