@@ -11,12 +11,19 @@ The training stage's asset also gets the ``training`` resource's launcher (its p
 through Dagster Pipes), the recipe's concurrency pool (one training per device, while data stages
 run freely) and its ``RetryPolicy``: a killed training retries and resumes from its checkpoints,
 while bad input (a recipe or data error) fails at once, since a retry cannot fix it.
+
+A recipe with a ``sweep:`` gets one more asset, ``sweep_report``, and its variants become the
+partitions (``StaticPartitionsDefinition``) of the per-variant stages (``finetuned_model``,
+``evaluation_report``), each run under its variant's recipe; the data assets stay unpartitioned and
+shared. ``exported_model`` then reads the sweep report's choice: the chosen variant's references
+and recipe, so the promotion gate judges that variant. A recipe without a sweep is unchanged.
 """
 
 import socket
 
 from dagster import (
     AssetCheckKey,
+    AssetDep,
     AssetExecutionContext,
     AssetIn,
     AssetKey,
@@ -25,6 +32,7 @@ from dagster import (
     Failure,
     Output,
     RetryPolicy,
+    StaticPartitionsDefinition,
     asset,
 )
 from dagster._check import CheckError
@@ -35,27 +43,45 @@ from finetune_assets.defs.metadata import column_schema, to_dagster
 from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.errors import BAD_INPUT
 from finetune_assets.pipeline.caching import ancestry
-from finetune_assets.pipeline.chain import STAGES, Stage
+from finetune_assets.pipeline import sweep_report
+from finetune_assets.pipeline.chain import CHAIN, SWEEP_REPORT, Stage, stages_of
 from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.pipeline.launching import run_process
 from finetune_assets.pipeline.runner import run_stage
 from finetune_assets.recipes import Recipe
+from finetune_assets.recipes.sweep import variant, variants
 
 OVERRIDES_TAG = "finetune_assets/run_overrides"
 
 
 def build_assets(recipe: Recipe) -> list[AssetsDefinition]:
-    return [stage_asset(recipe, stage) for stage in STAGES]
+    """One asset per stage of the recipe's chain; with a ``sweep:``, its variants are the partitions of
+    the per-variant stages."""
+    sweep = StaticPartitionsDefinition([made.name for made in variants(recipe)]) if recipe.sweep is not None else None
+    return [stage_asset(recipe, stage, sweep) for stage in stages_of(recipe)]
 
 
-def stage_asset(recipe: Recipe, stage: Stage) -> AssetsDefinition:
+def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition | None = None) -> AssetsDefinition:
     compute = recipe.compute
+    partitioned = sweep is not None and stage.per_variant
+    # In a sweep, a stage after the per-variant ones (the export) gets their references, and its
+    # recipe, from the variant the sweep report chose.
+    reads_choice = sweep is not None and not stage.per_variant and any(CHAIN[up].per_variant for up in stage.upstream)
+    ins = {f"up_{i}": AssetIn(key=AssetKey([recipe.name, up])) for i, up in enumerate(stage.upstream)
+           if not (reads_choice and CHAIN[up].per_variant)}
+    if reads_choice:
+        ins["choice"] = AssetIn(key=AssetKey([recipe.name, SWEEP_REPORT.name]))
+    sweep_note = ("\n\nOne partition per variant of the recipe's sweep." if partitioned else
+                  f"\n\nExports the variant {SWEEP_REPORT.name} chose." if reads_choice else "")
 
     @asset(
         key=AssetKey([recipe.name, stage.name]),
         group_name=recipe.name,
-        ins={f"up_{i}": AssetIn(key=AssetKey([recipe.name, up])) for i, up in enumerate(stage.upstream)},
-        description=f"{stage.description}\n\nRecipe: {recipe.source_file.name}. {recipe.description}".strip(),
+        ins=ins,
+        deps=[AssetDep(AssetKey([recipe.name, stage.compares]))] if stage.compares else None,
+        partitions_def=sweep if partitioned else None,
+        description=f"{stage.description}{sweep_note}\n\nRecipe: {recipe.source_file.name}. "
+                    f"{recipe.description}".strip(),
         code_version=stage.version(recipe),
         io_manager_key="artifact_refs",
         kinds=set(stage.kinds),
@@ -67,12 +93,15 @@ def stage_asset(recipe: Recipe, stage: Stage) -> AssetsDefinition:
     )
     def _asset(context: AssetExecutionContext, **refs):
         run_settings = context.resources.run_settings
-        upstream = [refs[f"up_{i}"] for i in range(len(stage.upstream))]
+        name, chosen = sweep_report.chosen(refs["choice"]) if reads_choice else (None, {})
+        upstream = [chosen[up] if up in chosen else refs[f"up_{i}"] for i, up in enumerate(stage.upstream)]
         facts = RunFacts(failed_checks=_failed_checks(context, recipe, stage, upstream) if stage.finish else None,
                          overrides=run_settings.overrides(), promote_with_overrides=run_settings.promote)
         _tag_run(context, facts)
         try:
             active = run_settings.apply(recipe)
+            if partitioned or reads_choice:  # the variant's recipe: the run's overrides, then the sweep's
+                active = variant(active, context.partition_key if partitioned else name)
             root = context.resources.artifacts.base
             launch = context.resources.training.launcher(context, active, root) if stage.trains else run_process
             ref, metadata = run_stage(stage, active, root, context.log, upstream, run_settings.forced(recipe),
@@ -83,6 +112,8 @@ def stage_asset(recipe: Recipe, stage: Stage) -> AssetsDefinition:
             raise Failure(description=str(error), allow_retries=False) from error
         if stage.row_schema:
             metadata = {**metadata, **column_schema(stage.row_schema(active))}
+        if active.variant:
+            metadata = {**metadata, "variant": active.variant}
         # Materialization tags allow few characters: the names here, the values in the metadata.
         tags = {OVERRIDES_TAG: "-".join(sorted(facts.overrides))} if facts.overrides else {}
         if facts.overrides:

@@ -2,6 +2,8 @@
 
 Schedules and sensors are created stopped; a person starts them in the UI (Automation tab). Their
 runs are ordinary materializations of the recipe's group, so caching skips what did not change.
+A recipe with a sweep gets one run per variant (its partition): each trains its variant, then the
+sweep report compares every variant evaluated so far and the gate judges the best.
 """
 
 
@@ -23,6 +25,7 @@ from dagster import (
 
 from finetune_assets.data.sources import FILE_FORMATS, resolve
 from finetune_assets.recipes import Recipe
+from finetune_assets.recipes.sweep import variants
 
 
 def recipe_job(recipe: Recipe):
@@ -30,11 +33,19 @@ def recipe_job(recipe: Recipe):
                             description=f"Materialize every asset (and check) of recipe {recipe.name}.")
 
 
+def run_requests(recipe: Recipe, run_key: str | None = None, **tags: str) -> list[RunRequest]:
+    """The runs that retrain the recipe: one, or with a sweep one per variant (partition)."""
+    names = [made.name for made in variants(recipe)] or [None]
+    return [RunRequest(run_key=f"{run_key}:{name}" if run_key and name else run_key, partition_key=name, tags=tags)
+            for name in names]
+
+
 def recipe_schedule(recipe: Recipe, job) -> ScheduleDefinition | None:
     if recipe.schedule is None:
         return None
     return ScheduleDefinition(name=f"{recipe.name}_schedule", job=job, cron_schedule=recipe.schedule.cron,
                               execution_timezone=recipe.schedule.timezone,
+                              execution_fn=lambda context: run_requests(recipe),
                               default_status=DefaultScheduleStatus.STOPPED,
                               description=f"Retrain {recipe.name} on '{recipe.schedule.cron}'.")
 
@@ -77,6 +88,6 @@ def new_data_sensor(recipe: Recipe, job):
         if seen.get("digest") == digest:
             return SkipReason(f"{path} unchanged")
         context.update_cursor(json.dumps({"digest": digest}))
-        return RunRequest(run_key=digest, tags={"finetune_assets/data_digest": digest[:16]})
+        return run_requests(recipe, digest, **{"finetune_assets/data_digest": digest[:16]})
 
     return _sensor

@@ -8,7 +8,7 @@ that did not pass as :class:`~finetune_assets.pipeline.facts.FailedCheck` rows. 
 result on that data (never run on it, or it raised) counts as failed: nothing unchecked promotes.
 """
 
-from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance
 from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
 from finetune_assets.pipeline.facts import FailedCheck
@@ -44,13 +44,26 @@ def _evaluation_of(instance: DagsterInstance, key: AssetCheckKey, fingerprint: s
         key, limit=HISTORY_LIMIT, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
     for record in records:
         evaluation = record.event.dagster_event.event_specific_data if record.event else None
-        target = getattr(evaluation, "target_materialization_data", None)
-        if target is None:
-            continue
-        if target.storage_id not in versions:
-            found = instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=key.asset_key, storage_ids=[target.storage_id]), limit=1).records
-            versions[target.storage_id] = found[0].asset_materialization.tags.get(DATA_VERSION_TAG) if found else None
-        if versions[target.storage_id] == fingerprint:
+        if evaluation is not None and _checked_version(instance, key.asset_key, record.run_id, evaluation,
+                                                       versions) == fingerprint:
             return evaluation
     return None
+
+
+def _checked_version(instance: DagsterInstance, asset: AssetKey, run_id: str, evaluation, versions: dict):
+    """The data version of the materialization a check evaluated. Dagster records which one (its
+    target), except when it checks an unpartitioned asset in a partitioned run (a sweep variant's run
+    with the shared data stages): then it is that asset's materialization in the check's own run."""
+    target = getattr(evaluation, "target_materialization_data", None)
+    where = target.storage_id if target is not None else (run_id, asset)
+    if where not in versions:
+        if target is not None:
+            found = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=asset, storage_ids=[target.storage_id]), limit=1).records
+            versions[where] = found[0].asset_materialization.tags.get(DATA_VERSION_TAG) if found else None
+        else:
+            made = [entry.asset_materialization for entry in
+                    instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+                    if entry.asset_materialization.asset_key == asset]
+            versions[where] = made[-1].tags.get(DATA_VERSION_TAG) if made else None
+    return versions[where]

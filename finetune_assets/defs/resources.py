@@ -10,6 +10,7 @@ the pipeline code.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 from pydantic import ValidationError
@@ -35,18 +36,23 @@ class ArtifactStore(ConfigurableResource):
 
 
 class ArtifactRefIOManager(ConfigurableIOManager):
-    """Stores each asset's :class:`ArtifactRef` as a JSON file under ``<root>/refs``."""
+    """Stores each asset's :class:`ArtifactRef` as a JSON file under ``<root>/refs``:
+    ``refs/<recipe>/<asset>.json``, and for a partition (a sweep variant)
+    ``refs/<recipe>/<asset>/<partition key, %-quoted>.json``."""
 
     root: str = ""
 
-    def _ref_file(self, key_path: list[str]) -> Path:
-        return ArtifactStore(root=self.root).base.joinpath("refs", *key_path).with_suffix(".json")
+    def _ref_file(self, context: InputContext | OutputContext) -> Path:
+        *folders, name = context.asset_key.path
+        if context.has_asset_partitions:
+            folders, name = [*folders, name], quote(context.asset_partition_key, safe="=,+")
+        return ArtifactStore(root=self.root).base.joinpath("refs", *folders, f"{name}.json")
 
     def handle_output(self, context: OutputContext, obj: ArtifactRef) -> None:
-        write_text(self._ref_file(list(context.asset_key.path)), obj.to_json())
+        write_text(self._ref_file(context), obj.to_json())
 
     def load_input(self, context: InputContext) -> ArtifactRef:
-        source = self._ref_file(list(context.asset_key.path))
+        source = self._ref_file(context)
         if not source.exists():
             raise FileNotFoundError(
                 f"{source}: upstream asset {context.asset_key.to_user_string()} has not been "
