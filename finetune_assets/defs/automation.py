@@ -34,18 +34,22 @@ def recipe_job(recipe: Recipe):
 
 
 def run_requests(recipe: Recipe, run_key: str | None = None, **tags: str) -> list[RunRequest]:
-    """The runs that retrain the recipe: one, or with a sweep one per variant (partition)."""
+    """The runs that retrain the recipe: one, or with a sweep one per variant (partition), each with
+    its own run key (a schedule tick dedupes its requests by it)."""
     names = [made.name for made in variants(recipe)] or [None]
-    return [RunRequest(run_key=f"{run_key}:{name}" if run_key and name else run_key, partition_key=name, tags=tags)
+    return [RunRequest(run_key=":".join(filter(None, (run_key, name))) or None, partition_key=name, tags=tags)
             for name in names]
 
 
 def recipe_schedule(recipe: Recipe, job) -> ScheduleDefinition | None:
     if recipe.schedule is None:
         return None
+
+    def requests(context):  # a schedule takes its run requests as a generator, not a list
+        yield from run_requests(recipe)
+
     return ScheduleDefinition(name=f"{recipe.name}_schedule", job=job, cron_schedule=recipe.schedule.cron,
-                              execution_timezone=recipe.schedule.timezone,
-                              execution_fn=lambda context: run_requests(recipe),
+                              execution_timezone=recipe.schedule.timezone, execution_fn=requests,
                               default_status=DefaultScheduleStatus.STOPPED,
                               description=f"Retrain {recipe.name} on '{recipe.schedule.cron}'.")
 
