@@ -408,7 +408,7 @@ def test_export_is_readable_by_another_account(project):
                 os.chmod(folder, mode)
 
 
-@pytest.mark.parametrize("name", ["tweet_sentiment", "paper_summaries", "chatbot_sft"])
+@pytest.mark.parametrize("name", ["tweet_sentiment", "tweet_sentiment_sweep", "paper_summaries", "chatbot_sft"])
 def test_shipped_offline_recipes_score_enough_test_rows_to_promote(name):
     from finetune_assets.data.cleaning import clean
     from finetune_assets.data.sources import read_dataset
