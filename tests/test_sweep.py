@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import FILMS, write_films_recipe
-from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
+from dagster import AllPartitionMapping, AssetKey, AssetSelection, DagsterInstance, build_schedule_context, build_sensor_context, instance_for_test, materialize
 
 from finetune_assets.defs import build_definitions
 from finetune_assets.defs.build import BROKEN_GROUP
 from finetune_assets.errors import RecipeError
 from finetune_assets.pipeline.champion_scores import SETTINGS
 from finetune_assets.pipeline.chain import CHAIN, STAGES
-from finetune_assets.recipes import load_recipe
+from finetune_assets.recipes import SHIPPED_DIR, load_recipe
 from finetune_assets.recipes.sweep import SHARED, SWEEPABLE, variants
 
 VENV_BIN = Path(sys.executable).parent
@@ -75,6 +75,15 @@ def test_a_bad_sweep_is_an_error_naming_the_file_and_the_key(tmp_path, sweep, me
     with pytest.raises(RecipeError) as caught:
         load_recipe(path)
     assert str(caught.value).startswith(f"{path.resolve()}: invalid recipe\n") and message in str(caught.value)
+
+
+def test_the_shipped_sweep_is_the_quickstart_as_a_2x2_grid_on_a_slice():
+    sweep, quickstart = (load_recipe(SHIPPED_DIR / f"{name}.yaml") for name in ("tweet_sentiment_sweep", "tweet_sentiment"))
+    made = variants(sweep)
+    assert [v.name for v in made] == ["lr=0.0001,method=full", "lr=0.001,method=full",
+                                      "lr=0.0001,method=lora", "lr=0.001,method=lora"]
+    assert sweep.training.max_train_samples == 2000 and sweep.training.max_eval_samples == 500
+    assert (sweep.base_model, sweep.dataset, sweep.splits) == (quickstart.base_model, quickstart.dataset, quickstart.splits)
 
 
 def test_a_recipe_with_a_bad_sweep_becomes_a_broken_recipe_asset(tmp_path):
@@ -149,7 +158,11 @@ def materialize_sweep(recipes: Path, artifacts: Path, instance: DagsterInstance,
 def test_a_sweep_trains_each_variant_compares_them_and_exports_the_best_then_trains_only_a_new_value(project):
     recipes, artifacts = project
     write_films_recipe(recipes, **sweep_of([1e-5, 1e-2]))
-    instance = DagsterInstance.ephemeral()
+    with instance_for_test() as instance:
+        sweep_and_add_a_value(recipes, artifacts, instance)
+
+
+def sweep_and_add_a_value(recipes: Path, artifacts: Path, instance: DagsterInstance):
     events = materialize_sweep(recipes, artifacts, instance)
     slow, fast = "lr=1e-05", "lr=0.01"
     assert {p for (asset, p) in events if asset == "finetuned_model"} == {slow, fast}
@@ -180,6 +193,13 @@ def test_a_sweep_trains_each_variant_compares_them_and_exports_the_best_then_tra
         "fingerprint"].value, "the export is the chosen variant's model"
     trained = json.loads((Path(lineage["finetuned_model"]["path"]) / "recipe.json").read_text())
     assert trained["variant"] == best and trained["training"]["learning_rate"] == float(best.split("=")[1])
+    history = (artifacts / "films" / "exported_model" / "evaluation_history.jsonl").read_text().splitlines()
+    assert json.loads(history[-1])["decision"] == export["decision"].value
+    ref = json.loads((artifacts / "refs" / "films" / "finetuned_model" / f"{slow}.json").read_text())
+    assert ref["fingerprint"] == events[("finetuned_model", slow)].metadata["fingerprint"].value
+    shown = show(recipes, artifacts)
+    assert f"chosen variant:    {best} (best f1_macro of 2 evaluated; not evaluated yet: none)" in shown
+    assert f"gate decision:     promoted (first export) (sweep variant {best})" in shown
 
     # A third value: listed as not evaluated until its partition runs; then only it trains.
     write_films_recipe(recipes, **sweep_of([1e-5, 1e-2, 3e-3]))
@@ -193,6 +213,47 @@ def test_a_sweep_trains_each_variant_compares_them_and_exports_the_best_then_tra
     assert table_rows(again[("sweep_report", None)].metadata["comparison"].value)["lr=0.003"]["status"] in (
         "evaluated", "chosen: goes to the promotion gate")
     assert len(list((artifacts / "films" / "finetuned_model").glob("*/artifact.json"))) == 3
+    assert_the_ui_shows_the_variants_and_the_comparison(recipes, artifacts, instance, [slow, fast, "lr=0.003"])
+
+
+def show(recipes: Path, artifacts: Path) -> str:
+    done = subprocess.run([sys.executable, "-m", "finetune_assets.show", "films"], capture_output=True, text=True,
+                          env={**os.environ, "FINETUNE_RECIPES": str(recipes), "FINETUNE_ARTIFACTS_DIR": str(artifacts),
+                               "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+UI_QUERY = """
+query ($model: AssetKeyInput!, $sweep: AssetKeyInput!) {
+  model: assetNodeOrError(assetKey: $model) {
+    ... on AssetNode { partitionKeys assetPartitionStatuses {
+      ... on DefaultPartitionStatuses { materializedPartitions failedPartitions unmaterializedPartitions } } }
+  }
+  sweep: assetOrError(assetKey: $sweep) {
+    ... on Asset { assetMaterializations(limit: 1) { metadataEntries {
+      label ... on MarkdownMetadataEntry { mdStr } } } }
+  }
+}"""
+
+
+def assert_the_ui_shows_the_variants_and_the_comparison(recipes: Path, artifacts: Path, instance, names: list[str]):
+    """What the UI's pages read, through the webserver's GraphQL API on a code location loaded like
+    `dagster dev` loads one: finetuned_model's partitions with their status, the sweep report's table."""
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    location = recipes.parent / "location.py"
+    location.write_text("from finetune_assets.defs import build_definitions\n"
+                        f"defs = build_definitions([{str(recipes)!r}], {str(artifacts)!r})\n")
+    with define_out_of_process_context(str(location), None, instance) as context:
+        found = execute_dagster_graphql(context, UI_QUERY, {"model": {"path": ["films", "finetuned_model"]},
+                                                            "sweep": {"path": ["films", "sweep_report"]}}).data
+    assert found["model"]["partitionKeys"] == names
+    statuses = found["model"]["assetPartitionStatuses"]
+    assert sorted(statuses["materializedPartitions"]) == sorted(names) and not statuses["failedPartitions"]
+    entries = {entry["label"]: entry.get("mdStr") for entry in found["sweep"]["assetMaterializations"][0]["metadataEntries"]}
+    assert set(table_rows(entries["comparison"])) == {*names, "base model (untuned)"}
+    assert entries["comparison_plot"].startswith("![sweep comparison](data:image/png;base64,")
 
 
 def test_the_sweep_report_refuses_when_no_variant_is_evaluated_yet(project):
@@ -228,6 +289,8 @@ def test_the_sweeps_partitions_and_dependencies_in_dagster(project):
     for name in ("raw_dataset", "clean_dataset", "tokenized_splits", "sweep_report", "exported_model"):
         assert graph.get(key(name)).partitions_def is None
     assert graph.get(key("sweep_report")).parent_keys == {key("tokenized_splits"), key("evaluation_report")}
+    # So a backfill of the group runs the sweep report once, after every variant's evaluation.
+    assert isinstance(graph.get_partition_mapping(key("sweep_report"), key("evaluation_report")), AllPartitionMapping)
     assert graph.get(key("exported_model")).parent_keys == {key("sweep_report")}
     assert graph.get(key("finetuned_model")).pools == {"training"}, "one training per device, variants too"
 
@@ -240,3 +303,17 @@ def test_the_documented_command_lists_the_variants_for_a_shell_loop(project):
                                           "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["lr=0.003", "lr=0.001"]
+
+
+def test_the_schedule_and_the_new_data_sensor_request_one_run_per_variant(project):
+    recipes, _ = project
+    write_films_recipe(recipes, **sweep_of([3e-3, 1e-3]), schedule={"cron": "0 3 * * 1"})
+    defs = build_definitions([recipes])
+    repository = defs.get_repository_def()  # a tick resolves partition keys against it
+    scheduled = defs.resolve_schedule_def("films_schedule").evaluate_tick(
+        build_schedule_context(repository_def=repository)).run_requests
+    sensed = defs.resolve_sensor_def("films_new_data").evaluate_tick(
+        build_sensor_context(repository_def=repository)).run_requests
+    for requests in (scheduled, sensed):
+        assert [request.partition_key for request in requests] == ["lr=0.003", "lr=0.001"]
+        assert len({request.run_key for request in requests}) == 2, "distinct run keys, or Dagster drops one"
