@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from finetune_assets.tasks.instruction import chat
+from finetune_assets.tasks.causal_lm import chat
 
 from finetune_assets.training import methods
 from finetune_assets.data.formats.chatterbot import read_corpus
@@ -93,7 +93,7 @@ def training_batches(tokenizer, task, batch_size: int, steps: int):
     rows = read_corpus(Path(resolve("package:chatterbot_corpus/data/english", SHIPPED_DIR).location))
     rows = rows[rows["response"] != ""].sample(batch_size * steps, random_state=0)
     collate = task.collator(tokenizer, None)
-    encoded = [chat.encode(tokenizer, r.prompt, r.response, "", 96) for r in rows.itertuples()]
+    encoded = [chat.encode(tokenizer, chat.conversation(r.prompt, r.response), 96) for r in rows.itertuples()]
     features = [{k: e[k] for k in ("input_ids", "attention_mask", "labels")} for e in encoded]
     return [collate(features[i:i + batch_size]) for i in range(0, len(features), batch_size)]
 

@@ -16,6 +16,11 @@ class SourceError(ValueError):
     """A data or model source that cannot be read; the message says which and what to do."""
 
 
+class TemplateError(SourceError):
+    """A model's chat template the loss mask cannot be read off (it rewrites earlier turns, or never
+    ends an answer with EOS); the message names the template and what it needs."""
+
+
 class DataError(ValueError):
     """Rows that cannot be used as they are; the message names the column or rows and the fix."""
 

@@ -30,7 +30,7 @@ from finetune_assets.data.formats.chatterbot import read_corpus
 from finetune_assets.data.splitting import split_rows
 from finetune_assets.recipes import SHIPPED_DIR, load_recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.tasks.instruction import chat
+from finetune_assets.tasks.causal_lm import chat
 
 TASK = get_task("instruction")
 
@@ -63,8 +63,8 @@ def test_gguf_copy_is_plain_and_made_once(smollm_copy):
 # --- formatting and loss masking --------------------------------------------------------------
 
 def test_prompt_tokens_carry_no_loss_and_the_response_ends_with_a_learned_eos(tokenizer):
-    row = chat.encode(tokenizer, "What is AI?", "Artificial intelligence.", "", max_length=96)
-    asked = tokenizer.apply_chat_template(chat.messages("What is AI?"), add_generation_prompt=True,
+    row = chat.encode(tokenizer, chat.conversation("What is AI?", "Artificial intelligence."), max_length=96)
+    asked = tokenizer.apply_chat_template(chat.conversation("What is AI?"), add_generation_prompt=True,
                                           tokenize=True, return_dict=True)["input_ids"]
     n = len(asked)
     assert row["input_ids"][:n] == list(asked), "the prompt is the chat template's, up to the assistant header"
@@ -78,8 +78,8 @@ def test_prompt_tokens_carry_no_loss_and_the_response_ends_with_a_learned_eos(to
 
 
 def test_a_system_message_replaces_the_templates_default(tokenizer):
-    without = tokenizer.decode(chat.prompt_ids(tokenizer, "Hi"))
-    with_system = tokenizer.decode(chat.prompt_ids(tokenizer, "Hi", "Answer in one word."))
+    without = tokenizer.decode(chat.prompt_ids(tokenizer, chat.conversation("Hi")))
+    with_system = tokenizer.decode(chat.prompt_ids(tokenizer, chat.conversation("Hi", system="Answer in one word.")))
     assert "You are a helpful AI assistant named SmolLM" in without
     assert "Answer in one word." in with_system and "SmolLM" not in with_system
 
@@ -87,22 +87,22 @@ def test_a_system_message_replaces_the_templates_default(tokenizer):
 def test_a_tokenizer_without_chat_template_gets_the_plain_one(smollm_copy):
     plain = AutoTokenizer.from_pretrained(smollm_copy)
     plain.chat_template = None
-    row = chat.encode(plain, "Name a colour.", "Blue.", "", max_length=96)
+    row = chat.encode(plain, chat.conversation("Name a colour.", "Blue."), max_length=96)
     n = row["labels"].count(chat.IGNORE)
     assert plain.decode(row["input_ids"][:n]) == "### Question:\nName a colour.\n\n### Answer:\n"
     assert plain.decode(row["input_ids"][n:]) == "Blue.<|im_end|>"
 
 
 def test_truncation_cuts_the_prompt_first_and_keeps_the_eos(tokenizer):
-    row = chat.encode(tokenizer, "tell me " * 200, "Fine.", "", max_length=64)
+    row = chat.encode(tokenizer, chat.conversation("tell me " * 200, "Fine."), max_length=64)
     assert row["truncated"] and row["length"] == 64 == len(row["labels"])
     assert tokenizer.decode(row["labels"][-3:]) == "Fine.<|im_end|>"
     assert row["input_ids"][-3:] == row["labels"][-3:]
 
 
 def test_collator_masks_padding_by_attention_not_by_token_id(tokenizer):
-    rows = [chat.encode(tokenizer, "Hi", "Hello! How can I help you today?", "", 96),
-            chat.encode(tokenizer, "Hi", "Hey.", "", 96)]
+    rows = [chat.encode(tokenizer, chat.conversation("Hi", "Hello! How can I help you today?"), 96),
+            chat.encode(tokenizer, chat.conversation("Hi", "Hey."), 96)]
     features = [{k: r[k] for k in ("input_ids", "attention_mask", "labels")} for r in rows]
     batch = TASK.collator(tokenizer, None)(features)
     short = len(rows[1]["input_ids"])
@@ -125,23 +125,6 @@ def _clean_rows(recipe):
     return clean(pd.read_parquet(stored), TASK, recipe)
 
 
-def test_chat_messages_records(tmp_path):
-    records = [
-        {"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"},
-                      {"role": "assistant", "content": "Hello!"}]},
-        {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
-                      {"role": "user", "content": "and 3+3?"}, {"role": "assistant", "content": "6"}]},
-        {"messages": [{"role": "user", "content": "anyone there?"}]},
-    ]
-    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in records))
-    cleaned = _clean_rows(write_recipe(tmp_path, "chat", dataset={"source": "chat.jsonl"}))
-    assert cleaned.rows.to_dict("records") == [
-        {"prompt": "Hi", "response": "Hello!", "system": "Be kind."},
-        {"prompt": "and 3+3?", "response": "6", "system": ""},
-    ]
-    assert cleaned.counts()["empty text"] == 1, "a record without an answer is dropped with a receipt"
-
-
 def test_prompt_completion_records_and_several_answers_to_one_prompt(tmp_path):
     records = [{"prompt": "Hi", "completion": " Hello!"}, {"prompt": "Hi", "completion": "Hey there."},
                {"prompt": "Hi", "completion": "Hello!"}]
@@ -158,8 +141,8 @@ def test_plain_columns_through_the_recipes_mapping(tmp_path):
     recipe = write_recipe(tmp_path, "qa", dataset={"source": "qa.csv",
                                                    "columns": {"prompt": "q", "response": "a", "system": "persona"}})
     rows = _clean_rows(recipe).rows
-    assert rows.to_dict("records") == [{"prompt": "Why?", "response": "Because.", "system": "Be brief."},
-                                       {"prompt": "How?", "response": "Like this.", "system": ""}]
+    assert rows.to_dict("records") == [{"prompt": "Why?", "response": "Because.", "system": "Be brief.", "history": "[]"},
+                                       {"prompt": "How?", "response": "Like this.", "system": "", "history": "[]"}]
     assert TASK.schema(recipe).validate(rows) is not None
 
 
@@ -290,11 +273,11 @@ def test_export_has_the_adapter_alone_and_a_merged_model_that_agree(fallback_run
     generation = json.loads((export / "generation_config.json").read_text())
     assert generation["eos_token_id"] == tokenizer.eos_token_id and generation["max_new_tokens"] == 8
     assert generation["do_sample"] is False
-    inputs = torch.tensor([chat.prompt_ids(tokenizer, "What causes gout?")])
+    inputs = torch.tensor([chat.prompt_ids(tokenizer, chat.conversation("What causes gout?"))])
     with torch.no_grad():
         from_adapter = AutoPeftModelForCausalLM.from_pretrained(adapter)(input_ids=inputs).logits
         merged = AutoModelForCausalLM.from_pretrained(export)(input_ids=inputs).logits
     assert torch.allclose(from_adapter, merged, atol=1e-4), "merged weights = base + adapter"
-    reply = pipeline("text-generation", model=str(export), device="cpu")(chat.messages("What causes gout?"))
+    reply = pipeline("text-generation", model=str(export), device="cpu")(chat.conversation("What causes gout?"))
     assert reply[0]["generated_text"][-1]["role"] == "assistant"
     assert isinstance(metadata["exported_model"]["pipeline_probe"].value["probe_output"], str)

@@ -43,6 +43,13 @@ CASES = {
         "recipe": {"training": {"max_length": 48, "max_target_length": 16, "input_prefix": "summarize: "},
                    "generation": {"max_new_tokens": 6}},
     },
+    "summarization-decoder-only": {
+        "task": "summarization",
+        "model": "tiny_llama",
+        "rows": [{"document": d, "summary": s} for d, s in DIALOGUES],
+        "recipe": {"training": {"max_length": 48, "max_target_length": 16, "input_prefix": "Summarize: "},
+                   "generation": {"max_new_tokens": 6}},
+    },
     "instruction": {
         "model": "tiny_llama",
         "rows": [{"prompt": p, "response": r} for p, r in QUESTIONS],
@@ -51,41 +58,44 @@ CASES = {
 }
 
 
+def family(case: str) -> str:
+    return CASES[case].get("task", case)
+
+
 def test_every_registered_family_has_a_contract_case_and_recipes_offer_exactly_those():
-    assert set(CASES) == set(REGISTRY)
+    assert set(map(family, CASES)) == set(REGISTRY)
     assert set(typing.get_args(Recipe.model_fields["task"].annotation)) == set(REGISTRY)
 
 
-def recipe_for(name: str, model: Path, folder: Path) -> Recipe:
-    extra = CASES[name]["recipe"]
-    settings = {"task": name, "base_model": str(model), "evaluation": {"num_examples": 2}, **extra,
+def recipe_for(case: str, model: Path, folder: Path) -> Recipe:
+    extra = CASES[case]["recipe"]
+    settings = {"task": family(case), "base_model": str(model), "evaluation": {"num_examples": 2}, **extra,
                 "dataset": {"source": "rows.jsonl", **extra.get("dataset", {})}}
-    (folder / f"{name}_contract.yaml").write_text(yaml.safe_dump(settings))
-    return load_recipe(folder / f"{name}_contract.yaml")
+    (folder / "contract.yaml").write_text(yaml.safe_dump(settings))
+    return load_recipe(folder / "contract.yaml")
 
 
 def is_metadata_value(value) -> bool:
     return isinstance(value, (str, int, float, bool)) or type(value) in KINDS.values()
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_family_honours_the_interface(name, request, tmp_path):
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_family_honours_the_interface(case, request, tmp_path):
     import torch
 
-    task = get_task(name)
-    model_dir = request.getfixturevalue(CASES[name]["model"])
-    recipe = recipe_for(name, model_dir, tmp_path)
+    task = get_task(family(case))
+    model_dir = request.getfixturevalue(CASES[case]["model"])
+    recipe = recipe_for(case, model_dir, tmp_path)
 
     # constants the pipeline reads without running anything
-    assert task.name == name
+    assert task.name == family(case)
     assert set(task.text_columns) <= set(task.required_columns)
-    assert task.peft_task_type in TaskType.__members__
     assert isinstance(task.primary_metric, str) and isinstance(task.primary_metric_higher_is_better, bool)
     labels = task.label_names(recipe)
     assert labels is None or ("label" in task.required_columns and all(isinstance(x, str) for x in labels))
 
     # rows in: cleaned rows in the task's columns satisfy its schema
-    raw = pd.DataFrame(CASES[name]["rows"])
+    raw = pd.DataFrame(CASES[case]["rows"])
     cleaned = clean(raw, task, recipe)
     assert set(task.required_columns) <= set(cleaned.rows.columns)
     assert len(cleaned.rows) == len(raw)
@@ -102,6 +112,7 @@ def test_family_honours_the_interface(name, request, tmp_path):
 
     # the collator pads rows of different lengths into one batch
     model = task.load_model(str(model_dir), recipe)
+    assert task.peft_task_type(model) in TaskType.__members__
     inputs = [c for c in ("input_ids", "attention_mask", "labels", "label") if c in test.column_names]
     batch = task.collator(tokenizer, model)([test.select_columns(inputs)[i] for i in range(len(test))])
     assert isinstance(batch["input_ids"], torch.Tensor) and batch["input_ids"].shape[0] == len(test)
@@ -123,5 +134,5 @@ def test_family_honours_the_interface(name, request, tmp_path):
     task.prepare_export(model, tokenizer, recipe, export)
     model.save_pretrained(export)
     tokenizer.save_pretrained(export)
-    probe = task.load_pipeline(export)(CASES[name]["rows"][0][task.text_columns[0]])
+    probe = task.load_pipeline(export)(CASES[case]["rows"][0][task.text_columns[0]])
     assert probe is not None and probe != ""

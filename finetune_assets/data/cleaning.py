@@ -1,12 +1,15 @@
 """Cleaning with receipts: every dropped row is kept, grouped by the reason it was dropped.
 
-The rules are the same for every task family; they act on the task's text columns. The task
-family contributes only the conversion to its canonical columns (e.g. label mapping).
+The rules are the same for every task family; they act on the task's text columns and on every
+turn of its conversation columns (earlier turns of a chat, JSON), so an empty or overlong turn, or
+a conversation repeated in other words, is caught like a text. The task family contributes only
+the conversion to its canonical columns (e.g. label mapping).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -53,9 +56,11 @@ def clean(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> Cleaned:
     rules = recipe.cleaning
     for column in task.text_columns:
         rows[column] = rows[column].map(lambda value: _clean_text(value, rules))
+    for column in task.conversation_columns:
+        rows[column] = rows[column].map(lambda value: _map_turns(value, lambda text: _clean_text(text, rules)))
     steps = []
     if rules.drop_empty:
-        steps.append(("empty text", lambda f: (f[list(task.text_columns)] == "").any(axis=1)))
+        steps.append(("empty text", lambda f: (_lengths(f, task) == 0).any(axis=1)))
     steps.append(("shorter than min_chars", lambda f: _lengths(f, task).min(axis=1) < rules.min_chars))
     if rules.max_chars:
         steps.append(("longer than max_chars", lambda f: _lengths(f, task).max(axis=1) > rules.max_chars))
@@ -93,15 +98,33 @@ def comparison_key(text: str) -> str:
 
 
 def _keyed(frame: pd.DataFrame, task: TaskFamily) -> pd.DataFrame:
-    """The rows with their text columns replaced by comparison keys."""
+    """The rows with their text columns (and every turn's text) replaced by comparison keys."""
     keyed = frame.copy()
     for column in task.text_columns:
         keyed[column] = keyed[column].map(comparison_key)
+    for column in task.conversation_columns:
+        keyed[column] = keyed[column].map(lambda value: _map_turns(value, comparison_key))
     return keyed
 
 
 def _lengths(frame: pd.DataFrame, task: TaskFamily) -> pd.DataFrame:
-    return frame[list(task.text_columns)].apply(lambda column: column.str.len())
+    """Characters per text column, and the shortest and longest turn of each conversation column
+    (missing when it has no turns)."""
+    lengths = frame[list(task.text_columns)].apply(lambda column: column.str.len())
+    for column in task.conversation_columns:
+        turns = frame[column].map(lambda value: [len(turn["content"]) for turn in _turns(value)])
+        lengths[f"{column} shortest turn"] = turns.map(lambda sizes: min(sizes, default=None))
+        lengths[f"{column} longest turn"] = turns.map(lambda sizes: max(sizes, default=None))
+    return lengths
+
+
+def _turns(value: str) -> list[dict]:
+    return json.loads(value) if value else []
+
+
+def _map_turns(value: str, change) -> str:
+    """A conversation column's JSON with ``change`` applied to each turn's text."""
+    return json.dumps([{**turn, "content": change(turn["content"])} for turn in _turns(value)], ensure_ascii=False)
 
 
 def _conflicts(frame: pd.DataFrame, task: TaskFamily) -> pd.Series:

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, AssetKey, asset_check
 
-from finetune_assets.data.cleaning import comparison_key
 from finetune_assets.data.validation import describe_failures, schema_failures
 from finetune_assets.defs.metadata import to_dagster
 from finetune_assets.pipeline.artifacts import ArtifactRef
@@ -100,10 +99,15 @@ def _labels_in_every_split(recipe, task, ref) -> Finding:
 
 
 def _no_leakage(recipe, task, ref) -> Finding:
+    """The task says what a row's input is (``TaskFamily.input_keys``: a text, or all the user
+    turns of a conversation); an input of validation or test that training also has leaked."""
     splits = _splits(ref)
     column = task.text_columns[0]
-    train = {comparison_key(text) for text in splits["train"][column]}
-    leaked = {name: [text for text in splits[name][column] if comparison_key(text) in train]
+    keyed = [column, *task.text_columns[1:], *task.conversation_columns]
+    keys = {name: task.input_keys(split.select_columns([c for c in keyed if c in split.column_names]).to_pandas())
+            for name, split in splits.items()}
+    train = set(keys["train"])
+    leaked = {name: [text for text, key in zip(splits[name][column], keys[name]) if key in train]
               for name in ("validation", "test")}
     count = sum(map(len, leaked.values()))
     examples = [{"split": name, column: text[:120]} for name, texts in leaked.items() for text in texts[:3]]

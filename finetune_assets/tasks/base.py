@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from finetune_assets.data.cleaning import comparison_key
+
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
@@ -42,11 +44,13 @@ class TaskFamily(ABC):
 
     name: str
     text_columns: tuple[str, ...]  # canonical columns holding free text (cleaned, length-checked)
+    # canonical columns holding earlier turns of a conversation as a JSON list of {role, content};
+    # cleaning treats each turn's content like a text column
+    conversation_columns: tuple[str, ...] = ()
     required_columns: tuple[str, ...]  # canonical columns a dataset must provide
     pipeline_task: str  # the ``transformers.pipeline`` task that loads the export
     primary_metric: str  # the figure that says which model is better
     primary_metric_higher_is_better: bool = True  # False for losses and perplexity (promotion gates)
-    peft_task_type: str  # the peft ``TaskType`` name used when the method is LoRA
 
     def unpack_records(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
         """Rows in a record format the task understands (e.g. chat ``messages``) as plain columns,
@@ -74,6 +78,16 @@ class TaskFamily(ABC):
     def split_groups(self, rows: pd.DataFrame) -> pd.Series | None:
         """A key per row; rows sharing a key land in the same split (e.g. answers to one prompt)."""
         return None
+
+    def input_keys(self, rows: pd.DataFrame) -> pd.Series:
+        """What identifies each row's input, normalised (case, punctuation and spacing ignored): a
+        validation or test row whose key occurs in training has leaked. By default the first text
+        column."""
+        return rows[self.text_columns[0]].map(comparison_key)
+
+    @abstractmethod
+    def peft_task_type(self, model) -> str:
+        """The peft ``TaskType`` name to wrap ``model`` with when the method is LoRA."""
 
     @abstractmethod
     def load_model(self, location: str, recipe: Recipe, **options):

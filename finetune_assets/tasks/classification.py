@@ -27,7 +27,9 @@ class Classification(TaskFamily):
     required_columns = ("text", "label")
     pipeline_task = "text-classification"
     primary_metric = "f1_macro"
-    peft_task_type = "SEQ_CLS"
+
+    def peft_task_type(self, model) -> str:
+        return "SEQ_CLS"
 
     def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         names = _label_names(recipe)

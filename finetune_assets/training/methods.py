@@ -79,7 +79,7 @@ def prepare(model, recipe: Recipe, task: TaskFamily):
     if recipe.method == "full":
         return model
     spec = recipe.lora
-    config = LoraConfig(task_type=task.peft_task_type, r=spec.r, lora_alpha=spec.alpha,
+    config = LoraConfig(task_type=task.peft_task_type(model), r=spec.r, lora_alpha=spec.alpha,
                         lora_dropout=spec.dropout,
                         target_modules=spec.target_modules or default_targets(model.config.model_type))
     return get_peft_model(model, config)

@@ -1,6 +1,6 @@
-"""The instruction-tuning task family (causal LM), with its chat formatting (``chat.py``: prompt
-template, loss on the answer only) and its scoring (``scoring.py``: perplexity on the answers,
-generated answers)."""
+"""The instruction-tuning task family (causal LM on conversations): ``task.py`` the family,
+``conversations.py`` the chat record formats it reads (OpenAI, ShareGPT, Alpaca). Chat formatting,
+the loss mask and scoring are shared with summarization in ``tasks/causal_lm/``."""
 
 from finetune_assets.tasks.instruction.task import Instruction
 

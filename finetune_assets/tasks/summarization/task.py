@@ -1,20 +1,23 @@
-"""Summarization: columns ``document`` and ``summary``; encoder-decoder models, ROUGE, generation.
+"""Summarization: columns ``document`` and ``summary``; ROUGE against the untuned base, both
+decoding with the recipe's generation settings, and so does the export.
 
-The base model is either a sequence-to-sequence model (T5, BART, a saved encoder-decoder), used
-as it is, or a plain encoder such as BERT or MiniLM, warm-started into an encoder-decoder
-(BERT2BERT): encoder and decoder both start from its weights and only the decoder's
-cross-attention starts from scratch. The baseline is that untuned model, decoding with the
-recipe's generation settings; the tuned model decodes the same way, and so does the export.
+Three kinds of base model, told apart by their config (:func:`is_decoder_only`):
+- a sequence-to-sequence model (T5, BART, a saved encoder-decoder), used as it is;
+- a plain encoder such as BERT or MiniLM, warm-started into an encoder-decoder (BERT2BERT);
+  both in :mod:`.encoder_decoder`;
+- a decoder-only language model (Llama, SmolLM2, GPT-2: its architecture is ``...ForCausalLM`` or
+  ``...LMHeadModel``), prompted with the document through its chat template, loss on the summary
+  only (:mod:`.decoder_only`).
+Metrics, report and export are the same for all three; the export loads through the project's
+summarization pipeline (``summarization_pipeline.py``), which handles both architectures.
 """
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
@@ -22,7 +25,9 @@ from pandera.typing import Series
 from finetune_assets.data.formats.nested import as_text
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import Markdown
-from finetune_assets.tasks.base import Evaluation, TaskFamily, weights_options
+from finetune_assets.tasks.base import Evaluation, TaskFamily
+from finetune_assets.tasks.summarization import decoder_only
+from finetune_assets.tasks.summarization import encoder_decoder
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -40,7 +45,9 @@ class Summarization(TaskFamily):
     required_columns = ("document", "summary")
     pipeline_task = "summarization"
     primary_metric = "rougeL"
-    peft_task_type = "SEQ_2_SEQ_LM"
+
+    def peft_task_type(self, model) -> str:
+        return "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM"
 
     def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe):
         frame = self.select_columns(raw, recipe)
@@ -61,84 +68,37 @@ class Summarization(TaskFamily):
         return SummarizationRows
 
     def load_model(self, location: str, recipe: Recipe, **options):
-        from transformers import AutoConfig, AutoModelForSeq2SeqLM
-
-        config = AutoConfig.from_pretrained(location, trust_remote_code=recipe.trust_remote_code)
-        if config.is_encoder_decoder:
-            return AutoModelForSeq2SeqLM.from_pretrained(location, **weights_options(recipe), **options)
-        if options:
-            raise ValueError(f"{location}: {sorted(options)} (e.g. method qlora) need a sequence-to-sequence "
-                             "base model; an encoder is warm-started into an encoder-decoder in full precision")
-        return _warm_start(location, recipe)
+        config = model_config(location, recipe.trust_remote_code)
+        if is_decoder_only(config):
+            return decoder_only.load(location, recipe, **options)
+        return encoder_decoder.load(location, config, recipe, **options)
 
     def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
-        """Inputs (prefixed) cut at ``max_length``, labels cut at ``max_target_length``.
-
-        ``truncated`` marks rows that lost text on either side. A BERT-style tokenizer starts every
-        sequence with [CLS], which the warm-started decoder already receives as its start token, so
-        it is dropped from the labels.
-        """
-        spec = recipe.training
-        skip = int(tokenizer.cls_token_id is not None and tokenizer.bos_token_id is None)
-
-        def encode(batch):
-            documents = [spec.input_prefix + text for text in batch["document"]]
-            inputs = tokenizer(documents, truncation=False)["input_ids"]
-            targets = tokenizer(text_target=batch["summary"], truncation=False)["input_ids"]
-            encoded = tokenizer(documents, truncation=True, max_length=spec.max_length)
-            labels = tokenizer(text_target=batch["summary"], truncation=True,
-                               max_length=spec.max_target_length + skip)["input_ids"]
-            return {
-                "input_ids": encoded["input_ids"],
-                "attention_mask": encoded["attention_mask"],
-                "labels": [ids[skip:] for ids in labels],
-                "length": [len(ids) for ids in encoded["input_ids"]],
-                "truncated": [len(i) > spec.max_length or len(t) > spec.max_target_length + skip
-                              for i, t in zip(inputs, targets)],
-            }
-
-        return splits.map(encode, batched=True, desc="tokenizing")
+        """Encoder inputs and decoder labels, or one prompted sequence for a decoder-only model: the
+        tokenizer's own folder says which model it belongs to."""
+        if is_decoder_only(model_config(tokenizer.name_or_path, recipe.trust_remote_code)):
+            return decoder_only.tokenize(splits, tokenizer, recipe)
+        return encoder_decoder.tokenize(splits, tokenizer, recipe)
 
     def collator(self, tokenizer, model):
-        from transformers import DataCollatorForSeq2Seq
+        if model.config.is_encoder_decoder:
+            return encoder_decoder.collator(tokenizer, model)
+        from finetune_assets.tasks.causal_lm.scoring import collator
 
-        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
-
-    def trainer_class(self):
-        from transformers import Seq2SeqTrainer
-
-        return Seq2SeqTrainer
-
-    def training_arguments_class(self):
-        from transformers import Seq2SeqTrainingArguments
-
-        return Seq2SeqTrainingArguments
-
-    def extra_training_arguments(self, recipe: Recipe) -> dict:
-        return {"predict_with_generate": True}
+        return collator(tokenizer)
 
     def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
-        from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
-
         from finetune_assets.metrics import load_metric
         from finetune_assets.training.generation import apply_generation_settings
 
         apply_generation_settings(model, recipe)
-        # A plain sequential sampler keeps the generated summaries in row order.
-        args = Seq2SeqTrainingArguments(output_dir=str(workdir), report_to=[], disable_tqdm=True,
-                                        per_device_eval_batch_size=recipe.training.eval_batch_size,
-                                        **self.extra_training_arguments(recipe))
-        trainer = Seq2SeqTrainer(model=model, args=args, data_collator=self.collator(tokenizer, model),
-                                 processing_class=tokenizer)
-        # Labels stay in: DataCollatorForSeq2Seq always sets a "labels" key, and Seq2SeqTrainer then
-        # runs a loss pass that fails on labels=None.
-        ids = trainer.predict(test.select_columns(["input_ids", "attention_mask", "labels"])).predictions
-        ids = np.where(ids == -100, tokenizer.pad_token_id, ids)  # -100 pads batches to one width
-        predictions = [text.strip() for text in tokenizer.batch_decode(
-            ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)]
+        if model.config.is_encoder_decoder:
+            predictions, gen_len = encoder_decoder.predict(model, tokenizer, test, recipe, workdir)
+        else:
+            predictions, gen_len = decoder_only.predict(model, tokenizer, test, recipe)
         references = list(test["summary"])
         metrics = load_metric("rouge").compute(predictions=predictions, references=references)
-        metrics["gen_len"] = float(np.isin(ids, tokenizer.all_special_ids, invert=True).sum(axis=1).mean())
+        metrics["gen_len"] = gen_len
         # A model that ignores its input writes one summary for every document; ROUGE alone hides that.
         metrics["distinct_predictions"] = len(set(predictions)) / max(len(predictions), 1)
         if recipe.evaluation.bleu:
@@ -174,15 +134,20 @@ class Summarization(TaskFamily):
 
     def prepare_export(self, model, tokenizer, recipe: Recipe, folder: Path) -> None:
         """Generation settings into generation_config.json, the input prefix and the summarization
-        pipeline (removed from transformers 5) into config.json, and the pipeline's file alongside."""
+        pipeline (removed from transformers 5) into config.json, and the pipeline's file alongside;
+        a decoder-only model also gets its chat template, EOS as the stop token and its input budget."""
         from finetune_assets.tasks.summarization import summarization_pipeline
         from finetune_assets.training.generation import apply_generation_settings
 
         apply_generation_settings(model, recipe)
-        model.config.custom_pipelines = copy.deepcopy(summarization_pipeline.CUSTOM_PIPELINES)
+        causal = not model.config.is_encoder_decoder
+        model.config.custom_pipelines = summarization_pipeline.custom_pipelines(decoder_only=causal)
         if recipe.training.input_prefix:
             model.config.prefix = recipe.training.input_prefix
-        tokenizer.model_max_length = recipe.training.max_length  # inputs cut as in training
+        if causal:
+            decoder_only.prepare_export(model, tokenizer, recipe)
+        else:
+            tokenizer.model_max_length = recipe.training.max_length  # inputs cut as in training
         shutil.copy(summarization_pipeline.__file__, folder / "summarization_pipeline.py")
 
     def load_pipeline(self, folder: Path):
@@ -199,29 +164,20 @@ from finetune_assets.tasks.summarization.summarization_pipeline import Summariza
 summarize = pipeline("summarization", model="path/to/this/folder", pipeline_class=SummarizationPipeline)
 # Without finetune_assets installed, trust_remote_code=True instead of pipeline_class runs
 # this folder's summarization_pipeline.py (read it first).
-print(summarize("A long document ...")[0]["summary_text"])"""
+print(summarize("A long document ...")[0]["summary_text"])
+# A decoder-only export (config.json names AutoModelForCausalLM) also answers a chat:
+# pipeline("text-generation", model=...)([{"role": "user", "content": config.prefix + document}])"""
 
 
-def _warm_start(location: str, recipe: Recipe):
-    """An encoder-decoder whose encoder and decoder both start from the encoder at ``location``.
+def model_config(location: str, trust_remote_code: bool):
+    from transformers import AutoConfig
 
-    Decoding starts at [CLS] and stops at [SEP] (BOS/EOS for tokenizers without them); the ids are
-    set on both config and generation config, since training reads the one and generate the other.
-    """
-    from transformers import EncoderDecoderModel
+    return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
 
-    from finetune_assets.training.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(location, recipe)
-    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-    if start is None or end is None or tokenizer.pad_token_id is None:
-        raise ValueError(f"{location}: the tokenizer needs start ([CLS]/BOS), end ([SEP]/EOS) and pad tokens "
-                        "to warm-start an encoder-decoder from this encoder")
-    model = EncoderDecoderModel.from_encoder_decoder_pretrained(location, location, encoder_use_safetensors=True,
-                                                                decoder_use_safetensors=True)
-    ids = {"decoder_start_token_id": start, "eos_token_id": end, "pad_token_id": tokenizer.pad_token_id}
-    for config in (model.config, model.generation_config):
-        for key, value in ids.items():
-            setattr(config, key, value)
-    return model
+def is_decoder_only(config) -> bool:
+    """A causal LM (``LlamaForCausalLM``, ``GPT2LMHeadModel``), not an encoder-decoder nor a plain
+    encoder (``BertModel``; a BERT trained as a decoder says so with ``is_decoder``)."""
+    if config.is_encoder_decoder or getattr(config, "is_decoder", False):
+        return False
+    return any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in config.architectures or [])

@@ -1,9 +1,10 @@
-"""Scoring a causal LM on prompt/response rows: loss on the response tokens, and greedy or sampled
-answers to a few prompts.
+"""Scoring a causal LM on rows encoded by :mod:`.chat`: loss on the answer tokens, and greedy or
+sampled answers to prompts.
 
-Perplexity here is exp(mean negative log-likelihood) over the response tokens and the EOS that
-ends them, exactly the tokens training puts loss on; prompt tokens never count, so base and tuned
-models are compared on the answers alone.
+Perplexity here is exp(mean negative log-likelihood) over the answer tokens and the EOS that ends
+each answer, exactly the tokens training puts loss on; prompt tokens never count, so base and tuned
+models are compared on the answers alone. Generation stops at the tokenizer's EOS, the token
+training appends to every answer (:func:`stop_at_eos`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from finetune_assets.tasks.instruction.chat import IGNORE
+from finetune_assets.tasks.causal_lm.chat import IGNORE
 
 
 def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def collator(tokenizer):
+    """Pads inputs with the pad id (often EOS) under attention mask 0, and labels with -100. The
+    labels come from :mod:`.chat`, never from input ids, so a real EOS keeps its label."""
+    from transformers import DataCollatorForSeq2Seq
+
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE)
+
+
+def stop_at_eos(model, tokenizer) -> None:
+    """Generation stops at the tokenizer's EOS (the token training appends), pads with its pad."""
+    config = model.generation_config
+    stops = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    stops = [token for token in stops if token is not None]
+    stops = stops if tokenizer.eos_token_id in stops else [tokenizer.eos_token_id, *stops]
+    config.eos_token_id = stops[0] if len(stops) == 1 else stops
+    config.pad_token_id = tokenizer.pad_token_id
 
 
 @torch.no_grad()
