@@ -286,3 +286,118 @@ def test_lora_export_is_merged_and_summarizes_as_the_report_did(tiny_lora_run):
     config = json.loads((export / "config.json").read_text())
     assert config["model_type"] == "encoder-decoder"
     assert export_agreement(tiny_lora_run) >= 0.75
+
+
+# --- decoder-only models: prompted with the document ------------------------------------------
+
+INSTRUCTION = "Summarize this abstract in three sentences: challenge, approach, outcome.\n\n"
+
+
+def test_the_kind_of_base_model_comes_from_its_config(tiny_llama, tiny_t5):
+    from transformers import AutoConfig, GPT2Config
+
+    from finetune_assets.tasks.summarization.task import is_decoder_only
+
+    minilm = sources.model_location(MINILM, Path("."))
+    assert is_decoder_only(AutoConfig.from_pretrained(tiny_llama))  # LlamaForCausalLM
+    assert is_decoder_only(GPT2Config(architectures=["GPT2LMHeadModel"]))
+    assert not is_decoder_only(AutoConfig.from_pretrained(tiny_t5))  # encoder-decoder
+    assert not is_decoder_only(AutoConfig.from_pretrained(minilm))  # BertModel: warm-started
+
+
+def test_a_decoder_only_model_reads_the_instruction_and_document_and_learns_the_summary(make_recipe, tiny_llama):
+    recipe = summarization_recipe(make_recipe, base_model=str(tiny_llama), training={
+        "max_length": 24, "max_target_length": 8, "input_prefix": INSTRUCTION})
+    tokenizer = load_tokenizer(str(tiny_llama), recipe)
+    splits = DatasetDict({"train": Dataset.from_dict({
+        "document": ["We parse fast.", "A much longer abstract about parsers that will not fit the budget at all."],
+        "summary": ["Parsing is fast.", "Parsers are studied here in many more words than eight tokens allow."],
+    })})
+    short, long = TASK.tokenize(splits, tokenizer, recipe)["train"]
+    answer = [label for label in short["labels"] if label != -100]
+    assert tokenizer.decode(answer) == "Parsing is fast.<|im_end|>", "loss on the summary and its EOS only"
+    prompt = tokenizer.decode(short["input_ids"][:short["labels"].index(answer[0])])
+    assert prompt.endswith(f"<|im_start|>user\n{INSTRUCTION}We parse fast.<|im_end|>\n<|im_start|>assistant\n")
+    assert short["truncated"] is False and long["truncated"] is True
+    asked = tokenizer.decode(long["input_ids"]).split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+    assert len(tokenizer(asked, add_special_tokens=False)["input_ids"]) == 24  # instruction + abstract, cut
+    long_answer = [label for label in long["labels"] if label != -100]
+    assert len(long_answer) == 8 and long_answer[-1] == tokenizer.eos_token_id  # 7 summary tokens + EOS
+
+
+@pytest.fixture(scope="module")
+def prompted_run(tmp_path_factory, materialize_recipes, tiny_llama):
+    return materialize_papers(tmp_path_factory.mktemp("summaries-causal"), materialize_recipes,
+                              base_model=str(tiny_llama), method="lora",
+                              lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+                              training={"epochs": 1, "learning_rate": 1e-3, "batch_size": 4, "max_length": 48,
+                                        "max_target_length": 12, "max_train_samples": 8, "input_prefix": INSTRUCTION,
+                                        "seed": 1})
+
+
+def test_a_decoder_only_lora_run_exports_a_causal_lm_that_summarizes_as_the_report_did(prompted_run):
+    checkpoint = Path(prompted_run["finetuned_model"]["path"].value)
+    assert json.loads((checkpoint / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+    export = Path(prompted_run["exported_model"]["path"].value)
+    config = json.loads((export / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["prefix"] == INSTRUCTION
+    assert config["custom_pipelines"]["summarization"]["pt"] == ["AutoModelForCausalLM"]
+    assert config["max_input_tokens"] == 48
+    assert prompted_run["exported_model"]["merge_check_same_greedy_answers"].value.startswith("4 of")
+    assert export_agreement(prompted_run) >= 0.75
+
+
+def test_a_decoder_only_export_summarizes_through_both_pipelines(prompted_run):
+    """The summarization pipeline returns only the new text; a text-generation pipeline given the same
+    turn (instruction + document) writes the same summary."""
+    from transformers import pipeline
+
+    export = str(Path(prompted_run["exported_model"]["path"].value))
+    document = "We study parsers for long sentences. A new chart parser is twice as fast. It is as accurate."
+    summarize = pipeline("summarization", model=export, device="cpu", pipeline_class=SummarizationPipeline)
+    chat = pipeline("text-generation", model=export, device="cpu")
+    summary = summarize(document)[0]["summary_text"]
+    reply = chat([{"role": "user", "content": INSTRUCTION + document}])[0]["generated_text"][-1]["content"]
+    assert "<|im_start|>" not in summary and INSTRUCTION.strip() not in summary
+    assert summary == reply.strip()
+
+
+ABSTRACTS = [  # written for this test: not in the repository's data
+    "Speech recognizers for regional dialects lack transcribed audio. We record four hundred hours of Bavarian "
+    "radio and align it with subtitles to train an acoustic model. Word error rates fall by a quarter on dialect "
+    "speech without hurting standard German.",
+    "Machine translation of legal contracts often mistranslates defined terms. We add a glossary constraint to "
+    "beam search that forces each defined term to keep one translation. Terminology consistency rises from 71 "
+    "to 98 percent with no loss in fluency.",
+    "Large language models often invent citations. We build a retrieval system that checks every reference a "
+    "model writes against a library catalogue. Fabricated references drop from nine percent to under one "
+    "percent of generated citations.",
+    "Sarcasm detectors trained on tweets fail on product reviews. We collect ten thousand reviews labelled for "
+    "sarcasm and fine-tune a classifier on both domains. Accuracy on reviews improves by twelve points.",
+    "Glaciers in the Alps have lost a third of their ice volume since 2000. We combine satellite altimetry with "
+    "field measurements of twelve glaciers to estimate melt rates. Melting accelerated after 2015, driven by "
+    "warmer summers and less winter snow.",
+]
+
+
+def test_summaries_of_the_real_base_model_depend_on_their_input(smollm_copy, make_recipe):
+    """SmolLM2 through the export's pipeline class, asked to summarize five abstracts (20 greedy
+    tokens): five different summaries, each sharing content words with its own abstract, and at
+    least as many as with any other. (With paper_summaries' longer instruction the untuned model often describes the
+    abstract instead of summarizing it; that is what the recipe's tuning fixes.)"""
+    from finetune_assets.tasks.summarization.task import content_words, document_overlap
+
+    recipe = summarization_recipe(make_recipe, base_model=str(smollm_copy),
+                                  generation={"max_new_tokens": 20, "no_repeat_ngram_size": 3},
+                                  training={"max_length": 272, "input_prefix": "Summarize this abstract.\n\n"})
+    model = TASK.load_model(str(smollm_copy), recipe)
+    tokenizer = load_tokenizer(str(smollm_copy), recipe)
+    TASK.prepare_export(model, tokenizer, recipe, Path(make_recipe().source_file.parent))
+    summaries = [result[0]["summary_text"] for result in
+                 SummarizationPipeline(model=model, tokenizer=tokenizer, device="cpu")(ABSTRACTS)]
+    assert len(set(summaries)) == len(ABSTRACTS)
+    for own, summary in enumerate(summaries):
+        shared = [len(content_words(summary) & content_words(abstract)) for abstract in ABSTRACTS]
+        assert shared[own] >= 1 and shared[own] >= max(shared[:own] + shared[own + 1:]), (summary, shared)
+    own_share, other_share = document_overlap(summaries, ABSTRACTS)
+    assert own_share > 2 * other_share

@@ -212,8 +212,8 @@ def test_an_edited_recipe_starts_fresh_beside_the_old_checkpoints(crashed, tiny_
     shutil.copytree(crashed.root / "reference-checkpoints", left)
     before = listing(left)
     splits = caching.load(Path(crashed.splits))[0]
-    ref, figures = run_stage(CHAIN["finetuned_model"], load_recipe(edited(crashed, tiny_bert)),
-                             crashed.root / "artifacts", __import__("logging").getLogger("edited"), [splits])
+    ref, figures, _ = run_stage(CHAIN["finetuned_model"], load_recipe(edited(crashed, tiny_bert)),
+                                crashed.root / "artifacts", __import__("logging").getLogger("edited"), [splits])
     assert ref.fingerprint != original
     assert figures.get("resumed_from_step") is None
     assert listing(left) == before

@@ -17,12 +17,18 @@ partitions (``StaticPartitionsDefinition``) of the per-variant stages (``finetun
 ``evaluation_report``), each run under its variant's recipe; the data assets stay unpartitioned and
 shared. ``exported_model`` then reads the sweep report's choice: the chosen variant's references
 and recipe, so the promotion gate judges that variant. A recipe without a sweep is unchanged.
+
+A stage's own checks (the export's ``merge_verified``) are the asset's ``check_specs``: the asset
+reports their results itself, computed before its finish step decided.
 """
 
 import socket
 
 from dagster import (
     AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     AssetIn,
@@ -63,6 +69,7 @@ def build_assets(recipe: Recipe) -> list[AssetsDefinition]:
 
 def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition | None = None) -> AssetsDefinition:
     compute = recipe.compute
+    key = AssetKey([recipe.name, stage.name])
     partitioned = sweep is not None and stage.per_variant
     # In a sweep, a stage after the per-variant ones (the export) gets their references, and its
     # recipe, from the variant the sweep report chose.
@@ -75,7 +82,7 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
                   f"\n\nExports the variant {SWEEP_REPORT.name} chose." if reads_choice else "")
 
     @asset(
-        key=AssetKey([recipe.name, stage.name]),
+        key=key,
         group_name=recipe.name,
         ins=ins,
         deps=[AssetDep(AssetKey([recipe.name, stage.compares]))] if stage.compares else None,
@@ -90,6 +97,8 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         pool=compute.pool if stage.trains else None,
         retry_policy=RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
         if stage.trains and compute.retries else None,
+        check_specs=[AssetCheckSpec(check.name, asset=key, description=check.description, blocking=True)
+                     for check in stage.checks],
     )
     def _asset(context: AssetExecutionContext, **refs):
         run_settings = context.resources.run_settings
@@ -104,8 +113,8 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
                 active = variant(active, context.partition_key if partitioned else name)
             root = context.resources.artifacts.base
             launch = context.resources.training.launcher(context, active, root) if stage.trains else run_process
-            ref, metadata = run_stage(stage, active, root, context.log, upstream, run_settings.forced(recipe),
-                                      facts, launch)
+            ref, metadata, checks = run_stage(stage, active, root, context.log, upstream,
+                                              run_settings.forced(recipe), facts, launch)
         except BAD_INPUT as error:
             if not stage.trains:
                 raise
@@ -118,8 +127,11 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         tags = {OVERRIDES_TAG: "-".join(sorted(facts.overrides))} if facts.overrides else {}
         if facts.overrides:
             metadata = {**metadata, "run_overrides": facts.describe_overrides()}
-        return Output(ref, data_version=DataVersion(ref.fingerprint), tags=tags,
-                      metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
+        yield Output(ref, data_version=DataVersion(ref.fingerprint), tags=tags,
+                     metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
+        for name, outcome in checks.items():
+            yield AssetCheckResult(check_name=name, passed=outcome["passed"], severity=AssetCheckSeverity.ERROR,
+                                   description=outcome["description"], metadata=outcome["figures"])
 
     return _asset
 

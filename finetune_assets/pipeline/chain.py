@@ -24,6 +24,16 @@ from finetune_assets.tasks import get_task
 
 
 @dataclass(frozen=True)
+class StageCheck:
+    """A check a stage computes on its own artifact, before its ``finish`` step (the promotion gate)
+    decides: the outcome is recorded in the artifact's ``info["checks"][name]`` as ``passed``,
+    ``description`` and ``figures``, and Dagster shows it as the asset's own blocking check."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     upstream: tuple[str, ...]
@@ -43,6 +53,7 @@ class Stage:
     # evaluated under the variant's recipe. Stages after them read the variant the sweep report chose.
     per_variant: bool = False
     compares: str = ""  # the per-variant stage whose every variant this stage reads (the sweep report)
+    checks: tuple[StageCheck, ...] = ()  # computed by ``run`` itself (see StageCheck)
 
     def version(self, recipe: Recipe) -> str:
         """The stage's code version plus the recipe sections it reads: Dagster's code version, so
@@ -80,11 +91,16 @@ STAGES = (
           "Test metrics of the tuned model, the base model and the current champion, on the same rows.",
           code_version="2", reads=("generation", "evaluation"),
           run=stages.evaluation_report, finish=champion_scores.for_report, per_variant=True),
-    # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref
+    # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref.
+    # 4: the merge check
     Stage("exported_model", ("finetuned_model", "evaluation_report"), "",
           "The champion export: a folder transformers.pipeline loads.",
-          code_version="3", reads=("generation",),
-          run=stages.exported_model, finish=promotion.gate, kinds=("python", "huggingface")),
+          code_version="4", reads=("generation",),
+          run=stages.exported_model, finish=promotion.gate, kinds=("python", "huggingface"),
+          checks=(StageCheck("merge_verified", "The export, loaded back from disk, is the model that was trained: "
+                             "logits and greedy answers equal to the adapter on its base (the checkpoint for full "
+                             "fine-tuning) on test rows, and its tokenizer renders them as training did. A failed "
+                             "export is never promoted."),)),
 )
 
 

@@ -5,7 +5,8 @@ one users get (:mod:`.champion`: ``champion.json`` and the ``current`` link). A 
 **not promoted**, whatever its score, when
 
 - a check on its lineage failed (WARN included, unless ``promotion.allow_warnings``), or has no
-  result on the data it was trained from;
+  result on the data it was trained from; or the export's own check failed (``merge_verified``:
+  the merged model is not the model that was trained);
 - its run changed the recipe through run config (``max_train_samples`` and the like) and did not
   say ``promote: true``: a quick smoke run never replaces the production model;
 - its test split has fewer than ``promotion.min_test_rows`` rows.
@@ -92,12 +93,18 @@ def gate(recipe: Recipe, root: Path, log, export: ArtifactRef, facts: RunFacts) 
     metrics = report.info["metrics"]
     rule.figure(recipe, metrics)
     test_rows = report.info.get("test_rows", 0)  # reports made before it was recorded count as none
-    challenger = Challenger(export, metrics, test_rows, blockers(recipe, test_rows, facts),
+    challenger = Challenger(export, metrics, test_rows, failed_own_checks(export) + blockers(recipe, test_rows, facts),
                             facts.describe_overrides(), report.info.get("champion"), recipe.variant)
     made_from = export.lineage["tokenized_splits"]
     splits = ArtifactRef(made_from["path"], made_from["fingerprint"])
     return decide(challenger, champion_store.exports_dir(root, recipe.name), rule, log,
                   lambda champion: champion_scores.scores_on_rows(recipe, root, champion, splits, log))
+
+
+def failed_own_checks(export: ArtifactRef) -> list[str]:
+    """The export's own checks that failed (``merge_verified``), recorded with the export itself."""
+    return [f"check exported_model/{name} (ERROR): {outcome['description']}"
+            for name, outcome in export.info.get("checks", {}).items() if not outcome["passed"]]
 
 
 def blockers(recipe: Recipe, test_rows: int, facts: RunFacts) -> list[str]:

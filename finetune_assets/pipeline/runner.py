@@ -18,6 +18,7 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, checkpoint_folder
@@ -29,10 +30,16 @@ from finetune_assets.pipeline.stages import StageWork
 from finetune_assets.recipes import Recipe
 
 
+class StageResult(NamedTuple):
+    ref: ArtifactRef  # what flows downstream (after a finish step: e.g. the champion)
+    metadata: dict
+    checks: dict  # the outcome of each of the stage's own checks on the artifact it made or reused
+
+
 def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[ArtifactRef],
               force: bool = False, facts: RunFacts | None = None,
-              launch: Launch = run_process) -> tuple[ArtifactRef, dict]:
-    """Reuse or compute ``stage``'s artifact under ``root``; return its ref and metadata."""
+              launch: Launch = run_process) -> StageResult:
+    """Reuse or compute ``stage``'s artifact under ``root``; return its ref, metadata and checks."""
     inputs = stage.read_inputs(recipe, log, root, upstream) if stage.read_inputs else None
     fp = stage.fingerprint(recipe, upstream, *([inputs.digest] if inputs else []))
     folder = artifact_folder(root, recipe.name, stage.name, fp)
@@ -59,8 +66,9 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
         metadata = {**metadata, "cache_hit": False}
     if checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the artifact is complete: nothing left to resume
+    checks = {check.name: ref.info["checks"][check.name] for check in stage.checks}
     if stage.finish:
         facts = dataclasses.replace(facts or RunFacts(), upstream=dict(zip(stage.upstream, upstream)))
         ref, decision = stage.finish(recipe, root, log, ref, facts)
         metadata = {**metadata, **decision}
-    return ref, metadata
+    return StageResult(ref, metadata, checks)

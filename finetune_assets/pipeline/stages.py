@@ -192,6 +192,15 @@ def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: Artif
     }
 
 
+def verify_export(recipe: Recipe, task, model_ref: ArtifactRef, work: StageWork) -> dict:
+    """The export in ``work.staging`` against the model as trained, on the scored test rows."""
+    from finetune_assets.training import merge_check
+    from finetune_assets.training.evaluation import scored_rows
+
+    rows = scored_rows(recipe, Path(model_ref.lineage["tokenized_splits"]["path"]))
+    return merge_check.verify(recipe, task, Path(model_ref.path), base_location(recipe), work.staging, rows)
+
+
 def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: ArtifactRef) -> Result:
     from finetune_assets.training.export import export_model
 
@@ -204,9 +213,13 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
                          work.staging, probe_text)
     work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
                   f"pipeline probe: {probe['probe_output']}")
-    return {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key") if key in report_ref.info}, {
+    merge = verify_export(recipe, task, model_ref, work)
+    (work.log.info if merge["passed"] else work.log.error)(f"merge check: {merge['description']}")
+    kept = {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key") if key in report_ref.info}
+    return {**kept, "checks": {"merge_verified": merge}}, {
         "pipeline_task": task.pipeline_task,
         "pipeline_probe": Json(probe),
+        **{f"merge_check_{key}": value for key, value in merge["figures"].items()},
         "model_card": Markdown((work.staging / "README.md").read_text()),
         task.primary_metric: float(report_ref.info["metrics"][task.primary_metric]),
     }

@@ -6,7 +6,8 @@ or without Dagster); ``launch.py`` builds the command that starts it (alone, ``t
 may be resumed. ``methods.py`` is the one place that knows full fine-tuning from LoRA and QLoRA;
 ``trainer.py`` runs the Hugging Face Trainer (``progress.py`` streams its progress into the log);
 ``evaluation.py`` scores the tuned and the base model on the same test rows; ``export.py`` writes
-the self-contained folder ``transformers.pipeline`` loads. ``tokenizer.py`` and ``generation.py``
+the self-contained folder ``transformers.pipeline`` loads, and ``merge_check.py`` verifies that
+folder is the model that was trained (before the promotion gate decides). ``tokenizer.py`` and ``generation.py``
 load the tokenizer and apply the recipe's decoding the same way everywhere. What differs between
 tasks is asked of the task family (``tasks/``), never decided here.
 """

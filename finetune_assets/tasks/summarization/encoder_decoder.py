@@ -91,7 +91,11 @@ def _warm_start(location: str, recipe: Recipe):
 
     Decoding starts at [CLS] and stops at [SEP] (BOS/EOS for tokenizers without them); the ids are
     set on both config and generation config, since training reads the one and generate the other.
+    The new cross-attention weights are drawn from the recipe's seed, whatever the random state: a
+    LoRA adapter does not hold them, so training, evaluation and the merge must all start from the
+    same ones (the export's merge check found them differing before).
     """
+    import torch
     from transformers import EncoderDecoderModel
 
     from finetune_assets.training.tokenizer import load_tokenizer
@@ -102,8 +106,10 @@ def _warm_start(location: str, recipe: Recipe):
     if start is None or end is None or tokenizer.pad_token_id is None:
         raise ValueError(f"{location}: the tokenizer needs start ([CLS]/BOS), end ([SEP]/EOS) and pad tokens "
                         "to warm-start an encoder-decoder from this encoder")
-    model = EncoderDecoderModel.from_encoder_decoder_pretrained(location, location, encoder_use_safetensors=True,
-                                                                decoder_use_safetensors=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(recipe.training.seed)
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(location, location, encoder_use_safetensors=True,
+                                                                    decoder_use_safetensors=True)
     ids = {"decoder_start_token_id": start, "eos_token_id": end, "pad_token_id": tokenizer.pad_token_id}
     for config in (model.config, model.generation_config):
         for key, value in ids.items():

@@ -14,10 +14,12 @@ summarization pipeline (``summarization_pipeline.py``), which handles both archi
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
@@ -101,6 +103,8 @@ class Summarization(TaskFamily):
         metrics["gen_len"] = gen_len
         # A model that ignores its input writes one summary for every document; ROUGE alone hides that.
         metrics["distinct_predictions"] = len(set(predictions)) / max(len(predictions), 1)
+        metrics["own_document_overlap"], metrics["other_document_overlap"] = document_overlap(
+            predictions, list(test["document"]))
         if recipe.evaluation.bleu:
             metrics.update(load_metric("bleu").compute(predictions=predictions, references=references))
         shown = range(min(recipe.evaluation.num_examples, len(test)))
@@ -167,6 +171,28 @@ summarize = pipeline("summarization", model="path/to/this/folder", pipeline_clas
 print(summarize("A long document ...")[0]["summary_text"])
 # A decoder-only export (config.json names AutoModelForCausalLM) also answers a chat:
 # pipeline("text-generation", model=...)([{"role": "user", "content": config.prefix + document}])"""
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case words of four letters or more that are not English stop words (scikit-learn's list)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return {word for word in re.findall(r"[a-z]{4,}", text.lower()) if word not in ENGLISH_STOP_WORDS}
+
+
+def document_overlap(predictions: list[str], documents: list[str], others: int = 50) -> tuple[float, float]:
+    """How much the summaries draw on their own document: the mean share of a summary's content
+    words found in its own document, and the same share in other test documents (up to ``others``
+    of them, the next ones in order) — what a summary that ignores its input also reaches."""
+    words = [content_words(document) for document in documents]
+    own, other = [], []
+    for i, prediction in enumerate(predictions):
+        said = content_words(prediction)
+        share = (lambda found: len(said & found) / len(said)) if said else (lambda found: 0.0)
+        own.append(share(words[i]))
+        neighbours = [words[(i + k) % len(words)] for k in range(1, min(others, len(words) - 1) + 1)]
+        other.append(float(np.mean([share(found) for found in neighbours])) if neighbours else 0.0)
+    return float(np.mean(own)) if own else 0.0, float(np.mean(other)) if other else 0.0
 
 
 def model_config(location: str, trust_remote_code: bool):
