@@ -360,6 +360,10 @@ def test_a_decoder_only_export_summarizes_through_both_pipelines(prompted_run):
     reply = chat([{"role": "user", "content": INSTRUCTION + document}])[0]["generated_text"][-1]["content"]
     assert "<|im_start|>" not in summary and INSTRUCTION.strip() not in summary
     assert summary == reply.strip()
+    # in a batch, a shorter document's prompt is padded on the left and summarized as when alone
+    short = "Parsers are slow. We make one fast."
+    batched = [result[0]["summary_text"] for result in summarize([document, short], batch_size=2)]
+    assert batched == [summary, summarize(short)[0]["summary_text"]]
 
 
 ABSTRACTS = [  # written for this test: not in the repository's data

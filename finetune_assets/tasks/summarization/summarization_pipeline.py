@@ -56,6 +56,13 @@ class SummarizationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = True
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.model.config.is_encoder_decoder:
+            # Batched prompts are padded on the left, so that every summary follows its own prompt's
+            # last token (right padding would put pad tokens between prompt and summary).
+            self.tokenizer.padding_side = "left"
+
     def _sanitize_parameters(self, truncation=True, **generate_kwargs):
         return {"truncation": truncation}, generate_kwargs, {}
 
