@@ -17,6 +17,7 @@ from finetune_assets.pipeline import champion_scores, promotion, stages
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
+from finetune_assets.training import precision
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Stage:
     # The training stage: runs in a launched process, resumes from checkpoints kept across failed
     # attempts; in Dagster it holds a device (the recipe's pool) and retries (its RetryPolicy).
     trains: bool = False
+    machine: Callable | None = None  # recipe -> what this machine makes of the recipe's settings
 
     def version(self, recipe: Recipe) -> str:
         """The stage's code version plus the recipe sections it reads: Dagster's code version, so
@@ -42,9 +44,16 @@ class Stage:
         return f"{self.code_version}-{fingerprint(recipe.section(*self.reads))}"
 
     def fingerprint(self, recipe: Recipe, upstream: list[ArtifactRef], *extra: str) -> str:
-        """What names the stage's artifact: upstream fingerprints, :meth:`version` and ``extra``
-        (the raw data's content hash)."""
-        return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra)
+        """What names the stage's artifact: upstream fingerprints, :meth:`version`, ``extra`` (the raw
+        data's content hash) and what :attr:`machine` resolves on this machine (the precision)."""
+        resolved = (self.machine(recipe),) if self.machine else ()
+        return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra, *resolved)
+
+
+def resolved_precision(recipe: Recipe) -> str:
+    """``training.precision`` as this machine resolves it (``auto`` -> bf16 or fp32): models trained
+    or scored in different precisions are different artifacts."""
+    return f"precision={precision.resolve(recipe).name}"
 
 
 STAGES = (
@@ -61,16 +70,17 @@ STAGES = (
           code_version="1", reads=("base_model", "splits", "training.max_length",
                                    "training.max_target_length", "training.input_prefix"),
           run=stages.tokenized_splits),
-    # 2: training_figures.json next to the weights; 3: trained in its own process, recipe.json beside
+    # 2: training_figures.json next to the weights; 3: trained in its own process, recipe.json beside;
+    # 4: precision in the figures
     Stage("finetuned_model", ("tokenized_splits",), "",
           "The fine-tuned checkpoint (full weights or LoRA adapter).",
-          code_version="3", reads=("base_model", "method", "lora", "quantization", "training"),
-          run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True),
-    # 2: test_rows and rows_key in the reference (the gate compares on identical rows)
+          code_version="4", reads=("base_model", "method", "lora", "quantization", "training"),
+          run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True, machine=resolved_precision),
+    # 2: test_rows and rows_key in the reference (the gate compares on identical rows); 3: precision
     Stage("evaluation_report", ("tokenized_splits", "finetuned_model"), "report.json",
           "Test metrics of the tuned model, the base model and the current champion, on the same rows.",
-          code_version="2", reads=("generation", "evaluation"),
-          run=stages.evaluation_report, finish=champion_scores.for_report),
+          code_version="3", reads=("generation", "evaluation"),
+          run=stages.evaluation_report, finish=champion_scores.for_report, machine=resolved_precision),
     # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref
     Stage("exported_model", ("finetuned_model", "evaluation_report"), "",
           "The champion export: a folder transformers.pipeline loads.",

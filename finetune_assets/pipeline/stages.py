@@ -63,9 +63,12 @@ def base_location(recipe: Recipe) -> str:
 
 def read_raw_rows(recipe: Recipe, log) -> Inputs:
     """The recipe's rows as the source holds them, hashed by content. What cannot work fails here,
-    before any data is read: a base model without safetensors weights, a ``qlora`` recipe on a
-    machine that cannot train it."""
+    before any data is read: a base model without safetensors weights, a ``training.precision`` this
+    machine cannot run, a ``qlora`` recipe on a machine that cannot train it."""
+    from finetune_assets.training import precision
+
     sources.require_safetensors(recipe.base_model, recipe.source_file.parent)
+    precision.resolve(recipe)
     if recipe.method == "qlora":
         from finetune_assets.training import methods
 
@@ -173,11 +176,13 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
 
 def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: ArtifactRef) -> Result:
     from finetune_assets.report import plots
+    from finetune_assets.training import precision
     from finetune_assets.training.evaluation import evaluate_both
 
     recipe, task = work.recipe, get_task(work.recipe.task)
+    numerics = precision.resolve(recipe)
     tuned, baseline, pictures = evaluate_both(recipe, task, Path(splits_ref.path), Path(model_ref.path),
-                                              base_location(recipe), work.staging, work.log)
+                                              base_location(recipe), work.staging, work.log, numerics)
     metrics = {**tuned.metrics, **{f"baseline_{k}": v for k, v in baseline.metrics.items()}}
     rows = json.loads((work.staging / "report.json").read_text())["test_rows"]
     work.log.info(f"test metrics on {rows} rows: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -187,6 +192,7 @@ def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: Artif
         "test_rows": rows,
         **{key: plots.as_markdown(path, key) for key, path in pictures.items()},
         **task.report_metadata(tuned, baseline, recipe),
+        **numerics.metadata(),
         "sample_predictions": Markdown(markdown_table(tuned.samples)),
         "path": FilePath(str(work.final / "report.json")),
     }
