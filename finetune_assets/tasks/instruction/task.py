@@ -87,10 +87,13 @@ class Instruction(TaskFamily):
         return AutoModelForCausalLM.from_pretrained(location, **weights_options(recipe), **options)
 
     def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
+        from finetune_assets.training.tokenizer import tokenizing_processes
+
         max_length = recipe.training.max_length
         chat.with_chat_template(tokenizer)
         return splits.map(lambda row: chat.encode(tokenizer, row["prompt"], row["response"], row["system"],
-                                                  max_length), desc="formatting and tokenizing")
+                                                  max_length),
+                          num_proc=tokenizing_processes(splits), desc="formatting and tokenizing")
 
     def collator(self, tokenizer, model):
         from transformers import DataCollatorForSeq2Seq

@@ -78,26 +78,24 @@ class Summarization(TaskFamily):
         sequence with [CLS], which the warm-started decoder already receives as its start token, so
         it is dropped from the labels.
         """
+        from finetune_assets.training.tokenizer import tokenize_and_cut, tokenizing_processes
+
         spec = recipe.training
         skip = int(tokenizer.cls_token_id is not None and tokenizer.bos_token_id is None)
 
         def encode(batch):
             documents = [spec.input_prefix + text for text in batch["document"]]
-            inputs = tokenizer(documents, truncation=False)["input_ids"]
-            targets = tokenizer(text_target=batch["summary"], truncation=False)["input_ids"]
-            encoded = tokenizer(documents, truncation=True, max_length=spec.max_length)
-            labels = tokenizer(text_target=batch["summary"], truncation=True,
-                               max_length=spec.max_target_length + skip)["input_ids"]
+            inputs = tokenize_and_cut(tokenizer, documents, spec.max_length)
+            labels = tokenize_and_cut(tokenizer, batch["summary"], spec.max_target_length + skip, target=True)
             return {
-                "input_ids": encoded["input_ids"],
-                "attention_mask": encoded["attention_mask"],
-                "labels": [ids[skip:] for ids in labels],
-                "length": [len(ids) for ids in encoded["input_ids"]],
-                "truncated": [len(i) > spec.max_length or len(t) > spec.max_target_length + skip
-                              for i, t in zip(inputs, targets)],
+                "input_ids": inputs["input_ids"],
+                "attention_mask": inputs["attention_mask"],
+                "labels": [ids[skip:] for ids in labels["input_ids"]],
+                "length": [len(ids) for ids in inputs["input_ids"]],
+                "truncated": [a or b for a, b in zip(inputs["truncated"], labels["truncated"])],
             }
 
-        return splits.map(encode, batched=True, desc="tokenizing")
+        return splits.map(encode, batched=True, num_proc=tokenizing_processes(splits), desc="tokenizing")
 
     def collator(self, tokenizer, model):
         from transformers import DataCollatorForSeq2Seq
@@ -121,10 +119,12 @@ class Summarization(TaskFamily):
         from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
         from finetune_assets.metrics import load_metric
+        from finetune_assets.training import batching
         from finetune_assets.training.generation import apply_generation_settings
 
         apply_generation_settings(model, recipe)
-        # A plain sequential sampler keeps the generated summaries in row order.
+        # Documents go longest first (similar lengths share a batch) and the plain sequential
+        # sampler keeps that order; the summaries are put back in row order.
         args = Seq2SeqTrainingArguments(output_dir=str(workdir), report_to=[], disable_tqdm=True,
                                         per_device_eval_batch_size=recipe.training.eval_batch_size,
                                         **self.extra_training_arguments(recipe))
@@ -132,7 +132,9 @@ class Summarization(TaskFamily):
                                  processing_class=tokenizer)
         # Labels stay in: DataCollatorForSeq2Seq always sets a "labels" key, and Seq2SeqTrainer then
         # runs a loss pass that fails on labels=None.
-        ids = trainer.predict(test.select_columns(["input_ids", "attention_mask", "labels"])).predictions
+        order = batching.longest_first(test["length"])
+        ids = trainer.predict(test.select(order).select_columns(["input_ids", "attention_mask", "labels"])).predictions
+        ids = batching.in_row_order(ids, order)
         ids = np.where(ids == -100, tokenizer.pad_token_id, ids)  # -100 pads batches to one width
         predictions = [text.strip() for text in tokenizer.batch_decode(
             ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)]
