@@ -76,7 +76,7 @@ def plain(recipe, out_dir: Path) -> dict:
         test = common.take(splits["test"], spec.max_eval_samples, spec.seed)
         collator = DataCollatorWithPadding(tokenizer)
         sampling = "group_by_length" if spec.group_by_length else "random"
-        args = common.training_arguments(out_dir / "scratch", spec, eval_strategy="epoch",
+        args = common.training_arguments(out_dir / "scratch", recipe, eval_strategy="epoch",
                                          train_sampling_strategy=sampling)
         trainer = Trainer(model=common.classifier(recipe), args=args, data_collator=collator,
                           train_dataset=common.take(splits["train"], spec.max_train_samples, spec.seed),
@@ -86,7 +86,7 @@ def plain(recipe, out_dir: Path) -> dict:
         tuned = common.accuracy(trainer.predict(test))
         trainer.save_model(str(out_dir / "model"))  # weights and tokenizer
         base = Trainer(model=common.classifier(recipe), data_collator=collator, processing_class=tokenizer,
-                       args=common.training_arguments(out_dir / "scratch", spec, train_sampling_strategy=sampling))
+                       args=common.training_arguments(out_dir / "scratch", recipe, train_sampling_strategy=sampling))
         baseline = common.accuracy(base.predict(test))
     return {"seconds": seconds(), "train_seconds": trained.metrics["train_runtime"], "accuracy": tuned,
             "base_accuracy": baseline}
