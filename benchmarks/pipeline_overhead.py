@@ -20,8 +20,9 @@ recipe, with run-config overrides in ``--quick``) and seed:
 
 Not in the plain side, on purpose, because they are the pipeline's overhead: the training
 process's start and checkpoints, parquet/Arrow writes between stages, reloading the checkpoint for
-evaluation and export, the asset checks, the untruncated tokenization for the truncation figure,
-plots, the model card and the export's smoke test. Library imports are paid before either clock starts (both sides use the same libraries;
+evaluation and export, the asset checks, the truncation figure (from the same single tokenization
+pass), plots, the model card and the export's smoke test. Both sides train and predict in the
+precision the recipe resolves to here (bf16 autocast where the CPU or GPU has it). Library imports are paid before either clock starts (both sides use the same libraries;
 ``transformers.Trainer`` included, whose import loads peft and bitsandbytes). Training time swings
 by several percent between identical runs, so the script also reports each side's time outside
 training and their difference: the pipeline's overhead in seconds, which hardly depends on how

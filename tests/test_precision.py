@@ -71,6 +71,21 @@ def test_explicit_settings_are_kept_and_fp16_on_a_cpu_is_refused(make_recipe, cp
         make_recipe(training={"precision": "fp8"})
 
 
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_on_a_cuda_gpu_auto_takes_bf16_or_fp16_with_loss_scaling(make_recipe, monkeypatch, has_bf16):
+    """No GPU here: the GPU's name and its bf16 support are what torch would report on one."""
+    monkeypatch.setattr(precision, "cuda_device", lambda: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: has_bf16)
+    chosen = precision.resolve(make_recipe())
+    assert (chosen.name, chosen.device) == (("bf16" if has_bf16 else "fp16"), "cuda")
+    assert chosen.reason == ("Tesla T4 supports bf16" if has_bf16 else "Tesla T4 has no bf16: fp16 with loss scaling")
+    assert chosen.trainer_arguments() == {"bf16": has_bf16, "fp16": not has_bf16, "use_cpu": False}
+    assert precision.resolve(make_recipe(training={"precision": "fp32"})).trainer_arguments()["use_cpu"] is False
+    if not has_bf16:
+        with pytest.raises(RecipeError, match="training.precision: bf16: Tesla T4 has no bf16"):
+            precision.resolve(make_recipe(training={"precision": "bf16"}))
+
+
 def test_a_bad_override_names_the_variable(make_recipe, monkeypatch, cpu):
     monkeypatch.setenv(precision.CPU_OVERRIDE, "yes")
     with pytest.raises(ValueError, match="FINETUNE_CPU_BF16='yes'"):

@@ -97,15 +97,11 @@ class Classification(TaskFamily):
         from finetune_assets.training import batching
 
         names = _label_names(recipe)
-        # Rows go longest first (similar lengths share a batch), in that order: the plain sequential
-        # sampler keeps it, and the logits are put back in row order.
         args = TrainingArguments(output_dir=str(workdir), per_device_eval_batch_size=recipe.training.eval_batch_size,
                                  report_to=[], disable_tqdm=True)
-        order = batching.longest_first(test["length"])
-        inputs = test.select(order).remove_columns(
-            [c for c in test.column_names if c not in ("input_ids", "attention_mask", "token_type_ids", "label")])
-        output = Trainer(model=model, args=args, data_collator=self.collator(tokenizer, model)).predict(inputs)
-        predicted = batching.in_row_order(output.predictions, order).argmax(-1)
+        trainer = Trainer(model=model, args=args, data_collator=self.collator(tokenizer, model))
+        inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in test.column_names]
+        predicted = batching.predict_longest_first(trainer, test, inputs).argmax(-1)
         truth = np.asarray(test["label"])
         scores = load_metric("classification").compute(
             predictions=predicted.tolist(), references=truth.tolist(), num_labels=len(names))

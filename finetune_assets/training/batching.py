@@ -19,10 +19,13 @@ def longest_first(lengths: Sequence[int]) -> np.ndarray:
     return np.argsort(-np.asarray(lengths), kind="stable")
 
 
-def in_row_order(values: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """``values[k]`` belongs to row ``order[k]``: the same values indexed by row."""
-    restored = np.empty_like(values)
-    restored[order] = values
+def predict_longest_first(trainer, rows, columns: list[str]) -> np.ndarray:
+    """``trainer.predict`` on ``rows`` (their ``columns``) taken longest first, which the Trainer's
+    sequential evaluation sampler keeps; the predictions come back in row order."""
+    order = longest_first(rows["length"])
+    predictions = trainer.predict(rows.select(order).select_columns(columns)).predictions
+    restored = np.empty_like(predictions)
+    restored[order] = predictions
     return restored
 
 

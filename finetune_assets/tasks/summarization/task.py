@@ -123,8 +123,6 @@ class Summarization(TaskFamily):
         from finetune_assets.training.generation import apply_generation_settings
 
         apply_generation_settings(model, recipe)
-        # Documents go longest first (similar lengths share a batch) and the plain sequential
-        # sampler keeps that order; the summaries are put back in row order.
         args = Seq2SeqTrainingArguments(output_dir=str(workdir), report_to=[], disable_tqdm=True,
                                         per_device_eval_batch_size=recipe.training.eval_batch_size,
                                         **self.extra_training_arguments(recipe))
@@ -132,9 +130,7 @@ class Summarization(TaskFamily):
                                  processing_class=tokenizer)
         # Labels stay in: DataCollatorForSeq2Seq always sets a "labels" key, and Seq2SeqTrainer then
         # runs a loss pass that fails on labels=None.
-        order = batching.longest_first(test["length"])
-        ids = trainer.predict(test.select(order).select_columns(["input_ids", "attention_mask", "labels"])).predictions
-        ids = batching.in_row_order(ids, order)
+        ids = batching.predict_longest_first(trainer, test, ["input_ids", "attention_mask", "labels"])
         ids = np.where(ids == -100, tokenizer.pad_token_id, ids)  # -100 pads batches to one width
         predictions = [text.strip() for text in tokenizer.batch_decode(
             ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)]
