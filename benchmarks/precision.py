@@ -18,6 +18,7 @@ what was detected.
     .venv/bin/python benchmarks/precision.py --quick   # 800 training rows, 400 test rows: under a minute
     .venv/bin/python benchmarks/precision.py           # the recipe as shipped (10,000 rows, 1,000 test)
     .venv/bin/python benchmarks/precision.py --repeats 2   # alternate the sides, keep each one's fastest
+    .venv/bin/python benchmarks/precision.py --threads 1   # one torch thread: steadier on a busy machine
 """
 
 from __future__ import annotations
@@ -71,7 +72,13 @@ def side(recipe, splits: Path, folder: Path) -> dict:
 def main() -> None:
     cli = common.parser(__doc__)
     common.add_repeats(cli)
+    cli.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core); 1 keeps "
+                                                 "the ratio stable on a machine other jobs keep busy")
     args = cli.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     settings = QUICK if args.quick else {}
     recipes = {name: common.load_recipe(RECIPE, precision=name, **settings) for name in ("fp32", "bf16")}

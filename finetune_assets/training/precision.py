@@ -51,7 +51,7 @@ class Precision:
     @contextlib.contextmanager
     def inference(self):
         """No autograd (``torch.inference_mode``) and autocast to this precision: what evaluation and
-        generation run under, so they compute exactly as training did."""
+        generation run under, so they compute in the precision training used."""
         import torch
 
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
@@ -59,8 +59,9 @@ class Precision:
                                                     enabled=dtype is not None):
             yield
 
-    def metadata(self, prefix: str = "precision") -> dict[str, str]:
-        return {prefix: self.name, f"{prefix}_reason": self.reason}
+    def metadata(self) -> dict[str, str]:
+        """What the asset metadata, ``report.json`` and ``training_figures.json`` record."""
+        return {"precision": self.name, "precision_reason": self.reason}
 
     def __str__(self) -> str:
         kind = "float32" if self.name == "fp32" else f"{self.name} mixed precision"
