@@ -19,6 +19,7 @@ tokenization uses one worker process per core.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -63,6 +64,9 @@ def main() -> None:
     cli.add_argument("--rows", type=int, help="the smaller size (default 200,000; 20,000 with --quick)")
     args = cli.parse_args()
     small = args.rows or (20_000 if args.quick else 200_000)
+    # common.py turns the Rust tokenizer's threads off for the training scripts; a pipeline run
+    # leaves them on, and so does this measurement of its data stages.
+    os.environ.pop("TOKENIZERS_PARALLELISM", None)
     import datasets, transformers  # noqa: E401, F401  (imports paid before either size)
 
     from finetune_assets.training.tokenizer import PARALLEL_FROM_ROWS
