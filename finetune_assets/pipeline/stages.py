@@ -156,13 +156,15 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     ``work.launch``; checkpoints go to ``work.checkpoints``, which a retry resumes from."""
     from finetune_assets.recipes import save_resolved
     from finetune_assets.report import plots
+    from finetune_assets.training import precision
     from finetune_assets.training.launch import check_splits, training_command
 
     recipe, splits = work.recipe, Path(splits_ref.path)
     processes = recipe.compute.processes if recipe.compute.launcher == "torchrun" else 1
     check_splits(recipe, splits, processes)  # bad settings fail here, not in a retried process
+    # the fingerprint names the precision resolved here; the process must train in that one
     command = training_command(recipe, save_resolved(recipe, work.staging), splits, work.staging,
-                               work.checkpoints, work.fingerprint)
+                               work.checkpoints, work.fingerprint, precision.resolve(recipe).name)
     work.log.info(f"launching: {' '.join(command)}")
     figures = work.launch(command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json")
     return {"method": recipe.method}, {
