@@ -40,7 +40,6 @@ from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.recipes import Recipe, load_recipe
 from finetune_assets.tasks import get_task
 from finetune_assets.training import launch, precision
-from finetune_assets.training.trainer import train
 
 EXIT_BAD_INPUT = 2
 
@@ -102,11 +101,26 @@ def channel():
     yield logging.getLogger("finetune_assets.training"), lambda figures: None
 
 
-def main(argv: list[str] | None = None) -> int:
+def spare_imports(recipe: Recipe) -> None:
+    """Keep bitsandbytes out of a process that does not train QLoRA. The Trainer imports peft, and
+    peft imports bitsandbytes whenever it is installed, which loads torch's compiler: several
+    seconds of every training start, for nothing unless the method quantizes. A ``None`` entry in
+    ``sys.modules`` is Python's way to say a module is absent: peft and transformers then skip their
+    bitsandbytes layers, as on a machine without it. Only for this process (``__main__``), never for
+    a process that imports this module."""
+    if recipe.method != "qlora":
+        sys.modules.setdefault("bitsandbytes", None)
+
+
+def main(argv: list[str] | None = None, process: bool = False) -> int:
+    """Train as ``argv`` says; ``process``: this is the training process itself (``__main__``)."""
     args = arguments(argv)
     with channel() as (log, report):
         try:
             recipe = load_recipe(args.recipe)
+            if process:
+                spare_imports(recipe)
+            from finetune_assets.training.trainer import train  # after spare_imports
             launch.check_splits(recipe, args.splits, launch.world_size())
             check_precision(recipe, args.precision)
             identity = args.fingerprint or CHAIN["finetuned_model"].fingerprint(
@@ -136,4 +150,4 @@ def _leave_process_group() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(process=True))
