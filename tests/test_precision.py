@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
 from safetensors import safe_open
+from test_layout import python
 
 from finetune_assets.errors import RecipeError
 from finetune_assets.pipeline import stages
@@ -182,9 +181,7 @@ def test_the_resolved_precision_is_part_of_the_training_and_evaluation_fingerpri
 def test_resolving_the_precision_does_not_import_torch(tmp_path):
     """A fully cached run computes every fingerprint; on a CPU-only torch that must stay torch-free."""
     (tmp_path / "r.yaml").write_text("task: classification\nbase_model: m\ndataset: {source: d.csv, labels: [a, b]}\n")
-    code = ("import sys; from finetune_assets.recipes import load_recipe; "
-            "from finetune_assets.pipeline.chain import CHAIN; "
-            f"r = load_recipe({str(tmp_path / 'r.yaml')!r}); CHAIN['finetuned_model'].fingerprint(r, []); "
-            "print('torch' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert python("import sys; from finetune_assets.recipes import load_recipe; "
+                  "from finetune_assets.pipeline.chain import CHAIN; "
+                  f"r = load_recipe({str(tmp_path / 'r.yaml')!r}); CHAIN['finetuned_model'].fingerprint(r, []); "
+                  "print('torch' in sys.modules)") == "False"
