@@ -120,7 +120,6 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             recipe = load_recipe(args.recipe)
             if process:
                 spare_imports(recipe)
-            from finetune_assets.training.trainer import train  # after spare_imports
             launch.check_splits(recipe, args.splits, launch.world_size())
             check_precision(recipe, args.precision)
             identity = args.fingerprint or CHAIN["finetuned_model"].fingerprint(
@@ -128,6 +127,8 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             base = model_location(recipe.base_model, recipe.source_file.parent)
             args.out.mkdir(parents=True, exist_ok=True)
             checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
+            from finetune_assets.training.trainer import train  # after the checks and spare_imports
+
             # train() refuses another training's checkpoints and a method this machine cannot
             # run before it loads any data or model
             figures = train(recipe, get_task(recipe.task), args.splits, base, args.out, log, checkpoint_dir,
