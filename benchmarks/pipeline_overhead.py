@@ -30,7 +30,7 @@ many rows are trained, and ``ratio_at_equal_training_time``, the ratio with that
 added to the plain side's time.
 
     .venv/bin/python benchmarks/pipeline_overhead.py --quick   # 256 training rows, 200 test rows
-    .venv/bin/python benchmarks/pipeline_overhead.py           # the recipe as shipped (10,000 rows)
+    .venv/bin/python benchmarks/pipeline_overhead.py           # the recipe as shipped (every training tweet, 19,320)
     .venv/bin/python benchmarks/pipeline_overhead.py --repeats 3   # alternate, keep each side's fastest
 """
 

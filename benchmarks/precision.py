@@ -16,7 +16,7 @@ On a CPU without native bf16 the bf16 side is emulated (and slower); the figures
 what was detected.
 
     .venv/bin/python benchmarks/precision.py --quick   # 800 training rows, 400 test rows: under a minute
-    .venv/bin/python benchmarks/precision.py           # the recipe as shipped (10,000 rows, 1,000 test)
+    .venv/bin/python benchmarks/precision.py           # the recipe as shipped (19,320 training rows, 1,000 test)
     .venv/bin/python benchmarks/precision.py --repeats 2   # alternate the sides, keep each one's fastest
     .venv/bin/python benchmarks/precision.py --threads 1   # one torch thread: steadier on a busy machine
 """
