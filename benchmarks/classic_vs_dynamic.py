@@ -53,7 +53,7 @@ def encoded(recipe, frames: dict, tokenizer, max_length: int, classic: bool) -> 
 def run(recipe, data: dict, tokenizer, classic: bool, scratch: Path) -> dict:
     from transformers import DataCollatorWithPadding, Trainer, default_data_collator
 
-    args = common.training_arguments(scratch, recipe.training,
+    args = common.training_arguments(scratch, recipe,
                                      train_sampling_strategy="random" if classic else "group_by_length")
     trainer = Trainer(model=common.classifier(recipe), args=args, train_dataset=data["train"],
                       data_collator=default_data_collator if classic else DataCollatorWithPadding(tokenizer),

@@ -58,20 +58,24 @@ def cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def bf16() -> bool:
-    """bf16 where a CUDA GPU supports it, as the project's training does; never on CPU."""
-    import torch
+def precision(recipe):
+    """The precision the pipeline runs ``recipe`` in on this machine (its ``training.precision``
+    resolved: bf16 autocast where the GPU or CPU has it), so a benchmark computes as the pipeline does."""
+    from finetune_assets.training.precision import resolve
 
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return resolve(recipe)
 
 
 def device_label() -> str:
     """What the figures were measured on; GPU figures carry the GPU model."""
     import torch
 
+    from finetune_assets.training.precision import cpu_bf16
+
     if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}, bf16={bf16()}"
-    return f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {platform.machine()}"
+        return f"cuda: {torch.cuda.get_device_name(0)}, bf16={torch.cuda.is_bf16_supported()}"
+    return (f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {platform.machine()}, "
+            f"{cpu_bf16()[1]}")
 
 
 @contextlib.contextmanager
@@ -185,16 +189,19 @@ def classifier(recipe):
         label2id={n: i for i, n in enumerate(names)})
 
 
-def training_arguments(output_dir: Path, spec, **overrides):
+def training_arguments(output_dir: Path, recipe, **overrides):
     """HF ``TrainingArguments`` from a recipe's training section, as ``finetune_assets.training.trainer``
-    sets them (no checkpoints, no reporting); ``overrides`` are what a benchmark varies."""
+    sets them (no checkpoints, no reporting, the recipe's precision on this machine); ``overrides``
+    are what a benchmark varies."""
     from transformers import TrainingArguments
 
+    spec = recipe.training
     settings = dict(
         output_dir=str(output_dir), num_train_epochs=spec.epochs, learning_rate=spec.learning_rate,
         per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.eval_batch_size,
         weight_decay=spec.weight_decay, warmup_steps=spec.warmup, logging_steps=spec.logging_steps,
-        seed=spec.seed, save_strategy="no", bf16=bf16(), use_cpu=not cuda(), report_to=[], disable_tqdm=True)
+        seed=spec.seed, save_strategy="no", report_to=[], disable_tqdm=True,
+        **precision(recipe).trainer_arguments())
     return TrainingArguments(**{**settings, **overrides})
 
 

@@ -20,8 +20,9 @@ recipe, with run-config overrides in ``--quick``) and seed:
 
 Not in the plain side, on purpose, because they are the pipeline's overhead: the training
 process's start and checkpoints, parquet/Arrow writes between stages, reloading the checkpoint for
-evaluation and export, the asset checks, the untruncated tokenization for the truncation figure,
-plots, the model card and the export's smoke test. Library imports are paid before either clock starts (both sides use the same libraries;
+evaluation and export, the asset checks, the truncation figure (from the same single tokenization
+pass), plots, the model card and the export's smoke test. Both sides train and predict in the
+precision the recipe resolves to here (bf16 autocast where the CPU or GPU has it). Library imports are paid before either clock starts (both sides use the same libraries;
 ``transformers.Trainer`` included, whose import loads peft and bitsandbytes). Training time swings
 by several percent between identical runs, so the script also reports each side's time outside
 training and their difference: the pipeline's overhead in seconds, which hardly depends on how
@@ -29,7 +30,7 @@ many rows are trained, and ``ratio_at_equal_training_time``, the ratio with that
 added to the plain side's time.
 
     .venv/bin/python benchmarks/pipeline_overhead.py --quick   # 256 training rows, 200 test rows
-    .venv/bin/python benchmarks/pipeline_overhead.py           # the recipe as shipped (10,000 rows)
+    .venv/bin/python benchmarks/pipeline_overhead.py           # the recipe as shipped (every training tweet, 19,320)
     .venv/bin/python benchmarks/pipeline_overhead.py --repeats 3   # alternate, keep each side's fastest
 """
 
@@ -76,7 +77,7 @@ def plain(recipe, out_dir: Path) -> dict:
         test = common.take(splits["test"], spec.max_eval_samples, spec.seed)
         collator = DataCollatorWithPadding(tokenizer)
         sampling = "group_by_length" if spec.group_by_length else "random"
-        args = common.training_arguments(out_dir / "scratch", spec, eval_strategy="epoch",
+        args = common.training_arguments(out_dir / "scratch", recipe, eval_strategy="epoch",
                                          train_sampling_strategy=sampling)
         trainer = Trainer(model=common.classifier(recipe), args=args, data_collator=collator,
                           train_dataset=common.take(splits["train"], spec.max_train_samples, spec.seed),
@@ -86,7 +87,7 @@ def plain(recipe, out_dir: Path) -> dict:
         tuned = common.accuracy(trainer.predict(test))
         trainer.save_model(str(out_dir / "model"))  # weights and tokenizer
         base = Trainer(model=common.classifier(recipe), data_collator=collator, processing_class=tokenizer,
-                       args=common.training_arguments(out_dir / "scratch", spec, train_sampling_strategy=sampling))
+                       args=common.training_arguments(out_dir / "scratch", recipe, train_sampling_strategy=sampling))
         baseline = common.accuracy(base.predict(test))
     return {"seconds": seconds(), "train_seconds": trained.metrics["train_runtime"], "accuracy": tuned,
             "base_accuracy": baseline}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_layout import python
 
 from finetune_assets.defs.resources import RunSettings
 from finetune_assets.defs.training import KubernetesTraining
@@ -142,3 +143,19 @@ def test_a_training_resumes_its_checkpoints_unless_forced_and_drops_them_once_co
         run_stage(stage, recipe, root, logging.getLogger("test"), [], force=force)
         assert not left.exists(), "a completed stage leaves no checkpoints behind"
     assert seen == [["checkpoint-3"], []], "the first run sees the crashed attempt's checkpoint, force does not"
+
+
+def test_the_training_process_leaves_bitsandbytes_out_unless_it_trains_qlora(make_recipe, tmp_path):
+    """peft loads bitsandbytes (and torch's compiler) whenever it is installed; a full or LoRA
+    training process keeps it out, a QLoRA one gets it as before."""
+    lora = make_recipe(method="lora")
+    assert python("import sys; from finetune_assets.recipes import load_recipe; "
+                  "from finetune_assets.training.run import spare_imports; "
+                  f"spare_imports(load_recipe({str(lora.source_file)!r})); "
+                  "import finetune_assets.training.trainer, peft; "
+                  "print(sys.modules.get('bitsandbytes') is not None)") == "False"
+    from finetune_assets.training.run import spare_imports
+
+    before = sys.modules.get("bitsandbytes", "not imported")
+    spare_imports(make_recipe(name="q", method="qlora"))
+    assert sys.modules.get("bitsandbytes", "not imported") is before, "a QLoRA process imports it as usual"

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from dagster import AssetKey, DagsterInstance, materialize
 
@@ -67,7 +68,7 @@ def pipeline_run(tmp_path_factory):
     metadata = {event.materialization.asset_key: event.materialization.metadata
                 for event in result.get_asset_materialization_events()}
     log_lines = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    return SimpleNamespace(defs=defs, metadata=metadata, log_lines=log_lines)
+    return SimpleNamespace(defs=defs, recipes_dir=recipes, metadata=metadata, log_lines=log_lines)
 
 
 def value(metadata, recipe: str, asset: str, key: str):
@@ -167,6 +168,27 @@ def test_model_card_carries_metrics_lineage_and_recipe(pipeline_run):
                             "evaluation_report"}
     config = json.loads((export / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+@pytest.mark.parametrize("recipe", ["tweets_full", "tweets_lora"])
+def test_precision_used_and_why_in_metadata_and_model_card(pipeline_run, recipe):
+    from safetensors import safe_open
+
+    from finetune_assets.recipes import load_recipe
+    from finetune_assets.training import precision
+
+    metadata = pipeline_run.metadata
+    expected = precision.resolve(load_recipe(pipeline_run.recipes_dir / f"{recipe}.yaml"))  # training.precision: auto
+    for asset in ("finetuned_model", "evaluation_report"):
+        assert value(metadata, recipe, asset, "precision") == expected.name
+        assert value(metadata, recipe, asset, "precision_reason") == expected.reason
+    export = Path(value(metadata, recipe, "exported_model", "path"))
+    with safe_open(str(export / "model.safetensors"), "pt") as weights:
+        assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.float32}
+    card = (export / "README.md").read_text()
+    trained = "float32" if expected.name == "fp32" else f"{expected.name} mixed precision"
+    assert (f"- precision: trained in {trained} ({expected.reason}); weights saved in float32; "
+            "evaluated in the same precision") in card
 
 
 def test_loss_curve_and_training_figures_in_metadata(pipeline_run):

@@ -257,6 +257,7 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_pat
     from sklearn.metrics import f1_score
     from transformers import pipeline
 
+    from finetune_assets.training import precision
     from finetune_assets.training.evaluation import score_export
 
     recipes, artifacts = project
@@ -281,8 +282,9 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_pat
     splits = load_from_disk(second["tokenized_splits"].metadata["path"].value)
     splits["test"] = test.map(lambda row: {"input_ids": [0] * len(row["input_ids"])})
     splits.save_to_disk(str(tampered))
-    rescored, rows = score_export(load_recipe(recipes / "films.yaml"), get_task("classification"), tampered,
-                                  Path(champion_path), tmp_path / "scratch", Log())
+    films = load_recipe(recipes / "films.yaml")
+    rescored, rows = score_export(films, get_task("classification"), tampered, Path(champion_path),
+                                  tmp_path / "scratch", Log(), precision.resolve(films))
     assert rows == len(test) and rescored.metrics["f1_macro"] == pytest.approx(by_hand, abs=1e-6)
     export = second["exported_model"].metadata
     assert "current champion" in export["models_side_by_side"].value

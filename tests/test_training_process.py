@@ -36,7 +36,7 @@ from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.pipeline.runner import run_stage
 from finetune_assets.recipes import load_recipe
-from finetune_assets.training import checkpoints
+from finetune_assets.training import checkpoints, precision
 
 REPO = Path(__file__).resolve().parents[1]
 UP_TO_TRAINING = ("raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model")
@@ -170,6 +170,30 @@ def test_the_resumed_model_matches_an_uninterrupted_run(crashed):
     # machine, bit for bit). train_loss is not compared: the Trainer averages only the losses of
     # the resumed session over all steps.
     assert max(float((ours[k] - theirs[k]).abs().max()) for k in ours) < 1e-5
+
+
+def test_the_training_process_trains_in_the_precision_the_pipeline_resolved(crashed):
+    """The Pipes-launched child's Trainer gets the precision the pipeline resolved here and named the
+    model by (its progress line reads the Trainer's own arguments)."""
+    numerics = precision.resolve(load_recipe(crashed.recipes / "crash.yaml"))
+    figures = crashed.metadata["finetuned_model"]
+    assert (figures["precision"], figures["precision_reason"]) == (numerics.name, numerics.reason)
+    started = [line for line in crashed.logs if line.startswith("training: 36 optimizer steps")]
+    assert started and all(("bf16 mixed precision" if numerics.name == "bf16" else "float32") in line
+                           for line in started)
+
+
+@pytest.mark.skipif(precision.cuda_device() is not None, reason="FINETUNE_CPU_BF16 speaks for a CPU; a GPU decides first")
+def test_the_command_refuses_a_precision_this_machine_does_not_resolve_to(crashed, tmp_path):
+    """Launched elsewhere (a pod on other hardware), the process would train in another precision
+    than the fingerprint names: it refuses, naming the setting, before loading any model."""
+    done = subprocess.run([sys.executable, "-m", CHILD, "--recipe", str(crashed.recipes / "crash.yaml"),
+                           "--splits", crashed.splits, "--out", str(tmp_path / "out"), "--precision", "bf16"],
+                          capture_output=True, text=True, env={**os.environ, precision.CPU_OVERRIDE: "0"})
+    assert done.returncode == 2
+    assert "crash.yaml: training.precision: auto resolves to fp32 on this machine" in done.stderr
+    assert "but to bf16 where the pipeline runs" in done.stderr
+    assert not (tmp_path / "out").exists(), "nothing was written"
 
 
 def test_the_command_and_the_pipeline_name_a_training_alike(crashed):

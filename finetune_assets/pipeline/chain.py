@@ -21,6 +21,7 @@ from finetune_assets.pipeline import champion_scores, promotion, stages, sweep_r
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
+from finetune_assets.training import precision
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Stage:
     per_variant: bool = False
     compares: str = ""  # the per-variant stage whose every variant this stage reads (the sweep report)
     checks: tuple[StageCheck, ...] = ()  # computed by ``run`` itself (see StageCheck)
+    machine: Callable | None = None  # recipe -> what this machine makes of the recipe's settings
 
     def version(self, recipe: Recipe) -> str:
         """The stage's code version plus the recipe sections it reads: Dagster's code version, so
@@ -61,9 +63,16 @@ class Stage:
         return f"{self.code_version}-{fingerprint(recipe.section(*self.reads))}"
 
     def fingerprint(self, recipe: Recipe, upstream: list[ArtifactRef], *extra: str) -> str:
-        """What names the stage's artifact: upstream fingerprints, :meth:`version` and ``extra``
-        (the raw data's content hash)."""
-        return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra)
+        """What names the stage's artifact: upstream fingerprints, :meth:`version`, ``extra`` (the raw
+        data's content hash) and what :attr:`machine` resolves on this machine (the precision)."""
+        resolved = (self.machine(recipe),) if self.machine else ()
+        return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra, *resolved)
+
+
+def resolved_precision(recipe: Recipe) -> str:
+    """``training.precision`` as this machine resolves it (``auto`` -> bf16 or fp32): models trained
+    or scored in different precisions are different artifacts."""
+    return f"precision={precision.resolve(recipe).name}"
 
 
 STAGES = (
@@ -81,16 +90,18 @@ STAGES = (
                                    "training.max_target_length", "training.input_prefix"),
           run=stages.tokenized_splits),
     # 2: training_figures.json next to the weights; 3: trained in its own process, recipe.json beside;
-    # 4: peak memory in the figures
+    # 4: peak memory in the figures; 5: precision in the figures
     Stage("finetuned_model", ("tokenized_splits",), "",
           "The fine-tuned checkpoint (full weights or LoRA adapter).",
-          code_version="4", reads=("base_model", "method", "lora", "quantization", "training"),
-          run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True, per_variant=True),
-    # 2: test_rows and rows_key in the reference (the gate compares on identical rows)
+          code_version="5", reads=("base_model", "method", "lora", "quantization", "training"),
+          run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True, per_variant=True,
+          machine=resolved_precision),
+    # 2: test_rows and rows_key in the reference (the gate compares on identical rows); 3: precision
     Stage("evaluation_report", ("tokenized_splits", "finetuned_model"), "report.json",
           "Test metrics of the tuned model, the base model and the current champion, on the same rows.",
-          code_version="2", reads=("generation", "evaluation"),
-          run=stages.evaluation_report, finish=champion_scores.for_report, per_variant=True),
+          code_version="3", reads=("generation", "evaluation"),
+          run=stages.evaluation_report, finish=champion_scores.for_report, per_variant=True,
+          machine=resolved_precision),
     # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref.
     # 4: the merge check
     Stage("exported_model", ("finetuned_model", "evaluation_report"), "",

@@ -64,8 +64,12 @@ def base_location(recipe: Recipe) -> str:
 def read_raw_rows(recipe: Recipe, log, root: Path, upstream: list[ArtifactRef]) -> Inputs:
     """The recipe's rows as the source holds them, hashed by content (the first stage: no upstream,
     nothing under ``root`` to read). What cannot work fails here, before any data is read: a base
-    model without safetensors weights, a ``qlora`` recipe on a machine that cannot train it."""
+    model without safetensors weights, a ``training.precision`` this machine cannot run, a ``qlora``
+    recipe on a machine that cannot train it."""
+    from finetune_assets.training import precision
+
     sources.require_safetensors(recipe.base_model, recipe.source_file.parent)
+    precision.resolve(recipe)
     if recipe.method == "qlora":
         from finetune_assets.training import methods
 
@@ -153,13 +157,15 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     ``work.launch``; checkpoints go to ``work.checkpoints``, which a retry resumes from."""
     from finetune_assets.recipes import save_resolved
     from finetune_assets.report import plots
+    from finetune_assets.training import precision
     from finetune_assets.training.launch import check_splits, training_command
 
     recipe, splits = work.recipe, Path(splits_ref.path)
     processes = recipe.compute.processes if recipe.compute.launcher == "torchrun" else 1
     check_splits(recipe, splits, processes)  # bad settings fail here, not in a retried process
+    # the fingerprint names the precision resolved here; the process must train in that one
     command = training_command(recipe, save_resolved(recipe, work.staging), splits, work.staging,
-                               work.checkpoints, work.fingerprint)
+                               work.checkpoints, work.fingerprint, precision.resolve(recipe).name)
     work.log.info(f"launching: {' '.join(command)}")
     figures = work.launch(command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json")
     return {"method": recipe.method}, {
@@ -173,11 +179,13 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
 
 def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: ArtifactRef) -> Result:
     from finetune_assets.report import plots
+    from finetune_assets.training import precision
     from finetune_assets.training.evaluation import evaluate_both
 
     recipe, task = work.recipe, get_task(work.recipe.task)
+    numerics = precision.resolve(recipe)
     tuned, baseline, pictures = evaluate_both(recipe, task, Path(splits_ref.path), Path(model_ref.path),
-                                              base_location(recipe), work.staging, work.log)
+                                              base_location(recipe), work.staging, work.log, numerics)
     metrics = {**tuned.metrics, **{f"baseline_{k}": v for k, v in baseline.metrics.items()}}
     rows = json.loads((work.staging / "report.json").read_text())["test_rows"]
     work.log.info(f"test metrics on {rows} rows: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -187,6 +195,7 @@ def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: Artif
         "test_rows": rows,
         **{key: plots.as_markdown(path, key) for key, path in pictures.items()},
         **task.report_metadata(tuned, baseline, recipe),
+        **numerics.metadata(),
         "sample_predictions": Markdown(markdown_table(tuned.samples)),
         "path": FilePath(str(work.final / "report.json")),
     }

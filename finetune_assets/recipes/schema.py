@@ -91,6 +91,9 @@ class TrainingSpec(_Strict):
     max_target_length: int = Field(128, gt=0, description="summary tokens (summarization)")
     input_prefix: str = Field("", description='prepended to every input, e.g. "summarize: " for T5')
     gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 mixed precision where the GPU or CPU has it, else fp32 "
+                            "(fp16 on a GPU without bf16); see finetune_assets.training.precision")
     weight_decay: float = Field(0.0, ge=0)
     warmup: float = Field(0.0, ge=0, description="fraction of steps (<1) or a step count")
     max_train_samples: int | None = Field(None, gt=0)

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from finetune_assets.tasks.base import TaskFamily
 
 
-def model_card(recipe: Recipe, task: TaskFamily, report: dict, lineage: dict, figures: dict) -> str:
+def model_card(recipe: Recipe, task: TaskFamily, report: dict, lineage: dict, figures: dict,
+               weights_dtype: str) -> str:
     tuned, baseline = report["tuned"]["metrics"], report["baseline"]["metrics"]
     rows = "\n".join(f"| {name} | {tuned[name]:.4f} | {baseline.get(name, float('nan')):.4f} |"
                      for name in tuned)
@@ -33,6 +34,7 @@ tags: [finetune_assets, {recipe.task}, {recipe.method}]
 
 - base model: `{recipe.base_model}`
 {_method_lines(recipe, figures)}
+{_precision_line(figures, report, weights_dtype)}
 - data: `{recipe.dataset.source}`
 - test rows: {report["test_rows"]}
 
@@ -77,3 +79,16 @@ def _method_lines(recipe: Recipe, figures: dict) -> str:
     lines.append(f"- trainable parameters: {figures['trainable_parameters']:,} of {figures['total_parameters']:,} "
                  f"({figures['trainable_fraction']:.4%})")
     return "\n".join(lines)
+
+
+def _precision_line(figures: dict, report: dict, weights_dtype: str) -> str:
+    """The precision training and evaluation ran in and why (what the machine had), and the dtype
+    of the weights in this folder."""
+    def named(name: str) -> str:
+        return "float32" if name == "fp32" else f"{name} mixed precision"
+
+    line = (f"- precision: trained in {named(figures['precision'])} ({figures['precision_reason']}); "
+            f"weights saved in {weights_dtype}")
+    if report["precision"] != figures["precision"]:
+        return line + f"; evaluated in {named(report['precision'])} ({report['precision_reason']})"
+    return line + "; evaluated in the same precision"

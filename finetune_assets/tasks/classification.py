@@ -76,16 +76,16 @@ class Classification(TaskFamily):
             label2id={n: i for i, n in enumerate(names)}, **weights_options(recipe), **options)
 
     def tokenize(self, splits, tokenizer, recipe: Recipe):
+        from finetune_assets.training.tokenizer import tokenize_and_cut, tokenizing_processes
+
         max_length = recipe.training.max_length
 
         def encode(batch):
-            full = tokenizer(batch["text"], truncation=False)["input_ids"]
-            encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+            encoded = tokenize_and_cut(tokenizer, batch["text"], max_length)
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-            encoded["truncated"] = [len(ids) > max_length for ids in full]
             return encoded
 
-        return splits.map(encode, batched=True, desc="tokenizing")
+        return splits.map(encode, batched=True, num_proc=tokenizing_processes(splits), desc="tokenizing")
 
     def collator(self, tokenizer, model):
         from transformers import DataCollatorWithPadding
@@ -96,15 +96,14 @@ class Classification(TaskFamily):
         from transformers import Trainer, TrainingArguments
 
         from finetune_assets.metrics import load_metric
+        from finetune_assets.training import batching
 
         names = _label_names(recipe)
-        # A plain sequential sampler keeps predictions in row order (length grouping would not).
         args = TrainingArguments(output_dir=str(workdir), per_device_eval_batch_size=recipe.training.eval_batch_size,
                                  report_to=[], disable_tqdm=True)
-        inputs = test.remove_columns([c for c in test.column_names
-                                      if c not in ("input_ids", "attention_mask", "token_type_ids", "label")])
-        output = Trainer(model=model, args=args, data_collator=self.collator(tokenizer, model)).predict(inputs)
-        predicted = output.predictions.argmax(-1)
+        trainer = Trainer(model=model, args=args, data_collator=self.collator(tokenizer, model))
+        inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in test.column_names]
+        predicted = batching.predict_longest_first(trainer, test, inputs).argmax(-1)
         truth = np.asarray(test["label"])
         scores = load_metric("classification").compute(
             predictions=predicted.tolist(), references=truth.tolist(), num_labels=len(names))

@@ -3,7 +3,9 @@
 The baseline is the base model loaded exactly as training started from it (same seed, so the
 same freshly initialised head): the gap between the two is what fine-tuning bought. The current
 champion (an export) is scored by :func:`score_export` on the same rows, so the promotion gate
-compares figures measured alike.
+compares figures measured alike. Every model is scored under ``torch.inference_mode`` in the
+precision training used (bf16 autocast where this machine has it, see
+:mod:`finetune_assets.training.precision`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from transformers import set_seed
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks.base import Evaluation, TaskFamily
 from finetune_assets.training import methods
+from finetune_assets.training.precision import Precision
 from finetune_assets.training.tokenizer import load_tokenizer
 from finetune_assets.training.trainer import take
 
@@ -29,25 +32,31 @@ def scored_rows(recipe: Recipe, splits_dir: Path) -> Dataset:
 
 
 def evaluate_both(recipe: Recipe, task: TaskFamily, splits_dir: Path, checkpoint: Path,
-                  base_location: str, out_dir: Path, log) -> tuple[Evaluation, Evaluation, dict[str, Path]]:
-    """Evaluate base and tuned models; write ``report.json`` and plots into ``out_dir``."""
+                  base_location: str, out_dir: Path, log,
+                  numerics: Precision) -> tuple[Evaluation, Evaluation, dict[str, Path]]:
+    """Evaluate base and tuned models in ``numerics``; write ``report.json`` and plots into ``out_dir``."""
     test = scored_rows(recipe, splits_dir)
     tokenizer = load_tokenizer(str(checkpoint), recipe)
-    log.info(f"evaluating the base model on {len(test)} test rows")
+    log.info(f"evaluating the base model on {len(test)} test rows, {numerics}")
     set_seed(recipe.training.seed)
-    baseline = task.evaluate(task.load_model(base_location, recipe), tokenizer, test, recipe, out_dir / "scratch")
+    base_model = task.load_model(base_location, recipe)
+    with numerics.inference():
+        baseline = task.evaluate(base_model, tokenizer, test, recipe, out_dir / "scratch")
     log.info(f"evaluating the fine-tuned model on {len(test)} test rows")
     tuned_model = methods.load_trained(checkpoint, base_location, recipe, task)
-    tuned = task.evaluate(tuned_model, tokenizer, test, recipe, out_dir / "scratch")
+    with numerics.inference():
+        tuned = task.evaluate(tuned_model, tokenizer, test, recipe, out_dir / "scratch")
     shutil.rmtree(out_dir / "scratch", ignore_errors=True)
-    report = {"test_rows": len(test), "tuned": tuned.__dict__, "baseline": baseline.__dict__}
+    report = {"test_rows": len(test), **numerics.metadata(), "tuned": tuned.__dict__,
+              "baseline": baseline.__dict__}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return tuned, baseline, task.report_plots(tuned, baseline, recipe, out_dir)
 
 
 def score_export(recipe: Recipe, task: TaskFamily, splits_dir: Path, export: Path, workdir: Path,
-                 log) -> tuple[Evaluation, int]:
-    """Score the exported model in ``export`` on the recipe's test rows; return it and the row count.
+                 log, numerics: Precision) -> tuple[Evaluation, int]:
+    """Score the exported model in ``export`` on the recipe's test rows in ``numerics``, as
+    :func:`evaluate_both` scores the challenger; return it and the row count.
 
     The rows are tokenized again with the export's own tokenizer (the champion may come from
     another base model), from the task's clean columns, under the challenger's recipe settings.
@@ -56,7 +65,9 @@ def score_export(recipe: Recipe, task: TaskFamily, splits_dir: Path, export: Pat
     clean_columns = [c for c in task.schema(recipe).to_schema().columns if c in test.column_names]
     tokenizer = load_tokenizer(str(export), recipe)
     rows = task.tokenize(DatasetDict({"test": test.select_columns(clean_columns)}), tokenizer, recipe)["test"]
-    log.info(f"evaluating the champion export on the same {len(rows)} test rows")
-    evaluation = task.evaluate(task.load_model(str(export), recipe), tokenizer, rows, recipe, workdir)
+    log.info(f"evaluating the champion export on the same {len(rows)} test rows, {numerics}")
+    model = task.load_model(str(export), recipe)
+    with numerics.inference():
+        evaluation = task.evaluate(model, tokenizer, rows, recipe, workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     return evaluation, len(rows)

@@ -32,6 +32,7 @@ def export_model(recipe: Recipe, task: TaskFamily, checkpoint: Path, base_locati
         tokenizer.save_pretrained(out_dir / "adapter")
     figures = json.loads((checkpoint / "training_figures.json").read_text())
     (out_dir / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True))
-    (out_dir / "README.md").write_text(model_card(recipe, task, report, lineage, figures))
+    dtype = str(model.dtype).removeprefix("torch.")
+    (out_dir / "README.md").write_text(model_card(recipe, task, report, lineage, figures, dtype))
     probe = task.load_pipeline(out_dir)(probe_text)
     return {"probe_input": probe_text, "probe_output": probe}

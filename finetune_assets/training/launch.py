@@ -43,13 +43,15 @@ def accelerate_config(recipe: Recipe) -> Path:
 
 
 def training_command(recipe: Recipe, recipe_file: Path, splits: Path, out: Path, checkpoints: Path,
-                     fingerprint: str) -> list[str]:
+                     fingerprint: str, precision: str | None = None) -> list[str]:
     """The command that trains ``recipe_file`` (a resolved recipe) on ``splits`` into ``out``,
     checkpointing into ``checkpoints`` under ``fingerprint``, started the way the recipe's
-    ``compute`` says. Its first word is this interpreter (a container swaps in its own)."""
+    ``compute`` says. Its first word is this interpreter (a container swaps in its own).
+    ``precision`` is the one the fingerprint assumed: the process refuses to train in another."""
     python = sys.executable
     arguments = ["-m", ENTRY_POINT, "--recipe", str(recipe_file), "--splits", str(splits), "--out", str(out),
-                 "--checkpoints", str(checkpoints), "--fingerprint", fingerprint]
+                 "--checkpoints", str(checkpoints), "--fingerprint", fingerprint,
+                 *(["--precision", precision] if precision else [])]
     spec = recipe.compute
     if spec.launcher == "torchrun":
         # --standalone: a rendezvous on a free local port, so two launches never collide

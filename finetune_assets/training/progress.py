@@ -18,7 +18,8 @@ class RunLogProgress(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         # A resumed run begins at its checkpoint's step; the ETA counts only the steps taken since.
         self.started, self.first_step = time.monotonic(), state.global_step
-        self.log.info(f"training: {state.max_steps} optimizer steps, {args.num_train_epochs} epoch(s)"
+        numerics = "bf16 mixed precision" if args.bf16 else "fp16 mixed precision" if args.fp16 else "float32"
+        self.log.info(f"training: {state.max_steps} optimizer steps, {args.num_train_epochs} epoch(s), {numerics}"
                       + (f", resumed at step {state.global_step}" if state.global_step else ""))
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -12,7 +12,8 @@ training's (:mod:`finetune_assets.training.checkpoints`).
 
 Refuses, before loading any model (the short validation pass): a recipe that does not load, a
 splits folder without train and validation, a batch that does not divide over the processes, a
-QLoRA recipe on a machine without CUDA (unless it allows the LoRA fallback). These exit with code
+QLoRA recipe on a machine without CUDA (unless it allows the LoRA fallback), a ``--precision``
+other than the one ``training.precision`` resolves to on this machine. These exit with code
 2 and a message naming the setting; a crash exits non-zero as usual.
 
 Outside Dagster it logs plainly to stderr. Launched by Dagster (``PipesSubprocessClient``,
@@ -32,14 +33,13 @@ import sys
 from pathlib import Path
 
 from finetune_assets.data.sources import model_location
-from finetune_assets.errors import BAD_INPUT
+from finetune_assets.errors import BAD_INPUT, RecipeError
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.caching import load as load_record
 from finetune_assets.pipeline.chain import CHAIN
-from finetune_assets.recipes import load_recipe
+from finetune_assets.recipes import Recipe, load_recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.training import launch
-from finetune_assets.training.trainer import train
+from finetune_assets.training import launch, precision
 
 EXIT_BAD_INPUT = 2
 
@@ -58,6 +58,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     outputs.add_argument("--fingerprint",
                          help="whose checkpoints --checkpoints holds (default: computed from the recipe and "
                               "the splits, as the pipeline names its artifacts)")
+    outputs.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                         help="the precision the launching pipeline resolved training.precision to (its "
+                              "fingerprint names it); refuse to train if this machine resolves another")
     return cli.parse_args(argv)
 
 
@@ -69,6 +72,18 @@ def splits_fingerprint(splits: Path) -> str:
         return record[0].fingerprint
     states = sorted(splits.glob("*/state.json"))
     return fingerprint([json.loads(path.read_text()).get("_fingerprint") for path in states])
+
+
+def check_precision(recipe: Recipe, expected: str | None) -> None:
+    """Refuse to train in another precision than the one the pipeline named the artifact by: the
+    machine that launched this process (say a CPU without bf16) and the one running it (a GPU pod)
+    may resolve ``training.precision: auto`` differently."""
+    here = precision.resolve(recipe)
+    if expected and here.name != expected:
+        raise RecipeError(f"{recipe.source_file.name}: training.precision: {recipe.training.precision} resolves to "
+                          f"{here.name} on this machine ({here.reason}) but to {expected} where the pipeline "
+                          "runs, which named the model by it. Set training.precision to the precision you "
+                          "want (fp32 or bf16) so both machines agree.")
 
 
 @contextlib.contextmanager
@@ -86,17 +101,34 @@ def channel():
     yield logging.getLogger("finetune_assets.training"), lambda figures: None
 
 
-def main(argv: list[str] | None = None) -> int:
+def spare_imports(recipe: Recipe) -> None:
+    """Keep bitsandbytes out of a process that does not train QLoRA. The Trainer imports peft, and
+    peft imports bitsandbytes whenever it is installed, which loads torch's compiler: several
+    seconds of every training start, for nothing unless the method quantizes. A ``None`` entry in
+    ``sys.modules`` is Python's way to say a module is absent: peft and transformers then skip their
+    bitsandbytes layers, as on a machine without it. Only for this process (``__main__``), never for
+    a process that imports this module."""
+    if recipe.method != "qlora":
+        sys.modules.setdefault("bitsandbytes", None)
+
+
+def main(argv: list[str] | None = None, process: bool = False) -> int:
+    """Train as ``argv`` says; ``process``: this is the training process itself (``__main__``)."""
     args = arguments(argv)
     with channel() as (log, report):
         try:
             recipe = load_recipe(args.recipe)
+            if process:
+                spare_imports(recipe)
             launch.check_splits(recipe, args.splits, launch.world_size())
+            check_precision(recipe, args.precision)
             identity = args.fingerprint or CHAIN["finetuned_model"].fingerprint(
                 recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))])
             base = model_location(recipe.base_model, recipe.source_file.parent)
             args.out.mkdir(parents=True, exist_ok=True)
             checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
+            from finetune_assets.training.trainer import train  # after the checks and spare_imports
+
             # train() refuses another training's checkpoints and a method this machine cannot
             # run before it loads any data or model
             figures = train(recipe, get_task(recipe.task), args.splits, base, args.out, log, checkpoint_dir,
@@ -119,4 +151,4 @@ def _leave_process_group() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(process=True))

@@ -3,8 +3,10 @@
 Dynamic padding (the task's collator), length-grouped batches, evaluation on the validation split
 each epoch, optional early stopping, live progress in the run log, checkpoints every
 ``training.save_steps`` that a re-run resumes from, data parallel over the processes a launcher
-started (DDP through the Trainer: gloo on CPU, NCCL on GPUs). The output folder holds the weights
-(or the LoRA adapter), the tokenizer, the log history and the recipe as trained (``recipe.json``).
+started (DDP through the Trainer: gloo on CPU, NCCL on GPUs), and the precision
+:mod:`finetune_assets.training.precision` resolves for this machine (bf16 autocast where it has it).
+The output folder holds the weights (or the LoRA adapter), the tokenizer, the log history and the
+recipe as trained (``recipe.json``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.training import checkpoints, launch, methods
+from finetune_assets.training import checkpoints, launch, methods, precision
 from finetune_assets.training.progress import RunLogProgress
 from finetune_assets.training.tokenizer import load_tokenizer
 
@@ -63,6 +65,7 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
     method = methods.preflight(recipe, log)  # before any data is read
     processes = launch.world_size()
     resume = _resume_point(checkpoint_dir, fingerprint, processes, log)
+    numerics = precision.resolve(recipe)
     set_seed(spec.seed)
     tokenizer = load_tokenizer(base_location, recipe)
     splits = load_from_disk(str(splits_dir))
@@ -71,8 +74,8 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
     model = methods.prepare(methods.load_base(base_location, recipe, task, method), recipe, task)
     trainable, total = methods.parameter_counts(model)
     log.info(f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
-             f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows")
-    cuda = torch.cuda.is_available()
+             f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows, "
+             f"{numerics}")
     with contextlib.ExitStack() as scratch:
         if checkpoint_dir is None:
             checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-",
@@ -101,9 +104,8 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
             logging_steps=spec.logging_steps,
             train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
             seed=spec.seed,
-            bf16=cuda and torch.cuda.is_bf16_supported(),
-            use_cpu=not cuda,
-            ddp_backend=("nccl" if cuda else "gloo") if processes > 1 else None,
+            **numerics.trainer_arguments(),
+            ddp_backend=("nccl" if numerics.device == "cuda" else "gloo") if processes > 1 else None,
             report_to=[],
             disable_tqdm=True,
             **task.extra_training_arguments(recipe),
@@ -143,6 +145,7 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
         "lora_target_modules": methods.lora_targets(model),
         "device": device_name(),
         **peak_memory(),  # rank 0's process: the model, optimizer state and activations of one device
+        **numerics.metadata(),
         "method_trained": method,
         "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
     }

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from finetune_assets.tasks.causal_lm.chat import IGNORE
+from finetune_assets.training import batching
 
 
 def device() -> str:
@@ -38,40 +39,44 @@ def stop_at_eos(model, tokenizer) -> None:
     config.pad_token_id = tokenizer.pad_token_id
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def response_nll(model, rows, collator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: summed negative log-likelihood of its labelled tokens, and how many there are."""
+    """Per row: summed negative log-likelihood of its labelled tokens, and how many there are.
+    Rows are scored in batches of similar length (``rows["length"]``)."""
     model.eval().to(device())
     features = rows.select_columns(["input_ids", "attention_mask", "labels"])
-    sums, counts = [], []
-    for start in range(0, len(features), batch_size):
-        batch = collator([features[i] for i in range(start, min(start + batch_size, len(features)))])
-        batch = {key: value.to(device()) for key, value in batch.items()}
+
+    def score(indices: list[int]) -> list[tuple[float, int]]:
+        batch = {key: value.to(device()) for key, value in collator([features[i] for i in indices]).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]  # the token at t+1 is predicted from position t
         nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE,
                               reduction="none")
-        sums.append(nll.sum(dim=1).cpu().numpy())
-        counts.append((labels != IGNORE).sum(dim=1).cpu().numpy())
-    return np.concatenate(sums), np.concatenate(counts)
+        return list(zip(nll.sum(dim=1).tolist(), (labels != IGNORE).sum(dim=1).tolist()))
+
+    sums, counts = zip(*batching.map_batches(rows["length"], batch_size, score))
+    return np.asarray(sums), np.asarray(counts)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 8) -> list[dict]:
     """Answers to prompt token ids with the model's ``generation_config``: text, and whether the
-    model ended it with EOS (rather than running into ``max_new_tokens``)."""
+    model ended it with EOS (rather than running into ``max_new_tokens``). Prompts of similar
+    length share a batch, padded on the left so that every answer starts at the same position."""
     model.eval().to(device())
     stops = model.generation_config.eos_token_id
     stops = set(stops) if isinstance(stops, list) else {stops}
-    answers = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer.pad({"input_ids": prompts[start:start + batch_size]}, padding_side="left",
+
+    def answer(indices: list[int]) -> list[dict]:
+        batch = tokenizer.pad({"input_ids": [prompts[i] for i in indices]}, padding_side="left",
                               return_tensors="pt").to(device())
-        output = model.generate(**batch)[:, batch["input_ids"].shape[1]:].tolist()
-        for ids in output:
+        answers = []
+        for ids in model.generate(**batch)[:, batch["input_ids"].shape[1]:].tolist():
             end = next((i for i, token in enumerate(ids) if token in stops), None)
             stopped = end is not None
             ids = ids[:end] if stopped else ids
             answers.append({"text": tokenizer.decode(ids, skip_special_tokens=True).strip(),
                             "tokens": len(ids), "stopped_at_eos": stopped})
-    return answers
+        return answers
+
+    return batching.map_batches([len(prompt) for prompt in prompts], batch_size, answer)

@@ -19,7 +19,6 @@ the base and the tuned model for the same test prompts.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +109,8 @@ class Instruction(TaskFamily):
         return AutoModelForCausalLM.from_pretrained(location, **weights_options(recipe), **options)
 
     def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
+        from finetune_assets.training.tokenizer import tokenizing_processes
+
         max_length = recipe.training.max_length
         chat.with_chat_template(tokenizer)
 
@@ -118,7 +119,7 @@ class Instruction(TaskFamily):
             turns = chat.conversation(row["prompt"], row["response"], row["system"], history)
             return chat.encode(tokenizer, turns, max_length)
 
-        return splits.map(encode, desc="formatting and tokenizing")
+        return splits.map(encode, num_proc=tokenizing_processes(splits), desc="formatting and tokenizing")
 
     def collator(self, tokenizer, model):
         from finetune_assets.tasks.causal_lm.scoring import collator

@@ -34,6 +34,7 @@ def tokenize(splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
     """Prompt and summary as one sequence, labels on the summary and its EOS; ``truncated`` marks
     rows whose document or summary was cut."""
     from finetune_assets.tasks.summarization.summarization_pipeline import cut, user_turn
+    from finetune_assets.training.tokenizer import tokenizing_processes
 
     spec = recipe.training
     chat.with_chat_template(tokenizer)
@@ -45,7 +46,7 @@ def tokenize(splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
         return {key: encoded[key] for key in ("input_ids", "attention_mask", "labels", "length")} | {
             "truncated": document_cut or summary_cut}
 
-    return splits.map(encode, desc="formatting and tokenizing")
+    return splits.map(encode, num_proc=tokenizing_processes(splits), desc="formatting and tokenizing")
 
 
 def predict(model, tokenizer, test, recipe: Recipe) -> tuple[list[str], float]:
