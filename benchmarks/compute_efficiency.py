@@ -18,6 +18,12 @@ arithmetic it actually uses.
   own term, about 3% at these lengths, is left out, so the figure is slightly low).
 - machine: ``torch.matmul`` of two large square matrices, float32 and bf16, best of several runs
   each, timed before and after training (a large gap between the two means the machine was busy).
+- where the step's time goes (CPU): a few more steps in float32 and then in bf16 autocast under
+  ``torch.profiler``, split into matrix products (``aten::mm``, ``addmm``, ``bmm``, ``baddbmm``) and
+  everything else. From them: the matmul share of a float32 step, how much faster the model's own
+  matmuls run in bf16, and the best bf16/float32 step-time ratio those two allow if bf16 sped up
+  nothing else (Amdahl: ``(1 - share) + share / speedup``). It says whether a time target such as
+  ``benchmarks/precision.py``'s 0.55 is reachable on this machine at all.
 
     .venv/bin/python benchmarks/compute_efficiency.py --quick   # about 30 s on 2 CPU cores
     .venv/bin/python benchmarks/compute_efficiency.py
@@ -67,7 +73,10 @@ def tweet_batches(tokenizer, batch_size: int, max_length: int, count: int, seed:
     return batches
 
 
-def training_flops(steps: int, device: str, autocast) -> dict:
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+
+
+def training_flops(steps: int, device: str, autocast, profiled: int = 0) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     training = yaml.safe_load(RECIPE.read_text())["training"]
@@ -75,13 +84,13 @@ def training_flops(steps: int, device: str, autocast) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(common.minilm_dir(), num_labels=2).to(device)
     non_embedding = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
     batches = tweet_batches(AutoTokenizer.from_pretrained(common.minilm_dir()), training["batch_size"],
-                            training["max_length"], steps + 2, training["seed"])
+                            training["max_length"], steps + 2 + 2 * profiled, training["seed"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["learning_rate"]))
     model.train()
 
-    def step(batch):
+    def step(batch, dtype=autocast):
         batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device_type=device, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        with torch.autocast(device_type=device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
@@ -90,13 +99,46 @@ def training_flops(steps: int, device: str, autocast) -> dict:
     for batch in batches[:2]:  # warm-up: first-call allocations and optimizer state
         step(batch)
     sync(device)
+    timed, rest = batches[2:steps + 2], batches[steps + 2:]
     with common.stopwatch() as seconds:
-        for batch in batches[2:]:
+        for batch in timed:
             step(batch)
         sync(device)
-    tokens = sum(batch["input_ids"].numel() for batch in batches[2:])
-    return {"non_embedding_parameters": non_embedding, "tokens": tokens, "seconds": seconds(),
-            "flops_per_s": 6 * non_embedding * tokens / seconds()}
+    tokens = sum(batch["input_ids"].numel() for batch in timed)
+    figures = {"non_embedding_parameters": non_embedding, "tokens": tokens, "seconds": seconds(),
+               "flops_per_s": 6 * non_embedding * tokens / seconds()}
+    if profiled:
+        figures["profile"] = {name: profile(step, rest[i * profiled:(i + 1) * profiled], dtype)
+                              for i, (name, dtype) in enumerate((("fp32", None), ("bf16", torch.bfloat16)))}
+    return figures
+
+
+def profile(step, batches: list[dict], dtype) -> dict:
+    """Seconds of matrix products and of everything else in ``batches``' training steps (the ops'
+    own time on the thread that ran them, as ``torch.profiler`` counts it)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    with profiler(activities=[ProfilerActivity.CPU]) as trace:
+        for batch in batches:
+            step(batch, dtype)
+    seconds = {"matmul": 0.0, "other": 0.0}
+    for op in trace.key_averages():
+        seconds["matmul" if op.key in MATMUL_OPS else "other"] += op.self_cpu_time_total / 1e6
+    return seconds
+
+
+def amdahl(profiled: dict) -> dict:
+    """The matmul share of a float32 step, bf16's speed-up of those matmuls and of the rest, and the
+    bf16/float32 step-time ratio they give; with the rest unchanged, the best ratio possible here."""
+    fp32, bf16 = profiled["fp32"], profiled["bf16"]
+    share = fp32["matmul"] / (fp32["matmul"] + fp32["other"])
+    speedup = fp32["matmul"] / bf16["matmul"]
+    return {"fp32_step_matmul_share": round(share, 3),
+            "bf16_speedup_of_the_models_matmuls": round(speedup, 2),
+            "bf16_speedup_of_everything_else": round(fp32["other"] / bf16["other"], 2),
+            "profiled_step_time_ratio_bf16_to_fp32": round(sum(bf16.values()) / sum(fp32.values()), 3),
+            "best_step_time_ratio_if_only_matmuls_sped_up": round((1 - share) + share / speedup, 3)}
 
 
 def main() -> None:
@@ -108,7 +150,8 @@ def main() -> None:
     repeats, steps = (5, 4) if args.quick else (10, 40)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     before = {name: matmul_flops(size, repeats, dtype, device) for name, dtype in dtypes.items()}
-    trained = training_flops(steps, device, autocast)
+    profiled = (3 if args.quick else 8) if device == "cpu" else 0  # CUDA kernels run async: CPU op times say little
+    trained = training_flops(steps, device, autocast, profiled)
     after = {name: matmul_flops(size, repeats, dtype, device) for name, dtype in dtypes.items()}
     peak = {name: statistics.mean([before[name], after[name]]) for name in dtypes}
     figures = {
@@ -126,6 +169,9 @@ def main() -> None:
     figures["ratio_matmul_bf16_to_fp32"] = round(peak["bf16"] / peak["fp32"], 2)
     figures["ratio_training_to_fp32_matmul"] = round(trained["flops_per_s"] / peak["fp32"], 3)
     figures["ratio_training_to_bf16_matmul"] = round(trained["flops_per_s"] / peak["bf16"], 3)
+    if profiled:
+        figures["profiled"] = f"{profiled} more steps in fp32, then {profiled} in bf16 autocast, under torch.profiler"
+        figures.update(amdahl(trained["profile"]))
     common.print_figures("compute_efficiency", figures, args.quick)
 
 
