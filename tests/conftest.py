@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import tiny_models
 import yaml
@@ -60,6 +61,18 @@ def write_films_recipe(folder: Path, name: str = "films", **overrides) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({**FILMS, **overrides}))
     return path
+
+
+POSITIVE = ["loved", "adored", "enjoyed", "liked", "praised", "admired"]
+NEGATIVE = ["hated", "loathed", "disliked", "despised", "resented", "deplored"]
+
+
+def reviews(seed: int, per_label: int = 60) -> pd.DataFrame:
+    """Rows for :data:`FILMS` (``data/reviews.csv``): one of six words of each sentiment per review,
+    so a tiny model can learn them; ``seed`` makes the texts (and so the test rows) differ."""
+    rows = [(f"I {POSITIVE[i % 6]} part {i} of film {seed}", "positive") for i in range(per_label)]
+    rows += [(f"I {NEGATIVE[i % 6]} part {i} of film {seed}", "negative") for i in range(per_label)]
+    return pd.DataFrame(rows, columns=["review", "sentiment"])
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import write_films_recipe
+from conftest import reviews, write_films_recipe
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -223,16 +223,6 @@ def test_a_corrupt_champion_file_without_history_names_the_file(tmp_path):
 
 
 # --- whole runs through Dagster on a tiny BERT ----------------------------------------------------
-
-POSITIVE = ["loved", "adored", "enjoyed", "liked", "praised", "admired"]
-NEGATIVE = ["hated", "loathed", "disliked", "despised", "resented", "deplored"]
-
-
-def reviews(seed: int, per_label: int = 60) -> pd.DataFrame:
-    rows = [(f"I {POSITIVE[i % 6]} part {i} of film {seed}", "positive") for i in range(per_label)]
-    rows += [(f"I {NEGATIVE[i % 6]} part {i} of film {seed}", "negative") for i in range(per_label)]
-    return pd.DataFrame(rows, columns=["review", "sentiment"])
-
 
 @pytest.fixture
 def project(films_project):
