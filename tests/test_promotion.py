@@ -356,10 +356,12 @@ def test_a_run_with_overrides_is_tagged_and_promotes_only_when_it_says_so(projec
     decision = smoke["exported_model"].metadata["decision"].value
     assert decision.startswith("not promoted: the run overrides the recipe (max_train_samples=40)")
     assert not (artifacts / "films" / "exported_model" / "champion.json").exists()
-    promoted, _ = run(recipes, artifacts, max_train_samples=40, promote=True)
+    promoted, promoted_run = run(recipes, artifacts, max_train_samples=40, promote=True)
     assert promoted["exported_model"].metadata["decision"].value == "promoted (first export)"
+    assert promoted_run.tags["finetune_assets/run_settings"] == "promote=True", "told apart from a plain smoke run"
+    assert "finetune_assets/run_settings" not in smoke_run.tags
     plain, plain_run = run(recipes, artifacts)
-    assert "finetune_assets/run_overrides" not in plain_run.tags
+    assert "finetune_assets/run_overrides" not in plain_run.tags and "finetune_assets/run_settings" not in plain_run.tags
     assert "finetune_assets/run_overrides" not in plain["finetuned_model"].tags
 
 

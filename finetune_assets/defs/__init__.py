@@ -1,10 +1,12 @@
 """Everything Dagster sees, and nothing else: the asset factory (``assets.py``), the asset checks
 (``checks.py``) and their latest results on a lineage, read from the instance for the promotion
-gate (``check_results.py``), jobs, schedules and new-data sensors (``automation.py``), the
+gate (``check_results.py``), jobs, schedules, new-data sensors and automation conditions
+(``automation.py``), the
 resources (``resources.py``: artifact store, the IO manager that passes references between assets,
 per-run settings; ``training.py``: where the training process runs, through Dagster Pipes, locally
 or in a Kubernetes pod whose spec ``kubernetes.py`` builds from the recipe), the conversion of
-stage metadata into Dagster's (``metadata.py``), the run launcher that lets run monitoring see
+stage metadata into Dagster's (``metadata.py``), what a recipe needs of a machine as tags and
+definition metadata on its assets (``requirements.py``), the run launcher that lets run monitoring see
 dead runs (``run_launcher.py``, named in ``dagster_home/dagster.yaml``), and
 :func:`build_definitions`, which assembles them for a set of recipe folders (``build.py``).
 

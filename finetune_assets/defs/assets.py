@@ -36,16 +36,18 @@ from dagster import (
     AssetsDefinition,
     DataVersion,
     Failure,
-    Output,
+    MaterializeResult,
     RetryPolicy,
     StaticPartitionsDefinition,
     asset,
 )
 from dagster._check import CheckError
 
+from finetune_assets.defs import automation
 from finetune_assets.defs.check_results import lineage_failures
 from finetune_assets.defs.checks import recipe_checks
 from finetune_assets.defs.metadata import column_schema, to_dagster
+from finetune_assets.defs.requirements import requirement_metadata, requirement_tags
 from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.errors import BAD_INPUT
 from finetune_assets.pipeline.caching import ancestry
@@ -58,6 +60,7 @@ from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.sweep import variant, variants
 
 OVERRIDES_TAG = "finetune_assets/run_overrides"
+SETTINGS_TAG = "finetune_assets/run_settings"
 
 
 def build_assets(recipe: Recipe) -> list[AssetsDefinition]:
@@ -74,10 +77,11 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
     # In a sweep, a stage after the per-variant ones (the export) gets their references, and its
     # recipe, from the variant the sweep report chose.
     reads_choice = sweep is not None and not stage.per_variant and any(CHAIN[up].per_variant for up in stage.upstream)
-    ins = {f"up_{i}": AssetIn(key=AssetKey([recipe.name, up])) for i, up in enumerate(stage.upstream)
+    # Inputs are named after the upstream stage, so the run log says `Loaded input "clean_dataset"`.
+    ins = {up: AssetIn(key=AssetKey([recipe.name, up])) for up in stage.upstream
            if not (reads_choice and CHAIN[up].per_variant)}
     if reads_choice:
-        ins["choice"] = AssetIn(key=AssetKey([recipe.name, SWEEP_REPORT.name]))
+        ins[SWEEP_REPORT.name] = AssetIn(key=AssetKey([recipe.name, SWEEP_REPORT.name]))
     sweep_note = ("\n\nOne partition per variant of the recipe's sweep." if partitioned else
                   f"\n\nExports the variant {SWEEP_REPORT.name} chose." if reads_choice else "")
 
@@ -87,12 +91,14 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         ins=ins,
         deps=[AssetDep(AssetKey([recipe.name, stage.compares]))] if stage.compares else None,
         partitions_def=sweep if partitioned else None,
-        description=f"{stage.description}{sweep_note}\n\nRecipe: {recipe.source_file.name}. "
+        description=f"{stage.describe(recipe)}{sweep_note}\n\nRecipe {recipe.source_file.name}: "
                     f"{recipe.description}".strip(),
         code_version=stage.version(recipe),
         io_manager_key="artifact_refs",
         kinds=set(stage.kinds),
-        tags={"task": recipe.task, "method": recipe.method},
+        tags=requirement_tags(recipe),
+        metadata=requirement_metadata(recipe),
+        automation_condition=automation.condition(recipe, stage),
         required_resource_keys={"artifacts", "run_settings"} | ({"training"} if stage.trains else set()),
         pool=compute.pool if stage.trains else None,
         retry_policy=RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
@@ -102,11 +108,11 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
     )
     def _asset(context: AssetExecutionContext, **refs):
         run_settings = context.resources.run_settings
-        name, chosen = sweep_report.chosen(refs["choice"]) if reads_choice else (None, {})
-        upstream = [chosen[up] if up in chosen else refs[f"up_{i}"] for i, up in enumerate(stage.upstream)]
+        name, chosen = sweep_report.chosen(refs[SWEEP_REPORT.name]) if reads_choice else (None, {})
+        upstream = [chosen[up] if up in chosen else refs[up] for up in stage.upstream]
         facts = RunFacts(failed_checks=_failed_checks(context, recipe, stage, upstream) if stage.finish else None,
                          overrides=run_settings.overrides(), promote_with_overrides=run_settings.promote)
-        _tag_run(context, facts)
+        _tag_run(context, facts, run_settings.describe_settings())
         try:
             active = run_settings.apply(recipe)
             if partitioned or reads_choice:  # the variant's recipe: the run's overrides, then the sweep's
@@ -127,19 +133,21 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         tags = {OVERRIDES_TAG: "-".join(sorted(facts.overrides))} if facts.overrides else {}
         if facts.overrides:
             metadata = {**metadata, "run_overrides": facts.describe_overrides()}
-        yield Output(ref, data_version=DataVersion(ref.fingerprint), tags=tags,
-                     metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
+        yield MaterializeResult(value=ref, data_version=DataVersion(ref.fingerprint), tags=tags,
+                                metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
         for name, outcome in checks.items():
             yield AssetCheckResult(check_name=name, passed=outcome["passed"], severity=AssetCheckSeverity.ERROR,
-                                   description=outcome["description"], metadata=outcome["figures"])
+                                   description=outcome["description"], metadata=to_dagster(outcome["figures"]))
 
     return _asset
 
 
-def _tag_run(context: AssetExecutionContext, facts: RunFacts) -> None:
-    """The machine the run works on (so run monitoring can tell a dead run from a live one) and
-    the run's overrides (so its figures are told apart from a production run's)."""
-    tags = {HOST_TAG: socket.gethostname(), **({OVERRIDES_TAG: facts.describe_overrides()} if facts.overrides else {})}
+def _tag_run(context: AssetExecutionContext, facts: RunFacts, settings: str) -> None:
+    """The machine the run works on (so run monitoring can tell a dead run from a live one), the
+    run's overrides (so its figures are told apart from a production run's) and its other run
+    settings (forced, promoting a smoke run, trained elsewhere)."""
+    tags = {HOST_TAG: socket.gethostname(), **({OVERRIDES_TAG: facts.describe_overrides()} if facts.overrides else {}),
+            **({SETTINGS_TAG: settings} if settings else {})}
     if any(context.run.tags.get(key) != value for key, value in tags.items()):
         context.instance.add_run_tags(context.run_id, tags)
 

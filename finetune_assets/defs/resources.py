@@ -10,10 +10,11 @@ the pipeline code.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from finetune_assets.errors import RecipeError
 from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, default_artifacts_root
@@ -23,9 +24,10 @@ from finetune_assets.recipes.schema import ComputeSpec
 
 
 class ArtifactStore(ConfigurableResource):
-    """The artifacts root as a Dagster resource; empty ``root`` means :func:`default_artifacts_root`."""
+    """Where the artifacts live: one folder per recipe, asset and fingerprint under `root`."""
 
-    root: str = ""
+    root: str = Field("", description="The artifacts root; empty: $FINETUNE_ARTIFACTS_DIR, else "
+                      "$DAGSTER_HOME/artifacts.")
 
     @property
     def base(self) -> Path:
@@ -36,11 +38,11 @@ class ArtifactStore(ConfigurableResource):
 
 
 class ArtifactRefIOManager(ConfigurableIOManager):
-    """Stores each asset's :class:`ArtifactRef` as a JSON file under ``<root>/refs``:
-    ``refs/<recipe>/<asset>.json``, and for a partition (a sweep variant)
-    ``refs/<recipe>/<asset>/<partition key, %-quoted>.json``."""
+    """Passes a small JSON reference (path, fingerprint, lineage) from each asset to the next, never a
+    pickled model: `<root>/refs/<recipe>/<asset>.json`, and for a partition (a sweep variant)
+    `<root>/refs/<recipe>/<asset>/<partition key, %-quoted>.json`."""
 
-    root: str = ""
+    root: str = Field("", description="The artifacts root, as for the `artifacts` resource.")
 
     def _ref_file(self, context: InputContext | OutputContext) -> Path:
         *folders, name = context.asset_key.path
@@ -61,33 +63,54 @@ class ArtifactRefIOManager(ConfigurableIOManager):
 
 
 class RunSettings(ConfigurableResource):
-    """Per-run overrides, set in Dagster run config without touching the recipe file.
+    """Settings for one run, without touching the recipe file: the launchpad shows each with its
+    default, and `dagster asset materialize -c run_config.yaml` takes the same keys.
 
-    CI uses them to train on a small slice; ``force`` ignores cached artifacts for one run.
-    Overridden training values change the fingerprints like any recipe edit, so cached artifacts are
-    never confused. A run with overrides is tagged ``finetune_assets/run_overrides`` and its export
-    is not promoted unless ``promote`` is true: a smoke run never replaces the production model.
-    ``launcher`` and ``processes`` move one run's training (``torchrun`` with 4 processes on a
-    4-GPU machine, say); where a model trains changes neither its fingerprint nor its promotion.
+    - `max_train_samples`, `max_eval_samples`, `epochs` change what is trained (a *smoke run*, CI's
+      small slice). They change the fingerprints like a recipe edit, so nothing cached is confused; the
+      run is tagged `finetune_assets/run_overrides` and its export is not promoted unless `promote`.
+    - `force` recomputes every asset of the run, `launcher` and `processes` move its training (say
+      `torchrun` with 4 processes on a 4-GPU machine). None of them changes what is trained, so the
+      fingerprints stay; a run using them is tagged `finetune_assets/run_settings`.
+
+    A value of 0 (or `recipe`) leaves the recipe's setting as it is.
     """
 
-    force: bool = False
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    epochs: float | None = None
-    promote: bool = False  # let a run with overrides promote its export
-    launcher: str | None = None  # local | torchrun | accelerate: where this run trains
-    processes: int | None = None
+    force: bool = Field(False, description="Ignore cached artifacts: recompute every asset of this run "
+                        "(a training starts from scratch instead of resuming).")
+    max_train_samples: int = Field(0, ge=0, description="Train on at most this many rows (a seeded sample); "
+                                   "0: as the recipe says. Makes this a smoke run.")
+    max_eval_samples: int = Field(0, ge=0, description="Validate and test on at most this many rows; "
+                                  "0: as the recipe says. Makes this a smoke run.")
+    epochs: float = Field(0.0, ge=0, description="Passes over the training rows; 0: as the recipe says. "
+                          "Makes this a smoke run.")
+    promote: bool = Field(False, description="Let a smoke run's export replace the champion when it wins "
+                          "(by default a run with overrides never promotes).")
+    launcher: Literal["recipe", "local", "torchrun", "accelerate"] = Field(
+        "recipe", description="Where this run trains: local (one process), torchrun (data parallel over "
+        "`processes`), accelerate (the recipe's compute.accelerate_config); recipe: as compute.launcher says.")
+    processes: int = Field(0, ge=0, description="torchrun: training processes, one per device; 0: as "
+                           "compute.processes says.")
 
     def overrides(self) -> dict:
         """The training settings this run changes, by name."""
         return {key: getattr(self, key) for key in ("max_train_samples", "max_eval_samples", "epochs")
-                if getattr(self, key) is not None}
+                if getattr(self, key)}
+
+    def compute(self) -> dict:
+        """The ``compute`` settings this run changes: where it trains, not what."""
+        return {**({"launcher": self.launcher} if self.launcher != "recipe" else {}),
+                **({"processes": self.processes} if self.processes else {})}
+
+    def describe_settings(self) -> str:
+        """The settings this run sets that do not change what is trained (``force=True, launcher=torchrun``)."""
+        chosen = {**self.compute(), **{key: True for key in ("force", "promote") if getattr(self, key)}}
+        return ", ".join(f"{key}={value}" for key, value in sorted(chosen.items()))
 
     def apply(self, recipe: Recipe) -> Recipe:
         """The recipe as this run sees it (the ``compute`` overrides validated like the recipe's)."""
         update = {"training": recipe.training.model_copy(update=self.overrides())} if self.overrides() else {}
-        compute = {key: getattr(self, key) for key in ("launcher", "processes") if getattr(self, key) is not None}
+        compute = self.compute()
         if compute:
             try:
                 update["compute"] = ComputeSpec.model_validate({**recipe.compute.model_dump(), **compute})

@@ -11,9 +11,11 @@ the resource, not the code: ``build_definitions(training=KubernetesTraining(...)
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocessClient
+from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocessClient, PreviewWarning
+from pydantic import Field
 
 from finetune_assets.defs.kubernetes import pod_spec
 from finetune_assets.pipeline.launching import Launch
@@ -26,38 +28,46 @@ def reported_figures(invocation) -> dict:
 
 
 class TrainingLauncher(ConfigurableResource):
-    """Starts the training process of one materialization."""
+    """Starts the training process of one materialization (the `finetuned_model` asset)."""
 
     def launcher(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> Launch:
         raise NotImplementedError
 
 
 class LocalTraining(TrainingLauncher):
-    """Trains in a child process on this machine (``PipesSubprocessClient``); ``environment`` is
-    added to the process's environment (``CUDA_VISIBLE_DEVICES``, say)."""
+    """Trains in a child process on this machine through Dagster Pipes (`PipesSubprocessClient`):
+    its progress streams into the run's log and its figures become the asset's metadata."""
 
-    environment: dict[str, str] = {}
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Added to the training process's environment "
+        "(CUDA_VISIBLE_DEVICES, say).")
 
     def launcher(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> Launch:
         client = PipesSubprocessClient(env=self.environment)
 
         def launch(command, env, report):
-            return reported_figures(client.run(context=context, command=list(command), env=dict(env)))
+            with warnings.catch_warnings():
+                # Dagster's own Pipes session reads a property it marks as preview, and warns on
+                # every run it launches; nothing here uses that property.
+                warnings.filterwarnings("ignore", "Function `PipesMessageReader.expected_writer_count`",
+                                        PreviewWarning)
+                return reported_figures(client.run(context=context, command=list(command), env=dict(env)))
 
         return launch
 
 
 class KubernetesTraining(TrainingLauncher):
-    """Trains in a Kubernetes pod (``dagster_k8s.PipesK8sClient``) from the project's image, with
-    the GPUs, CPU and memory the recipe's ``compute.kubernetes`` asks for. The artifacts root is a
+    """Trains in a Kubernetes pod (`dagster_k8s.PipesK8sClient`) from the project's image, with the
+    GPUs, CPU and memory the recipe's `compute.kubernetes` asks for. The artifacts root is a
     persistent volume claim mounted at the same path in the pod, so the splits, the checkpoints and
     the trained weights are where the run expects them."""
 
-    image: str
-    artifacts_claim: str  # the PersistentVolumeClaim holding the artifacts root
-    namespace: str | None = None
-    python: str = "python"  # the interpreter in the image
-    kubeconfig_file: str | None = None  # None: in-cluster config when running in a pod, else ~/.kube/config
+    image: str = Field(description="The project's container image, e.g. registry.example.com/finetune-assets:0.1.0.")
+    artifacts_claim: str = Field(description="The PersistentVolumeClaim holding the artifacts root.")
+    namespace: str | None = Field(None, description="The pod's namespace; none: the client's default.")
+    python: str = Field("python", description="The interpreter in the image.")
+    kubeconfig_file: str | None = Field(None, description="None: in-cluster config when running in a pod, "
+                                        "else ~/.kube/config.")
 
     def run_arguments(self, recipe: Recipe, artifacts_root: Path, command, env) -> dict:
         """What ``PipesK8sClient.run`` receives besides the context."""

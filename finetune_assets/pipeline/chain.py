@@ -39,7 +39,7 @@ class Stage:
     name: str
     upstream: tuple[str, ...]
     artifact: str  # the file inside the stage's folder its reference points at ("" = the folder)
-    description: str
+    description: str  # what the asset is, with {placeholders} filled from the recipe (see describe)
     code_version: str  # bump when the stage's code changes what it writes; part of the fingerprint
     reads: tuple[str, ...]  # recipe sections (dotted keys) the stage's output depends on
     run: Callable  # (StageWork, *upstream refs) -> (info, metadata); see pipeline.stages
@@ -57,6 +57,10 @@ class Stage:
     checks: tuple[StageCheck, ...] = ()  # computed by ``run`` itself (see StageCheck)
     machine: Callable | None = None  # recipe -> what this machine makes of the recipe's settings
 
+    def describe(self, recipe: Recipe) -> str:
+        """What this stage's asset is for ``recipe``, in words a person reading the UI understands."""
+        return self.description.format(**recipe_terms(recipe))
+
     def version(self, recipe: Recipe) -> str:
         """The stage's code version plus the recipe sections it reads: Dagster's code version, so
         editing a recipe marks exactly the affected assets stale in the UI."""
@@ -69,6 +73,22 @@ class Stage:
         return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra, *resolved)
 
 
+METHOD_WORDS = {
+    "full": "full fine-tuning: every weight trains",
+    "lora": "LoRA: small adapter matrices of rank {r} train while the base model stays frozen",
+    "qlora": "QLoRA: LoRA adapters of rank {r} on a 4-bit quantized base model",
+}
+
+
+def recipe_terms(recipe: Recipe) -> dict:
+    """The recipe's own words for the stage descriptions: its source, base model, task, method."""
+    task = get_task(recipe.task)
+    return {"source": recipe.dataset.source, "base_model": recipe.base_model, "task": recipe.task,
+            "method": METHOD_WORDS[recipe.method].format(r=recipe.lora.r),
+            "metric": recipe.promotion.metric or task.primary_metric, "pipeline_task": task.pipeline_task,
+            "max_length": recipe.training.max_length}
+
+
 def resolved_precision(recipe: Recipe) -> str:
     """``training.precision`` as this machine resolves it (``auto`` -> bf16 or fp32): models trained
     or scored in different precisions are different artifacts."""
@@ -77,35 +97,41 @@ def resolved_precision(recipe: Recipe) -> str:
 
 STAGES = (
     Stage("raw_dataset", (), "rows.parquet",
-          "The data exactly as read from the recipe's source (parquet).",
+          "The rows of `{source}` exactly as read (a parquet file), never changed afterwards: what every "
+          "later asset can be traced back to.",
           code_version="1", reads=("dataset",),
           run=stages.raw_dataset, read_inputs=stages.read_raw_rows),
     Stage("clean_dataset", ("raw_dataset",), "rows.parquet",
-          "Cleaned, pandera-validated rows in the task's columns.",
+          "The {task} rows of raw_dataset after the recipe's cleaning rules, validated by the task's pandera "
+          "schema; every dropped row is counted by reason and kept in dropped.parquet.",
           code_version="1", reads=("task", "dataset", "cleaning"),
           run=stages.clean_dataset, row_schema=lambda recipe: get_task(recipe.task).schema(recipe)),
     Stage("tokenized_splits", ("clean_dataset",), "",
-          "Train/validation/test splits, tokenized (datasets on disk).",
+          "The clean rows split into train, validation and test, tokenized by the tokenizer of `{base_model}` "
+          "(at most {max_length} tokens per input).",
           code_version="1", reads=("base_model", "splits", "training.max_length",
                                    "training.max_target_length", "training.input_prefix"),
           run=stages.tokenized_splits),
     # 2: training_figures.json next to the weights; 3: trained in its own process, recipe.json beside;
     # 4: peak memory in the figures; 5: precision in the figures
     Stage("finetuned_model", ("tokenized_splits",), "",
-          "The fine-tuned checkpoint (full weights or LoRA adapter).",
+          "`{base_model}` fine-tuned on the training split ({method}): the checkpoint, its loss curve and "
+          "training figures.",
           code_version="5", reads=("base_model", "method", "lora", "quantization", "training"),
           run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True, per_variant=True,
           machine=resolved_precision),
     # 2: test_rows and rows_key in the reference (the gate compares on identical rows); 3: precision
     Stage("evaluation_report", ("tokenized_splits", "finetuned_model"), "report.json",
-          "Test metrics of the tuned model, the base model and the current champion, on the same rows.",
+          "The fine-tuned model, the untuned `{base_model}` and the current champion scored on the same test "
+          "rows ({metric} says which is better), with plots and sample predictions.",
           code_version="3", reads=("generation", "evaluation"),
           run=stages.evaluation_report, finish=champion_scores.for_report, per_variant=True,
           machine=resolved_precision),
     # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref.
     # 4: the merge check
     Stage("exported_model", ("finetuned_model", "evaluation_report"), "",
-          "The champion export: a folder transformers.pipeline loads.",
+          "The fine-tuned model as a self-contained folder that `transformers.pipeline(\"{pipeline_task}\")` "
+          "loads, with its model card; the promotion gate decides whether it replaces the champion.",
           code_version="4", reads=("generation",),
           run=stages.exported_model, finish=promotion.gate, kinds=("python", "huggingface"),
           checks=(StageCheck("merge_verified", "The export, loaded back from disk, is the model that was trained: "
@@ -122,8 +148,8 @@ def _variant_evaluations(recipe: Recipe, log, root, upstream: list[ArtifactRef])
 
 SWEEP_REPORT = Stage(
     "sweep_report", ("tokenized_splits",), "sweep.json",
-    "Every variant of the recipe's sweep scored on the same test rows, side by side; the best by the "
-    "promotion rule goes on to exported_model.",
+    "Every variant of the recipe's sweep scored on the same test rows, side by side; the best by {metric} "
+    "goes on to exported_model.",
     code_version="1", reads=("sweep", "promotion"),
     run=sweep_report.compare, read_inputs=_variant_evaluations, compares="evaluation_report")
 
