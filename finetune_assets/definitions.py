@@ -6,6 +6,8 @@ The Definitions are built when Dagster calls :func:`defs`, not when this module 
 importing finetune_assets never reads recipe files or builds assets.
 """
 
+import warnings
+
 import dagster as dg
 
 from finetune_assets.defs import build_definitions
@@ -14,4 +16,9 @@ from finetune_assets.defs import build_definitions
 @dg.definitions
 def defs() -> dg.Definitions:
     """Every recipe in the configured recipe folders (see :mod:`finetune_assets.recipes.loading`)."""
+    # Dagster's CLI turns `--select 'group:<recipe>'` into AssetSelection.groups(..., include_sources=...)
+    # itself, a parameter it marks beta, and warns about its own call on every such command. Nothing of
+    # ours uses it; this one message is silenced in the processes that load this code location.
+    warnings.filterwarnings("ignore", "Parameter `include_sources` of function `AssetSelection.groups`",
+                            dg.BetaWarning)
     return build_definitions()

@@ -1,7 +1,9 @@
 """Stage metadata as Dagster metadata: the one place that knows Dagster's metadata types.
 
 Stages report plain numbers and text plus the small types of
-:mod:`finetune_assets.report.values`; here they become ``MetadataValue``s. A pandera row schema
+:mod:`finetune_assets.report.values`; here they become ``MetadataValue``s, floats rounded for a
+person to read (4 significant digits: ``0.8838``, not ``0.8837761519702221``; the files keep every
+digit). A pandera row schema
 becomes the ``dagster/column_schema`` Dagster shows on the asset's page, through dagster-pandera.
 """
 
@@ -11,15 +13,15 @@ import warnings
 
 from dagster import MetadataValue
 
-from finetune_assets.report.values import FilePath, Json, Markdown
+from finetune_assets.report.values import FilePath, Json, Markdown, rounded
 
 _MAKERS = {Markdown: lambda v: MetadataValue.md(v.text), FilePath: lambda v: MetadataValue.path(v.path),
-           Json: lambda v: MetadataValue.json(v.data)}
+           Json: lambda v: MetadataValue.json(rounded(v.data))}
 
 
 def to_dagster(metadata: dict) -> dict:
-    """``metadata`` with every report value turned into its ``MetadataValue``."""
-    return {key: _MAKERS[type(value)](value) if type(value) in _MAKERS else value
+    """``metadata`` with every report value turned into its ``MetadataValue`` and floats rounded."""
+    return {key: _MAKERS[type(value)](value) if type(value) in _MAKERS else rounded(value)
             for key, value in metadata.items()}
 
 

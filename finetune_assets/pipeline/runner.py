@@ -2,9 +2,10 @@
 
 The same steps for every stage, with no knowledge of which one it is: read what must be read
 before the fingerprint is known, compute the fingerprint, reuse the folder of that fingerprint if
-it is complete (``cache_hit: true``), else run the stage into a staging folder and rename it into
-place with its record; then the stage's ``finish`` step (the champion's scores, the promotion
-gate), cached or not, with the run's :class:`~finetune_assets.pipeline.facts.RunFacts`.
+it is complete (``cache_hit: true``), else run the stage into a staging folder (library progress
+bars off, see ``quiet.py``) and rename it into place with its record; then the stage's ``finish``
+step (the champion's scores, the promotion gate), cached or not, with the run's
+:class:`~finetune_assets.pipeline.facts.RunFacts`.
 Two runs making the same fingerprint at once both finish; the folder put in place first is the one
 both report. A training stage also gets a checkpoint folder of its fingerprint that outlives a
 failed attempt (the next attempt resumes from it) and is deleted once the artifact is complete, and
@@ -26,6 +27,7 @@ from finetune_assets.pipeline.atomic import atomic_dir, remove_stale_staging
 from finetune_assets.pipeline.chain import Stage
 from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.pipeline.launching import Launch, run_process
+from finetune_assets.pipeline.quiet import no_progress_bars
 from finetune_assets.pipeline.stages import StageWork
 from finetune_assets.recipes import Recipe
 
@@ -58,6 +60,7 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
         # Replace only on purpose (force) or when what is there is not a complete artifact.
         with atomic_dir(folder, replace=force or folder.exists()) as staging:
             work = StageWork(recipe, log, staging, folder, inputs, fp, checkpoints, launch)
+            no_progress_bars()
             info, metadata = stage.run(work, *upstream)
             ref = ArtifactRef(str(folder / stage.artifact) if stage.artifact else str(folder), fp, info,
                               caching.ancestry(**dict(zip(stage.upstream, upstream))))

@@ -27,7 +27,7 @@ from finetune_assets.pipeline.champion_scores import rows_key
 from finetune_assets.pipeline.launching import Launch, run_process
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
-from finetune_assets.report.values import FilePath, Json, Markdown
+from finetune_assets.report.values import FilePath, Json, Markdown, rounded
 from finetune_assets.tasks import get_task
 
 Result = tuple[dict, dict]
@@ -64,12 +64,13 @@ def base_location(recipe: Recipe) -> str:
 def read_raw_rows(recipe: Recipe, log, root: Path, upstream: list[ArtifactRef]) -> Inputs:
     """The recipe's rows as the source holds them, hashed by content (the first stage: no upstream,
     nothing under ``root`` to read). What cannot work fails here, before any data is read: a base
-    model without safetensors weights, a ``training.precision`` this machine cannot run, a ``qlora``
-    recipe on a machine that cannot train it."""
-    from finetune_assets.training import precision
+    model without safetensors weights, a ``training.precision`` this machine cannot run, a tracker of
+    ``training.report_to`` that is not installed, a ``qlora`` recipe on a machine that cannot train it."""
+    from finetune_assets.training import precision, tracking
 
     sources.require_safetensors(recipe.base_model, recipe.source_file.parent)
     precision.resolve(recipe)
+    tracking.require_trackers(recipe)
     if recipe.method == "qlora":
         from finetune_assets.training import methods
 
@@ -221,7 +222,7 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
     probe = export_model(recipe, task, Path(model_ref.path), base_location(recipe), report, lineage,
                          work.staging, probe_text)
     work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
-                  f"pipeline probe: {probe['probe_output']}")
+                  f"pipeline probe: {rounded(probe['probe_output'])}")
     merge = verify_export(recipe, task, model_ref, work)
     (work.log.info if merge["passed"] else work.log.error)(f"merge check: {merge['description']}")
     kept = {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key") if key in report_ref.info}

@@ -1,5 +1,7 @@
 """Markdown tables for metadata: the UI renders them, and they read well as plain text."""
 
+from finetune_assets.report.values import rounded
+
 
 def markdown_table(rows: list[dict]) -> str:
     if not rows:
@@ -11,4 +13,4 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def _cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return str(rounded(value)).replace("|", "\\|").replace("\n", " ")

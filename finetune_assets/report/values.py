@@ -7,6 +7,8 @@ process, and become Dagster metadata in one place (:mod:`finetune_assets.defs.me
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,3 +50,17 @@ def from_record(value):
     if isinstance(value, dict) and "__kind__" in value:
         return KINDS[value["__kind__"]](value["value"])
     return value
+
+
+def rounded(value):
+    """``value`` as a person should read it: a float to 4 significant digits, never losing a whole
+    digit (0.8837761519702221 -> 0.8838, 1234.56 -> 1235.0); lists and dicts inside, recursively;
+    anything else unchanged. For display only: files keep full precision."""
+    if type(value) is dict:  # plain containers only: a library's record types stay as they are
+        return {key: rounded(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(rounded(item) for item in value)
+    if not isinstance(value, numbers.Real) or isinstance(value, numbers.Integral) or not math.isfinite(value) \
+            or value == 0:
+        return value
+    return round(float(value), max(3 - math.floor(math.log10(abs(value))), 0))

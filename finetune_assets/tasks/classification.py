@@ -99,8 +99,7 @@ class Classification(TaskFamily):
         from finetune_assets.training import batching
 
         names = _label_names(recipe)
-        args = TrainingArguments(output_dir=str(workdir), per_device_eval_batch_size=recipe.training.eval_batch_size,
-                                 report_to=[], disable_tqdm=True)
+        args = batching.inference_arguments(TrainingArguments, workdir, recipe.training.eval_batch_size)
         trainer = Trainer(model=model, args=args, data_collator=self.collator(tokenizer, model))
         inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in test.column_names]
         predicted = batching.predict_longest_first(trainer, test, inputs).argmax(-1)

@@ -10,6 +10,7 @@ caller gets its results back in the rows' own order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,15 @@ import numpy as np
 def longest_first(lengths: Sequence[int]) -> np.ndarray:
     """Row indices from the longest row to the shortest (rows of equal length keep their order)."""
     return np.argsort(-np.asarray(lengths), kind="stable")
+
+
+def inference_arguments(arguments_class, workdir: Path, batch_size: int, **extra):
+    """Trainer arguments for prediction only: no trackers, no progress bars (the run log says what is
+    scored), and pinned memory only where there is a GPU to copy batches to (torch warns otherwise)."""
+    import torch
+
+    return arguments_class(output_dir=str(workdir), per_device_eval_batch_size=batch_size, report_to=[],
+                           disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(), **extra)
 
 
 def predict_longest_first(trainer, rows, columns: list[str]) -> np.ndarray:

@@ -11,10 +11,11 @@ from the newest complete one of the same training, and refuses a folder holding 
 training's (:mod:`finetune_assets.training.checkpoints`).
 
 Refuses, before loading any model (the short validation pass): a recipe that does not load, a
-splits folder without train and validation, a batch that does not divide over the processes, a
-QLoRA recipe on a machine without CUDA (unless it allows the LoRA fallback), a ``--precision``
-other than the one ``training.precision`` resolves to on this machine. These exit with code
-2 and a message naming the setting; a crash exits non-zero as usual.
+tracker of ``training.report_to`` that is not installed, a splits folder without train and
+validation, a batch that does not divide over the processes, a QLoRA recipe on a machine without
+CUDA (unless it allows the LoRA fallback), a ``--precision`` other than the one
+``training.precision`` resolves to on this machine. These exit with code 2 and a message naming
+the setting; a crash exits non-zero as usual.
 
 Outside Dagster it logs plainly to stderr. Launched by Dagster (``PipesSubprocessClient``,
 ``PipesK8sClient``), rank 0 opens Dagster Pipes: its progress (step, loss, ETA) goes to the run's
@@ -37,9 +38,10 @@ from finetune_assets.errors import BAD_INPUT, RecipeError
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.caching import load as load_record
 from finetune_assets.pipeline.chain import CHAIN
+from finetune_assets.pipeline.quiet import no_progress_bars
 from finetune_assets.recipes import Recipe, load_recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.training import launch, precision
+from finetune_assets.training import launch, precision, tracking
 
 EXIT_BAD_INPUT = 2
 
@@ -120,8 +122,10 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             recipe = load_recipe(args.recipe)
             if process:
                 spare_imports(recipe)
+            tracking.require_trackers(recipe)
             launch.check_splits(recipe, args.splits, launch.world_size())
             check_precision(recipe, args.precision)
+            no_progress_bars()
             identity = args.fingerprint or CHAIN["finetuned_model"].fingerprint(
                 recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))])
             base = model_location(recipe.base_model, recipe.source_file.parent)

@@ -5,8 +5,9 @@ each epoch, optional early stopping, live progress in the run log, checkpoints e
 ``training.save_steps`` that a re-run resumes from, data parallel over the processes a launcher
 started (DDP through the Trainer: gloo on CPU, NCCL on GPUs), and the precision
 :mod:`finetune_assets.training.precision` resolves for this machine (bf16 autocast where it has it).
-The output folder holds the weights (or the LoRA adapter), the tokenizer, the log history and the
-recipe as trained (``recipe.json``).
+The output folder holds the weights (or the LoRA adapter), the tokenizer, the log history, the
+recipe as trained (``recipe.json``) and, when ``training.report_to`` names tensorboard, the
+TensorBoard event files (``tensorboard/``); other trackers get the figures through the Trainer.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, load_from_disk
-from transformers import EarlyStoppingCallback, set_seed
+from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 
 from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.training import checkpoints, launch, methods, precision
+from finetune_assets.training import checkpoints, launch, methods, precision, tracking
 from finetune_assets.training.progress import RunLogProgress
 from finetune_assets.training.tokenizer import load_tokenizer
 
@@ -106,17 +107,19 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
             seed=spec.seed,
             **numerics.trainer_arguments(),
             ddp_backend=("nccl" if numerics.device == "cuda" else "gloo") if processes > 1 else None,
-            report_to=[],
+            report_to=list(spec.report_to),  # experiment trackers (training/tracking.py)
             disable_tqdm=True,
             **task.extra_training_arguments(recipe),
         )
         callbacks = [RunLogProgress(log)]
         if spec.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience))
-        trainer = task.trainer_class()(
-            model=model, args=args, train_dataset=train_rows, eval_dataset=validation_rows,
-            data_collator=task.collator(tokenizer, model), processing_class=tokenizer,
-            callbacks=callbacks)
+        with tracking.event_files_into(out_dir, recipe):
+            trainer = task.trainer_class()(
+                model=model, args=args, train_dataset=train_rows, eval_dataset=validation_rows,
+                data_collator=task.collator(tokenizer, model), processing_class=tokenizer,
+                callbacks=callbacks)
+        trainer.remove_callback(PrinterCallback)  # it prints each log as a raw dict; RunLogProgress logs them
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
         seconds = time.monotonic() - started

@@ -72,9 +72,8 @@ def predict(model, tokenizer, test, recipe: Recipe, workdir: Path) -> tuple[list
 
     from finetune_assets.training import batching
 
-    args = Seq2SeqTrainingArguments(output_dir=str(workdir), report_to=[], disable_tqdm=True,
-                                    per_device_eval_batch_size=recipe.training.eval_batch_size,
-                                    predict_with_generate=True)
+    args = batching.inference_arguments(Seq2SeqTrainingArguments, workdir, recipe.training.eval_batch_size,
+                                        predict_with_generate=True)
     trainer = Seq2SeqTrainer(model=model, args=args, data_collator=collator(tokenizer, model),
                              processing_class=tokenizer)
     # Labels stay in: DataCollatorForSeq2Seq always sets a "labels" key, and Seq2SeqTrainer then
