@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from finetune_assets.tasks import TASK_NAMES
 
@@ -105,6 +105,16 @@ class TrainingSpec(_Strict):
                               "fraction of the run; with early stopping, validation runs at each checkpoint")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept while training (the best one too)")
     seed: int = 42
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description='experiment trackers the Trainer reports to: a list, one name, or "none" '
+        "(the default); not part of the fingerprint: where figures are reported does not change the model")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_none(cls, value):
+        if value == "none" or value is None:
+            return []
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _whole_steps(self) -> "TrainingSpec":
@@ -191,6 +201,21 @@ class ScheduleSpec(_Strict):
     timezone: str = "UTC"
 
 
+class AutomationSpec(_Strict):
+    """Dagster automation conditions on the recipe's assets, evaluated by its ``<recipe>_automation``
+    sensor (created stopped); see finetune_assets/defs/automation.py."""
+
+    data: Literal["eager"] | None = Field(
+        None, description="eager: clean_dataset and tokenized_splits follow raw_dataset whenever it is materialized")
+    retrain: ScheduleSpec | None = Field(
+        None, description="finetuned_model onwards once per cron period, when every blocking check upstream passed")
+
+
+# Settings that change how a run is watched, not what it makes: left out of every fingerprint and
+# code version, so choosing a tracker neither retrains nor marks anything stale.
+NOT_FINGERPRINTED = {"training": {"report_to"}}
+
+
 class Recipe(_Strict):
     """A whole fine-tuning job. ``name`` comes from the file name, never from inside the file."""
 
@@ -205,6 +230,7 @@ class Recipe(_Strict):
     checks: ChecksSpec = ChecksSpec()
     promotion: PromotionSpec = PromotionSpec()
     schedule: ScheduleSpec | None = None
+    automation: AutomationSpec | None = None
     force_recompute: bool = Field(False, description="ignore cached artifacts on every run")
     splits: SplitSpec = SplitSpec()
     method: Literal["full", "lora", "qlora"] = "full"
@@ -221,7 +247,8 @@ class Recipe(_Strict):
     def section(self, *keys: str) -> dict:
         """The settings under ``keys`` (dotted for nested, e.g. ``training.max_length``) as plain
         data: what a stage's fingerprint depends on."""
-        data = self.model_dump(mode="json", exclude={"name", "source_file", "description"})
+        data = self.model_dump(mode="json", exclude={"name": True, "source_file": True, "description": True,
+                                                        **NOT_FINGERPRINTED})
         picked = {}
         for key in keys:
             value = data

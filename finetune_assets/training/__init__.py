@@ -6,7 +6,8 @@ or without Dagster); ``launch.py`` builds the command that starts it (alone, ``t
 may be resumed. ``methods.py`` is the one place that knows full fine-tuning from LoRA and QLoRA;
 ``precision.py`` decides the numeric precision on this machine (bf16 autocast where it has it) for
 training and evaluation alike; ``trainer.py`` runs the Hugging Face Trainer (``progress.py`` streams
-its progress into the log); ``evaluation.py`` scores the tuned and the base model on the same test
+its progress into the log, ``tracking.py`` checks and places the experiment trackers of
+``training.report_to``); ``evaluation.py`` scores the tuned and the base model on the same test
 rows, and ``batching.py`` gives evaluation and generation batches of similar length; ``export.py``
 writes the self-contained folder ``transformers.pipeline`` loads, and ``merge_check.py`` verifies
 that folder is the model that was trained (before the promotion gate decides). ``tokenizer.py``
