@@ -1,5 +1,6 @@
-"""Caching by fingerprint, code/data versions, schedules and the new-data sensor, tested with
-Dagster's own utilities on a tiny real BERT and files the tests write (the gate: test_promotion.py)."""
+"""Caching by fingerprint, code/data versions, schedules, the new-data sensor and the recipe's
+declarative automation, tested with Dagster's own utilities on a tiny real BERT and files the tests
+write (the gate: test_promotion.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,20 @@ import pandas as pd
 import pytest
 from conftest import write_films_recipe
 from dagster import (
+    AssetKey,
+    AssetSelection,
     DagsterInstance,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     build_schedule_context,
     build_sensor_context,
+    evaluate_automation_conditions,
     materialize,
 )
 
 from finetune_assets.defs import build_definitions
 from finetune_assets.defs.resources import RunSettings
+from finetune_assets.errors import RecipeError
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.recipes import load_recipe
@@ -153,3 +158,86 @@ def test_packaged_data_has_no_sensor():
     defs = build_definitions()
     names = {s.name for s in defs.sensors}
     assert "tweet_sentiment_new_data" not in names
+
+
+# --- declarative automation (automation: in the recipe) --------------------------------------------
+
+DATA = ("raw_dataset", "clean_dataset", "tokenized_splits")
+RETRAIN = ("finetuned_model", "evaluation_report", "exported_model")
+
+
+def test_automation_conditions_attach_to_the_data_and_retrain_assets_and_their_sensor_is_stopped(project):
+    recipes, _ = project
+    write_films_recipe(recipes, automation={"data": "eager", "retrain": {"cron": "0 3 * * 1"}})
+    write_films_recipe(recipes, "weekly", automation={"retrain": {"cron": "0 3 * * 1", "timezone": "Europe/Berlin"}})
+    defs = build_definitions([recipes])
+    graph = defs.resolve_asset_graph()
+
+    def label(recipe, stage):
+        return graph.get(AssetKey([recipe, stage])).automation_condition.get_label()
+
+    assert {label("films", stage) for stage in DATA} == {"eager"}
+    assert {label("films", stage) for stage in RETRAIN} == {
+        "retrain on '0 3 * * 1' (UTC) once every blocking check upstream passed"}
+    # Without data: eager, the data is re-read on the same cron, so the retraining has fresh data.
+    assert {label("weekly", stage) for stage in DATA} == {"on_cron(0 3 * * 1, Europe/Berlin)"}
+    for recipe in ("films", "weekly"):
+        sensor = defs.resolve_sensor_def(f"{recipe}_automation")
+        assert sensor.default_status == DefaultSensorStatus.STOPPED
+    # New data then only refreshes raw_dataset: the conditions take it from there.
+    tick = defs.resolve_sensor_def("films_new_data").evaluate_tick(build_sensor_context(cursor=None))
+    assert [request.asset_selection for request in tick.run_requests] == [[AssetKey(["films", "raw_dataset"])]]
+
+
+def test_the_quickstart_ships_a_stopped_retraining_automation():
+    defs = build_definitions()
+    sensor = defs.resolve_sensor_def("tweet_sentiment_automation")
+    assert sensor.default_status == DefaultSensorStatus.STOPPED
+    assert defs.resolve_asset_graph().get(AssetKey(["tweet_sentiment", "finetuned_model"])).automation_condition
+
+
+def test_a_bad_cron_makes_its_recipe_broken_and_leaves_the_others(project):
+    recipes, _ = project
+    write_films_recipe(recipes, "typo", automation={"retrain": {"cron": "0 3 * *"}})
+    defs = build_definitions([recipes], strict=False)
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "films/exported_model" in keys and "broken_recipes/typo" in keys
+    with pytest.raises(RecipeError, match=r"typo.yaml: automation.retrain.cron: '0 3 \* \*' is not a cron"):
+        build_definitions([recipes], strict=True)
+
+
+def test_retraining_waits_for_passed_blocking_checks_and_new_data_refreshes_the_data_assets(project):
+    """Real runs of the data stages on one instance, then Dagster's own condition evaluation. The
+    cron ticks every minute so that real materializations fall after a tick."""
+    recipes, artifacts = project
+    write_films_recipe(recipes, automation={"data": "eager", "retrain": {"cron": "* * * * *"}})
+    write_films_recipe(recipes, "few", checks={"min_rows_per_split": 100},  # an ERROR check fails
+                       automation={"data": "eager", "retrain": {"cron": "* * * * *"}})
+    defs = build_definitions([recipes], str(artifacts))
+    instance = DagsterInstance.ephemeral()
+
+    def requested(at, cursor=None):
+        result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at, cursor=cursor)
+        return {(recipe, stage) for recipe in ("films", "few") for stage in (*DATA, *RETRAIN)
+                if result.get_num_requested(AssetKey([recipe, stage]))}, result.cursor
+
+    def materialize_stages(*stages):
+        selection = AssetSelection.assets(*(AssetKey([r, s]) for r in ("films", "few") for s in stages))
+        materialize([*defs.assets, *defs.asset_checks], selection=selection, resources=defs.resources,
+                    instance=instance, raise_on_error=False)
+        return max(instance.get_latest_materialization_event(AssetKey([r, stages[-1]])).timestamp
+                   for r in ("films", "few"))
+
+    start = datetime.datetime.now(datetime.timezone.utc)
+    _, cursor = requested(start - datetime.timedelta(hours=1))
+    done = materialize_stages(*DATA)
+    after = datetime.datetime.fromtimestamp(done + 0.001, datetime.timezone.utc)
+    now_requested, cursor = requested(after, cursor)
+    assert now_requested == {("films", stage) for stage in RETRAIN}, "few's min_rows_per_split failed: no retraining"
+    again, cursor = requested(after + datetime.timedelta(seconds=1), cursor)
+    assert not again, "once per cron period"
+    pd.DataFrame(ROWS[:70], columns=["review", "sentiment"]).to_csv(recipes / "data" / "reviews.csv", index=False)
+    done = materialize_stages("raw_dataset")
+    refreshed, _ = requested(datetime.datetime.fromtimestamp(done + 0.001, datetime.timezone.utc), cursor)
+    assert {("films", "clean_dataset"), ("films", "tokenized_splits")} <= refreshed
+    assert not {(recipe, stage) for recipe, stage in refreshed if stage in RETRAIN}

@@ -1,9 +1,18 @@
-"""Retraining that runs itself: a job per recipe, its optional schedule, and a new-data sensor.
+"""Retraining that runs itself: a job per recipe, its optional schedule, a new-data sensor, and the
+declarative automation a recipe's ``automation:`` asks for.
 
 Schedules and sensors are created stopped; a person starts them in the UI (Automation tab). Their
 runs are ordinary materializations of the recipe's group, so caching skips what did not change.
 A recipe with a sweep gets one run per variant (its partition): each trains its variant, then the
 sweep report compares every variant evaluated so far and the gate judges the best.
+
+``automation:`` attaches Dagster ``AutomationCondition``s to the assets instead of requesting whole
+runs: ``data: eager`` refreshes ``raw_dataset``'s followers (``clean_dataset``, ``tokenized_splits``)
+whenever it is materialized; ``retrain: {cron: ...}`` runs ``finetuned_model`` and everything after
+it once per cron period, only when every blocking check on their upstream assets passed
+(``on_cron`` and ``all_deps_blocking_checks_passed``). With ``retrain`` alone, the data assets run
+on the cron too (a cache hit when the data did not change). The recipe's ``<recipe>_automation``
+sensor evaluates the conditions; like every sensor here it is created stopped.
 """
 
 
@@ -12,7 +21,10 @@ import json
 from pathlib import Path
 
 from dagster import (
+    AssetKey,
     AssetSelection,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -24,7 +36,10 @@ from dagster import (
 )
 
 from finetune_assets.data.sources import FILE_FORMATS, resolve
+from finetune_assets.errors import RecipeError
+from finetune_assets.pipeline.chain import Stage, stages_of
 from finetune_assets.recipes import Recipe
+from finetune_assets.recipes.schema import ScheduleSpec
 from finetune_assets.recipes.sweep import variants
 
 
@@ -44,6 +59,7 @@ def run_requests(recipe: Recipe, run_key: str | None = None, **tags: str) -> lis
 def recipe_schedule(recipe: Recipe, job) -> ScheduleDefinition | None:
     if recipe.schedule is None:
         return None
+    _valid_cron(recipe, "schedule", recipe.schedule)
 
     def requests(context):  # a schedule takes its run requests as a generator, not a list
         yield from run_requests(recipe)
@@ -92,6 +108,56 @@ def new_data_sensor(recipe: Recipe, job):
         if seen.get("digest") == digest:
             return SkipReason(f"{path} unchanged")
         context.update_cursor(json.dumps({"digest": digest}))
-        return run_requests(recipe, digest, **{"finetune_assets/data_digest": digest[:16]})
+        tags = {"finetune_assets/data_digest": digest[:16]}
+        if recipe.automation and recipe.automation.data == "eager":  # the conditions take it from there
+            return [RunRequest(run_key=digest, asset_selection=[AssetKey([recipe.name, "raw_dataset"])], tags=tags)]
+        return run_requests(recipe, digest, **tags)
 
     return _sensor
+
+
+def condition(recipe: Recipe, stage: Stage) -> AutomationCondition | None:
+    """The ``AutomationCondition`` the recipe's ``automation:`` gives ``stage``'s asset, if any."""
+    spec = recipe.automation
+    if spec is None:
+        return None
+    if not _retrains(recipe, stage):
+        if spec.data == "eager":
+            return AutomationCondition.eager()
+        return _on_cron(recipe, spec.retrain) if spec.retrain else None
+    if spec.retrain is None:
+        return None
+    return (_on_cron(recipe, spec.retrain) & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+        f"retrain on '{spec.retrain.cron}' ({spec.retrain.timezone}) once every blocking check upstream passed")
+
+
+def automation_sensor(recipe: Recipe) -> AutomationConditionSensorDefinition | None:
+    """Evaluates the conditions of the recipe's assets; stopped until a person starts it."""
+    if recipe.automation is None:
+        return None
+    return AutomationConditionSensorDefinition(
+        f"{recipe.name}_automation", target=AssetSelection.groups(recipe.name),
+        default_status=DefaultSensorStatus.STOPPED,
+        description=f"Evaluates the automation conditions of recipe {recipe.name} (its automation: section).")
+
+
+def _retrains(recipe: Recipe, stage: Stage) -> bool:
+    """Whether ``stage`` is the training stage or comes after it in the recipe's chain."""
+    chain = stages_of(recipe)
+    first = next(i for i, step in enumerate(chain) if step.trains)
+    return [step.name for step in chain].index(stage.name) >= first
+
+
+def _on_cron(recipe: Recipe, spec: ScheduleSpec) -> AutomationCondition:
+    _valid_cron(recipe, "automation.retrain", spec)
+    return AutomationCondition.on_cron(spec.cron, spec.timezone)
+
+
+def _valid_cron(recipe: Recipe, key: str, spec: ScheduleSpec) -> None:
+    """Dagster refuses a bad cron string when it builds the schedule or condition; say which recipe
+    and key hold it, so the recipe shows up as broken instead of taking the code location down."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(spec.cron):
+        raise RecipeError(f"{recipe.source_file}: {key}.cron: '{spec.cron}' is not a cron schedule (five "
+                          "fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * 1')")

@@ -1,5 +1,6 @@
 """The Definitions for a set of recipe folders: per recipe an asset group with its checks, a job, an
-optional schedule and (for local data) a new-data sensor; plus the storage resources.
+optional schedule, (for local data) a new-data sensor and (with ``automation:``) the sensor that
+evaluates its automation conditions; plus the storage resources.
 
 A recipe file that does not load never takes the others down: it becomes one asset in the group
 ``broken_recipes`` whose description is the error (file and key), so ``dagster dev`` serves every
@@ -22,7 +23,7 @@ from finetune_assets.defs.checks import build_checks
 from finetune_assets.defs.resources import ArtifactRefIOManager, ArtifactStore, RunSettings
 from finetune_assets.defs.training import LocalTraining, TrainingLauncher
 from finetune_assets.errors import RecipeError
-from finetune_assets.recipes import scan
+from finetune_assets.recipes import Recipe, scan
 
 BROKEN_GROUP = "broken_recipes"
 
@@ -37,23 +38,20 @@ def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_roo
     assets; by default it is on only under Dagster's validation commands.
     """
     found = scan(*(recipe_dirs or ()))
+    built, broken = [], list(found.broken)
+    for recipe in found.recipes:
+        try:  # a bad cron string, say: the recipe is broken, the others stay
+            built.append(_recipe_definitions(recipe))
+        except RecipeError as error:
+            broken.append((recipe.source_file, error))
     if strict is None:
         strict = os.environ.get("DAGSTER_IS_DEFS_VALIDATION_CLI") == "1"
-    if found.broken and strict:
-        raise RecipeError("\n".join(str(error) for _, error in found.broken))
-    for _, error in found.broken:
+    if broken and strict:
+        raise RecipeError("\n".join(str(error) for _, error in broken))
+    for _, error in broken:
         get_dagster_logger().warning(f"recipe skipped: {error}")
-    recipes = found.recipes
-    jobs = {recipe.name: automation.recipe_job(recipe) for recipe in recipes}
-    schedules = [automation.recipe_schedule(recipe, jobs[recipe.name]) for recipe in recipes]
-    sensors = [automation.new_data_sensor(recipe, jobs[recipe.name]) for recipe in recipes]
-    return Definitions(
-        assets=[a for recipe in recipes for a in build_assets(recipe)]
-        + [_broken_recipe_asset(path, error) for path, error in found.broken],
-        asset_checks=[c for recipe in recipes for c in build_checks(recipe)],
-        jobs=list(jobs.values()),
-        schedules=[s for s in schedules if s is not None],
-        sensors=[s for s in sensors if s is not None],
+    return Definitions.merge(*built, Definitions(
+        assets=[_broken_recipe_asset(path, error) for path, error in broken],
         resources={
             "artifacts": ArtifactStore(root=artifacts_root),
             "artifact_refs": ArtifactRefIOManager(root=artifacts_root),
@@ -62,7 +60,17 @@ def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_roo
         },
         # One heavy process per run: stages run one after another and share the loaded libraries.
         executor=in_process_executor,
-    )
+    ))
+
+
+def _recipe_definitions(recipe: Recipe) -> Definitions:
+    """One recipe's asset group, checks, job, and its optional schedule and sensors."""
+    job = automation.recipe_job(recipe)
+    return Definitions(
+        assets=build_assets(recipe), asset_checks=build_checks(recipe), jobs=[job],
+        schedules=[s for s in (automation.recipe_schedule(recipe, job),) if s is not None],
+        sensors=[s for s in (automation.new_data_sensor(recipe, job), automation.automation_sensor(recipe))
+                 if s is not None])
 
 
 def _broken_recipe_asset(path: Path, error: RecipeError) -> AssetsDefinition:
