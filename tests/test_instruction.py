@@ -232,7 +232,7 @@ def test_cpu_fallback_trains_plain_lora_and_records_it(fallback_run):
     assert set(model["lora_target_modules"].value.split(", ")) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     trainable, total = model["trainable_parameters"].value, model["total_parameters"].value
     assert 0 < trainable < total
-    assert model["trainable_fraction"].value == pytest.approx(trainable / total, abs=1e-6)
+    assert model["trainable_fraction"].value == pytest.approx(trainable / total, rel=5e-4)  # 4 significant digits
     card = (Path(metadata["exported_model"]["path"].value) / "README.md").read_text()
     assert "method: `qlora`" in card and "trained as plain LoRA" in card
     assert f"trainable parameters: {trainable:,} of {total:,}" in card
@@ -251,8 +251,12 @@ def test_perplexity_of_base_and_tuned_on_the_answers(fallback_run):
     metadata, _, _ = fallback_run
     report = metadata["evaluation_report"]
     tuned, base = report["perplexity"].value, report["baseline_perplexity"].value
-    assert tuned == pytest.approx(math.exp(report["test_loss"].value))
-    assert base == pytest.approx(math.exp(report["baseline_test_loss"].value))
+    # The metadata shows 4 significant digits; report.json keeps every digit.
+    figures = json.loads(Path(report["path"].value).read_text())
+    for model in ("tuned", "baseline"):
+        assert figures[model]["metrics"]["perplexity"] == pytest.approx(math.exp(figures[model]["metrics"]["test_loss"]))
+    assert tuned == pytest.approx(figures["tuned"]["metrics"]["perplexity"], rel=5e-4)
+    assert base == pytest.approx(figures["baseline"]["metrics"]["perplexity"], rel=5e-4)
     assert 1 < tuned < base, "training lowered the perplexity of held-out answers"
     assert 0 <= report["eos_stop_rate"].value <= 1
     table = report["side_by_side"].value

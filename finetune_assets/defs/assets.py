@@ -6,6 +6,9 @@ fingerprint becomes the asset's Dagster data version and the stage's code plus r
 code version, so the UI marks exactly the stale assets after a recipe or data change. A stage with
 a ``finish`` step also gets the run's facts: the failed checks on its lineage (read from the
 instance) and the run's overrides. A run with overrides is tagged, and so is each materialization.
+Each asset's inputs are named after the upstream assets; its tags and definition metadata say what
+the recipe needs of a machine (:mod:`finetune_assets.defs.requirements`), and a recipe's
+``automation:`` gives it an automation condition (:mod:`finetune_assets.defs.automation`).
 
 The training stage's asset also gets the ``training`` resource's launcher (its process runs
 through Dagster Pipes), the recipe's concurrency pool (one training per device, while data stages
