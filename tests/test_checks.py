@@ -114,12 +114,41 @@ def test_truncation_rate(tmp_path, make_recipe):
     assert not finding.passed and finding.metadata["truncation_rate"] == pytest.approx(4 / 12)
 
 
-def test_leakage_severity_and_blocking_come_from_the_recipe(make_recipe):
-    by_name = {c.check_specs_by_output_name[k].name: c.check_specs_by_output_name[k]
-               for c in build_checks(make_recipe(checks={"leakage": "warn"})) for k in c.check_specs_by_output_name}
-    assert set(by_name) == {"schema_valid", "duplicate_rate", "class_balance", "min_rows_per_split",
-                            "labels_in_every_split", "no_train_test_leakage", "truncation_rate"}
-    assert all(spec.blocking for spec in by_name.values())
+def check_specs(recipe_dir: Path) -> dict:
+    """Every check the Definitions declare, by name: the data checks and the stages' own."""
+    defs = build_definitions([recipe_dir], str(recipe_dir / "artifacts"))
+    return {spec.name: spec for definition in (*defs.assets, *defs.asset_checks) for spec in definition.check_specs}
+
+
+ERROR_CHECKS = {"schema_valid", "min_rows_per_split", "labels_in_every_split", "no_train_test_leakage",
+                "beats_base_model", "beats_majority_class", "merge_verified", "export_reloads"}
+WARN_CHECKS = {"duplicate_rate", "class_balance", "truncation_rate", "loss_decreased", "no_overfitting"}
+
+
+def test_only_error_checks_are_blocking_in_the_definitions(make_recipe, tmp_path):
+    make_recipe()
+    specs = check_specs(tmp_path)
+    assert set(specs) == ERROR_CHECKS | WARN_CHECKS, "classification: no forgetting check"
+    assert {name for name, spec in specs.items() if spec.blocking} == ERROR_CHECKS
+    for name, spec in specs.items():  # each says what it compares and how bad a failure is
+        severity = "ERROR" if name in ERROR_CHECKS else "WARN"
+        assert f"Severity {severity}." in spec.description and len(spec.description) > 80, name
+
+
+def test_leakage_severity_and_blocking_come_from_the_recipe(make_recipe, tmp_path):
+    make_recipe(checks={"leakage": "warn"})
+    specs = check_specs(tmp_path)
+    assert not specs["no_train_test_leakage"].blocking
+    assert "Severity WARN." in specs["no_train_test_leakage"].description
+
+
+def test_instruction_recipes_check_forgetting_and_have_no_label_checks(tmp_path):
+    (tmp_path / "chat.yaml").write_text(yaml.safe_dump({"task": "instruction", "base_model": "some-org/some-model",
+                                                        "dataset": {"source": "chat.jsonl"}}))
+    specs = check_specs(tmp_path)
+    assert {"forgetting", "beats_base_model", "no_overfitting"} <= set(specs)
+    assert not {"beats_majority_class", "class_balance", "labels_in_every_split"} & set(specs)
+    assert not specs["forgetting"].blocking and "general-text probe" in specs["forgetting"].description
 
 
 def test_a_failed_error_check_blocks_training(tmp_path):

@@ -136,3 +136,10 @@ def test_family_honours_the_interface(case, request, tmp_path):
     tokenizer.save_pretrained(export)
     probe = task.load_pipeline(export)(CASES[case]["rows"][0][task.text_columns[0]])
     assert probe is not None and probe != ""
+
+    # export_reloads: the rows a user would ask the export's pipeline, answered as the evaluation said
+    cases = task.reload_cases(test, evaluation.__dict__, recipe, 2)
+    assert len(cases) == 2
+    pipeline = task.load_pipeline(export)
+    words = [task.answer(pipeline, asked).split() for asked, _ in cases]
+    assert words == [expected.split() for _, expected in cases]

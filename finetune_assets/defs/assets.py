@@ -21,8 +21,9 @@ partitions (``StaticPartitionsDefinition``) of the per-variant stages (``finetun
 shared. ``exported_model`` then reads the sweep report's choice: the chosen variant's references
 and recipe, so the promotion gate judges that variant. A recipe without a sweep is unchanged.
 
-A stage's own checks (the export's ``merge_verified``) are the asset's ``check_specs``: the asset
-reports their results itself, computed before its finish step decided.
+A stage's own checks (the quality gates of ``finetuned_model`` and ``evaluation_report``, the export's
+``merge_verified`` and ``export_reloads``) are the asset's ``check_specs``: the asset reports their
+results itself, judged before its finish step decided; only ERROR ones are ``blocking``.
 """
 
 import socket
@@ -106,8 +107,8 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         pool=compute.pool if stage.trains else None,
         retry_policy=RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
         if stage.trains and compute.retries else None,
-        check_specs=[AssetCheckSpec(check.name, asset=key, description=check.description, blocking=True)
-                     for check in stage.checks],
+        check_specs=[AssetCheckSpec(check.name, asset=key, description=f"{check.description} Severity {check.severity}.",
+                                    blocking=check.severity == "ERROR") for check in stage.checks_for(recipe)],
     )
     def _asset(context: AssetExecutionContext, **refs):
         run_settings = context.resources.run_settings
@@ -139,7 +140,8 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         yield MaterializeResult(value=ref, data_version=DataVersion(ref.fingerprint), tags=tags,
                                 metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
         for name, outcome in checks.items():
-            yield AssetCheckResult(check_name=name, passed=outcome["passed"], severity=AssetCheckSeverity.ERROR,
+            yield AssetCheckResult(check_name=name, passed=outcome["passed"],
+                                   severity=AssetCheckSeverity(outcome["severity"]),
                                    description=outcome["description"], metadata=to_dagster(outcome["figures"]))
 
     return _asset
@@ -160,6 +162,8 @@ def _failed_checks(context: AssetExecutionContext, recipe: Recipe, stage: Stage,
     lineage = {AssetKey([recipe.name, name]): entry["fingerprint"]
                for name, entry in ancestry(**dict(zip(stage.upstream, upstream))).items()}
     ours = {AssetCheckKey(AssetKey([recipe.name, check.asset]), check.name) for check in recipe_checks(recipe)}
+    ours |= {AssetCheckKey(key, check.name)  # the model stages' own checks (quality gates), on their assets
+             for key in lineage if key.path[-1] in CHAIN for check in CHAIN[key.path[-1]].checks_for(recipe)}
     try:  # every check on those assets, including those a merged project added
         graph = context.repository_def.asset_graph
     except CheckError:  # dagster.materialize() runs without a repository: the run's own graph

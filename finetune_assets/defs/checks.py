@@ -2,10 +2,11 @@
 
 Each check is a plain function from (recipe, task, artifact ref) to a :class:`Finding`; the
 table :data:`CHECKS` names it, its asset and its severity, and :func:`build_checks` turns each row
-into a Dagster ``@asset_check``. Checks with ERROR severity are blocking: a
-failure stops the run before ``finetuned_model`` starts, and the check's description says why.
-WARN checks show up in the UI without stopping anything. Thresholds live in the recipe's
-``checks:`` section.
+into a Dagster ``@asset_check``. Only checks with ERROR severity are blocking: a failure stops the
+run before ``finetuned_model`` starts, and the check's description says why. WARN checks show up
+in the UI without stopping anything (the promotion gate still refuses an export made from data
+that failed one, unless ``promotion.allow_warnings``). Thresholds live in the recipe's ``checks:``
+section. The model's own quality gates are the stages' checks (:mod:`finetune_assets.pipeline.quality_gates`).
 """
 
 
@@ -128,20 +129,33 @@ def _truncation_rate(recipe, task, ref) -> Finding:
 
 CHECKS = [
     Check("schema_valid", "clean_dataset", lambda r: ERROR, _schema_valid,
-          doc="Cleaned rows satisfy the task's pandera schema (types, lengths, label set)."),
+          doc="The cleaned rows satisfy the task's pandera schema: column types, non-empty text within the "
+              "cleaning length bounds, label ids from dataset.labels. Failing lists column, check and rows; nothing "
+              "trains on them. Fix the data or the column and label mapping in the recipe."),
     Check("duplicate_rate", "clean_dataset", lambda r: WARN, _duplicate_rate,
-          doc="Share of rows read that were exact, near or conflicting duplicates."),
+          doc="The share of rows read that were exact, near or conflicting duplicates stays at or below "
+              "checks.max_duplicate_rate. Cleaning already dropped them; many duplicates mean the source repeats "
+              "itself, so the data is smaller than it looks. Deduplicate the source or raise the limit."),
     Check("class_balance", "clean_dataset", lambda r: WARN, _class_balance, needs_labels=True,
-          doc="Largest over smallest class count stays below checks.max_class_ratio."),
+          doc="The largest class has at most checks.max_class_ratio times the rows of the smallest. Failing means "
+              "a model can score well by favouring the big class; add rows of the rare labels, drop a label "
+              "(dataset.drop_labels) or raise the limit."),
     Check("min_rows_per_split", "tokenized_splits", lambda r: ERROR, _min_rows_per_split,
-          doc="Each of train/validation/test has at least checks.min_rows_per_split rows."),
+          doc="Train, validation and test each hold at least checks.min_rows_per_split rows. Failing means a split "
+              "is too small to train on or to measure with; add data or change the splits fractions."),
     Check("labels_in_every_split", "tokenized_splits", lambda r: ERROR, _labels_in_every_split,
-          needs_labels=True, doc="Every label of the recipe occurs in every split."),
+          needs_labels=True, doc="Every label of dataset.labels occurs in train, validation and test. Failing "
+                                 "means a label can be neither learned nor measured; add rows of it or drop it from "
+                                 "dataset.labels."),
     Check("no_train_test_leakage", "tokenized_splits",
           lambda r: ERROR if r.checks.leakage == "error" else WARN, _no_leakage,
-          doc="No validation/test input also occurs in train (normalised text)."),
+          doc="No validation or test input also occurs in train (compared ignoring case, punctuation and "
+              "spacing). Failing means the test figures reward memorising; turn on cleaning.drop_near_duplicates "
+              "(checks.leakage: warn only reports it)."),
     Check("truncation_rate", "tokenized_splits", lambda r: WARN, _truncation_rate,
-          doc="Share of rows longer than training.max_length stays below the limit."),
+          doc="At most checks.max_truncation_rate of the rows are longer than training.max_length tokens and cut. "
+              "Failing means the model never sees the end of many texts; raise training.max_length if the cut part "
+              "matters."),
 ]
 
 
@@ -158,7 +172,7 @@ def build_checks(recipe: Recipe) -> list[AssetChecksDefinition]:
 def _asset_check(recipe: Recipe, check: Check) -> AssetChecksDefinition:
     severity = check.severity(recipe)
 
-    @asset_check(asset=AssetKey([recipe.name, check.asset]), name=check.name, blocking=True,
+    @asset_check(asset=AssetKey([recipe.name, check.asset]), name=check.name, blocking=severity == ERROR,
                  description=f"{check.doc} Severity {severity.value}.")
     def _run(context, ref: ArtifactRef) -> AssetCheckResult:
         finding = check.run(recipe, get_task(recipe.task), ref)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from finetune_assets.pipeline import champion_scores, promotion, stages, sweep_report
+from finetune_assets.pipeline import champion_scores, promotion, quality_gates, stages, sweep_report
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
@@ -26,12 +26,18 @@ from finetune_assets.training import precision
 
 @dataclass(frozen=True)
 class StageCheck:
-    """A check a stage computes on its own artifact, before its ``finish`` step (the promotion gate)
-    decides: the outcome is recorded in the artifact's ``info["checks"][name]`` as ``passed``,
-    ``description`` and ``figures``, and Dagster shows it as the asset's own blocking check."""
+    """A check on a stage's own artifact, judged by the runner on the artifact it made or reused and
+    before the stage's ``finish`` step (the promotion gate) decides; Dagster shows it as the asset's
+    own check. ``judge(recipe, ref)`` returns ``passed``, ``description`` and ``figures``
+    (:mod:`.quality_gates`). An ERROR check that fails stops what follows (Dagster: ``blocking``) and
+    the promotion; a failed WARN check is shown, and blocks promotion unless
+    ``promotion.allow_warnings``."""
 
     name: str
-    description: str
+    description: str  # for a reviewer: what it compares, what failing means, what to do
+    judge: quality_gates.Judge
+    severity: str = "ERROR"  # or "WARN"
+    applies: Callable[[Recipe], bool] = lambda recipe: True  # e.g. only to classification recipes
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class Stage:
     # evaluated under the variant's recipe. Stages after them read the variant the sweep report chose.
     per_variant: bool = False
     compares: str = ""  # the per-variant stage whose every variant this stage reads (the sweep report)
-    checks: tuple[StageCheck, ...] = ()  # computed by ``run`` itself (see StageCheck)
+    checks: tuple[StageCheck, ...] = ()  # judged on the artifact before ``finish`` (see StageCheck)
     machine: Callable | None = None  # recipe -> what this machine makes of the recipe's settings
 
     def describe(self, recipe: Recipe) -> str:
@@ -65,6 +71,10 @@ class Stage:
         """The stage's code version plus the recipe sections it reads: Dagster's code version, so
         editing a recipe marks exactly the affected assets stale in the UI."""
         return f"{self.code_version}-{fingerprint(recipe.section(*self.reads))}"
+
+    def checks_for(self, recipe: Recipe) -> tuple[StageCheck, ...]:
+        """The stage's own checks that apply to ``recipe`` (e.g. beats_majority_class: classification only)."""
+        return tuple(check for check in self.checks if check.applies(recipe))
 
     def fingerprint(self, recipe: Recipe, upstream: list[ArtifactRef], *extra: str) -> str:
         """What names the stage's artifact: upstream fingerprints, :meth:`version`, ``extra`` (the raw
@@ -119,25 +129,65 @@ STAGES = (
           "training figures.",
           code_version="5", reads=("base_model", "method", "lora", "quantization", "training"),
           run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True, per_variant=True,
-          machine=resolved_precision),
-    # 2: test_rows and rows_key in the reference (the gate compares on identical rows); 3: precision
+          machine=resolved_precision,
+          checks=(StageCheck("loss_decreased", "The training loss fell: the mean of the last quarter of the losses the "
+                             "Trainer logged is below the first quarter's (by more than checks.min_loss_decrease). "
+                             "Failing means the model learned little or nothing (a learning rate too small or so large "
+                             "that training diverged, broken labels); look at the loss curve, fix the recipe or data "
+                             "and train again. WARN: shown, and the export is not promoted unless "
+                             "promotion.allow_warnings.", quality_gates.loss_decreased, "WARN"),)),
+    # 2: test_rows and rows_key in the reference (the gate compares on identical rows); 3: precision;
+    # 4: error analysis (confidences, length buckets), general-text perplexity
     Stage("evaluation_report", ("tokenized_splits", "finetuned_model"), "report.json",
           "The fine-tuned model, the untuned `{base_model}` and the current champion scored on the same test "
           "rows ({metric} says which is better), with plots and sample predictions.",
-          code_version="3", reads=("generation", "evaluation"),
+          code_version="4", reads=("generation", "evaluation"),
           run=stages.evaluation_report, finish=champion_scores.for_report, per_variant=True,
-          machine=resolved_precision),
+          machine=resolved_precision,
+          checks=(
+              StageCheck("beats_base_model", "The fine-tuned model beats its untuned base model on the promotion "
+                         "metric (f1_macro, rougeL or perplexity unless promotion.metric says otherwise), both scored on "
+                         "the same test rows, by more than checks.min_gain_over_base. Failing means fine-tuning bought "
+                         "nothing: the export does not run (ERROR, blocking). Look at the learning rate, the epochs, the "
+                         "labels and the loss curve.", quality_gates.beats_base_model),
+              StageCheck("beats_majority_class", "Test accuracy is above the share of the most common test label (by "
+                         "more than checks.min_accuracy_over_majority): the model does better than always answering "
+                         "that label. Failing means it learned the label frequencies, not the texts: the export does "
+                         "not run (ERROR, blocking). Look at the confusion matrix and the class balance.",
+                         quality_gates.beats_majority_class,
+                         applies=lambda recipe: bool(get_task(recipe.task).label_names(recipe))),
+              StageCheck("no_overfitting", "The validation loss did not rise above its best (by more than "
+                         "checks.max_validation_loss_rise) while the training loss kept falling, and the final "
+                         "validation loss is not far above the training loss (checks.max_train_validation_gap). Failing "
+                         "means the model memorises its training rows: train fewer epochs, use "
+                         "training.early_stopping_patience, add data. WARN: shown, and the export is not promoted "
+                         "unless promotion.allow_warnings.", quality_gates.no_overfitting, "WARN"),
+              StageCheck("forgetting", "The fine-tuned model's perplexity on a small general-text probe shipped with "
+                         "the project (finetune_assets/probes/general_text.jsonl) is at most "
+                         "checks.max_general_perplexity_rise above the base model's: tuning on the recipe's data did not "
+                         "cost general language (catastrophic forgetting). Failing: lower the learning rate or epochs, "
+                         "prefer LoRA. WARN: shown, and the export is not promoted unless promotion.allow_warnings.",
+                         quality_gates.forgetting, "WARN", applies=lambda recipe: get_task(recipe.task).general_text_probe),
+          )),
     # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref.
-    # 4: the merge check
+    # 4: the merge check. 5: export_reloads; the card's usage names the folder; every metric in the metadata
     Stage("exported_model", ("finetuned_model", "evaluation_report"), "",
           "The fine-tuned model as a self-contained folder that `transformers.pipeline(\"{pipeline_task}\")` "
           "loads, with its model card; the promotion gate decides whether it replaces the champion.",
-          code_version="4", reads=("generation",),
+          code_version="5", reads=("generation",),
           run=stages.exported_model, finish=promotion.gate, kinds=("python", "huggingface"),
-          checks=(StageCheck("merge_verified", "The export, loaded back from disk, is the model that was trained: "
-                             "logits and greedy answers equal to the adapter on its base (the checkpoint for full "
-                             "fine-tuning) on test rows, and its tokenizer renders them as training did. A failed "
-                             "export is never promoted."),)),
+          checks=(
+              StageCheck("merge_verified", "The export, loaded back from disk, is the model that was trained: logits "
+                         "and greedy answers equal to the adapter on its base (the checkpoint for full fine-tuning) on "
+                         "test rows, and its tokenizer renders them as training did. Failing means the merge or the "
+                         "saved files changed the model: it is never promoted (ERROR); check the adapter, its base and "
+                         "the tokenizer, then export again.", quality_gates.recorded("merge_verified")),
+              StageCheck("export_reloads", "The exported folder, loaded through its transformers pipeline as a user "
+                         "would load it, gives the evaluation report's predictions on a few test rows. Failing means "
+                         "what users get is not what was evaluated (a changed or missing file, another label mapping "
+                         "or decoding setting): it is never promoted (ERROR); export again.",
+                         quality_gates.recorded("export_reloads")),
+          )),
 )
 
 

@@ -30,6 +30,9 @@ class RunFacts:
     overrides: dict = field(default_factory=dict)  # run-config values that changed the recipe for this run
     promote_with_overrides: bool = False  # the run config allows such a run to promote
     upstream: dict = field(default_factory=dict)  # upstream stage name -> its ArtifactRef (set by the runner)
+    # the stage's own checks that failed on the artifact it made (set by the runner; the export's
+    # merge_verified and export_reloads)
+    own_failures: tuple[FailedCheck, ...] = ()
 
     def describe_overrides(self) -> str:
         return ", ".join(f"{key}={value}" for key, value in sorted(self.overrides.items()))

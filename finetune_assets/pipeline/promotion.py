@@ -5,8 +5,10 @@ one users get (:mod:`.champion`: ``champion.json`` and the ``current`` link). A 
 **not promoted**, whatever its score, when
 
 - a check on its lineage failed (WARN included, unless ``promotion.allow_warnings``), or has no
-  result on the data it was trained from; or the export's own check failed (``merge_verified``:
-  the merged model is not the model that was trained);
+  result on the data it was trained from: the data checks, and the quality gates of the model and
+  its evaluation (``beats_base_model``, ``no_overfitting``, ...); or the export's own check failed
+  (``merge_verified``: the merged model is not the model that was trained; ``export_reloads``: the
+  folder loaded through its pipeline does not give the report's predictions);
 - its run changed the recipe through run config (``max_train_samples`` and the like) and did not
   say ``promote: true``: a quick smoke run never replaces the production model;
 - its test split has fewer than ``promotion.min_test_rows`` rows.
@@ -93,7 +95,7 @@ def gate(recipe: Recipe, root: Path, log, export: ArtifactRef, facts: RunFacts) 
     metrics = report.info["metrics"]
     rule.figure(recipe, metrics)
     test_rows = report.info.get("test_rows", 0)  # reports made before it was recorded count as none
-    challenger = Challenger(export, metrics, test_rows, failed_own_checks(export) + blockers(recipe, test_rows, facts),
+    challenger = Challenger(export, metrics, test_rows, blockers(recipe, test_rows, facts),
                             facts.describe_overrides(), report.info.get("champion"), recipe.variant)
     made_from = export.lineage["tokenized_splits"]
     splits = ArtifactRef(made_from["path"], made_from["fingerprint"])
@@ -101,16 +103,11 @@ def gate(recipe: Recipe, root: Path, log, export: ArtifactRef, facts: RunFacts) 
                   lambda champion: champion_scores.scores_on_rows(recipe, root, champion, splits, log))
 
 
-def failed_own_checks(export: ArtifactRef) -> list[str]:
-    """The export's own checks that failed (``merge_verified``), recorded with the export itself."""
-    return [f"check exported_model/{name} (ERROR): {outcome['description']}"
-            for name, outcome in export.info.get("checks", {}).items() if not outcome["passed"]]
-
-
 def blockers(recipe: Recipe, test_rows: int, facts: RunFacts) -> list[str]:
-    """Every reason this run's export may not become champion, however well it scores."""
+    """Every reason this run's export may not become champion, however well it scores: the export's
+    own failed checks first (``merge_verified``, ``export_reloads``), then those of its lineage."""
     spec, found = recipe.promotion, []
-    for failed in facts.failed_checks or ():
+    for failed in (*facts.own_failures, *(facts.failed_checks or ())):
         if failed.severity == "WARN" and spec.allow_warnings:
             continue
         found.append(f"check {failed.describe()}")
@@ -175,7 +172,7 @@ def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
         "previous_champion_path": FilePath(previous.path) if previous else "none",
         f"challenger_{rule.metric}": value,
         **({f"champion_{rule.metric}": float(shown[rule.metric])} if shown else {}),
-        "test_rows": challenger.test_rows,
+        "challenger_test_rows": challenger.test_rows,
         "min_improvement": rule.min_improvement,
         "run_overrides": challenger.overrides or "none",
         "models_side_by_side": Markdown(champion_scores.side_by_side(challenger.metrics, shown)),

@@ -25,7 +25,7 @@ from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, checkpoint_folder
 from finetune_assets.pipeline.atomic import atomic_dir, remove_stale_staging
 from finetune_assets.pipeline.chain import Stage
-from finetune_assets.pipeline.facts import RunFacts
+from finetune_assets.pipeline.facts import FailedCheck, RunFacts
 from finetune_assets.pipeline.launching import Launch, run_process
 from finetune_assets.pipeline.quiet import no_progress_bars
 from finetune_assets.pipeline.stages import StageWork
@@ -69,9 +69,36 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
         metadata = {**metadata, "cache_hit": False}
     if checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the artifact is complete: nothing left to resume
-    checks = {check.name: ref.info["checks"][check.name] for check in stage.checks}
+    checks = judge_checks(stage, recipe, ref, log)
     if stage.finish:
-        facts = dataclasses.replace(facts or RunFacts(), upstream=dict(zip(stage.upstream, upstream)))
+        own = tuple(FailedCheck(stage.name, name, result["severity"], result["description"])
+                    for name, result in checks.items() if not result["passed"])
+        facts = dataclasses.replace(facts or RunFacts(), upstream=dict(zip(stage.upstream, upstream)),
+                                    own_failures=own)
+        made = ref
         ref, decision = stage.finish(recipe, root, log, ref, facts)
+        if ref.fingerprint != made.fingerprint:
+            metadata = handed_on(ref, metadata)
         metadata = {**metadata, **decision}
     return StageResult(ref, metadata, checks)
+
+
+def judge_checks(stage: Stage, recipe: Recipe, ref: ArtifactRef, log) -> dict:
+    """Each of the stage's own checks on ``ref``: its outcome and severity; failures are logged."""
+    checks = {}
+    for check in stage.checks_for(recipe):
+        result = {**check.judge(recipe, ref), "severity": check.severity}
+        if not result["passed"]:
+            (log.error if check.severity == "ERROR" else log.warning)(
+                f"check {stage.name}/{check.name} ({check.severity}) failed: {result['description']}")
+        checks[check.name] = result
+    return checks
+
+
+def handed_on(kept: ArtifactRef, made_metadata: dict) -> dict:
+    """The finish step handed on another artifact than the one this run made (the promotion gate kept
+    its champion): the plain keys describe the artifact handed on, as recorded when it was made, and
+    this run's own figures move under ``challenger_*``, so a page never mixes the two."""
+    recorded = caching.load(Path(kept.path) if Path(kept.path).is_dir() else Path(kept.path).parent)
+    return {**(recorded[1] if recorded else {}),
+            **{f"challenger_{key}": value for key, value in made_metadata.items()}}

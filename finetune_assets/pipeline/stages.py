@@ -202,16 +202,12 @@ def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: Artif
     }
 
 
-def verify_export(recipe: Recipe, task, model_ref: ArtifactRef, work: StageWork) -> dict:
-    """The export in ``work.staging`` against the model as trained, on the scored test rows."""
-    from finetune_assets.training import merge_check
-    from finetune_assets.training.evaluation import scored_rows
-
-    rows = scored_rows(recipe, Path(model_ref.lineage["tokenized_splits"]["path"]))
-    return merge_check.verify(recipe, task, Path(model_ref.path), base_location(recipe), work.staging, rows)
-
-
 def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: ArtifactRef) -> Result:
+    """Write the export, then check it twice before the gate decides: against the model as trained
+    (``merge_verified``) and through its pipeline against the report (``export_reloads``)."""
+    from finetune_assets.report.model_card import without_front_matter
+    from finetune_assets.training import merge_check, precision, reload_check
+    from finetune_assets.training.evaluation import scored_rows
     from finetune_assets.training.export import export_model
 
     recipe, task = work.recipe, get_task(work.recipe.task)
@@ -220,16 +216,21 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
     probe_text = report["tuned"]["samples"][0]["text"] if report["tuned"]["samples"] else "hello"
     started = time.monotonic()
     probe = export_model(recipe, task, Path(model_ref.path), base_location(recipe), report, lineage,
-                         work.staging, probe_text)
+                         work.staging, probe_text, work.final)
     work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
                   f"pipeline probe: {rounded(probe['probe_output'])}")
-    merge = verify_export(recipe, task, model_ref, work)
-    (work.log.info if merge["passed"] else work.log.error)(f"merge check: {merge['description']}")
+    rows = scored_rows(recipe, Path(model_ref.lineage["tokenized_splits"]["path"]))
+    merge = merge_check.verify(recipe, task, Path(model_ref.path), base_location(recipe), work.staging, rows)
+    reloads = reload_check.verify(recipe, task, work.staging, report, rows, precision.resolve(recipe))
+    answers = Markdown(reloads.pop("answers"))
     kept = {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key") if key in report_ref.info}
-    return {**kept, "checks": {"merge_verified": merge}}, {
+    return {**kept, "checks": {merge_check.CHECK: merge, reload_check.CHECK: reloads}}, {
         "pipeline_task": task.pipeline_task,
         "pipeline_probe": Json(probe),
         **{f"merge_check_{key}": value for key, value in merge["figures"].items()},
-        "model_card": Markdown((work.staging / "README.md").read_text()),
-        task.primary_metric: float(report_ref.info["metrics"][task.primary_metric]),
+        "export_reloads_answers": answers,
+        # The card as the UI shows it: its front matter (kept in the file, for the hub) would render as a heading.
+        "model_card": Markdown(without_front_matter((work.staging / "README.md").read_text())),
+        **{name: float(value) for name, value in report["tuned"]["metrics"].items()},
+        "test_rows": report["test_rows"],
     }

@@ -173,13 +173,33 @@ class CleaningSpec(_Strict):
 
 
 class ChecksSpec(_Strict):
-    """Thresholds of the data-quality checks; see README "Data quality"."""
+    """Thresholds of the data-quality checks and the model quality gates; see README "Data quality"
+    and "Quality gates"."""
 
     min_rows_per_split: int = Field(10, ge=1, description="ERROR below this many rows in any split")
     max_class_ratio: float = Field(10.0, ge=1, description="WARN when largest/smallest class exceeds it")
     max_truncation_rate: float = Field(0.05, ge=0, le=1, description="WARN above this share truncated")
     max_duplicate_rate: float = Field(0.1, ge=0, le=1, description="WARN above this share of duplicates")
     leakage: Literal["error", "warn"] = Field("error", description="severity of train/test overlap")
+    # Model quality gates (pipeline/quality_gates.py); see README "Quality gates".
+    min_gain_over_base: float = Field(
+        0.0, description="beats_base_model (ERROR): the tuned model must beat the base model on the promotion "
+                         "metric by more than this, in the metric's units (a negative value tolerates a worse model)")
+    min_accuracy_over_majority: float = Field(
+        0.0, description="beats_majority_class (ERROR): test accuracy must exceed the share of the most common "
+                         "test label by more than this (0.02 = two points)")
+    max_validation_loss_rise: float = Field(
+        0.05, ge=0, description="no_overfitting (WARN): how far the last validation loss may rise above its best, "
+                                "as a fraction of the best, while the training loss keeps falling")
+    max_train_validation_gap: float = Field(
+        0.5, ge=0, description="no_overfitting (WARN): how far the final validation loss may exceed the final "
+                               "training loss, in nats")
+    max_general_perplexity_rise: float = Field(
+        0.2, ge=0, description="forgetting (WARN): how far the tuned model's perplexity on the shipped general-text "
+                               "probe may rise above the base model's, as a fraction (0.2 = 20%)")
+    min_loss_decrease: float = Field(
+        0.0, ge=0, lt=1, description="loss_decreased (WARN): the training loss over the last quarter of logged "
+                                     "steps must be below the first quarter's by more than this fraction")
 
 
 class PromotionSpec(_Strict):

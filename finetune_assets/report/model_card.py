@@ -2,8 +2,9 @@
 
 It records the metrics of tuned and base model on the test split, the method and its trainable
 share, the base model, the data, the fingerprints of everything upstream and the recipe as it was
-written, then how to load the folder. YAML front matter at the top lets the Hugging Face hub
-index the folder when a user uploads it.
+written, then how to load the folder from where it was written. YAML front matter at the top lets
+the Hugging Face hub index the folder when a user uploads it; :func:`without_front_matter` is the
+card as a page shows it (the Dagster UI would render the front matter as one bold heading).
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ if TYPE_CHECKING:
     from finetune_assets.tasks.base import TaskFamily
 
 
+def without_front_matter(card: str) -> str:
+    """The card's Markdown after its ``---`` YAML front matter, if it has one."""
+    if card.startswith("---\n"):
+        end = card.find("\n---\n", 4)
+        if end != -1:
+            return card[end + len("\n---\n"):].lstrip("\n")
+    return card
+
+
 def model_card(recipe: Recipe, task: TaskFamily, report: dict, lineage: dict, figures: dict,
-               weights_dtype: str) -> str:
+               weights_dtype: str, folder: str) -> str:
+    """The card of the export written to ``folder``; its usage code loads the model from there."""
     tuned, baseline = report["tuned"]["metrics"], report["baseline"]["metrics"]
     rows = "\n".join(f"| {name} | {tuned[name]:.4f} | {baseline.get(name, float('nan')):.4f} |"
                      for name in tuned)
@@ -57,7 +68,7 @@ tags: [finetune_assets, {recipe.task}, {recipe.method}]
 ## Use
 
 ```python
-{task.usage_code()}
+{task.usage_code(folder)}
 ```
 """
 

@@ -55,6 +55,24 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str], title: str, tar
     return _save(fig, target)
 
 
+def accuracy_breakdown(by_label: list[dict], by_length: list[dict], overall: float, target: Path) -> Path:
+    """Where the model goes wrong: test accuracy per true label and per input-length bucket (rows
+    ``{"name", "accuracy", "rows"}``), overall accuracy dashed, each bar labelled with its row count."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    panels = ((axes[0], by_label, "per true label", "tab:blue"), (axes[1], by_length, "per input length", "tab:orange"))
+    for ax, rows, title, colour in panels:
+        bars = ax.bar([row["name"] for row in rows], [row["accuracy"] for row in rows], color=colour)
+        ax.bar_label(bars, labels=[f"{row['accuracy']:.2f}\n({row['rows']} rows)" for row in rows], fontsize=7)
+        ax.axhline(overall, color="grey", linestyle="--", label=f"overall {overall:.3f}")
+        ax.set_title(f"Accuracy {title}", fontsize=10)
+        ax.set_ylim(0, 1.15)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("accuracy (fine-tuned model)")
+    axes[1].legend(fontsize=7, loc="lower right")
+    return _save(fig, target)
+
+
 def metric_bars(tuned: dict[str, float], baseline: dict[str, float], names: list[str], title: str,
                 target: Path) -> Path:
     """Base and fine-tuned model side by side for each metric in ``names`` (same scale)."""

@@ -51,6 +51,9 @@ class TaskFamily(ABC):
     pipeline_task: str  # the ``transformers.pipeline`` task that loads the export
     primary_metric: str  # the figure that says which model is better
     primary_metric_higher_is_better: bool = True  # False for losses and perplexity (promotion gates)
+    # evaluate() also scores the shipped general-text probe (``general_text_perplexity``): the
+    # ``forgetting`` check compares tuned and base model on it
+    general_text_probe: bool = False
 
     def unpack_records(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
         """Rows in a record format the task understands (e.g. chat ``messages``) as plain columns,
@@ -157,7 +160,17 @@ class TaskFamily(ABC):
 
         return pipeline(self.pipeline_task, model=str(folder), device="cpu", model_kwargs={"use_safetensors": True})
 
-    def usage_code(self) -> str:
-        """Python that loads the export, for the model card."""
+    @abstractmethod
+    def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
+        """Up to ``rows`` of the scored ``test`` rows as a user would ask the export's pipeline, each
+        with the prediction the evaluation report recorded for it (``tuned``: the report's entry for
+        the fine-tuned model), in words the pipeline answers in: what the ``export_reloads`` check asks."""
+
+    def answer(self, pipeline, asked) -> str:
+        """The loaded export's (:meth:`load_pipeline`) answer to one input of :meth:`reload_cases`."""
+        return pipeline(asked)
+
+    def usage_code(self, folder: str) -> str:
+        """Python that loads the export from ``folder``, for the model card."""
         return ("from transformers import pipeline\n"
-                f'model = pipeline("{self.pipeline_task}", model="path/to/this/folder")')
+                f'model = pipeline("{self.pipeline_task}", model="{folder}")')

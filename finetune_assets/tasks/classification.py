@@ -102,7 +102,10 @@ class Classification(TaskFamily):
         args = batching.inference_arguments(TrainingArguments, workdir, recipe.training.eval_batch_size)
         trainer = Trainer(model=model, args=args, data_collator=self.collator(tokenizer, model))
         inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in test.column_names]
-        predicted = batching.predict_longest_first(trainer, test, inputs).argmax(-1)
+        logits = batching.predict_longest_first(trainer, test, inputs).astype(np.float64)
+        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities /= probabilities.sum(-1, keepdims=True)
+        predicted, confidence = probabilities.argmax(-1), probabilities.max(-1)
         truth = np.asarray(test["label"])
         scores = load_metric("classification").compute(
             predictions=predicted.tolist(), references=truth.tolist(), num_labels=len(names))
@@ -110,6 +113,9 @@ class Classification(TaskFamily):
         details = {k: scores[k] for k in ("precision", "recall", "f1", "support", "confusion_matrix")}
         details["majority_class_rate"] = float(np.bincount(truth).max() / len(truth))
         details["predictions"] = predicted.tolist()
+        details["confidences"] = [round(float(c), 4) for c in confidence]  # the predicted label's probability
+        details["accuracy_by_length"] = _accuracy_by_length(np.asarray(test["length"]), predicted == truth)
+        details["confident_mistakes"] = _confident_mistakes(test["text"], truth, predicted, confidence, names)
         return Evaluation(metrics=metrics, details=details,
                           samples=_samples(test["text"], truth, predicted, names))
 
@@ -118,9 +124,14 @@ class Classification(TaskFamily):
         from finetune_assets.report import plots
 
         names = _label_names(recipe)
+        by_label = [{"name": name, "accuracy": recall, "rows": rows} for name, recall, rows in
+                    zip(names, tuned.details["recall"], tuned.details["support"])]
         return {
             "confusion_matrix": plots.confusion_matrix(
                 tuned.details["confusion_matrix"], names, "Fine-tuned model", folder / "confusion_matrix.png"),
+            "accuracy_by_label_and_length": plots.accuracy_breakdown(
+                by_label, tuned.details["accuracy_by_length"], tuned.metrics["accuracy"],
+                folder / "accuracy_by_label_and_length.png"),
             "baseline_confusion_matrix": plots.confusion_matrix(
                 baseline.details["confusion_matrix"], names, "Base model (untrained head)",
                 folder / "baseline_confusion_matrix.png"),
@@ -140,7 +151,31 @@ class Classification(TaskFamily):
             "accuracy_points_over_majority": round(100 * (tuned.metrics["accuracy"] - majority), 2),
             "per_class": Markdown(markdown_table(per_class)),
             "confusion_matrix_table": Markdown(markdown_table(matrix)),
+            "accuracy_by_length": Markdown(markdown_table(
+                [{"input length": row["name"], "test rows": row["rows"], "accuracy": round(row["accuracy"], 4)}
+                 for row in details["accuracy_by_length"]])),
+            "most_confident_mistakes": Markdown(markdown_table(details["confident_mistakes"])
+                                                if details["confident_mistakes"] else "no wrong prediction"),
         }
+
+    def prepare_export(self, model, tokenizer, recipe: Recipe, folder: Path) -> None:
+        """The tokenizer cuts at the recipe's ``max_length`` when asked to truncate, as training cut."""
+        tokenizer.model_max_length = recipe.training.max_length
+
+    def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
+        """The rows the report was surest of, with the label it predicted: a nearly tied row could
+        tip either way between a batched and a single-row pass in bf16, a sure one cannot."""
+        names, details = _label_names(recipe), tuned["details"]
+        surest = np.argsort(-np.asarray(details["confidences"]), kind="stable")[:rows]
+        return [(test[int(i)]["text"], names[details["predictions"][int(i)]]) for i in surest]
+
+    def answer(self, pipeline, asked) -> str:
+        return pipeline(asked, truncation=True)[0]["label"]
+
+    def usage_code(self, folder: str) -> str:
+        return f"""from transformers import pipeline
+classify = pipeline("text-classification", model="{folder}")
+print(classify("A text to label", truncation=True))  # truncation: cut at max_length tokens, as in training"""
 
     def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
         names = _label_names(recipe)
@@ -170,6 +205,27 @@ def _label_lookup(recipe: Recipe, names: list[str]) -> dict[str, int]:
                             f"one of dataset.labels {names}")
         lookup[_normalise_label(alias)] = lookup[_normalise_label(target)]
     return lookup
+
+
+def _accuracy_by_length(lengths: np.ndarray, correct: np.ndarray, buckets: int = 4) -> list[dict]:
+    """Accuracy per input-length bucket (tokens): edges at the quartiles of the test rows' lengths, so
+    each bucket holds about a quarter of them; equal edges merge."""
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, buckets + 1), method="lower"))
+    found, low = [], int(lengths.min())
+    for high in edges[1:] if len(edges) > 1 else edges:
+        inside = (lengths >= low) & (lengths <= high)
+        found.append({"name": f"{low}-{int(high)} tokens", "accuracy": float(correct[inside].mean()),
+                      "rows": int(inside.sum())})
+        low = int(high) + 1
+    return found
+
+
+def _confident_mistakes(texts, truth, predicted, confidence, names, shown: int = 8) -> list[dict]:
+    """The wrong predictions the model was surest of: where it learned something misleading, or where
+    the data's label is itself wrong."""
+    wrong = [i for i in np.argsort(-confidence, kind="stable") if truth[i] != predicted[i]][:shown]
+    return [{"text": texts[i][:160], "true label": names[truth[i]], "predicted": names[predicted[i]],
+             "confidence": round(float(confidence[i]), 3)} for i in wrong]
 
 
 def _samples(texts, truth, predicted, names, per_kind: int = 4) -> list[dict]:

@@ -20,8 +20,9 @@ from finetune_assets.training.tokenizer import load_tokenizer
 
 
 def export_model(recipe: Recipe, task: TaskFamily, checkpoint: Path, base_location: str,
-                 report: dict, lineage: dict, out_dir: Path, probe_text: str) -> dict:
-    """Write the export into ``out_dir``; return the smoke test's output."""
+                 report: dict, lineage: dict, out_dir: Path, probe_text: str, final: Path) -> dict:
+    """Write the export into ``out_dir`` (renamed to ``final`` once complete, the folder its model
+    card tells users to load); return the smoke test's output."""
     model = methods.load_trained(checkpoint, base_location, recipe, task)
     tokenizer = load_tokenizer(str(checkpoint), recipe)
     task.prepare_export(model, tokenizer, recipe, out_dir)
@@ -33,6 +34,6 @@ def export_model(recipe: Recipe, task: TaskFamily, checkpoint: Path, base_locati
     figures = json.loads((checkpoint / "training_figures.json").read_text())
     (out_dir / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True))
     dtype = str(model.dtype).removeprefix("torch.")
-    (out_dir / "README.md").write_text(model_card(recipe, task, report, lineage, figures, dtype))
+    (out_dir / "README.md").write_text(model_card(recipe, task, report, lineage, figures, dtype, str(final)))
     probe = task.load_pipeline(out_dir)(probe_text)
     return {"probe_input": probe_text, "probe_output": probe}

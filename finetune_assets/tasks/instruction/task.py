@@ -51,6 +51,7 @@ class Instruction(TaskFamily):
     pipeline_task = "text-generation"
     primary_metric = "perplexity"
     primary_metric_higher_is_better = False
+    general_text_probe = True
 
     def peft_task_type(self, model) -> str:
         return "CAUSAL_LM"
@@ -127,7 +128,7 @@ class Instruction(TaskFamily):
         return collator(tokenizer)
 
     def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
-        from finetune_assets.tasks.causal_lm import scoring
+        from finetune_assets.tasks.causal_lm import general_text, scoring
         from finetune_assets.training.generation import apply_generation_settings
 
         chat.with_chat_template(tokenizer)
@@ -136,7 +137,8 @@ class Instruction(TaskFamily):
         sums, counts = scoring.response_nll(model, test, self.collator(tokenizer, model),
                                             recipe.training.eval_batch_size)
         loss = float(sums.sum() / counts.sum())
-        metrics = {"perplexity": math.exp(loss), "test_loss": loss}
+        metrics = {"perplexity": math.exp(loss), "test_loss": loss,
+                   "general_text_perplexity": general_text.perplexity(model, tokenizer, recipe.training.eval_batch_size)}
         shown = test.select(range(min(recipe.evaluation.num_examples, len(test))))
         answers = scoring.generate(model, tokenizer, [chat.prompt_before_last_answer(row["input_ids"], row["labels"])
                                                       for row in shown])
@@ -185,13 +187,27 @@ class Instruction(TaskFamily):
         apply_generation_settings(model, recipe)
 
     def load_pipeline(self, folder: Path):
+        """The export's text-generation pipeline, asked a question (text) or a whole conversation
+        (turns); returns the answer's text."""
         generator = super().load_pipeline(folder)
-        return lambda text: generator(chat.conversation(text))[0]["generated_text"][-1]["content"]
 
-    def usage_code(self) -> str:
-        return """from transformers import pipeline
-chat = pipeline("text-generation", model="path/to/this/folder")
-reply = chat([{"role": "user", "content": "Hello, who are you?"}])
+        def reply(asked) -> str:
+            turns = chat.conversation(asked) if isinstance(asked, str) else asked
+            return generator(turns)[0]["generated_text"][-1]["content"]
+
+        return reply
+
+    def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
+        """The test conversations the report generated answers for, ending with the question; rows
+        cut to fit ``max_length`` are left out (the pipeline would read them whole)."""
+        cases = [(chat.conversation(row["prompt"], None, row["system"], conversations.turns_of(row["history"] or "[]")),
+                  sample["prediction"]) for row, sample in zip(test, tuned["samples"]) if not row["truncated"]]
+        return cases[:rows]
+
+    def usage_code(self, folder: str) -> str:
+        return f"""from transformers import pipeline
+chat = pipeline("text-generation", model="{folder}")
+reply = chat([{{"role": "user", "content": "Hello, who are you?"}}])
 print(reply[0]["generated_text"][-1]["content"])"""
 
 

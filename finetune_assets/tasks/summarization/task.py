@@ -162,15 +162,23 @@ class Summarization(TaskFamily):
         return pipeline("summarization", model=str(folder), device="cpu", model_kwargs={"use_safetensors": True},
                         pipeline_class=summarization_pipeline.SummarizationPipeline)
 
-    def usage_code(self) -> str:
-        return """from transformers import pipeline
+    def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
+        """The first test documents, with the summaries the report generated for them."""
+        predictions = tuned["details"]["predictions"]
+        return [(test[i]["document"], predictions[i]) for i in range(min(rows, len(predictions)))]
+
+    def answer(self, pipeline, asked) -> str:
+        return pipeline(asked)[0]["summary_text"]
+
+    def usage_code(self, folder: str) -> str:
+        return f"""from transformers import pipeline
 from finetune_assets.tasks.summarization.summarization_pipeline import SummarizationPipeline
-summarize = pipeline("summarization", model="path/to/this/folder", pipeline_class=SummarizationPipeline)
+summarize = pipeline("summarization", model="{folder}", pipeline_class=SummarizationPipeline)
 # Without finetune_assets installed, trust_remote_code=True instead of pipeline_class runs
 # this folder's summarization_pipeline.py (read it first).
 print(summarize("A long document ...")[0]["summary_text"])
 # A decoder-only export (config.json names AutoModelForCausalLM) also answers a chat:
-# pipeline("text-generation", model=...)([{"role": "user", "content": config.prefix + document}])"""
+# pipeline("text-generation", model=...)([{{"role": "user", "content": config.prefix + document}}])"""
 
 
 def content_words(text: str) -> set[str]:

@@ -1,0 +1,175 @@
+"""Quality gates: the checks a model stage judges on its own artifact, from figures the artifact holds.
+
+Data checks ask whether the rows are fit to train on; these ask whether the model is fit to ship.
+Each judge reads what the stage already wrote (the Trainer's ``log_history.json``, the evaluation's
+``report.json`` and figures) and the recipe's ``checks:`` thresholds, and returns an outcome:
+``passed``, a ``description`` that says what was compared, what a failure means and what to do, and
+the ``figures`` behind it. Judging is cheap and needs no model, so it runs on every run, cached
+artifact or not, and a changed threshold is judged again without retraining. The chain's table
+(:mod:`finetune_assets.pipeline.chain`) names each judge, its stage and its severity:
+
+- ``finetuned_model/loss_decreased`` (WARN): the training loss fell;
+- ``evaluation_report/beats_base_model`` (ERROR): the tuned model beats its untuned base;
+- ``evaluation_report/beats_majority_class`` (ERROR, classification): it beats always answering the
+  most common label;
+- ``evaluation_report/no_overfitting`` (WARN): validation loss did not rise while training loss fell,
+  nor end far above it;
+- ``evaluation_report/forgetting`` (WARN, instruction): perplexity on general text did not rise far
+  above the base model's.
+
+Checks that need a model loaded (the export's ``merge_verified`` and ``export_reloads``) are computed
+by their stage and recorded with the artifact; :func:`recorded` hands that outcome on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.pipeline.promotion import Rule
+from finetune_assets.recipes import Recipe
+
+Judge = Callable[[Recipe, ArtifactRef], dict]
+
+
+def outcome(passed: bool, description: str, figures: dict) -> dict:
+    return {"passed": bool(passed), "description": description,
+            "figures": {key: round(value, 4) if isinstance(value, float) else value for key, value in figures.items()}}
+
+
+def recorded(name: str) -> Judge:
+    """The outcome the stage computed itself and recorded in the artifact's ``info["checks"]``."""
+    return lambda recipe, ref: ref.info["checks"][name]
+
+
+# --- finetuned_model -----------------------------------------------------------------------------
+
+def loss_decreased(recipe: Recipe, ref: ArtifactRef) -> dict:
+    """The mean training loss of the last quarter of logged steps against the first quarter's."""
+    history = _log_history(Path(ref.path))
+    losses = [(row["step"], row["loss"]) for row in history if "loss" in row]
+    if len(losses) < 2:
+        return outcome(True, f"not judged: {len(losses)} training loss(es) logged, too few to compare (the Trainer "
+                       f"logs every training.logging_steps={recipe.training.logging_steps} steps); lower "
+                       "training.logging_steps to judge a run this short", {"logged_losses": len(losses)})
+    first, last = _quarter(losses, 0), _quarter(losses, -1)
+    decrease = (first["loss"] - last["loss"]) / first["loss"]
+    limit = recipe.checks.min_loss_decrease
+    figures = {"first_quarter_loss": first["loss"], "last_quarter_loss": last["loss"], "relative_decrease": decrease,
+               "min_loss_decrease": limit, "logged_losses": len(losses)}
+    said = (f"training loss {first['loss']:.4f} over steps {first['steps']} and {last['loss']:.4f} over steps "
+            f"{last['steps']} ({decrease:+.1%}, limit > {limit:.0%})")
+    if decrease > limit:
+        return outcome(True, f"the training loss fell: {said}", figures)
+    return outcome(False, f"the training loss did not fall: {said}. The model learned little or nothing from the "
+                   "data: check training.learning_rate (too small to move the weights, or so large that training "
+                   "diverges), the labels and the data, then train again", figures)
+
+
+# --- evaluation_report ---------------------------------------------------------------------------
+
+def beats_base_model(recipe: Recipe, ref: ArtifactRef) -> dict:
+    """The promotion metric of the tuned model against the base model's, on the same test rows."""
+    rule, metrics = Rule.of(recipe), ref.info["metrics"]
+    tuned, base = rule.figure(recipe, metrics), float(metrics[f"baseline_{rule.metric}"])
+    gain = tuned - base if rule.higher_is_better else base - tuned
+    limit = recipe.checks.min_gain_over_base
+    direction = "higher" if rule.higher_is_better else "lower"
+    figures = {rule.metric: tuned, f"baseline_{rule.metric}": base, "gain": gain, "min_gain_over_base": limit,
+               "test_rows": ref.info.get("test_rows", 0)}
+    said = (f"{rule.metric} {tuned:.4f} fine-tuned against {base:.4f} for the untuned base model on the same "
+            f"{figures['test_rows']} test rows ({direction} is better; gain {gain:+.4f}, needed > {limit:g})")
+    if gain > limit:
+        return outcome(True, f"the fine-tuned model beats its base model: {said}", figures)
+    return outcome(False, f"the fine-tuned model does not beat its base model: {said}. Fine-tuning bought nothing, so "
+                   "it is not exported. Check training.learning_rate and training.epochs (too little training), the "
+                   "labels and the data; checks.min_gain_over_base sets the margin", figures)
+
+
+def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> dict:
+    """Test accuracy against always answering the most common test label."""
+    report = _report(ref)
+    accuracy = float(report["tuned"]["metrics"]["accuracy"])
+    majority = float(report["tuned"]["details"]["majority_class_rate"])
+    limit = recipe.checks.min_accuracy_over_majority
+    figures = {"accuracy": accuracy, "majority_class_rate": majority, "margin": accuracy - majority,
+               "min_accuracy_over_majority": limit}
+    said = (f"test accuracy {accuracy:.4f} against {majority:.4f} for always answering the most common label "
+            f"(margin {accuracy - majority:+.4f}, needed > {limit:g})")
+    if accuracy - majority > limit:
+        return outcome(True, f"the model beats the majority class: {said}", figures)
+    return outcome(False, f"the model does no better than always answering the most common label: {said}. It has "
+                   "learned the label frequencies, not the texts; look at the confusion matrix, balance the classes "
+                   "(dataset.drop_labels, more rows of the rare labels) or train longer", figures)
+
+
+def no_overfitting(recipe: Recipe, ref: ArtifactRef) -> dict:
+    """From the Trainer's log history: validation loss rising above its best while the training loss
+    kept falling, or a final validation loss far above the final training loss."""
+    history = _log_history(Path(ref.lineage["finetuned_model"]["path"]))
+    evaluations = [(row["step"], row["eval_loss"]) for row in history if "eval_loss" in row]
+    losses = [(row["step"], row["loss"]) for row in history if "loss" in row]
+    if not evaluations:
+        return outcome(True, "not judged: no validation loss was logged", {})
+    spec = recipe.checks
+    final_step, final_validation = evaluations[-1]
+    summary = [row["train_loss"] for row in history if "train_loss" in row]
+    final_training = _quarter(losses, -1)["loss"] if losses else (summary[-1] if summary else final_validation)
+    best_step, best = min(evaluations, key=lambda pair: pair[1])
+    rise = (final_validation - best) / best if best > 0 else 0.0
+    before = [loss for step, loss in losses if step <= best_step]
+    after = [loss for step, loss in losses if step > best_step]
+    training_fell = bool(before and after) and sum(after) / len(after) < sum(before) / len(before)
+    gap = final_validation - final_training
+    figures = {"final_validation_loss": final_validation, "best_validation_loss": best, "best_at_step": best_step,
+               "validation_loss_rise": rise, "final_training_loss": final_training, "train_validation_gap": gap,
+               "max_validation_loss_rise": spec.max_validation_loss_rise,
+               "max_train_validation_gap": spec.max_train_validation_gap, "validations": len(evaluations)}
+    problems = []
+    if rise > spec.max_validation_loss_rise and training_fell:
+        problems.append(f"the validation loss rose from its best {best:.4f} (step {best_step}) to {final_validation:.4f} "
+                        f"(step {final_step}, {rise:+.1%}, limit {spec.max_validation_loss_rise:.0%}) while the "
+                        "training loss kept falling")
+    if gap > spec.max_train_validation_gap:
+        problems.append(f"the final validation loss {final_validation:.4f} exceeds the training loss "
+                        f"{final_training:.4f} by {gap:.4f} (limit {spec.max_train_validation_gap:g})")
+    if problems:
+        return outcome(False, "the model is overfitting: " + "; ".join(problems) + ". It memorises the training rows "
+                       "instead of learning what generalises: train fewer epochs, set "
+                       "training.early_stopping_patience (keeps the best checkpoint), add data or weight decay", figures)
+    return outcome(True, f"no sign of overfitting: final validation loss {final_validation:.4f} (best {best:.4f}), "
+                   f"training loss {final_training:.4f} ({len(evaluations)} validation pass(es))", figures)
+
+
+def forgetting(recipe: Recipe, ref: ArtifactRef) -> dict:
+    """Perplexity on the shipped general-text probe, tuned against base."""
+    metrics = ref.info["metrics"]
+    tuned, base = float(metrics["general_text_perplexity"]), float(metrics["baseline_general_text_perplexity"])
+    rise = tuned / base - 1
+    limit = recipe.checks.max_general_perplexity_rise
+    figures = {"general_text_perplexity": tuned, "baseline_general_text_perplexity": base, "rise": rise,
+               "max_general_perplexity_rise": limit}
+    said = (f"perplexity on the shipped general-text probe {tuned:.2f} fine-tuned against {base:.2f} for the base "
+            f"model ({rise:+.1%}, limit {limit:+.0%})")
+    if rise <= limit:
+        return outcome(True, f"no sign of catastrophic forgetting: {said}", figures)
+    return outcome(False, f"the model has forgotten general language while learning the recipe's data: {said}. "
+                   "Lower training.learning_rate or training.epochs, prefer method: lora (or a smaller lora.r), or "
+                   "mix general text into the data; checks.max_general_perplexity_rise sets the limit", figures)
+
+
+def _quarter(losses: list[tuple[int, float]], end: int) -> dict:
+    """The mean loss of the first (``end`` 0) or last (-1) quarter of the logged losses, at least one."""
+    size = max(1, len(losses) // 4)
+    window = losses[:size] if end == 0 else losses[-size:]
+    return {"loss": sum(loss for _, loss in window) / len(window), "steps": f"{window[0][0]}-{window[-1][0]}"}
+
+
+def _log_history(model_folder: Path) -> list[dict]:
+    return json.loads((model_folder / "log_history.json").read_text())
+
+
+def _report(ref: ArtifactRef) -> dict:
+    return json.loads(Path(ref.path).read_text())

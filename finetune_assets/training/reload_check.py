@@ -1,0 +1,76 @@
+"""Does the export answer as the report says? ``exported_model``'s ``export_reloads`` check, run before
+the promotion gate decides.
+
+The merge check (:mod:`.merge_check`) compares the exported weights with the trained model. This
+one asks what a user gets: the folder is loaded through its ``transformers`` pipeline
+(:meth:`TaskFamily.load_pipeline`, as the model card says to load it) and asked a few test rows,
+as a user would ask them (:meth:`TaskFamily.reload_cases`: a classifier the rows the report was
+surest of, a summarizer the documents, a chat model the conversations), in the precision the
+report was scored in. Each answer is compared with the prediction the evaluation report recorded
+for that row. A changed weight file, a lost label mapping, another tokenizer, chat template or
+decoding setting changes the answers.
+
+A row counts as reproduced when :data:`AGREEMENT` of its words agree in order (a label: the same
+label). Generated text is compared that leniently because the report decoded rows in padded
+batches and the pipeline decodes one row at a time: in bf16 the two can take different words where
+two were nearly tied (measured on the shipped ``paper_summaries``: 2 of 4 summaries differed by a
+word or a late phrase), while a changed model answers differently from the first word on. The check
+passes when at least :data:`NEEDED` of the rows compared are reproduced.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+
+from finetune_assets.recipes import Recipe
+from finetune_assets.report.tables import markdown_table
+from finetune_assets.tasks.base import TaskFamily
+from finetune_assets.training.precision import Precision
+
+CHECK = "export_reloads"
+ROWS = 4
+AGREEMENT = 0.8  # share of a row's words that must agree, in order (difflib's ratio)
+NEEDED = 0.75  # share of the compared rows that must be reproduced (3 of 4)
+
+
+def agreement(answer: str, expected: str) -> float:
+    """How much of two answers agrees, word by word in order: 1.0 for the same words, 0.0 for none."""
+    return difflib.SequenceMatcher(None, answer.split(), expected.split(), autojunk=False).ratio()
+
+
+def verify(recipe: Recipe, task: TaskFamily, export: Path, report: dict, test, numerics: Precision) -> dict:
+    """The check's outcome (``passed``, ``description``, ``figures``) and, under ``answers``, the rows
+    compared as a markdown table."""
+    cases = task.reload_cases(test, report["tuned"], recipe, ROWS)
+    if not cases:
+        return {"passed": True, "figures": {"rows_compared": 0}, "answers": "(none)", "description": (
+            "not judged: the evaluation report holds no prediction a user could ask the pipeline for "
+            "(instruction recipes: raise evaluation.num_examples)")}
+    pipeline = task.load_pipeline(export)
+    with numerics.inference():
+        answers = [task.answer(pipeline, asked) for asked, _ in cases]
+    shares = [agreement(answer, expected) for answer, (_, expected) in zip(answers, cases)]
+    reproduced = sum(share >= AGREEMENT for share in shares)
+    needed = math.ceil(NEEDED * len(cases))
+    figures = {"rows_compared": len(cases), "rows_reproduced": reproduced, "rows_needed": needed,
+               "mean_word_agreement": round(sum(shares) / len(shares), 4)}
+    table = markdown_table([{"asked": _shown(asked), "report": expected[:200], "export's pipeline": answer[:200],
+                             "agreement": round(share, 3)}
+                            for (asked, expected), answer, share in zip(cases, answers, shares)])
+    said = (f"the export at {export}, loaded through its {task.pipeline_task} pipeline, gave the report's "
+            f"prediction on {reproduced} of {len(cases)} test rows (needed {needed}; a row counts when "
+            f"{AGREEMENT:.0%} of its words agree in order)")
+    if reproduced >= needed:
+        return {"passed": True, "figures": figures, "answers": table, "description": said}
+    return {"passed": False, "figures": figures, "answers": table, "description": (
+        f"{said}: what users load is not what was evaluated. It is not promoted. Compare the export's "
+        "files (weights, tokenizer, config.json labels, generation_config.json) with the checkpoint, then "
+        "export again.")}
+
+
+def _shown(asked) -> str:
+    """A pipeline input as one short line: a text, or a conversation's last user turn."""
+    text = asked if isinstance(asked, str) else asked[-1]["content"]
+    return text[:120]
