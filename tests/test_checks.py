@@ -12,7 +12,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from datasets import Dataset, DatasetDict
 
 from finetune_assets.defs import build_definitions
-from finetune_assets.defs.checks import CHECKS, build_checks
+from finetune_assets.defs.checks import CHECKS
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.tasks import get_task
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import NO_QUALITY_GATES
 from datasets import Dataset, DatasetDict
 from peft import LoraConfig, get_peft_model
 
@@ -111,7 +112,7 @@ def write_project(root: Path, base: Path, max_new_tokens: int) -> None:
     (root / "recipes" / "sums.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     (root / "recipes" / "sums.yaml").write_text(yaml.safe_dump({
         "task": "instruction", "base_model": str(base), "dataset": {"source": "sums.jsonl"},
-        "splits": {"validation": 0.2, "test": 0.25}, "checks": {"min_rows_per_split": 5},
+        "splits": {"validation": 0.2, "test": 0.25}, "checks": {"min_rows_per_split": 5, **NO_QUALITY_GATES},
         "method": "lora", "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
         "training": {"max_length": 48, "learning_rate": 1e-2, "batch_size": 8},
         "generation": {"max_new_tokens": max_new_tokens}, "evaluation": {"num_examples": 2},

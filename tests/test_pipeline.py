@@ -68,7 +68,8 @@ def pipeline_run(tmp_path_factory):
     metadata = {event.materialization.asset_key: event.materialization.metadata
                 for event in result.get_asset_materialization_events()}
     log_lines = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    return SimpleNamespace(defs=defs, recipes_dir=recipes, metadata=metadata, log_lines=log_lines)
+    checks = {(e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()}
+    return SimpleNamespace(defs=defs, recipes_dir=recipes, metadata=metadata, log_lines=log_lines, checks=checks)
 
 
 def value(metadata, recipe: str, asset: str, key: str):
@@ -116,6 +117,62 @@ def test_report_metrics_match_the_confusion_matrix(pipeline_run, recipe):
     tuned = value(metadata, recipe, "evaluation_report", "accuracy")
     assert tuned >= value(metadata, recipe, "evaluation_report", "baseline_accuracy") + 0.1
     assert tuned > value(metadata, recipe, "evaluation_report", "majority_class_rate")
+
+
+@pytest.mark.parametrize("recipe", ["tweets_full", "tweets_lora"])
+def test_every_quality_gate_passes_on_a_model_that_learned(pipeline_run, recipe):
+    """MiniLM on real tweets: it beats its base and the majority class, its loss fell, its validation
+    loss fell from one epoch to the next, and its export reloads and answers as the report did."""
+    checks = pipeline_run.checks
+    for name in ("loss_decreased", "beats_base_model", "beats_majority_class", "no_overfitting", "merge_verified",
+                 "export_reloads"):
+        assert checks[(recipe, name)].passed, f"{name}: {checks[(recipe, name)].description}"
+    history = json.loads((Path(value(pipeline_run.metadata, recipe, "finetuned_model", "path")) / "log_history.json")
+                         .read_text())
+    validation = [row["eval_loss"] for row in history if "eval_loss" in row]
+    figures = checks[(recipe, "no_overfitting")].metadata
+    assert len(validation) == 2 and figures["final_validation_loss"].value == pytest.approx(validation[-1], abs=1e-4)
+    gate = checks[(recipe, "beats_majority_class")].metadata
+    assert gate["accuracy"].value == pytest.approx(value(pipeline_run.metadata, recipe, "evaluation_report", "accuracy"),
+                                                   abs=1e-4)
+
+
+@pytest.mark.parametrize("recipe", ["tweets_full", "tweets_lora"])
+def test_error_analysis_per_label_per_length_and_the_surest_mistakes(pipeline_run, recipe):
+    import base64
+
+    metadata = pipeline_run.metadata
+    report = json.loads(Path(value(metadata, recipe, "evaluation_report", "path")).read_text())
+    splits = Path(value(metadata, recipe, "tokenized_splits", "path"))
+    from datasets import load_from_disk
+
+    test = load_from_disk(str(splits))["test"]
+    truth, predicted = test["label"], report["tuned"]["details"]["predictions"]
+    confidence = report["tuned"]["details"]["confidences"]
+    picture = value(metadata, recipe, "evaluation_report", "accuracy_by_label_and_length")
+    encoded = picture.split("base64,", 1)[1].rstrip(")")
+    assert base64.b64decode(encoded)[:4] == b"\x89PNG", "one plot, inline like the confusion matrix"
+    buckets = report["tuned"]["details"]["accuracy_by_length"]
+    assert sum(b["rows"] for b in buckets) == len(test) and 2 <= len(buckets) <= 4
+    right = sum(t == p for t, p in zip(truth, predicted))
+    assert sum(b["accuracy"] * b["rows"] for b in buckets) == pytest.approx(right)
+    for bucket in buckets:  # each bucket's figure, recomputed from the rows' token lengths
+        low, high = map(int, bucket["name"].removesuffix(" tokens").split("-"))
+        inside = [t == p for t, p, n in zip(truth, predicted, test["length"]) if low <= n <= high]
+        assert bucket["rows"] == len(inside) and bucket["accuracy"] == pytest.approx(sum(inside) / len(inside))
+    table = value(metadata, recipe, "evaluation_report", "accuracy_by_length")
+    assert "| input length | test rows | accuracy |" in table
+    wrong = sorted((i for i in range(len(truth)) if truth[i] != predicted[i]), key=lambda i: -confidence[i])
+    mistakes = report["tuned"]["details"]["confident_mistakes"]
+    assert len(mistakes) == min(8, len(wrong))
+    names = ["negative", "positive"]
+    for row, i in zip(mistakes, wrong):
+        assert row["confidence"] == pytest.approx(confidence[i], abs=1e-3)
+        assert row["true label"] == names[truth[i]] and row["predicted"] == names[predicted[i]] != row["true label"]
+    assert [row["confidence"] for row in mistakes] == sorted((row["confidence"] for row in mistakes), reverse=True)
+    shown = value(metadata, recipe, "evaluation_report", "most_confident_mistakes")
+    assert "| text | true label | predicted | confidence |" in shown
+    assert all(f"| {row['true label']} | {row['predicted']} | {row['confidence']} |" in shown for row in mistakes)
 
 
 def test_lora_trains_a_small_fraction_and_checkpoints_only_the_adapter(pipeline_run):

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 from datasets import Dataset, DatasetDict
+from conftest import NO_QUALITY_GATES
 from tiny_models import DIALOGUES
 from transformers import T5Tokenizer
 
@@ -124,7 +125,7 @@ def materialize_papers(root: Path, materialize_recipes, **overrides) -> dict:
         "base_model": MINILM,
         "dataset": {"source": "papers.jsonl", "columns": {"document": "sentences.abstract", "summary": "summary"}},
         "splits": {"validation": 0.25, "test": 0.25, "seed": 1},
-        "checks": {"min_rows_per_split": 2, "max_truncation_rate": 1.0},
+        "checks": {"min_rows_per_split": 2, "max_truncation_rate": 1.0, **NO_QUALITY_GATES},
         "training": {"epochs": 1, "learning_rate": 1e-4, "batch_size": 4, "max_length": 32,
                      "max_target_length": 12, "max_train_samples": 8, "logging_steps": 1, "seed": 1},
         "generation": TINY_GENERATION,
@@ -237,7 +238,7 @@ def dialogsum_run(tmp_path_factory, materialize_recipes, tiny_t5):
     shipped = yaml.safe_load((SHIPPED_DIR / "dialogsum_t5.yaml").read_text())
     recipe = {**shipped, "base_model": str(tiny_t5),
               "splits": {**shipped["splits"], "validation": 0.1},
-              "checks": {"min_rows_per_split": 2},
+              "checks": {"min_rows_per_split": 2, **NO_QUALITY_GATES},
               "training": {**shipped["training"], "epochs": 1, "max_train_samples": 16,
                            "early_stopping_patience": None}}
     recipes = root / "recipes"

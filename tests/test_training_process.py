@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 import yaml
+from conftest import NO_QUALITY_GATES
 from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance, materialize
 from safetensors.torch import load_file
 from test_pipeline import tweets_csv
@@ -54,6 +55,7 @@ def tiny_recipe(base_model: Path, **compute) -> dict:
         "training": {"epochs": 3, "learning_rate": 1e-3, "batch_size": 4, "max_length": 32, "logging_steps": 1,
                      "save_steps": 6, "seed": 3},
         "compute": {"retries": 1, "retry_delay_seconds": 0, **compute},
+        "checks": NO_QUALITY_GATES,
     }
 
 

@@ -9,7 +9,9 @@ references on disk, ``atomic.py`` how folders and files are written safely by co
 ``promotion.py`` is the gate that picks the champion export, ``champion.py`` the champion's files
 under a lock, and ``champion_scores.py`` the champion re-scored on a challenger's test rows;
 ``sweep_report.py`` compares a recipe's sweep variants on the same test rows and picks the one the
-gate judges; ``quiet.py`` turns library progress bars off while a stage works.
+gate judges; ``quiet.py`` turns library progress bars off while a stage works; ``quality_gates.py``
+judges the model stages' own checks (beats its base model, no overfitting, no forgetting, ...) from
+figures their artifacts hold.
 Nothing here imports Dagster: :mod:`finetune_assets.defs` wraps it into assets, and scripts and
 benchmarks call it directly. The heavy work itself lives in ``data/``, ``training/`` and ``tasks/``.
 """

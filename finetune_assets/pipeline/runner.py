@@ -3,9 +3,12 @@
 The same steps for every stage, with no knowledge of which one it is: read what must be read
 before the fingerprint is known, compute the fingerprint, reuse the folder of that fingerprint if
 it is complete (``cache_hit: true``), else run the stage into a staging folder (library progress
-bars off, see ``quiet.py``) and rename it into place with its record; then the stage's ``finish``
-step (the champion's scores, the promotion gate), cached or not, with the run's
-:class:`~finetune_assets.pipeline.facts.RunFacts`.
+bars off, see ``quiet.py``) and rename it into place with its record; then judge the stage's own
+checks on that artifact (the quality gates, with the recipe's current thresholds) and run its
+``finish`` step (the champion's scores, the promotion gate), cached or not, with the run's
+:class:`~finetune_assets.pipeline.facts.RunFacts` and the checks that failed. When the finish step
+hands on another artifact than the one made (the gate kept its champion), the metadata describes
+that one and this run's figures go under ``challenger_*``.
 Two runs making the same fingerprint at once both finish; the folder put in place first is the one
 both report. A training stage also gets a checkpoint folder of its fingerprint that outlives a
 failed attempt (the next attempt resumes from it) and is deleted once the artifact is complete, and
@@ -95,10 +98,13 @@ def judge_checks(stage: Stage, recipe: Recipe, ref: ArtifactRef, log) -> dict:
     return checks
 
 
+RUN_KEYS = ("cache_hit", "reused")  # what this run did, whichever artifact it hands on
+
+
 def handed_on(kept: ArtifactRef, made_metadata: dict) -> dict:
     """The finish step handed on another artifact than the one this run made (the promotion gate kept
     its champion): the plain keys describe the artifact handed on, as recorded when it was made, and
     this run's own figures move under ``challenger_*``, so a page never mixes the two."""
     recorded = caching.load(Path(kept.path) if Path(kept.path).is_dir() else Path(kept.path).parent)
     return {**(recorded[1] if recorded else {}),
-            **{f"challenger_{key}": value for key, value in made_metadata.items()}}
+            **{(key if key in RUN_KEYS else f"challenger_{key}"): value for key, value in made_metadata.items()}}

@@ -221,7 +221,7 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
                   f"pipeline probe: {rounded(probe['probe_output'])}")
     rows = scored_rows(recipe, Path(model_ref.lineage["tokenized_splits"]["path"]))
     merge = merge_check.verify(recipe, task, Path(model_ref.path), base_location(recipe), work.staging, rows)
-    reloads = reload_check.verify(recipe, task, work.staging, report, rows, precision.resolve(recipe))
+    reloads = reload_check.verify(recipe, task, work.staging, report, rows, precision.resolve(recipe), work.final)
     answers = Markdown(reloads.pop("answers"))
     kept = {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key") if key in report_ref.info}
     return {**kept, "checks": {merge_check.CHECK: merge, reload_check.CHECK: reloads}}, {

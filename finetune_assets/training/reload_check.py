@@ -13,9 +13,10 @@ decoding setting changes the answers.
 A row counts as reproduced when :data:`AGREEMENT` of its words agree in order (a label: the same
 label). Generated text is compared that leniently because the report decoded rows in padded
 batches and the pipeline decodes one row at a time: in bf16 the two can take different words where
-two were nearly tied (measured on the shipped ``paper_summaries``: 2 of 4 summaries differed by a
-word or a late phrase), while a changed model answers differently from the first word on. The check
-passes when at least :data:`NEEDED` of the rows compared are reproduced.
+two were nearly tied, and the text then goes its own way (measured on the shipped
+``paper_summaries``: 2 of the first 4 summaries differed, word agreement 0.75 and 0.93), while an
+export that is not the evaluated model differs on every row. The check passes when at least
+:data:`NEEDED` of the rows compared are reproduced.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from finetune_assets.training.precision import Precision
 
 CHECK = "export_reloads"
 ROWS = 4
-AGREEMENT = 0.8  # share of a row's words that must agree, in order (difflib's ratio)
+AGREEMENT = 0.6  # share of a row's words that must agree, in order (difflib's ratio)
 NEEDED = 0.75  # share of the compared rows that must be reproduced (3 of 4)
 
 
@@ -40,9 +41,10 @@ def agreement(answer: str, expected: str) -> float:
     return difflib.SequenceMatcher(None, answer.split(), expected.split(), autojunk=False).ratio()
 
 
-def verify(recipe: Recipe, task: TaskFamily, export: Path, report: dict, test, numerics: Precision) -> dict:
+def verify(recipe: Recipe, task: TaskFamily, export: Path, report: dict, test, numerics: Precision,
+           final: Path | None = None) -> dict:
     """The check's outcome (``passed``, ``description``, ``figures``) and, under ``answers``, the rows
-    compared as a markdown table."""
+    compared as a markdown table. ``final``: the folder ``export`` becomes, named in the description."""
     cases = task.reload_cases(test, report["tuned"], recipe, ROWS)
     if not cases:
         return {"passed": True, "figures": {"rows_compared": 0}, "answers": "(none)", "description": (
@@ -59,7 +61,7 @@ def verify(recipe: Recipe, task: TaskFamily, export: Path, report: dict, test, n
     table = markdown_table([{"asked": _shown(asked), "report": expected[:200], "export's pipeline": answer[:200],
                              "agreement": round(share, 3)}
                             for (asked, expected), answer, share in zip(cases, answers, shares)])
-    said = (f"the export at {export}, loaded through its {task.pipeline_task} pipeline, gave the report's "
+    said = (f"the export at {final or export}, loaded through its {task.pipeline_task} pipeline, gave the report's "
             f"prediction on {reproduced} of {len(cases)} test rows (needed {needed}; a row counts when "
             f"{AGREEMENT:.0%} of its words agree in order)")
     if reproduced >= needed:

@@ -103,6 +103,7 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
             load_best_model_at_end=early,
             metric_for_best_model="eval_loss",
             logging_steps=spec.logging_steps,
+            logging_first_step=True,  # the loss before training moved the weights: what loss_decreased compares with
             train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
             seed=spec.seed,
             **numerics.trainer_arguments(),
