@@ -47,9 +47,9 @@ def make_recipe(tmp_path: Path):
     return make
 
 
-# The quality gates of a tiny random model that learns nothing in its few steps, relaxed where a test is
-# about the pipeline's plumbing, not about model quality: a model up to 1.0 worse than its base passes.
-NO_QUALITY_GATES = {"min_gain_over_base": -1.0, "min_accuracy_over_majority": -1.0}
+# The ERROR quality gates of a tiny random model that learns nothing in its few steps, switched off where
+# a test is about the pipeline's plumbing, not about model quality: any margin passes.
+NO_QUALITY_GATES = {"min_gain_over_base": -1.0e9, "min_accuracy_over_majority": -1.0e9}
 
 FILMS = {  # a tiny classification recipe: the tiny BERT at ../bert, the CSV files in data/
     "task": "classification", "base_model": "../bert",

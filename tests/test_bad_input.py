@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import NO_QUALITY_GATES
 from dagster import DagsterInstance, materialize
 
 from finetune_assets.data import sources
@@ -41,7 +42,7 @@ def project(tmp_path_factory, tiny_bert):
     recipe = {"task": "classification", "base_model": str(tiny_bert),
               "dataset": {"source": "reviews.csv", "columns": {"text": "review", "label": "sentiment"},
                           "labels": ["negative", "positive"], "label_aliases": {"pos": "positive", "neg": "negative"}},
-              "splits": {"validation": 0.2, "test": 0.2}, "training": {"max_length": 32}}
+              "splits": {"validation": 0.2, "test": 0.2}, "training": {"max_length": 32}, "checks": NO_QUALITY_GATES}
     (root / "films.yaml").write_text(yaml.safe_dump(recipe))
     write_csv(root / "reviews.csv", GOOD_ROWS)
     defs = build_definitions([root], str(root / "artifacts"))

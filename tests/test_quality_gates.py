@@ -93,6 +93,9 @@ def test_no_overfitting_warns_when_validation_loss_rises_while_training_loss_fal
     assert "early_stopping_patience" in found["description"], "it says what to do"
     relaxed = make_recipe(checks={"max_validation_loss_rise": 10.0, "max_train_validation_gap": 10.0})
     assert quality_gates.no_overfitting(relaxed, report_ref(model))["passed"], "the recipe sets the limits"
+    kept_best = make_recipe("early", training={"early_stopping_patience": 2})  # the best checkpoint is the model
+    judged = quality_gates.no_overfitting(kept_best, report_ref(model))
+    assert judged["figures"]["final_validation_loss"] == pytest.approx(min(validation), abs=1e-4)
 
 
 def test_loss_decreased_passes_when_training_learned_and_fails_when_it_diverged(memorised, tiny_bert, tmp_path):

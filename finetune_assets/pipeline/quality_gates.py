@@ -107,17 +107,21 @@ def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> dict:
 
 def no_overfitting(recipe: Recipe, ref: ArtifactRef) -> dict:
     """From the Trainer's log history: validation loss rising above its best while the training loss
-    kept falling, or a final validation loss far above the final training loss."""
+    kept falling, or a final validation loss far above the final training loss. With early stopping
+    the best checkpoint is the model kept, so the history is judged up to it."""
     history = _log_history(Path(ref.lineage["finetuned_model"]["path"]))
     evaluations = [(row["step"], row["eval_loss"]) for row in history if "eval_loss" in row]
     losses = [(row["step"], row["loss"]) for row in history if "loss" in row]
     if not evaluations:
         return outcome(True, "not judged: no validation loss was logged", {})
     spec = recipe.checks
+    best_step, best = min(evaluations, key=lambda pair: pair[1])
+    if recipe.training.early_stopping_patience:  # the Trainer kept the best checkpoint: that model is judged
+        evaluations = [pair for pair in evaluations if pair[0] <= best_step]
+        losses = [pair for pair in losses if pair[0] <= best_step]
     final_step, final_validation = evaluations[-1]
     summary = [row["train_loss"] for row in history if "train_loss" in row]
     final_training = _quarter(losses, -1)["loss"] if losses else (summary[-1] if summary else final_validation)
-    best_step, best = min(evaluations, key=lambda pair: pair[1])
     rise = (final_validation - best) / best if best > 0 else 0.0
     before = [loss for step, loss in losses if step <= best_step]
     after = [loss for step, loss in losses if step > best_step]

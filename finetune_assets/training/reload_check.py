@@ -48,8 +48,8 @@ def verify(recipe: Recipe, task: TaskFamily, export: Path, report: dict, test, n
     cases = task.reload_cases(test, report["tuned"], recipe, ROWS)
     if not cases:
         return {"passed": True, "figures": {"rows_compared": 0}, "answers": "(none)", "description": (
-            "not judged: the evaluation report holds no prediction a user could ask the pipeline for "
-            "(instruction recipes: raise evaluation.num_examples)")}
+            "not judged: the evaluation report holds no prediction the pipeline could repeat (decoding samples, "
+            "generation.do_sample: true; or, for instruction recipes, evaluation.num_examples is 0)")}
     pipeline = task.load_pipeline(export)
     with numerics.inference():
         answers = [task.answer(pipeline, asked) for asked, _ in cases]

@@ -199,7 +199,10 @@ class Instruction(TaskFamily):
 
     def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
         """The test conversations the report generated answers for, ending with the question; rows
-        cut to fit ``max_length`` are left out (the pipeline would read them whole)."""
+        cut to fit ``max_length`` are left out (the pipeline would read them whole), and sampled
+        answers are never the same twice."""
+        if recipe.generation.do_sample:
+            return []
         cases = [(chat.conversation(row["prompt"], None, row["system"], conversations.turns_of(row["history"] or "[]")),
                   sample["prediction"]) for row, sample in zip(test, tuned["samples"]) if not row["truncated"]]
         return cases[:rows]

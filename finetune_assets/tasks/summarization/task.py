@@ -163,7 +163,10 @@ class Summarization(TaskFamily):
                         pipeline_class=summarization_pipeline.SummarizationPipeline)
 
     def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
-        """The first test documents, with the summaries the report generated for them."""
+        """The first test documents, with the summaries the report generated for them (none when
+        decoding samples: a sampled summary is never the same twice)."""
+        if recipe.generation.do_sample:
+            return []
         predictions = tuned["details"]["predictions"]
         return [(test[i]["document"], predictions[i]) for i in range(min(rows, len(predictions)))]
 
