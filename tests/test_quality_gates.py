@@ -13,11 +13,10 @@ import random
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import write_films_recipe
+from conftest import reviews, write_films_recipe
 from dagster import AssetKey, DagsterInstance, materialize
 from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file, save_file
@@ -197,16 +196,10 @@ def test_forgetting_fires_when_narrow_training_costs_general_text(how, forgets, 
 
 # --- whole runs through Dagster on the tiny BERT ----------------------------------------------------
 
-POSITIVE = ["loved", "adored", "enjoyed", "liked", "praised", "admired"]
-NEGATIVE = ["hated", "loathed", "disliked", "despised", "resented", "deplored"]
-
-
 @pytest.fixture
 def films(films_project):
     recipes, artifacts = films_project
-    rows = [(f"I {POSITIVE[i % 6]} part {i} of the film", "positive") for i in range(60)]
-    rows += [(f"I {NEGATIVE[i % 6]} part {i} of the film", "negative") for i in range(60)]
-    pd.DataFrame(rows, columns=["review", "sentiment"]).to_csv(recipes / "data" / "reviews.csv", index=False)
+    reviews(0).to_csv(recipes / "data" / "reviews.csv", index=False)
     return recipes, artifacts
 
 
