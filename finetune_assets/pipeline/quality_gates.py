@@ -39,6 +39,12 @@ def outcome(passed: bool, description: str, figures: dict) -> dict:
             "figures": {key: round(value, 4) if isinstance(value, float) else value for key, value in figures.items()}}
 
 
+def verdict(passed: bool, found: str, figures: dict, passing: str, failing: str, advice: str) -> dict:
+    """An outcome whose description says the verdict (``passing`` or ``failing``), then what was
+    ``found``, and on failure what to do."""
+    return outcome(passed, f"{passing}: {found}" if passed else f"{failing}: {found}. {advice}", figures)
+
+
 def recorded(name: str) -> Judge:
     """The outcome the stage computed itself and recorded in the artifact's ``info["checks"]``."""
     return lambda recipe, ref: ref.info["checks"][name]
@@ -61,11 +67,9 @@ def loss_decreased(recipe: Recipe, ref: ArtifactRef) -> dict:
                "min_loss_decrease": limit, "logged_losses": len(losses)}
     said = (f"training loss {first['loss']:.4f} over steps {first['steps']} and {last['loss']:.4f} over steps "
             f"{last['steps']} ({decrease:+.1%}, limit > {limit:.0%})")
-    if decrease > limit:
-        return outcome(True, f"the training loss fell: {said}", figures)
-    return outcome(False, f"the training loss did not fall: {said}. The model learned little or nothing from the "
-                   "data: check training.learning_rate (too small to move the weights, or so large that training "
-                   "diverges), the labels and the data, then train again", figures)
+    return verdict(decrease > limit, said, figures, "the training loss fell", "the training loss did not fall",
+                   "The model learned little or nothing from the data: check training.learning_rate (too small to "
+                   "move the weights, or so large that training diverges), the labels and the data, then train again")
 
 
 # --- evaluation_report ---------------------------------------------------------------------------
@@ -81,11 +85,11 @@ def beats_base_model(recipe: Recipe, ref: ArtifactRef) -> dict:
                "test_rows": ref.info.get("test_rows", 0)}
     said = (f"{rule.metric} {tuned:.4f} fine-tuned against {base:.4f} for the untuned base model on the same "
             f"{figures['test_rows']} test rows ({direction} is better; gain {gain:+.4f}, needed > {limit:g})")
-    if gain > limit:
-        return outcome(True, f"the fine-tuned model beats its base model: {said}", figures)
-    return outcome(False, f"the fine-tuned model does not beat its base model: {said}. Fine-tuning bought nothing, so "
-                   "it is not exported. Check training.learning_rate and training.epochs (too little training), the "
-                   "labels and the data; checks.min_gain_over_base sets the margin", figures)
+    return verdict(gain > limit, said, figures, "the fine-tuned model beats its base model",
+                   "the fine-tuned model does not beat its base model",
+                   "Fine-tuning bought nothing, so it is not exported. Check training.learning_rate and "
+                   "training.epochs (too little training), the labels and the data; checks.min_gain_over_base sets "
+                   "the margin")
 
 
 def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> dict:
@@ -98,11 +102,10 @@ def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> dict:
                "min_accuracy_over_majority": limit}
     said = (f"test accuracy {accuracy:.4f} against {majority:.4f} for always answering the most common label "
             f"(margin {accuracy - majority:+.4f}, needed > {limit:g})")
-    if accuracy - majority > limit:
-        return outcome(True, f"the model beats the majority class: {said}", figures)
-    return outcome(False, f"the model does no better than always answering the most common label: {said}. It has "
-                   "learned the label frequencies, not the texts; look at the confusion matrix, balance the classes "
-                   "(dataset.drop_labels, more rows of the rare labels) or train longer", figures)
+    return verdict(accuracy - majority > limit, said, figures, "the model beats the majority class",
+                   "the model does no better than always answering the most common label",
+                   "It has learned the label frequencies, not the texts; look at the confusion matrix, balance the "
+                   "classes (dataset.drop_labels, more rows of the rare labels) or train longer")
 
 
 def no_overfitting(recipe: Recipe, ref: ArtifactRef) -> dict:
@@ -157,11 +160,10 @@ def forgetting(recipe: Recipe, ref: ArtifactRef) -> dict:
                "max_general_perplexity_rise": limit}
     said = (f"perplexity on the shipped general-text probe {tuned:.2f} fine-tuned against {base:.2f} for the base "
             f"model ({rise:+.1%}, limit {limit:+.0%})")
-    if rise <= limit:
-        return outcome(True, f"no sign of catastrophic forgetting: {said}", figures)
-    return outcome(False, f"the model has forgotten general language while learning the recipe's data: {said}. "
-                   "Lower training.learning_rate or training.epochs, prefer method: lora (or a smaller lora.r), or "
-                   "mix general text into the data; checks.max_general_perplexity_rise sets the limit", figures)
+    return verdict(rise <= limit, said, figures, "no sign of catastrophic forgetting",
+                   "the model has forgotten general language while learning the recipe's data",
+                   "Lower training.learning_rate or training.epochs, prefer method: lora (or a smaller lora.r), or mix "
+                   "general text into the data; checks.max_general_perplexity_rise sets the limit")
 
 
 def _quarter(losses: list[tuple[int, float]], end: int) -> dict:
