@@ -256,6 +256,24 @@ def assert_the_ui_shows_the_variants_and_the_comparison(recipes: Path, artifacts
     assert entries["comparison_plot"].startswith("![sweep comparison](data:image/png;base64,")
 
 
+def test_a_variant_failing_a_quality_gate_is_shown_never_chosen_and_does_not_stop_the_others(project):
+    recipes, artifacts = project
+    write_films_recipe(recipes, **sweep_of([1e-12, 1e-2]), checks={})  # the gates at their defaults
+    specs = build_definitions([recipes], str(artifacts)).resolve_assets_def(key("evaluation_report")).check_specs
+    gates = {spec.name: spec for spec in specs if "Severity ERROR" in spec.description}
+    assert set(gates) == {"beats_base_model", "beats_majority_class"}
+    assert not any(spec.blocking for spec in gates.values()) and all(
+        "never chosen" in spec.description for spec in gates.values()), "a bad variant cannot stop the backfill"
+    with instance_for_test() as instance:
+        events = materialize_sweep(recipes, artifacts, instance)  # every variant's run succeeds
+    sweep = events[("sweep_report", None)].metadata
+    table = table_rows(sweep["comparison"].value)
+    assert table["lr=1e-12"]["status"].startswith("failed beats_base_model"), table["lr=1e-12"]
+    assert table["lr=1e-12"]["status"].endswith("never chosen")
+    assert sweep["chosen_variant"].value == "lr=0.01" and table["lr=0.01"]["status"].startswith("chosen")
+    assert events[("exported_model", None)].metadata["variant"].value == "lr=0.01"
+
+
 def test_the_sweep_report_refuses_when_no_variant_is_evaluated_yet(project):
     recipes, artifacts = project
     write_films_recipe(recipes, **sweep_of([3e-3, 1e-3]))

@@ -107,8 +107,13 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         pool=compute.pool if stage.trains else None,
         retry_policy=RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
         if stage.trains and compute.retries else None,
-        check_specs=[AssetCheckSpec(check.name, asset=key, description=f"{check.description} Severity {check.severity}.",
-                                    blocking=check.severity == "ERROR") for check in stage.checks_for(recipe)],
+        # In a sweep a variant's failed gate does not block its run (the sweep report never chooses it),
+        # so one bad variant cannot stop the backfill that compares them all.
+        check_specs=[AssetCheckSpec(check.name, asset=key, blocking=check.severity == "ERROR" and not partitioned,
+                                    description=f"{check.description} Severity {check.severity}."
+                                    + (" Not blocking in a sweep: a variant that fails it is never chosen."
+                                       if check.severity == "ERROR" and partitioned else ""))
+                     for check in stage.checks_for(recipe)],
     )
     def _asset(context: AssetExecutionContext, **refs):
         run_settings = context.resources.run_settings

@@ -6,8 +6,11 @@ variant's recipe, the model trained from those splits), so a variant made from o
 earlier version of the recipe is never compared, and a variant not evaluated yet is listed as
 such. All of them were scored on the same test rows (a sweep cannot vary what picks them, see
 :data:`finetune_assets.recipes.sweep.SHARED`). The best by the recipe's promotion rule (metric and
-direction, :class:`~finetune_assets.pipeline.promotion.Rule`) is the choice: ``exported_model``
-exports that variant and its promotion gate compares it with the champion.
+direction, :class:`~finetune_assets.pipeline.promotion.Rule`) among those that pass their ERROR
+quality gates (``beats_base_model``, ``beats_majority_class``) is the choice: ``exported_model``
+exports that variant and its promotion gate compares it with the champion. A variant that fails a
+gate is shown, marked, and never chosen; in a sweep those gates do not block its partition's run, so
+one bad variant does not stop the others' comparison.
 """
 
 from __future__ import annotations
@@ -31,21 +34,27 @@ PER_VARIANT = ("finetuned_model", "evaluation_report")  # what the choice hands 
 
 def evaluations(recipe: Recipe, root: Path, splits: ArtifactRef, model_stage, report_stage) -> Inputs:
     """Each variant's evaluation report on ``splits`` (None where there is none yet), found by the
-    fingerprints ``model_stage`` and ``report_stage`` give its recipe; the digest says which exist."""
+    fingerprints ``model_stage`` and ``report_stage`` give its recipe, and the ERROR quality gates of
+    ``report_stage`` each one fails (such a variant is never chosen); the digest says which exist and
+    which failed, so a changed threshold is compared again."""
     found: dict[str, ArtifactRef | None] = {}
+    failed: dict[str, list[str]] = {}
     for variant in variants(recipe):
         model = ArtifactRef("", model_stage.fingerprint(variant.recipe, [splits]))
         report = report_stage.fingerprint(variant.recipe, [splits, model])
         cached = caching.load(artifact_folder(root, recipe.name, report_stage.name, report))
         found[variant.name] = cached[0] if cached else None
-    return Inputs(fingerprint(sorted((name, ref.fingerprint if ref else None) for name, ref in found.items())), found)
+        failed[variant.name] = [check.name for check in report_stage.checks_for(variant.recipe) if cached
+                                and check.severity == "ERROR" and not check.judge(variant.recipe, cached[0])["passed"]]
+    digest = fingerprint(sorted((name, ref.fingerprint if ref else None, failed[name]) for name, ref in found.items()))
+    return Inputs(digest, (found, failed))
 
 
 def compare(work: StageWork, splits: ArtifactRef) -> Result:
     """The comparison table and plot, and the chosen variant with the references exported_model needs."""
     from finetune_assets.report import plots  # matplotlib: only when a sweep is compared
 
-    recipe, found = work.recipe, work.inputs.value
+    recipe, (found, failed) = work.recipe, work.inputs.value
     rule = Rule.of(recipe)
     reports = {name: ref for name, ref in found.items() if ref is not None}
     if not reports:
@@ -54,10 +63,11 @@ def compare(work: StageWork, splits: ArtifactRef) -> Result:
                          "backfill), then the sweep report")
     figures = {name: _training_figures(ref) for name, ref in reports.items()}
     scores = {name: rule.figure(recipe, ref.info["metrics"]) for name, ref in reports.items()}
-    chosen = rule.best(scores)
+    chosen = rule.best({name: score for name, score in scores.items() if not failed[name]})
     if chosen is None:
-        raise SweepError(f"{recipe.name}: no variant has a finite {rule.metric} ({scores}); see each "
-                         "variant's evaluation_report")
+        raise SweepError(f"{recipe.name}: no variant passed its quality gates with a finite {rule.metric} "
+                         f"({scores}; failed: { {name: gates for name, gates in failed.items() if gates} }); see each "
+                         "variant's evaluation_report checks")
     ranked = sorted(reports, key=lambda name: (name != chosen, -scores[name] if rule.higher_is_better
                                                else scores[name]))
     missing = [name for name, ref in found.items() if ref is None]
@@ -65,7 +75,8 @@ def compare(work: StageWork, splits: ArtifactRef) -> Result:
     baseline = {name[len("baseline_"):]: value for name, value in report.info["metrics"].items()
                 if name.startswith("baseline_")}
     rows = [_row(name, tuned_only(reports[name].info["metrics"]), figures[name], rule,
-                 "chosen: goes to the promotion gate" if name == chosen else "evaluated") for name in ranked]
+                 "chosen: goes to the promotion gate" if name == chosen else
+                 f"failed {', '.join(failed[name])}: never chosen" if failed[name] else "evaluated") for name in ranked]
     rows += [{"variant": name, "status": "not evaluated yet: materialize its partition"} for name in missing]
     rows.append(_row("base model (untuned)", baseline, {}, rule, "reference"))
     (work.staging / "sweep.json").write_text(json.dumps({"metric": rule.metric, "chosen": chosen, "rows": rows},
