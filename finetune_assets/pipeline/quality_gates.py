@@ -35,8 +35,8 @@ Judge = Callable[[Recipe, ArtifactRef], dict]
 
 
 def outcome(passed: bool, description: str, figures: dict) -> dict:
-    return {"passed": bool(passed), "description": description,
-            "figures": {key: round(value, 4) if isinstance(value, float) else value for key, value in figures.items()}}
+    """Figures keep full precision: Dagster metadata rounds them for display (``report.values.rounded``)."""
+    return {"passed": bool(passed), "description": description, "figures": figures}
 
 
 def verdict(passed: bool, found: str, figures: dict, passing: str, failing: str, advice: str) -> dict:
