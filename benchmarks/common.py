@@ -61,7 +61,7 @@ def cuda() -> bool:
 def precision(recipe):
     """The precision the pipeline runs ``recipe`` in on this machine (its ``training.precision``
     resolved: bf16 autocast where the GPU or CPU has it), so a benchmark computes as the pipeline does."""
-    from finetune_assets.training.precision import resolve
+    from finetune_assets.models.precision import resolve
 
     return resolve(recipe)
 
@@ -70,7 +70,7 @@ def device_label() -> str:
     """What the figures were measured on; GPU figures carry the GPU model."""
     import torch
 
-    from finetune_assets.training.precision import cpu_bf16
+    from finetune_assets.models.precision import cpu_bf16
 
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}, bf16={torch.cuda.is_bf16_supported()}"

@@ -9,7 +9,7 @@ repeated with a running number appended to each copy so that every row is distin
 cleaning; they are written to a CSV in a scratch folder and read by a copy of the quickstart
 recipe whose source is that file. Each size runs the three data stages through the pipeline's
 runner (``run_stage``, as an asset does) on a fresh artifacts root; a stage's figure is the wall
-time of that call (for ``raw_dataset`` it includes reading and hashing the CSV). Above ``finetune_assets.training.tokenizer.PARALLEL_FROM_ROWS`` rows,
+time of that call (for ``raw_dataset`` it includes reading and hashing the CSV). Above ``finetune_assets.models.tokenizer.PARALLEL_FROM_ROWS`` rows,
 tokenization uses one worker process per core.
 
     .venv/bin/python benchmarks/data_scaling.py --quick   # 20,000 and 40,000 rows
@@ -69,7 +69,7 @@ def main() -> None:
     os.environ.pop("TOKENIZERS_PARALLELISM", None)
     import datasets, transformers  # noqa: E401, F401  (imports paid before either size)
 
-    from finetune_assets.training.tokenizer import PARALLEL_FROM_ROWS
+    from finetune_assets.models.tokenizer import PARALLEL_FROM_ROWS
 
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as scratch:

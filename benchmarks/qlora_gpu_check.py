@@ -26,12 +26,12 @@ import yaml
 
 from finetune_assets.tasks.causal_lm import chat
 
-from finetune_assets.training import methods
+from finetune_assets.models import methods
 from finetune_assets.data.formats.chatterbot import read_corpus
 from finetune_assets.recipes import SHIPPED_DIR, load_recipe
 from finetune_assets.data.sources import model_location, resolve
 from finetune_assets.tasks import get_task
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models.tokenizer import load_tokenizer
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ import json
 import sys
 
 from finetune_assets.errors import PromotionError
-from finetune_assets.pipeline import champion as champion_store
+from finetune_assets.promotion import champion as champion_store
 from finetune_assets.pipeline.artifacts import ArtifactRef, default_artifacts_root
 
 

@@ -15,7 +15,7 @@ from finetune_assets.defs.resources import RunSettings
 from finetune_assets.defs.training import KubernetesTraining
 from finetune_assets.errors import RecipeError
 from finetune_assets.training import checkpoints
-from finetune_assets.training.launch import check_splits, training_command
+from finetune_assets.training.command import check_splits, training_command
 
 PATHS = dict(recipe_file=Path("/a/recipe.json"), splits=Path("/a/splits"), out=Path("/a/out"),
              checkpoints=Path("/a/ckpt"), fingerprint="f00d")

@@ -17,8 +17,9 @@ from peft import LoraConfig, get_peft_model
 from finetune_assets.recipes import load_recipe
 from finetune_assets.tasks import get_task
 from finetune_assets.tasks.causal_lm.chat import PLAIN_TEMPLATE
-from finetune_assets.training import merge_check, methods
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.export import merge_check
+from finetune_assets.models import methods
+from finetune_assets.models.tokenizer import load_tokenizer
 
 TASK = get_task("instruction")
 ROWS = [{"prompt": f"What is {i} plus {i}?", "response": f"It is {2 * i}.", "system": "", "history": "[]"}

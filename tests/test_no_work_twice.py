@@ -12,9 +12,9 @@ from tiny_models import DIALOGUES
 
 from finetune_assets.recipes import load_recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.training import batching
-from finetune_assets.training import tokenizer as tokenizing
-from finetune_assets.training.tokenizer import load_tokenizer, tokenize_and_cut
+from finetune_assets.inference import batching
+from finetune_assets.models import tokenizer as tokenizing
+from finetune_assets.models.tokenizer import load_tokenizer, tokenize_and_cut
 
 TEXTS = ["short", "a somewhat longer sentence about a film", "ok",
          "one more sentence that is clearly the longest of them all, with many words in it",

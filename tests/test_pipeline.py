@@ -234,7 +234,7 @@ def test_precision_used_and_why_in_metadata_and_model_card(pipeline_run, recipe)
     from safetensors import safe_open
 
     from finetune_assets.recipes import load_recipe
-    from finetune_assets.training import precision
+    from finetune_assets.models import precision
 
     metadata = pipeline_run.metadata
     expected = precision.resolve(load_recipe(pipeline_run.recipes_dir / f"{recipe}.yaml"))  # training.precision: auto

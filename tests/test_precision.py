@@ -19,9 +19,9 @@ from finetune_assets.pipeline import stages
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.tasks.classification import Classification
-from finetune_assets.training import precision
-from finetune_assets.training.evaluation import evaluate_both
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models import precision
+from finetune_assets.inference.evaluation import evaluate_both
+from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.training.trainer import train
 
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU detection: a CUDA GPU decides first")

@@ -27,8 +27,8 @@ from finetune_assets.defs import build_definitions
 from finetune_assets.defs.resources import RunSettings
 from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.errors import PromotionError
-from finetune_assets.pipeline import champion as champion_store
-from finetune_assets.pipeline import promotion
+from finetune_assets.promotion import champion as champion_store
+from finetune_assets.promotion import gate
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.caching import save
 from finetune_assets.pipeline.facts import FailedCheck, RunFacts
@@ -36,7 +36,7 @@ from finetune_assets.recipes import load_recipe
 from finetune_assets.report.values import Markdown
 from finetune_assets.tasks import get_task
 
-ACCURACY = promotion.Rule("accuracy", higher_is_better=True, min_improvement=0.01)
+ACCURACY = gate.Rule("accuracy", higher_is_better=True, min_improvement=0.01)
 
 
 class Log:
@@ -59,9 +59,9 @@ def export_ref(root: Path, name: str, accuracy: float, **info) -> ArtifactRef:
     return ref
 
 
-def challenger(root: Path, name: str, accuracy: float, test_rows: int = 200, **kwargs) -> promotion.Challenger:
+def challenger(root: Path, name: str, accuracy: float, test_rows: int = 200, **kwargs) -> gate.Challenger:
     ref = export_ref(root, name, accuracy)
-    return promotion.Challenger(ref, ref.info["metrics"], test_rows, **kwargs)
+    return gate.Challenger(ref, ref.info["metrics"], test_rows, **kwargs)
 
 
 def own_figures(champion: ArtifactRef) -> dict:
@@ -71,19 +71,19 @@ def own_figures(champion: ArtifactRef) -> dict:
 
 def test_promotion_gate_promotes_better_and_keeps_the_champion_otherwise(tmp_path):
     first = challenger(tmp_path, "first", 0.80)
-    champion, meta = promotion.decide(first, tmp_path, ACCURACY, Log(), own_figures)
+    champion, meta = gate.decide(first, tmp_path, ACCURACY, Log(), own_figures)
     assert meta["decision"] == "promoted (first export)" and champion == first.ref
     worse = challenger(tmp_path, "worse", 0.75)
-    champion, meta = promotion.decide(worse, tmp_path, ACCURACY, Log(), own_figures)
+    champion, meta = gate.decide(worse, tmp_path, ACCURACY, Log(), own_figures)
     assert meta["decision"] == "kept champion" and champion.path == first.ref.path
     assert meta["challenger_accuracy"] == 0.75 and meta["champion_accuracy"] == 0.80
     assert (Path(worse.ref.path) / "model.safetensors").exists(), "the challenger stays on disk"
     assert (tmp_path / "current").resolve() == Path(first.ref.path).resolve()
     assert (tmp_path / "current" / "model.safetensors").read_text() == "weights of first"
     tiny_gain = challenger(tmp_path, "tiny_gain", 0.805)
-    assert promotion.decide(tiny_gain, tmp_path, ACCURACY, Log(), own_figures)[1]["decision"] == "kept champion"
+    assert gate.decide(tiny_gain, tmp_path, ACCURACY, Log(), own_figures)[1]["decision"] == "kept champion"
     better = challenger(tmp_path, "better", 0.90)
-    champion, meta = promotion.decide(better, tmp_path, ACCURACY, Log(), own_figures)
+    champion, meta = gate.decide(better, tmp_path, ACCURACY, Log(), own_figures)
     assert meta["decision"] == "promoted" and champion.path == better.ref.path
     assert (tmp_path / "current").resolve() == Path(better.ref.path).resolve()
     history = champion_store.history(tmp_path)
@@ -93,16 +93,16 @@ def test_promotion_gate_promotes_better_and_keeps_the_champion_otherwise(tmp_pat
 
 
 def test_promotion_gate_lower_is_better(tmp_path):
-    rule = promotion.Rule("perplexity", higher_is_better=False, min_improvement=0.0)
-    promotion.decide(challenger(tmp_path, "a", 0.5), tmp_path, rule, Log(), own_figures)  # perplexity 20
-    _, meta = promotion.decide(challenger(tmp_path, "b", 0.4), tmp_path, rule, Log(), own_figures)  # 25: worse
+    rule = gate.Rule("perplexity", higher_is_better=False, min_improvement=0.0)
+    gate.decide(challenger(tmp_path, "a", 0.5), tmp_path, rule, Log(), own_figures)  # perplexity 20
+    _, meta = gate.decide(challenger(tmp_path, "b", 0.4), tmp_path, rule, Log(), own_figures)  # 25: worse
     assert meta["decision"] == "kept champion"
-    _, meta = promotion.decide(challenger(tmp_path, "c", 0.8), tmp_path, rule, Log(), own_figures)  # 12.5
+    _, meta = gate.decide(challenger(tmp_path, "c", 0.8), tmp_path, rule, Log(), own_figures)  # 12.5
     assert meta["decision"] == "promoted"
 
 
 def test_the_champion_is_compared_on_the_challengers_rows_not_on_its_own(tmp_path):
-    promotion.decide(challenger(tmp_path, "champion", 0.70), tmp_path, ACCURACY, Log(), own_figures)
+    gate.decide(challenger(tmp_path, "champion", 0.70), tmp_path, ACCURACY, Log(), own_figures)
     # On the challenger's rows the champion scores 0.95: the challenger's 0.90 is worse there,
     # although it beats the champion's own 0.70 measured on other rows.
     scored = []
@@ -111,7 +111,7 @@ def test_the_champion_is_compared_on_the_challengers_rows_not_on_its_own(tmp_pat
         scored.append(champion.fingerprint)
         return {"accuracy": 0.95}
 
-    _, meta = promotion.decide(challenger(tmp_path, "easy_rows", 0.90), tmp_path, ACCURACY, Log(), on_these_rows)
+    _, meta = gate.decide(challenger(tmp_path, "easy_rows", 0.90), tmp_path, ACCURACY, Log(), on_these_rows)
     assert scored == ["champion"]
     assert meta["decision"] == "kept champion"
     assert meta["champion_accuracy"] == 0.95
@@ -119,18 +119,18 @@ def test_the_champion_is_compared_on_the_challengers_rows_not_on_its_own(tmp_pat
     assert champion_store.history(tmp_path)[-1]["champion_accuracy"] == 0.95
     # What the report already measured for this champion is used as it is, not measured again.
     known = {"fingerprint": "champion", "metrics": {"accuracy": 0.5}}
-    _, meta = promotion.decide(challenger(tmp_path, "hard_rows", 0.60, known_champion=known), tmp_path,
+    _, meta = gate.decide(challenger(tmp_path, "hard_rows", 0.60, known_champion=known), tmp_path,
                                ACCURACY, Log(), on_these_rows)
     assert scored == ["champion"] and meta["decision"] == "promoted"
 
 
 def test_a_champion_that_cannot_be_scored_on_these_rows_is_kept_with_the_reason(tmp_path):
-    promotion.decide(challenger(tmp_path, "old", 0.70), tmp_path, ACCURACY, Log(), own_figures)
+    gate.decide(challenger(tmp_path, "old", 0.70), tmp_path, ACCURACY, Log(), own_figures)
 
     def incompatible(champion):
         raise ValueError("size mismatch for classifier.weight")
 
-    champion, meta = promotion.decide(challenger(tmp_path, "new", 0.99), tmp_path, ACCURACY, Log(), incompatible)
+    champion, meta = gate.decide(challenger(tmp_path, "new", 0.99), tmp_path, ACCURACY, Log(), incompatible)
     assert champion.fingerprint == "old"
     assert meta["decision"].startswith("not promoted: the champion")
     assert "size mismatch" in meta["decision"] and "champion.json" in meta["decision"]
@@ -140,32 +140,32 @@ def test_what_blocks_a_challenger(make_recipe):
     recipe = make_recipe()
     warn = FailedCheck("clean_dataset", "class_balance", "WARN", "largest class / smallest class = 12 (limit 10)")
     error = FailedCheck("tokenized_splits", "no_train_test_leakage", "ERROR", "3 test rows also occur in train")
-    assert promotion.blockers(recipe, 200, RunFacts(failed_checks=())) == []
-    found = promotion.blockers(recipe, 200, RunFacts(failed_checks=(warn,)))
+    assert gate.blockers(recipe, 200, RunFacts(failed_checks=())) == []
+    found = gate.blockers(recipe, 200, RunFacts(failed_checks=(warn,)))
     assert found == ["check clean_dataset/class_balance (WARN): largest class / smallest class = 12 (limit 10)"]
     relaxed = make_recipe("relaxed", promotion={"allow_warnings": True})
-    assert promotion.blockers(relaxed, 200, RunFacts(failed_checks=(warn,))) == []
-    assert len(promotion.blockers(relaxed, 200, RunFacts(failed_checks=(warn, error)))) == 1
+    assert gate.blockers(relaxed, 200, RunFacts(failed_checks=(warn,))) == []
+    assert len(gate.blockers(relaxed, 200, RunFacts(failed_checks=(warn, error)))) == 1
     smoke = RunFacts(failed_checks=(), overrides={"max_train_samples": 400, "max_eval_samples": 200})
-    [reason] = promotion.blockers(recipe, 200, smoke)
+    [reason] = gate.blockers(recipe, 200, smoke)
     assert "max_eval_samples=200, max_train_samples=400" in reason and "promote: true" in reason
     allowed = RunFacts(failed_checks=(), overrides={"epochs": 1}, promote_with_overrides=True)
-    assert promotion.blockers(recipe, 200, allowed) == []
+    assert gate.blockers(recipe, 200, allowed) == []
     # The report's example: 10 test rows never promote (default min_test_rows 100).
-    [reason] = promotion.blockers(recipe, 10, RunFacts(failed_checks=()))
+    [reason] = gate.blockers(recipe, 10, RunFacts(failed_checks=()))
     assert "10 rows" in reason and "promotion.min_test_rows (100)" in reason
-    assert promotion.blockers(make_recipe("small", promotion={"min_test_rows": 10}), 10, RunFacts()) == []
+    assert gate.blockers(make_recipe("small", promotion={"min_test_rows": 10}), 10, RunFacts()) == []
 
 
 def test_a_challenger_whose_figure_is_not_a_number_is_never_promoted(tmp_path):
     broken = challenger(tmp_path, "diverged", float("nan"))
-    _, meta = promotion.decide(broken, tmp_path, ACCURACY, Log(), own_figures)
+    _, meta = gate.decide(broken, tmp_path, ACCURACY, Log(), own_figures)
     assert meta["decision"] == "not promoted: its accuracy is nan, which cannot be compared"
 
 
 def test_a_blocked_challenger_is_never_promoted_even_without_a_champion(tmp_path):
     blocked = challenger(tmp_path, "smoke", 1.0, test_rows=10, blockers=["the test split has 10 rows"])
-    champion, meta = promotion.decide(blocked, tmp_path, ACCURACY, Log(), own_figures)
+    champion, meta = gate.decide(blocked, tmp_path, ACCURACY, Log(), own_figures)
     assert meta["decision"] == "not promoted: the test split has 10 rows" and not meta["promoted"]
     assert champion == blocked.ref, "with no champion yet the asset points at the latest export"
     assert not (tmp_path / "champion.json").exists() and not (tmp_path / "current").exists()
@@ -174,7 +174,7 @@ def test_a_blocked_challenger_is_never_promoted_even_without_a_champion(tmp_path
 def _decide_in_child(root: str, name: str, accuracy: float, barrier) -> None:
     barrier.wait()
     ref = ArtifactRef.from_json((Path(root) / f"{name}.ref.json").read_text())
-    promotion.decide(promotion.Challenger(ref, ref.info["metrics"], 200), Path(root), ACCURACY, Log(), own_figures)
+    gate.decide(gate.Challenger(ref, ref.info["metrics"], 200), Path(root), ACCURACY, Log(), own_figures)
 
 
 def test_two_processes_deciding_at_once_leave_one_valid_champion_the_better_one(tmp_path, monkeypatch):
@@ -203,13 +203,13 @@ def test_two_processes_deciding_at_once_leave_one_valid_champion_the_better_one(
 @pytest.mark.parametrize("damage", [b'{"path": "/half/writ', b"", b"\xff\xfe\x00garbage", b"{}", b"[1, 2]",
                                     b'{"path": 1, "fingerprint": 2}'])
 def test_a_corrupt_champion_file_is_recovered_from_the_history(tmp_path, damage):
-    promotion.decide(challenger(tmp_path, "first", 0.80), tmp_path, ACCURACY, Log(), own_figures)
-    promotion.decide(challenger(tmp_path, "second", 0.90), tmp_path, ACCURACY, Log(), own_figures)
+    gate.decide(challenger(tmp_path, "first", 0.80), tmp_path, ACCURACY, Log(), own_figures)
+    gate.decide(challenger(tmp_path, "second", 0.90), tmp_path, ACCURACY, Log(), own_figures)
     (tmp_path / "champion.json").write_bytes(damage)  # a disk fault, a hand edit
     log = Log()
     assert champion_store.read(tmp_path, log).fingerprint == "second"
     assert "recovered champion second" in log.lines[0]
-    _, meta = promotion.decide(challenger(tmp_path, "third", 0.85), tmp_path, ACCURACY, Log(), own_figures)
+    _, meta = gate.decide(challenger(tmp_path, "third", 0.85), tmp_path, ACCURACY, Log(), own_figures)
     assert meta["decision"] == "kept champion" and meta["champion_accuracy"] == 0.90
     assert ArtifactRef.from_json((tmp_path / "champion.json").read_text()).fingerprint == "second", "repaired"
 
@@ -247,8 +247,8 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_pat
     from sklearn.metrics import f1_score
     from transformers import pipeline
 
-    from finetune_assets.training import precision
-    from finetune_assets.training.evaluation import score_export
+    from finetune_assets.models import precision
+    from finetune_assets.inference.evaluation import score_export
 
     recipes, artifacts = project
     first, _ = run(recipes, artifacts)

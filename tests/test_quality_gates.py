@@ -28,9 +28,10 @@ from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.recipes import load_recipe
 from finetune_assets.tasks import get_task
 from finetune_assets.tasks.causal_lm import general_text
-from finetune_assets.training import precision, reload_check
-from finetune_assets.training.evaluation import scored_rows
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models import precision
+from finetune_assets.export import reload_check
+from finetune_assets.inference.evaluation import scored_rows
+from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.training.trainer import train
 
 CLASSIFY, CHAT = get_task("classification"), get_task("instruction")
@@ -180,7 +181,7 @@ def test_forgetting_fires_when_narrow_training_costs_general_text(how, forgets, 
     recipe, model_dir = trained(tmp_path / how, tiny_llama, {"train": SUMS[:16], "validation": SUMS[16:20],
                                                              "test": SUMS[20:]}, task=CHAT, **settings)
     tokenizer = load_tokenizer(str(tiny_llama), recipe)
-    from finetune_assets.training import methods
+    from finetune_assets.models import methods
 
     tuned = methods.load_trained(model_dir, str(tiny_llama), recipe, CHAT)
     figures = {"general_text_perplexity": general_text.perplexity(tuned, tokenizer, 8),

@@ -86,7 +86,7 @@ def test_a_lora_checkpoint_without_safetensors_is_refused(tmp_path, make_recipe)
     import torch
 
     from finetune_assets.errors import MethodError
-    from finetune_assets.training import methods
+    from finetune_assets.models import methods
 
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()

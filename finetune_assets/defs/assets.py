@@ -10,7 +10,7 @@ Each asset's inputs are named after the upstream assets; its tags and definition
 the recipe needs of a machine (:mod:`finetune_assets.defs.requirements`), and a recipe's
 ``automation:`` gives it an automation condition (:mod:`finetune_assets.defs.automation`).
 
-The training stage's asset also gets the ``training`` resource's launcher (its process runs
+The training stage's asset also gets the ``training`` resource's process starter (its process runs
 through Dagster Pipes), the recipe's concurrency pool (one training per device, while data stages
 run freely) and its ``RetryPolicy``: a killed training retries and resumes from its checkpoints,
 while bad input (a recipe or data error) fails at once, since a retry cannot fix it.
@@ -55,10 +55,10 @@ from finetune_assets.defs.requirements import requirement_metadata, requirement_
 from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.errors import BAD_INPUT
 from finetune_assets.pipeline.caching import ancestry
-from finetune_assets.pipeline import sweep_report
+from finetune_assets.promotion import sweep_report
 from finetune_assets.pipeline.chain import CHAIN, SWEEP_REPORT, Stage, stages_of
 from finetune_assets.pipeline.facts import RunFacts
-from finetune_assets.pipeline.launching import run_process
+from finetune_assets.pipeline.processes import run_process
 from finetune_assets.pipeline.runner import run_stage
 from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.sweep import variant, variants
@@ -127,9 +127,9 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
             if partitioned or reads_choice:  # the variant's recipe: the run's overrides, then the sweep's
                 active = variant(active, context.partition_key if partitioned else name)
             root = context.resources.artifacts.base
-            launch = context.resources.training.launcher(context, active, root) if stage.trains else run_process
+            start_process = context.resources.training.starter(context, active, root) if stage.trains else run_process
             ref, metadata, checks = run_stage(stage, active, root, context.log, upstream,
-                                              run_settings.forced(recipe), facts, launch)
+                                              run_settings.forced(recipe), facts, start_process)
         except BAD_INPUT as error:
             if not stage.trains:
                 raise

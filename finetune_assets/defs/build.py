@@ -21,7 +21,7 @@ from finetune_assets.defs import automation
 from finetune_assets.defs.assets import build_assets
 from finetune_assets.defs.checks import build_checks
 from finetune_assets.defs.resources import ArtifactRefIOManager, ArtifactStore, RunSettings
-from finetune_assets.defs.training import LocalTraining, TrainingLauncher
+from finetune_assets.defs.training import LocalTraining, TrainingHost
 from finetune_assets.errors import RecipeError
 from finetune_assets.recipes import Recipe, scan
 
@@ -29,7 +29,7 @@ BROKEN_GROUP = "broken_recipes"
 
 
 def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_root: str = "",
-                      strict: bool | None = None, training: TrainingLauncher | None = None) -> Definitions:
+                      strict: bool | None = None, training: TrainingHost | None = None) -> Definitions:
     """Definitions for every recipe in ``recipe_dirs`` (default: the folders
     :func:`finetune_assets.recipes.recipe_folders` names); adding a recipe file adds a group.
     ``training`` says where training processes run (default: :class:`LocalTraining`, this machine).

@@ -1,6 +1,6 @@
 """The checks on a challenger's lineage, as the Dagster instance recorded them, for the promotion gate.
 
-The gate (:mod:`finetune_assets.pipeline.promotion`) is plain Python; this module reads, for every
+The gate (:mod:`finetune_assets.promotion.gate`) is plain Python; this module reads, for every
 asset check on the assets upstream of a stage (the project's and any a merged project added), the
 newest result that evaluated **the very artifact the challenger was made from** (the checked
 materialization's data version equals the artifact's fingerprint), and hands the gate the ones

@@ -1,8 +1,8 @@
 """Where the training process runs: the ``training`` resource, a Dagster Pipes client behind one
 small interface.
 
-``finetuned_model`` builds the training command (:func:`finetune_assets.training.launch.training_command`)
-and asks this resource for a launcher: ``LocalTraining`` (the default) runs it on this machine with
+``finetuned_model`` builds the training command (:func:`finetune_assets.training.command.training_command`)
+and asks this resource for a :data:`~finetune_assets.pipeline.processes.StartProcess`: ``LocalTraining`` (the default) runs it on this machine with
 ``PipesSubprocessClient``; ``KubernetesTraining`` runs it in a pod with dagster-k8s's
 ``PipesK8sClient`` (``pip install 'finetune_assets[k8s]'``). Either way the process opens Pipes, so
 its progress reaches the run's log and the figures it reports become the asset's metadata. Swap
@@ -18,7 +18,7 @@ from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocess
 from pydantic import Field
 
 from finetune_assets.defs.kubernetes import pod_spec
-from finetune_assets.pipeline.launching import Launch
+from finetune_assets.pipeline.processes import StartProcess
 from finetune_assets.recipes import Recipe
 
 
@@ -27,14 +27,14 @@ def reported_figures(invocation) -> dict:
     return {key: value.value for key, value in invocation.get_materialize_result().metadata.items()}
 
 
-class TrainingLauncher(ConfigurableResource):
+class TrainingHost(ConfigurableResource):
     """Starts the training process of one materialization (the `finetuned_model` asset)."""
 
-    def launcher(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> Launch:
+    def starter(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> StartProcess:
         raise NotImplementedError
 
 
-class LocalTraining(TrainingLauncher):
+class LocalTraining(TrainingHost):
     """Trains in a child process on this machine through Dagster Pipes (`PipesSubprocessClient`):
     its progress streams into the run's log and its figures become the asset's metadata."""
 
@@ -42,10 +42,10 @@ class LocalTraining(TrainingLauncher):
         default_factory=dict, description="Added to the training process's environment "
         "(CUDA_VISIBLE_DEVICES, say).")
 
-    def launcher(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> Launch:
+    def starter(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> StartProcess:
         client = PipesSubprocessClient(env=self.environment)
 
-        def launch(command, env, report):
+        def start(command, env, report):
             with warnings.catch_warnings():
                 # Dagster's own Pipes session reads a property it marks as preview, and warns on
                 # every run it launches; nothing here uses that property.
@@ -53,10 +53,10 @@ class LocalTraining(TrainingLauncher):
                                         PreviewWarning)
                 return reported_figures(client.run(context=context, command=list(command), env=dict(env)))
 
-        return launch
+        return start
 
 
-class KubernetesTraining(TrainingLauncher):
+class KubernetesTraining(TrainingHost):
     """Trains in a Kubernetes pod (`dagster_k8s.PipesK8sClient`) from the project's image, with the
     GPUs, CPU and memory the recipe's `compute.kubernetes` asks for. The artifacts root is a
     persistent volume claim mounted at the same path in the pod, so the splits, the checkpoints and
@@ -75,13 +75,13 @@ class KubernetesTraining(TrainingLauncher):
                 "env": {**env, "FINETUNE_ARTIFACTS_DIR": str(artifacts_root)},
                 "base_pod_spec": pod_spec(recipe, str(artifacts_root), self.artifacts_claim)}
 
-    def launcher(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> Launch:
+    def starter(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> StartProcess:
         from dagster_k8s import PipesK8sClient
 
         client = PipesK8sClient(kubeconfig_file=self.kubeconfig_file)
 
-        def launch(command, env, report):
+        def start(command, env, report):
             arguments = self.run_arguments(recipe, artifacts_root, command, env)
             return reported_figures(client.run(context=context, **arguments))
 
-        return launch
+        return start

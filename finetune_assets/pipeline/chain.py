@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from finetune_assets.pipeline import champion_scores, promotion, quality_gates, stages, sweep_report
+from finetune_assets.pipeline import quality_gates, stages
+from finetune_assets.promotion import champion_scores, gate, sweep_report
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.training import precision
+from finetune_assets.models import precision
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ STAGES = (
           "The fine-tuned model as a self-contained folder that `transformers.pipeline(\"{pipeline_task}\")` "
           "loads, with its model card; the promotion gate decides whether it replaces the champion.",
           code_version="5", reads=("generation",),
-          run=stages.exported_model, finish=promotion.gate, kinds=("python", "huggingface"),
+          run=stages.exported_model, finish=gate.gate, kinds=("python", "huggingface"),
           checks=(
               StageCheck("merge_verified", "The export, loaded back from disk, is the model that was trained: logits "
                          "and greedy answers equal to the adapter on its base (the checkpoint for full fine-tuning) on "

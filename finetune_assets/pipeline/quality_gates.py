@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from finetune_assets.pipeline.artifacts import ArtifactRef
-from finetune_assets.pipeline.promotion import Rule
+from finetune_assets.promotion.gate import Rule
 from finetune_assets.recipes import Recipe
 
 Judge = Callable[[Recipe, ArtifactRef], dict]

@@ -12,7 +12,7 @@ that one and this run's figures go under ``challenger_*``.
 Two runs making the same fingerprint at once both finish; the folder put in place first is the one
 both report. A training stage also gets a checkpoint folder of its fingerprint that outlives a
 failed attempt (the next attempt resumes from it) and is deleted once the artifact is complete, and
-``launch``, which starts its process (Dagster Pipes in a run, a plain subprocess by default).
+``start_process``, which starts its process (Dagster Pipes in a run, a plain subprocess by default).
 Plain Python: Dagster calls it from the asset factory, and a script or benchmark can call it too.
 """
 
@@ -29,7 +29,7 @@ from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, che
 from finetune_assets.pipeline.atomic import atomic_dir, remove_stale_staging
 from finetune_assets.pipeline.chain import Stage
 from finetune_assets.pipeline.facts import FailedCheck, RunFacts
-from finetune_assets.pipeline.launching import Launch, run_process
+from finetune_assets.pipeline.processes import StartProcess, run_process
 from finetune_assets.pipeline.quiet import no_progress_bars
 from finetune_assets.pipeline.stages import StageWork
 from finetune_assets.recipes import Recipe
@@ -43,7 +43,7 @@ class StageResult(NamedTuple):
 
 def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[ArtifactRef],
               force: bool = False, facts: RunFacts | None = None,
-              launch: Launch = run_process) -> StageResult:
+              start_process: StartProcess = run_process) -> StageResult:
     """Reuse or compute ``stage``'s artifact under ``root``; return its ref, metadata and checks."""
     inputs = stage.read_inputs(recipe, log, root, upstream) if stage.read_inputs else None
     fp = stage.fingerprint(recipe, upstream, *([inputs.digest] if inputs else []))
@@ -62,7 +62,7 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
         started = time.monotonic()
         # Replace only on purpose (force) or when what is there is not a complete artifact.
         with atomic_dir(folder, replace=force or folder.exists()) as staging:
-            work = StageWork(recipe, log, staging, folder, inputs, fp, checkpoints, launch)
+            work = StageWork(recipe, log, staging, folder, inputs, fp, checkpoints, start_process)
             no_progress_bars()
             info, metadata = stage.run(work, *upstream)
             ref = ArtifactRef(str(folder / stage.artifact) if stage.artifact else str(folder), fp, info,

@@ -23,8 +23,8 @@ import pandas as pd
 from finetune_assets.data import sources
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.caching import ancestry
-from finetune_assets.pipeline.champion_scores import rows_key
-from finetune_assets.pipeline.launching import Launch, run_process
+from finetune_assets.promotion.champion_scores import rows_key
+from finetune_assets.pipeline.processes import StartProcess, run_process
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Json, Markdown, rounded
@@ -53,7 +53,7 @@ class StageWork:
     inputs: Inputs | None = None
     fingerprint: str = ""
     checkpoints: Path | None = None  # kept across failed attempts of this fingerprint (training stages)
-    launch: Launch = run_process  # starts a process: Dagster Pipes in a run, a plain subprocess elsewhere
+    start_process: StartProcess = run_process  # starts a process: Dagster Pipes in a run, a plain subprocess elsewhere
 
 
 def base_location(recipe: Recipe) -> str:
@@ -66,13 +66,14 @@ def read_raw_rows(recipe: Recipe, log, root: Path, upstream: list[ArtifactRef]) 
     nothing under ``root`` to read). What cannot work fails here, before any data is read: a base
     model without safetensors weights, a ``training.precision`` this machine cannot run, a tracker of
     ``training.report_to`` that is not installed, a ``qlora`` recipe on a machine that cannot train it."""
-    from finetune_assets.training import precision, tracking
+    from finetune_assets.training import tracking
+    from finetune_assets.models import precision
 
     sources.require_safetensors(recipe.base_model, recipe.source_file.parent)
     precision.resolve(recipe)
     tracking.require_trackers(recipe)
     if recipe.method == "qlora":
-        from finetune_assets.training import methods
+        from finetune_assets.models import methods
 
         methods.preflight(recipe, log)
     read = sources.read_dataset(recipe)
@@ -130,7 +131,7 @@ def tokenized_splits(work: StageWork, clean_ref: ArtifactRef) -> Result:
     from datasets import Dataset, DatasetDict
 
     from finetune_assets.data.splitting import split_rows
-    from finetune_assets.training.tokenizer import load_tokenizer
+    from finetune_assets.models.tokenizer import load_tokenizer
 
     recipe, task = work.recipe, get_task(work.recipe.task)
     rows = pd.read_parquet(clean_ref.path)
@@ -155,11 +156,11 @@ def tokenized_splits(work: StageWork, clean_ref: ArtifactRef) -> Result:
 
 def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     """Train in a process of its own, started the way ``compute.launcher`` says, through
-    ``work.launch``; checkpoints go to ``work.checkpoints``, which a retry resumes from."""
+    ``work.start_process``; checkpoints go to ``work.checkpoints``, which a retry resumes from."""
     from finetune_assets.recipes import save_resolved
     from finetune_assets.report import plots
-    from finetune_assets.training import precision
-    from finetune_assets.training.launch import check_splits, training_command
+    from finetune_assets.models import precision
+    from finetune_assets.training.command import check_splits, training_command
 
     recipe, splits = work.recipe, Path(splits_ref.path)
     processes = recipe.compute.processes if recipe.compute.launcher == "torchrun" else 1
@@ -167,8 +168,8 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     # the fingerprint names the precision resolved here; the process must train in that one
     command = training_command(recipe, save_resolved(recipe, work.staging), splits, work.staging,
                                work.checkpoints, work.fingerprint, precision.resolve(recipe).name)
-    work.log.info(f"launching: {' '.join(command)}")
-    figures = work.launch(command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json")
+    work.log.info(f"starting: {' '.join(command)}")
+    figures = work.start_process(command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json")
     return {"method": recipe.method}, {
         **{k: v for k, v in figures.items() if v is not None and k != "lora_target_modules"},
         "lora_target_modules": ", ".join(figures.get("lora_target_modules") or []) or "none (full fine-tuning)",
@@ -180,8 +181,8 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
 
 def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: ArtifactRef) -> Result:
     from finetune_assets.report import plots
-    from finetune_assets.training import precision
-    from finetune_assets.training.evaluation import evaluate_both
+    from finetune_assets.models import precision
+    from finetune_assets.inference.evaluation import evaluate_both
 
     recipe, task = work.recipe, get_task(work.recipe.task)
     numerics = precision.resolve(recipe)
@@ -206,9 +207,10 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
     """Write the export, then check it twice before the gate decides: against the model as trained
     (``merge_verified``) and through its pipeline against the report (``export_reloads``)."""
     from finetune_assets.report.model_card import without_front_matter
-    from finetune_assets.training import merge_check, precision, reload_check
-    from finetune_assets.training.evaluation import scored_rows
-    from finetune_assets.training.export import export_model
+    from finetune_assets.export import merge_check, reload_check
+    from finetune_assets.models import precision
+    from finetune_assets.inference.evaluation import scored_rows
+    from finetune_assets.export.write import export_model
 
     recipe, task = work.recipe, get_task(work.recipe.task)
     report = json.loads(Path(report_ref.path).read_text())

@@ -93,7 +93,7 @@ class TrainingSpec(_Strict):
     gradient_checkpointing: bool = False
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 mixed precision where the GPU or CPU has it, else fp32 "
-                            "(fp16 on a GPU without bf16); see finetune_assets.training.precision")
+                            "(fp16 on a GPU without bf16); see finetune_assets.models.precision")
     weight_decay: float = Field(0.0, ge=0)
     warmup: float = Field(0.0, ge=0, description="fraction of steps (<1) or a step count")
     max_train_samples: int | None = Field(None, gt=0)
@@ -203,7 +203,7 @@ class ChecksSpec(_Strict):
 
 
 class PromotionSpec(_Strict):
-    """When a new export replaces the current champion (see pipeline/promotion.py)."""
+    """When a new export replaces the current champion (see promotion/gate.py)."""
 
     metric: str | None = Field(None, description="default: the task's primary metric")
     higher_is_better: bool | None = Field(None, description="default: the task's direction")

@@ -76,7 +76,7 @@ class Classification(TaskFamily):
             label2id={n: i for i, n in enumerate(names)}, **weights_options(recipe), **options)
 
     def tokenize(self, splits, tokenizer, recipe: Recipe):
-        from finetune_assets.training.tokenizer import tokenize_and_cut, tokenizing_processes
+        from finetune_assets.models.tokenizer import tokenize_and_cut, tokenizing_processes
 
         max_length = recipe.training.max_length
 
@@ -96,7 +96,7 @@ class Classification(TaskFamily):
         from transformers import Trainer, TrainingArguments
 
         from finetune_assets.metrics import load_metric
-        from finetune_assets.training import batching
+        from finetune_assets.inference import batching
 
         names = _label_names(recipe)
         args = batching.inference_arguments(TrainingArguments, workdir, recipe.training.eval_batch_size)

@@ -41,7 +41,9 @@ from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.pipeline.quiet import no_progress_bars
 from finetune_assets.recipes import Recipe, load_recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.training import launch, precision, tracking
+from finetune_assets.training import tracking
+from finetune_assets.training import command
+from finetune_assets.models import precision
 
 EXIT_BAD_INPUT = 2
 
@@ -94,12 +96,12 @@ def channel():
     (warnings only on the other ranks) and no report beyond the figures file."""
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
-    if launch.rank() == 0 and PipesEnvVarParamsLoader().is_dagster_pipes_process():
+    if command.rank() == 0 and PipesEnvVarParamsLoader().is_dagster_pipes_process():
         with open_dagster_pipes() as pipes:
             yield pipes.log, lambda figures: pipes.report_asset_materialization(metadata=figures)
         return
-    logging.basicConfig(level=logging.INFO if launch.rank() == 0 else logging.WARNING, stream=sys.stderr,
-                        format=f"%(asctime)s rank {launch.rank()} %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO if command.rank() == 0 else logging.WARNING, stream=sys.stderr,
+                        format=f"%(asctime)s rank {command.rank()} %(levelname)s %(message)s")
     yield logging.getLogger("finetune_assets.training"), lambda figures: None
 
 
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             if process:
                 spare_imports(recipe)
             tracking.require_trackers(recipe)
-            launch.check_splits(recipe, args.splits, launch.world_size())
+            command.check_splits(recipe, args.splits, command.world_size())
             check_precision(recipe, args.precision)
             no_progress_bars()
             identity = args.fingerprint or CHAIN["finetuned_model"].fingerprint(
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
         except BAD_INPUT as error:
             log.error(str(error))
             return EXIT_BAD_INPUT
-        if launch.rank() == 0:
+        if command.rank() == 0:
             report({key: value for key, value in figures.items() if value is not None})
     _leave_process_group()
     return 0

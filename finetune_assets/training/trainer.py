@@ -4,7 +4,7 @@ Dynamic padding (the task's collator), length-grouped batches, evaluation on the
 each epoch, optional early stopping, live progress in the run log, checkpoints every
 ``training.save_steps`` that a re-run resumes from, data parallel over the processes a launcher
 started (DDP through the Trainer: gloo on CPU, NCCL on GPUs), and the precision
-:mod:`finetune_assets.training.precision` resolves for this machine (bf16 autocast where it has it).
+:mod:`finetune_assets.models.precision` resolves for this machine (bf16 autocast where it has it).
 The output folder holds the weights (or the LoRA adapter), the tokenizer, the log history, the
 recipe as trained (``recipe.json``) and, when ``training.report_to`` names tensorboard, the
 TensorBoard event files (``tensorboard/``); other trackers get the figures through the Trainer.
@@ -27,9 +27,11 @@ from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.training import checkpoints, launch, methods, precision, tracking
+from finetune_assets.training import checkpoints, tracking
+from finetune_assets.training import command
+from finetune_assets.models import methods, precision
 from finetune_assets.training.progress import RunLogProgress
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models.tokenizer import load_tokenizer
 
 
 def device_name() -> str:
@@ -64,7 +66,7 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
     """
     spec = recipe.training
     method = methods.preflight(recipe, log)  # before any data is read
-    processes = launch.world_size()
+    processes = command.world_size()
     resume = _resume_point(checkpoint_dir, fingerprint, processes, log)
     numerics = precision.resolve(recipe)
     set_seed(spec.seed)
@@ -165,7 +167,7 @@ def _resume_point(folder: Path | None, fingerprint: str, processes: int, log) ->
         return None
     checkpoints.claim(folder, fingerprint, processes)
     newest = checkpoints.newest_complete(folder)
-    if launch.rank() == 0:
+    if command.rank() == 0:
         for path in checkpoints.drop_incomplete(folder):
             log.warning(f"removed {path.name}: cut short before it was complete")
         checkpoints.mark(folder, fingerprint, processes)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from finetune_assets.tasks.causal_lm.chat import IGNORE
-from finetune_assets.training import batching
+from finetune_assets.inference import batching
 
 
 def device() -> str:

@@ -110,7 +110,7 @@ class Instruction(TaskFamily):
         return AutoModelForCausalLM.from_pretrained(location, **weights_options(recipe), **options)
 
     def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
-        from finetune_assets.training.tokenizer import tokenizing_processes
+        from finetune_assets.models.tokenizer import tokenizing_processes
 
         max_length = recipe.training.max_length
         chat.with_chat_template(tokenizer)
@@ -129,7 +129,7 @@ class Instruction(TaskFamily):
 
     def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
         from finetune_assets.tasks.causal_lm import general_text, scoring
-        from finetune_assets.training.generation import apply_generation_settings
+        from finetune_assets.inference.generation import apply_generation_settings
 
         chat.with_chat_template(tokenizer)
         scoring.stop_at_eos(model, tokenizer)
@@ -180,7 +180,7 @@ class Instruction(TaskFamily):
         """The chat template (or the plain one) into the tokenizer, the recipe's decoding with EOS
         as the stop token into generation_config.json."""
         from finetune_assets.tasks.causal_lm.scoring import stop_at_eos
-        from finetune_assets.training.generation import apply_generation_settings
+        from finetune_assets.inference.generation import apply_generation_settings
 
         chat.with_chat_template(tokenizer)
         stop_at_eos(model, tokenizer)

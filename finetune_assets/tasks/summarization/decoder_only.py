@@ -34,7 +34,7 @@ def tokenize(splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
     """Prompt and summary as one sequence, labels on the summary and its EOS; ``truncated`` marks
     rows whose document or summary was cut."""
     from finetune_assets.tasks.summarization.summarization_pipeline import cut, user_turn
-    from finetune_assets.training.tokenizer import tokenizing_processes
+    from finetune_assets.models.tokenizer import tokenizing_processes
 
     spec = recipe.training
     chat.with_chat_template(tokenizer)

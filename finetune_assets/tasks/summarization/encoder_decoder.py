@@ -40,7 +40,7 @@ def tokenize(splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
     sequence with [CLS], which the warm-started decoder already receives as its start token, so
     it is dropped from the labels.
     """
-    from finetune_assets.training.tokenizer import tokenize_and_cut, tokenizing_processes
+    from finetune_assets.models.tokenizer import tokenize_and_cut, tokenizing_processes
 
     spec = recipe.training
     skip = int(tokenizer.cls_token_id is not None and tokenizer.bos_token_id is None)
@@ -70,7 +70,7 @@ def predict(model, tokenizer, test, recipe: Recipe, workdir: Path) -> tuple[list
     """Generated summaries of the ``test`` rows in row order, and their mean length in tokens."""
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-    from finetune_assets.training import batching
+    from finetune_assets.inference import batching
 
     args = batching.inference_arguments(Seq2SeqTrainingArguments, workdir, recipe.training.eval_batch_size,
                                         predict_with_generate=True)
@@ -97,7 +97,7 @@ def _warm_start(location: str, recipe: Recipe):
     import torch
     from transformers import EncoderDecoderModel
 
-    from finetune_assets.training.tokenizer import load_tokenizer
+    from finetune_assets.models.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(location, recipe)
     start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id

@@ -91,7 +91,7 @@ class Summarization(TaskFamily):
 
     def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
         from finetune_assets.metrics import load_metric
-        from finetune_assets.training.generation import apply_generation_settings
+        from finetune_assets.inference.generation import apply_generation_settings
 
         apply_generation_settings(model, recipe)
         if model.config.is_encoder_decoder:
@@ -141,7 +141,7 @@ class Summarization(TaskFamily):
         pipeline (removed from transformers 5) into config.json, and the pipeline's file alongside;
         a decoder-only model also gets its chat template, EOS as the stop token and its input budget."""
         from finetune_assets.tasks.summarization import summarization_pipeline
-        from finetune_assets.training.generation import apply_generation_settings
+        from finetune_assets.inference.generation import apply_generation_settings
 
         apply_generation_settings(model, recipe)
         causal = not model.config.is_encoder_decoder

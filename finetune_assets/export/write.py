@@ -15,8 +15,8 @@ from pathlib import Path
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.model_card import model_card
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.training import methods
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models import methods
+from finetune_assets.models.tokenizer import load_tokenizer
 
 
 def export_model(recipe: Recipe, task: TaskFamily, checkpoint: Path, base_location: str,

@@ -6,7 +6,7 @@ variant's recipe, the model trained from those splits), so a variant made from o
 earlier version of the recipe is never compared, and a variant not evaluated yet is listed as
 such. All of them were scored on the same test rows (a sweep cannot vary what picks them, see
 :data:`finetune_assets.recipes.sweep.SHARED`). The best by the recipe's promotion rule (metric and
-direction, :class:`~finetune_assets.pipeline.promotion.Rule`) among those that pass their ERROR
+direction, :class:`~finetune_assets.promotion.gate.Rule`) among those that pass their ERROR
 quality gates (``beats_base_model``, ``beats_majority_class``) is the choice: ``exported_model``
 exports that variant and its promotion gate compares it with the champion. A variant that fails a
 gate is shown, marked, and never chosen; in a sweep those gates do not block its partition's run, so
@@ -21,8 +21,8 @@ from pathlib import Path
 from finetune_assets.errors import SweepError
 from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, fingerprint
-from finetune_assets.pipeline.champion_scores import tuned_only
-from finetune_assets.pipeline.promotion import Rule
+from finetune_assets.promotion.champion_scores import tuned_only
+from finetune_assets.promotion.gate import Rule
 from finetune_assets.pipeline.stages import Inputs, Result, StageWork
 from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.sweep import variants

@@ -5,7 +5,7 @@ same freshly initialised head): the gap between the two is what fine-tuning boug
 champion (an export) is scored by :func:`score_export` on the same rows, so the promotion gate
 compares figures measured alike. Every model is scored under ``torch.inference_mode`` in the
 precision training used (bf16 autocast where this machine has it, see
-:mod:`finetune_assets.training.precision`).
+:mod:`finetune_assets.models.precision`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from transformers import set_seed
 
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks.base import Evaluation, TaskFamily
-from finetune_assets.training import methods
-from finetune_assets.training.precision import Precision
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models import methods
+from finetune_assets.models.precision import Precision
+from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.training.trainer import take
 
 

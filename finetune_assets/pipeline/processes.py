@@ -1,7 +1,7 @@
 """How a stage runs its work in another process, without knowing who starts it.
 
-A stage that launches (``finetuned_model``) builds a command line and calls the :data:`Launch`
-the runner hands it: ``launch(command, env, report) -> figures``. Under Dagster that is a Pipes
+A stage that runs a process (``finetuned_model``) builds a command line and calls the :data:`StartProcess`
+the runner hands it: ``start_process(command, env, report) -> figures``. Under Dagster that is a Pipes
 client (:mod:`finetune_assets.defs.training`: a local subprocess, or a Kubernetes pod) and the
 figures are what the process reported through Pipes; in scripts and benchmarks it is
 :func:`run_process`, a plain subprocess whose figures are read from ``report``, the file the
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from finetune_assets.errors import ProcessFailed
 
-Launch = Callable[[Sequence[str], Mapping[str, str], Path], dict]
+StartProcess = Callable[[Sequence[str], Mapping[str, str], Path], dict]
 
 
 def run_process(command: Sequence[str], env: Mapping[str, str], report: Path) -> dict:

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from finetune_assets.errors import RecipeError
-from finetune_assets.pipeline import champion as champion_store
-from finetune_assets.pipeline import champion_scores
+from finetune_assets.promotion import champion as champion_store
+from finetune_assets.promotion import champion_scores
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.recipes import Recipe

@@ -28,7 +28,7 @@ from peft import PeftModel
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks.base import TaskFamily
 from finetune_assets.tasks.causal_lm.chat import prompt_before_last_answer
-from finetune_assets.training.tokenizer import load_tokenizer
+from finetune_assets.models.tokenizer import load_tokenizer
 
 CHECK = "merge_verified"
 PROBE_ROWS = 4

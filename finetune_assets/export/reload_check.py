@@ -28,7 +28,7 @@ from pathlib import Path
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.training.precision import Precision
+from finetune_assets.models.precision import Precision
 
 CHECK = "export_reloads"
 ROWS = 4

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from finetune_assets.pipeline import champion as champion_store
+from finetune_assets.promotion import champion as champion_store
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.atomic import atomic_dir
 from finetune_assets.pipeline.facts import RunFacts
@@ -21,7 +21,7 @@ from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Markdown
 from finetune_assets.tasks import get_task
-from finetune_assets.training import precision
+from finetune_assets.models import precision
 
 SCORES = "scores.json"
 CODE_VERSION = "2"  # bump when the scoring of an export changes (2: in the resolved precision)
@@ -50,7 +50,7 @@ def scores_on_rows(recipe: Recipe, root: Path, champion: ArtifactRef, splits: Ar
     if (folder / SCORES).exists():
         log.info(f"champion {champion.fingerprint}: reusing its scores on these test rows ({folder})")
         return json.loads((folder / SCORES).read_text())["metrics"]
-    from finetune_assets.training.evaluation import score_export
+    from finetune_assets.inference.evaluation import score_export
 
     log.info(f"scoring the champion {champion.path} on the challenger's test rows")
     with atomic_dir(folder) as staging:
