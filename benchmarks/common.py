@@ -163,7 +163,7 @@ def tweet_splits(recipe) -> dict:
     from finetune_assets.tasks import get_task
 
     raw = pd.read_csv(tweets_csv(), encoding=recipe.dataset.encoding, dtype=str, keep_default_na=False)
-    rows = clean(raw, get_task("classification"), recipe).rows
+    rows = clean(raw, get_task(recipe)).rows
     spec = recipe.splits
     test_size, validation_size = round(len(rows) * spec.test), round(len(rows) * spec.validation)
     rest, test = train_test_split(rows, test_size=test_size, random_state=spec.seed, stratify=rows["label"])

@@ -43,13 +43,13 @@ def child(variant: str, steps: int, checkpointing: str, splits: str, base: str, 
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     recipe = recipe_for(steps, checkpointing)
-    task = get_task(recipe.task)
+    task = get_task(recipe)
     figures = {}
     if variant == "load":  # touch every weight: safetensors are memory-mapped, untouched pages stay out
-        sum(float(p.detach().sum()) for p in task.load_model(base, recipe).parameters())
+        sum(float(p.detach().sum()) for p in task.load_model(base).parameters())
     else:
         recipe = recipe.model_copy(update={"method": variant})
-        trained = train(recipe, task, Path(splits), base, out, logging.getLogger(variant))
+        trained = train(get_task(recipe), Path(splits), out, logging.getLogger(variant))
         figures = {k: trained[k] for k in ("trainable_parameters", "total_parameters", "train_seconds")}
     figures.update({key: value for key, value in peak_memory().items() if value is not None})
     print(MARK + json.dumps(figures), flush=True)

@@ -51,18 +51,16 @@ def tokenized_splits(recipe, work: Path) -> Path:
 
 def side(recipe, splits: Path, folder: Path) -> dict:
     """Train and evaluate ``recipe`` (whose ``training.precision`` names the side) as the pipeline does."""
-    from finetune_assets.pipeline.stages import base_location
-    from finetune_assets.tasks import get_task
     from finetune_assets.inference.evaluation import evaluate_both
-    from finetune_assets.models.precision import resolve
+    from finetune_assets.tasks import get_task
     from finetune_assets.training.trainer import train
 
-    task, base, log = get_task(recipe.task), base_location(recipe), logging.getLogger(recipe.training.precision)
+    task, log = get_task(recipe), logging.getLogger(recipe.training.precision)
     (folder / "model").mkdir(parents=True)
     (folder / "report").mkdir()
-    trained = train(recipe, task, splits, base, folder / "model", log)
+    trained = train(task, splits, folder / "model", log)
     with common.stopwatch() as seconds:
-        evaluate_both(recipe, task, splits, folder / "model", base, folder / "report", log, resolve(recipe))
+        evaluate_both(task, splits, folder / "model", folder / "report", log)
     report = json.loads((folder / "report" / "report.json").read_text())
     return {"train_seconds": trained["train_seconds"], "train_samples_per_s": trained["train_samples_per_second"],
             "eval_seconds": seconds(), "eval_rows_per_s": 2 * report["test_rows"] / seconds(),

@@ -29,7 +29,7 @@ from finetune_assets.tasks.causal_lm import chat
 from finetune_assets.models import methods
 from finetune_assets.data.formats.chatterbot import read_corpus
 from finetune_assets.recipes import SHIPPED_DIR, load_recipe
-from finetune_assets.data.sources import model_location, resolve
+from finetune_assets.data.sources import resolve
 from finetune_assets.tasks import get_task
 from finetune_assets.models.tokenizer import load_tokenizer
 
@@ -44,11 +44,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         recipe = qlora_recipe(Path(scratch), args.base)
         method = methods.trained_method(recipe)  # raises the fail-fast error without CUDA
-        task = get_task("instruction")
-        location = model_location(recipe.base_model, SHIPPED_DIR)
-        tokenizer = load_tokenizer(location, recipe)
+        task = get_task(recipe)
+        tokenizer = load_tokenizer(task.base_location, recipe)
         torch.cuda.reset_peak_memory_stats()
-        model = methods.prepare(methods.load_base(location, recipe, task, method), recipe, task)
+        model = methods.prepare(methods.load_base(task, method), task)
         model.activation_checkpointing_enable()
         four_bit = sum(type(m).__name__ == "Linear4bit" for m in model.modules())
         trainable, total = methods.parameter_counts(model)
@@ -65,7 +64,7 @@ def main() -> int:
         peak = torch.cuda.max_memory_allocated()
         checkpoint = Path(scratch) / "adapter"
         model.save_pretrained(checkpoint)
-        merged = methods.load_trained(checkpoint, location, recipe, task)
+        merged = methods.load_trained(checkpoint, task)
         merged_is_plain = not any(type(m).__name__ == "Linear4bit" for m in merged.modules())
         figures = {
             "device": torch.cuda.get_device_name(0), "base": args.base, "method": method,

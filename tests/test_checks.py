@@ -16,7 +16,7 @@ from finetune_assets.defs.checks import CHECKS
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.tasks import get_task
 
-TASK = get_task("classification")
+
 RUN = {check.name: check.run for check in CHECKS}
 
 
@@ -41,8 +41,8 @@ def balanced(n: int, prefix: str):
 
 def test_schema_valid_passes_and_names_column_and_row_when_failing(tmp_path, make_recipe):
     recipe = make_recipe()
-    assert RUN["schema_valid"](recipe, TASK, rows_ref(tmp_path, ["good", "fine"], [0, 1])).passed
-    finding = RUN["schema_valid"](recipe, TASK, rows_ref(tmp_path, ["good", "", "odd"], [0, 1, 7]))
+    assert RUN["schema_valid"](recipe, get_task(recipe), rows_ref(tmp_path, ["good", "fine"], [0, 1])).passed
+    finding = RUN["schema_valid"](recipe, get_task(recipe), rows_ref(tmp_path, ["good", "", "odd"], [0, 1, 7]))
     assert not finding.passed
     assert "column 'text'" in finding.description and "column 'label'" in finding.description
     assert "row 2: '7'" in finding.description
@@ -51,7 +51,7 @@ def test_schema_valid_passes_and_names_column_and_row_when_failing(tmp_path, mak
 
 def test_schema_enforces_the_recipes_length_bounds(tmp_path, make_recipe):
     recipe = make_recipe(cleaning={"max_chars": 10})
-    finding = RUN["schema_valid"](recipe, TASK, rows_ref(tmp_path, ["short", "far too long a text"], [0, 1]))
+    finding = RUN["schema_valid"](recipe, get_task(recipe), rows_ref(tmp_path, ["short", "far too long a text"], [0, 1]))
     assert not finding.passed and "str_length" in finding.description
 
 
@@ -59,17 +59,17 @@ def test_duplicate_rate(tmp_path, make_recipe):
     recipe = make_recipe(checks={"max_duplicate_rate": 0.2})
     ref = rows_ref(tmp_path, ["a", "b"], [0, 1], rows_in=10,
                    dropped={"exact duplicate": 1, "near duplicate": 0, "empty text": 5})
-    assert RUN["duplicate_rate"](recipe, TASK, ref).passed
+    assert RUN["duplicate_rate"](recipe, get_task(recipe), ref).passed
     ref = rows_ref(tmp_path, ["a", "b"], [0, 1], rows_in=10,
                    dropped={"exact duplicate": 2, "conflicting duplicate": 1})
-    finding = RUN["duplicate_rate"](recipe, TASK, ref)
+    finding = RUN["duplicate_rate"](recipe, get_task(recipe), ref)
     assert not finding.passed and finding.metadata["duplicate_rate"] == pytest.approx(0.3)
 
 
 def test_class_balance(tmp_path, make_recipe):
     recipe = make_recipe(checks={"max_class_ratio": 3})
-    assert RUN["class_balance"](recipe, TASK, rows_ref(tmp_path, list("abcde"), [0, 0, 0, 1, 1])).passed
-    finding = RUN["class_balance"](recipe, TASK, rows_ref(tmp_path, list("abcde"), [0, 0, 0, 0, 1]))
+    assert RUN["class_balance"](recipe, get_task(recipe), rows_ref(tmp_path, list("abcde"), [0, 0, 0, 1, 1])).passed
+    finding = RUN["class_balance"](recipe, get_task(recipe), rows_ref(tmp_path, list("abcde"), [0, 0, 0, 0, 1]))
     assert not finding.passed
     assert finding.metadata["class_ratio"] == 4.0 and finding.metadata["rows_negative"] == 4
 
@@ -77,30 +77,30 @@ def test_class_balance(tmp_path, make_recipe):
 def test_min_rows_per_split(tmp_path, make_recipe):
     recipe = make_recipe(checks={"min_rows_per_split": 4})
     ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"), test=balanced(4, "te"))
-    assert RUN["min_rows_per_split"](recipe, TASK, ref).passed
+    assert RUN["min_rows_per_split"](recipe, get_task(recipe), ref).passed
     ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(2, "va"), test=balanced(4, "te"))
-    finding = RUN["min_rows_per_split"](recipe, TASK, ref)
+    finding = RUN["min_rows_per_split"](recipe, get_task(recipe), ref)
     assert not finding.passed and "['validation']" in finding.description
 
 
 def test_labels_in_every_split(tmp_path, make_recipe):
     recipe = make_recipe()
     ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"), test=balanced(4, "te"))
-    assert RUN["labels_in_every_split"](recipe, TASK, ref).passed
+    assert RUN["labels_in_every_split"](recipe, get_task(recipe), ref).passed
     ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"),
                      test=(["x", "y"], [0, 0], [False, False]))
-    finding = RUN["labels_in_every_split"](recipe, TASK, ref)
+    finding = RUN["labels_in_every_split"](recipe, get_task(recipe), ref)
     assert not finding.passed and "'test': ['positive']" in finding.description
 
 
 def test_leakage_ignores_case_and_punctuation(tmp_path, make_recipe):
     recipe = make_recipe()
     clean = splits_ref(tmp_path, train=balanced(6, "tr"), validation=balanced(2, "va"), test=balanced(2, "te"))
-    assert RUN["no_train_test_leakage"](recipe, TASK, clean).passed
+    assert RUN["no_train_test_leakage"](recipe, get_task(recipe), clean).passed
     train = (["Great movie!", "awful"], [1, 0], [False, False])
     leaky = splits_ref(tmp_path, train=train, validation=balanced(2, "va"),
                        test=(["great   MOVIE", "new"], [1, 0], [False, False]))
-    finding = RUN["no_train_test_leakage"](recipe, TASK, leaky)
+    finding = RUN["no_train_test_leakage"](recipe, get_task(recipe), leaky)
     assert not finding.passed and finding.metadata["leaked_rows"] == 1
     assert "great   MOVIE" in finding.metadata["examples"].text
 
@@ -108,9 +108,9 @@ def test_leakage_ignores_case_and_punctuation(tmp_path, make_recipe):
 def test_truncation_rate(tmp_path, make_recipe):
     recipe = make_recipe(checks={"max_truncation_rate": 0.25})
     few = (["a", "b", "c", "d"], [0, 1, 0, 1], [True, False, False, False])
-    assert RUN["truncation_rate"](recipe, TASK, splits_ref(tmp_path, train=few, validation=few, test=few)).passed
+    assert RUN["truncation_rate"](recipe, get_task(recipe), splits_ref(tmp_path, train=few, validation=few, test=few)).passed
     many = (["a", "b", "c", "d"], [0, 1, 0, 1], [True, True, False, False])
-    finding = RUN["truncation_rate"](recipe, TASK, splits_ref(tmp_path, train=many, validation=few, test=few))
+    finding = RUN["truncation_rate"](recipe, get_task(recipe), splits_ref(tmp_path, train=many, validation=few, test=few))
     assert not finding.passed and finding.metadata["truncation_rate"] == pytest.approx(4 / 12)
 
 

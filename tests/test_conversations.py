@@ -24,7 +24,6 @@ from finetune_assets.recipes import load_recipe
 from finetune_assets.tasks import get_task
 from finetune_assets.tasks.causal_lm import chat
 
-TASK = get_task("instruction")
 HISTORY = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
 
 
@@ -107,7 +106,7 @@ def clean_records(folder: Path, records: list[dict], **settings):
     recipe = write_recipe(folder, records, **settings)
     stored = folder / "raw.parquet"
     sources.read_dataset(recipe).frame.to_parquet(stored, index=False)
-    return pd.read_parquet(stored), clean(pd.read_parquet(stored), TASK, recipe)
+    return pd.read_parquet(stored), clean(pd.read_parquet(stored), get_task(recipe))
 
 
 def test_openai_messages_become_whole_conversations(tmp_path):
@@ -133,7 +132,7 @@ def test_openai_messages_become_whole_conversations(tmp_path):
     assert problems == ["no assistant turn",
                         "turn 2 has role 'tool'; known roles are assistant, gpt, human, system, user (in 'role')",
                         "turns do not alternate user and assistant (turn 2 is user)"]
-    assert TASK.schema(write_recipe(tmp_path, records)).validate(cleaned.rows) is not None
+    assert get_task(write_recipe(tmp_path, records)).schema().validate(cleaned.rows) is not None
 
 
 def test_sharegpt_and_alpaca_records(tmp_path):
@@ -173,26 +172,27 @@ def test_a_conversations_input_is_all_its_user_turns_for_splits_and_leakage(tmp_
     rows = pd.DataFrame([{"prompt": "And now?", "response": f"Answer {i}.", "system": "",
                           "history": json.dumps([{"role": "user", "content": f"Topic {i // 3}"},
                                                  {"role": "assistant", "content": "Sure."}])} for i in range(60)])
-    keys = TASK.input_keys(rows)
+    task = get_task(recipe)
+    keys = task.input_keys(rows)
     assert keys[0] == "topic 0 and now" and keys[0] == keys[2] != keys[3]
-    parts = split_rows(rows, recipe, None, TASK.split_groups(rows))
-    seen = {name: set(TASK.input_keys(part)) for name, part in parts.items()}
+    parts = split_rows(rows, recipe, None, task.split_groups(rows))
+    seen = {name: set(task.input_keys(part)) for name, part in parts.items()}
     assert not seen["train"] & (seen["validation"] | seen["test"]), "the same conversation input never spans splits"
     # the leakage check compares the same keys: one shared opening turn does not make two inputs equal
     folder = tmp_path / "splits"
     DatasetDict({name: Dataset.from_pandas(part, preserve_index=False) for name, part in parts.items()}).save_to_disk(folder)
     leak = {check.name: check.run for check in CHECKS}["no_train_test_leakage"]
-    assert leak(recipe, TASK, ArtifactRef(str(folder), "fp")).passed
+    assert leak(recipe, task, ArtifactRef(str(folder), "fp")).passed
     parts["test"].loc[0, "history"] = parts["train"]["history"].iloc[0]
     DatasetDict({name: Dataset.from_pandas(part, preserve_index=False) for name, part in parts.items()}).save_to_disk(
         tmp_path / "leaky")
-    finding = leak(recipe, TASK, ArtifactRef(str(tmp_path / "leaky"), "fp"))
+    finding = leak(recipe, task, ArtifactRef(str(tmp_path / "leaky"), "fp"))
     assert not finding.passed and finding.metadata["leaked_rows"] == 1
 
 
 def test_the_task_tokenizes_a_conversation_with_loss_on_every_answer(smollm_tokenizer, tmp_path):
     recipe = write_recipe(tmp_path, [], training={"max_length": 200})
     row = {"prompt": "How?", "response": "Fine.", "system": "", "history": json.dumps(HISTORY)}
-    encoded = TASK.tokenize(DatasetDict({"train": Dataset.from_list([row])}), smollm_tokenizer, recipe)["train"][0]
+    encoded = get_task(recipe).tokenize(DatasetDict({"train": Dataset.from_list([row])}), smollm_tokenizer)["train"][0]
     assert labelled(smollm_tokenizer, encoded) == ["Hello", "!", "<|im_end|>", "Fine", ".", "<|im_end|>"]
     assert "You are a helpful AI assistant named SmolLM" in smollm_tokenizer.decode(encoded["input_ids"])

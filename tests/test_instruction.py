@@ -29,10 +29,9 @@ from finetune_assets.data.formats import gguf
 from finetune_assets.data.formats.chatterbot import read_corpus
 from finetune_assets.data.splitting import split_rows
 from finetune_assets.recipes import SHIPPED_DIR, load_recipe
-from finetune_assets.tasks import get_task
+from finetune_assets.tasks import REGISTRY, get_task
 from finetune_assets.tasks.causal_lm import chat
 
-TASK = get_task("instruction")
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +99,11 @@ def test_truncation_cuts_the_prompt_first_and_keeps_the_eos(tokenizer):
     assert row["input_ids"][-3:] == row["labels"][-3:]
 
 
-def test_collator_masks_padding_by_attention_not_by_token_id(tokenizer):
+def test_collator_masks_padding_by_attention_not_by_token_id(tokenizer, tmp_path):
     rows = [chat.encode(tokenizer, chat.conversation("Hi", "Hello! How can I help you today?"), 96),
             chat.encode(tokenizer, chat.conversation("Hi", "Hey."), 96)]
     features = [{k: r[k] for k in ("input_ids", "attention_mask", "labels")} for r in rows]
-    batch = TASK.collator(tokenizer, None)(features)
+    batch = get_task(write_recipe(tmp_path, "collate")).collator(tokenizer, None)(features)
     short = len(rows[1]["input_ids"])
     padded = batch["input_ids"].shape[1] - short
     assert padded > 0 and tokenizer.padding_side == "right"
@@ -122,7 +121,7 @@ def _clean_rows(recipe):
     frame = sources.read_dataset(recipe).frame
     stored = recipe.source_file.parent / "stored.parquet"
     frame.to_parquet(stored, index=False)
-    return clean(pd.read_parquet(stored), TASK, recipe)
+    return clean(pd.read_parquet(stored), get_task(recipe))
 
 
 def test_prompt_completion_records_and_several_answers_to_one_prompt(tmp_path):
@@ -143,7 +142,7 @@ def test_plain_columns_through_the_recipes_mapping(tmp_path):
     rows = _clean_rows(recipe).rows
     assert rows.to_dict("records") == [{"prompt": "Why?", "response": "Because.", "system": "Be brief.", "history": "[]"},
                                        {"prompt": "How?", "response": "Like this.", "system": "", "history": "[]"}]
-    assert TASK.schema(recipe).validate(rows) is not None
+    assert get_task(recipe).schema().validate(rows) is not None
 
 
 def test_chatterbot_corpus_gives_one_row_per_answer(tmp_path):
@@ -162,7 +161,7 @@ def test_answers_to_one_prompt_share_a_split(tmp_path):
     recipe = write_recipe(tmp_path, "groups", dataset={"source": "x.csv"}, splits={"validation": 0.2, "test": 0.2})
     rows = pd.DataFrame({"prompt": [f"Question {i // 4}?" for i in range(80)],
                          "response": [f"Answer {i}." for i in range(80)], "system": ""})
-    parts = split_rows(rows, recipe, None, TASK.split_groups(rows))
+    parts = split_rows(rows, recipe, None, get_task(recipe).split_groups(rows))
     seen = {name: set(part["prompt"].map(comparison_key)) for name, part in parts.items()}
     assert not seen["train"] & seen["test"] and not seen["train"] & seen["validation"]
     assert sum(map(len, parts.values())) == 80 and all(len(part) >= 12 for part in parts.values())
@@ -261,7 +260,7 @@ def test_perplexity_of_base_and_tuned_on_the_answers(fallback_run):
     assert 0 <= report["eos_stop_rate"].value <= 1
     table = report["side_by_side"].value
     assert "| prompt | reference | base model | fine-tuned |" in table and table.count("\n") == 4
-    assert not get_task("instruction").primary_metric_higher_is_better
+    assert not REGISTRY["instruction"].primary_metric_higher_is_better
 
 
 def test_export_has_the_adapter_alone_and_a_merged_model_that_agree(fallback_run, tokenizer):

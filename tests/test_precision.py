@@ -104,11 +104,12 @@ class WatchedClassification(Classification):
     """The classification family whose models report, from inside their forward pass, the dtype
     the classifier computed in, whether they were training, and whether autograd was off."""
 
-    def __init__(self):
+    def __init__(self, recipe):
+        super().__init__(recipe)
         self.seen = []
 
-    def load_model(self, location, recipe, **options):
-        model = super().load_model(location, recipe, **options)
+    def load_model(self, location, **options):
+        model = super().load_model(location, **options)
         model.classifier.register_forward_hook(lambda module, args, output: self.seen.append(
             (module.training, output.dtype, torch.is_inference_mode_enabled())))
         return model
@@ -118,10 +119,10 @@ SENTENCES = ["what a lovely film", "a dull and tired plot that never ends", "gre
              "i want my money back now", "a warm and funny story", "the worst two hours of my year"]
 
 
-def tiny_splits(task, recipe, model_dir: Path, folder: Path) -> Path:
+def tiny_splits(task, model_dir: Path, folder: Path) -> Path:
     rows = Dataset.from_dict({"text": SENTENCES * 4, "label": [1, 0, 1, 0, 1, 0] * 4})
     splits = task.tokenize(DatasetDict({"train": rows, "validation": rows.select(range(6)),
-                                        "test": rows.select(range(6))}), load_tokenizer(str(model_dir), recipe), recipe)
+                                        "test": rows.select(range(6))}), load_tokenizer(str(model_dir), task.recipe))
     splits.save_to_disk(str(folder))
     return folder
 
@@ -133,13 +134,13 @@ def test_resolved_precision_reaches_the_trainer_and_the_evaluation(tiny_bert, ma
     monkeypatch.setenv(precision.CPU_OVERRIDE, override)
     recipe = make_recipe(base_model=str(tiny_bert), training={"batch_size": 8, "eval_batch_size": 4,
                                                               "logging_steps": 1})
-    task = WatchedClassification()
-    splits = tiny_splits(task, recipe, tiny_bert, tmp_path / "splits")
+    task = WatchedClassification(recipe)
+    splits = tiny_splits(task, tiny_bert, tmp_path / "splits")
     log = logging.getLogger("precision-test")
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
     with caplog.at_level(logging.INFO, logger="precision-test"):
-        figures = train(recipe, task, splits, str(tiny_bert), checkpoint, log)
+        figures = train(task, splits, checkpoint, log)
     numerics = precision.resolve(recipe)
     assert numerics.name == figures["precision"] == ("bf16" if override == "1" else "fp32")
     # the Trainer's own arguments, as its progress callback reads them at the start of training
@@ -153,7 +154,7 @@ def test_resolved_precision_reaches_the_trainer_and_the_evaluation(tiny_bert, ma
     task.seen.clear()
     report_dir = tmp_path / "report"
     report_dir.mkdir()
-    evaluate_both(recipe, task, splits, checkpoint, str(tiny_bert), report_dir, log, numerics)
+    evaluate_both(task, splits, checkpoint, report_dir, log)
     assert task.seen and set(task.seen) == {(False, dtype, True)}, \
         "base and tuned model evaluated in the resolved precision, under inference_mode"
     report = json.loads((report_dir / "report.json").read_text())

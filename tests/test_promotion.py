@@ -274,8 +274,7 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_pat
     splits = load_from_disk(second["tokenized_splits"].metadata["path"].value)
     splits["test"] = test.map(lambda row: {"input_ids": [0] * len(row["input_ids"])})
     splits.save_to_disk(str(tampered))
-    rescored, rows = score_export(films, get_task("classification"), tampered, Path(champion_path),
-                                  tmp_path / "scratch", Log(), precision.resolve(films))
+    rescored, rows = score_export(get_task(films), tampered, Path(champion_path), tmp_path / "scratch", Log())
     assert rows == len(test) and rescored.metrics["f1_macro"] == pytest.approx(by_hand, abs=1e-6)
     export = second["exported_model"].metadata
     assert "current champion" in export["models_side_by_side"].value
@@ -415,8 +414,8 @@ def test_shipped_offline_recipes_score_enough_test_rows_to_promote(name):
     from finetune_assets.tasks import get_task
 
     recipe = load_recipe(SHIPPED_DIR / f"{name}.yaml")
-    task = get_task(recipe.task)
-    rows = clean(read_dataset(recipe).frame, task, recipe).rows
+    task = get_task(recipe)
+    rows = clean(read_dataset(recipe).frame, task).rows
     test = len(split_rows(rows, recipe, task.stratify_column(), task.split_groups(rows))["test"])
     scored = min(test, recipe.training.max_eval_samples or test)
     assert scored >= recipe.promotion.min_test_rows, f"{name} scores {scored} test rows: it could never promote"

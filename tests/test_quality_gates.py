@@ -27,6 +27,7 @@ from finetune_assets.pipeline import quality_gates
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.recipes import load_recipe
 from finetune_assets.tasks import get_task
+from finetune_assets.tasks.classification import Classification
 from finetune_assets.tasks.causal_lm import general_text
 from finetune_assets.models import precision
 from finetune_assets.export import reload_check
@@ -34,7 +35,6 @@ from finetune_assets.inference.evaluation import scored_rows
 from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.training.trainer import train
 
-CLASSIFY, CHAT = get_task("classification"), get_task("instruction")
 WORDS = "apple river stone cloud music paper window garden silver morning candle forest".split()
 LOG = logging.getLogger("test_quality_gates")
 
@@ -45,18 +45,19 @@ def random_rows(count: int, seed: int) -> list[dict]:
     return [{"text": " ".join(pick.choice(WORDS) for _ in range(6)), "label": pick.randint(0, 1)} for _ in range(count)]
 
 
-def trained(folder: Path, base: Path, rows: dict[str, list[dict]], task=CLASSIFY, **settings):
+def trained(folder: Path, base: Path, rows: dict[str, list[dict]], task: str = "classification", **settings):
     """A recipe in ``folder`` and a model trained on ``rows`` by the project's trainer, in this process."""
     folder.mkdir(parents=True)
     (folder / "r.yaml").write_text(yaml.safe_dump({
-        "task": task.name, "base_model": str(base), "dataset": {"source": "unused.csv", "labels": ["no", "yes"]},
+        "task": task, "base_model": str(base), "dataset": {"source": "unused.csv", "labels": ["no", "yes"]},
         **settings}))
     recipe = load_recipe(folder / "r.yaml")
     tokenizer = load_tokenizer(str(base), recipe)
-    splits = task.tokenize(DatasetDict({name: Dataset.from_list(part) for name, part in rows.items()}), tokenizer, recipe)
+    family = get_task(recipe)
+    splits = family.tokenize(DatasetDict({name: Dataset.from_list(part) for name, part in rows.items()}), tokenizer)
     splits.save_to_disk(str(folder / "splits"))
     (folder / "model").mkdir()
-    train(recipe, task, folder / "splits", str(base), folder / "model", LOG)
+    train(family, folder / "splits", folder / "model", LOG)
     return recipe, folder / "model"
 
 
@@ -117,13 +118,13 @@ def test_loss_decreased_passes_when_training_learned_and_fails_when_it_diverged(
 
 def test_beats_majority_class_fails_on_a_model_that_answers_one_class(tiny_bert, make_recipe, tmp_path):
     recipe = make_recipe(dataset={"labels": ["negative", "positive"]})
-    model = CLASSIFY.load_model(str(tiny_bert), recipe)
+    task, tokenizer = get_task(recipe), load_tokenizer(str(tiny_bert), recipe)
+    model = task.load_model(str(tiny_bert))
     with torch.no_grad():
         model.classifier.bias.copy_(torch.tensor([10.0, -10.0]))  # every text: negative
     rows = [{"text": f"review number {i}", "label": int(i % 4 == 0)} for i in range(12)]  # 9 negative, 3 positive
-    test = CLASSIFY.tokenize(DatasetDict({"test": Dataset.from_list(rows)}), load_tokenizer(str(tiny_bert), recipe),
-                             recipe)["test"]
-    evaluation = CLASSIFY.evaluate(model, load_tokenizer(str(tiny_bert), recipe), test, recipe, tmp_path / "scratch")
+    test = task.tokenize(DatasetDict({"test": Dataset.from_list(rows)}), tokenizer)["test"]
+    evaluation = task.evaluate(model, tokenizer, test, tmp_path / "scratch")
     assert set(evaluation.details["predictions"]) == {0}
     (tmp_path / "report.json").write_text(json.dumps({"tuned": evaluation.__dict__}, default=float))
     found = quality_gates.beats_majority_class(recipe, ArtifactRef(str(tmp_path / "report.json"), "fp"))
@@ -155,7 +156,7 @@ def test_the_probe_is_shipped_plain_text_and_scored_token_by_token(tiny_llama, s
     assert len(texts) >= 30 and all(len(text.split()) >= 15 for text in texts)
     (tmp_path / "chat.yaml").write_text(yaml.safe_dump({"task": "instruction", "base_model": str(tiny_llama),
                                                         "dataset": {"source": "unused.jsonl"}}))
-    model = CHAT.load_model(str(tiny_llama), load_recipe(tmp_path / "chat.yaml")).eval()
+    model = get_task(load_recipe(tmp_path / "chat.yaml")).load_model(str(tiny_llama)).eval()
     total, count = 0.0, 0
     with torch.no_grad():  # each paragraph alone, unpadded: the batched scorer must agree
         for text in texts:
@@ -179,13 +180,13 @@ def test_forgetting_fires_when_narrow_training_costs_general_text(how, forgets, 
     if how == "lora":
         settings["lora"] = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
     recipe, model_dir = trained(tmp_path / how, tiny_llama, {"train": SUMS[:16], "validation": SUMS[16:20],
-                                                             "test": SUMS[20:]}, task=CHAT, **settings)
+                                                             "test": SUMS[20:]}, task="instruction", **settings)
     tokenizer = load_tokenizer(str(tiny_llama), recipe)
     from finetune_assets.models import methods
 
-    tuned = methods.load_trained(model_dir, str(tiny_llama), recipe, CHAT)
+    tuned = methods.load_trained(model_dir, get_task(recipe))
     figures = {"general_text_perplexity": general_text.perplexity(tuned, tokenizer, 8),
-               "baseline_general_text_perplexity": general_text.perplexity(CHAT.load_model(str(tiny_llama), recipe),
+               "baseline_general_text_perplexity": general_text.perplexity(get_task(recipe).load_model(str(tiny_llama)),
                                                                            tokenizer, 8)}
     found = quality_gates.forgetting(recipe, ArtifactRef("r", "fp", {"metrics": figures}))
     assert found["passed"] is not forgets, found["description"]
@@ -264,20 +265,20 @@ def test_export_reloads_catches_a_tampered_export_and_the_gate_refuses_it(films,
     weights = load_file(tampered / "model.safetensors")
     weights["classifier.weight"], weights["classifier.bias"] = -weights["classifier.weight"], -weights["classifier.bias"]
     save_file(weights, tampered / "model.safetensors", metadata={"format": "pt"})
-    found = reload_check.verify(recipe, CLASSIFY, tampered, report, rows, precision.resolve(recipe))
+    found = reload_check.verify(get_task(recipe), tampered, report, rows)
     assert not found["passed"] and found["figures"]["rows_reproduced"] == 0
     assert "what users load is not what was evaluated" in found["description"]
 
     # A label mapping lost on the way out of a new export: the merge check cannot see it (same logits),
     # this one does, the step fails and the gate refuses.
     before = exports(artifacts)
-    real_prepare = type(CLASSIFY).prepare_export
+    real_prepare = Classification.prepare_export
 
-    def swapped_labels(self, model, tokenizer, recipe, folder):
-        real_prepare(self, model, tokenizer, recipe, folder)
+    def swapped_labels(self, model, tokenizer, folder):
+        real_prepare(self, model, tokenizer, folder)
         model.config.id2label = {0: "positive", 1: "negative"}
 
-    monkeypatch.setattr(type(CLASSIFY), "prepare_export", swapped_labels)
+    monkeypatch.setattr(Classification, "prepare_export", swapped_labels)
     write_films_recipe(recipes, generation={"max_new_tokens": 8})  # a new export of the same model
     result, made, checks = run(recipes, artifacts, instance)
     assert not result.success

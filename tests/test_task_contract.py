@@ -67,6 +67,26 @@ def test_every_registered_family_has_a_contract_case_and_recipes_offer_exactly_t
     assert set(typing.get_args(Recipe.model_fields["task"].annotation)) == set(REGISTRY)
 
 
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_a_family_is_bound_to_its_recipe_and_no_method_takes_it_again(name, tiny_bert, tmp_path):
+    import inspect
+
+    from finetune_assets.models import precision
+
+    family_class = REGISTRY[name]
+    takes_recipe = [method for method, member in inspect.getmembers(family_class, inspect.isfunction)
+                    if method != "__init__" and "recipe" in inspect.signature(member).parameters]
+    assert takes_recipe == [], f"{name}: {takes_recipe} take the recipe, which the bound object already holds"
+    (tmp_path / "bound.yaml").write_text(yaml.safe_dump({"task": name, "base_model": "base",
+                                                         "dataset": {"source": "rows.jsonl", "labels": ["a", "b"]}}))
+    (tmp_path / "base").mkdir()
+    recipe = load_recipe(tmp_path / "bound.yaml")
+    task = get_task(recipe)
+    assert type(task) is family_class and task.recipe is recipe
+    assert task.base_location == str(tmp_path / "base"), "a relative base model resolves beside the recipe"
+    assert task.precision == precision.resolve(recipe)
+
+
 def recipe_for(case: str, model: Path, folder: Path) -> Recipe:
     extra = CASES[case]["recipe"]
     settings = {"task": family(case), "base_model": str(model), "evaluation": {"num_examples": 2}, **extra,
@@ -83,62 +103,62 @@ def is_metadata_value(value) -> bool:
 def test_family_honours_the_interface(case, request, tmp_path):
     import torch
 
-    task = get_task(family(case))
     model_dir = request.getfixturevalue(CASES[case]["model"])
     recipe = recipe_for(case, model_dir, tmp_path)
+    task = get_task(recipe)
 
     # constants the pipeline reads without running anything
     assert task.name == family(case)
     assert set(task.text_columns) <= set(task.required_columns)
     assert isinstance(task.primary_metric, str) and isinstance(task.primary_metric_higher_is_better, bool)
-    labels = task.label_names(recipe)
+    labels = task.label_names()
     assert labels is None or ("label" in task.required_columns and all(isinstance(x, str) for x in labels))
 
     # rows in: cleaned rows in the task's columns satisfy its schema
     raw = pd.DataFrame(CASES[case]["rows"])
-    cleaned = clean(raw, task, recipe)
+    cleaned = clean(raw, get_task(recipe))
     assert set(task.required_columns) <= set(cleaned.rows.columns)
     assert len(cleaned.rows) == len(raw)
-    assert schema_failures(task.schema(recipe), cleaned.rows).empty
+    assert schema_failures(task.schema(), cleaned.rows).empty
 
     # tokenized splits keep the canonical columns and add inputs, lengths and truncation flags
     tokenizer = load_tokenizer(str(model_dir), recipe)
     rows = Dataset.from_pandas(cleaned.rows, preserve_index=False)
-    splits = task.tokenize(DatasetDict({"train": rows, "test": rows}), tokenizer, recipe)
+    splits = task.tokenize(DatasetDict({"train": rows, "test": rows}), tokenizer)
     test = splits["test"]
     for column in (*task.required_columns, "input_ids", "length", "truncated"):
         assert column in test.column_names, column
     assert test["length"] == [len(ids) for ids in test["input_ids"]]
 
     # the collator pads rows of different lengths into one batch
-    model = task.load_model(str(model_dir), recipe)
+    model = task.load_model(str(model_dir))
     assert task.peft_task_type(model) in TaskType.__members__
     inputs = [c for c in ("input_ids", "attention_mask", "labels", "label") if c in test.column_names]
     batch = task.collator(tokenizer, model)([test.select_columns(inputs)[i] for i in range(len(test))])
     assert isinstance(batch["input_ids"], torch.Tensor) and batch["input_ids"].shape[0] == len(test)
 
     # evaluation: the primary metric, finite, and a few samples
-    evaluation = task.evaluate(model, tokenizer, test, recipe, tmp_path / "scratch")
+    evaluation = task.evaluate(model, tokenizer, test, tmp_path / "scratch")
     assert isinstance(evaluation, Evaluation)
     assert math.isfinite(evaluation.metrics[task.primary_metric])
     assert 0 < len(evaluation.samples) <= len(test)
 
     # report material: PNG plots and metadata values the UI can show
-    plots = task.report_plots(evaluation, evaluation, recipe, tmp_path)
+    plots = task.report_plots(evaluation, evaluation, tmp_path)
     assert plots and all(path.read_bytes()[:4] == b"\x89PNG" for path in plots.values())
-    assert all(is_metadata_value(value) for value in task.report_metadata(evaluation, evaluation, recipe).values())
+    assert all(is_metadata_value(value) for value in task.report_metadata(evaluation, evaluation).values())
 
     # the export: prepared, saved, and loaded through the family's own pipeline
     export = tmp_path / "export"
     export.mkdir()
-    task.prepare_export(model, tokenizer, recipe, export)
+    task.prepare_export(model, tokenizer, export)
     model.save_pretrained(export)
     tokenizer.save_pretrained(export)
     probe = task.load_pipeline(export)(CASES[case]["rows"][0][task.text_columns[0]])
     assert probe is not None and probe != ""
 
     # export_reloads: the rows a user would ask the export's pipeline, answered as the evaluation said
-    cases = task.reload_cases(test, evaluation.__dict__, recipe, 2)
+    cases = task.reload_cases(test, evaluation.__dict__, 2)
     assert len(cases) == 2
     pipeline = task.load_pipeline(export)
     words = [task.answer(pipeline, asked).split() for asked, _ in cases]

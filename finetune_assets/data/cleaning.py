@@ -21,7 +21,6 @@ from finetune_assets.data.formats.nested import with_nested_columns
 from finetune_assets.errors import DataError
 
 if TYPE_CHECKING:
-    from finetune_assets.recipes import Recipe
     from finetune_assets.tasks.base import TaskFamily
 
 _TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}?/?\s*>")
@@ -38,8 +37,9 @@ class Cleaned:
         return {reason: len(frame) for reason, frame in self.dropped.items()}
 
 
-def check_columns(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> None:
+def check_columns(raw: pd.DataFrame, task: TaskFamily) -> None:
     """Fail early, naming the missing column and the ones the file does have."""
+    recipe = task.recipe
     for column in task.required_columns:
         source = recipe.dataset.columns.get(column, column)
         if source not in raw.columns:
@@ -48,11 +48,12 @@ def check_columns(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> None:
                 f"has columns {list(raw.columns)}. Set dataset.columns.{column} in {recipe.source_file.name}")
 
 
-def clean(raw: pd.DataFrame, task: TaskFamily, recipe: Recipe) -> Cleaned:
+def clean(raw: pd.DataFrame, task: TaskFamily) -> Cleaned:
     """Canonical columns, then each enabled rule in a fixed order. ``raw`` itself is not modified."""
-    raw = task.unpack_records(with_nested_columns(raw, recipe.dataset.columns.values()), recipe)
-    check_columns(raw, task, recipe)
-    rows, dropped = task.canonical_rows(raw, recipe)
+    recipe = task.recipe
+    raw = task.unpack_records(with_nested_columns(raw, recipe.dataset.columns.values()))
+    check_columns(raw, task)
+    rows, dropped = task.canonical_rows(raw)
     rules = recipe.cleaning
     for column in task.text_columns:
         rows[column] = rows[column].map(lambda value: _clean_text(value, rules))

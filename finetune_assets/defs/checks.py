@@ -47,7 +47,7 @@ class Check:
 
 
 def _schema_valid(recipe, task, ref) -> Finding:
-    cases = schema_failures(task.schema(recipe), pd.read_parquet(ref.path))
+    cases = schema_failures(task.schema(), pd.read_parquet(ref.path))
     if cases.empty:
         return Finding(True, "every row satisfies the task's pandera schema")
     sample = cases.head(10)[["column", "check", "index", "failure_case"]].astype(str).to_dict("records")
@@ -66,7 +66,7 @@ def _duplicate_rate(recipe, task, ref) -> Finding:
 
 def _class_balance(recipe, task, ref) -> Finding:
     counts = pd.read_parquet(ref.path)["label"].value_counts()
-    names = task.label_names(recipe)
+    names = task.label_names()
     ratio = counts.max() / counts.min()
     limit = recipe.checks.max_class_ratio
     return Finding(ratio <= limit, f"largest class / smallest class = {ratio:.2f} (limit {limit})",
@@ -90,7 +90,7 @@ def _min_rows_per_split(recipe, task, ref) -> Finding:
 
 
 def _labels_in_every_split(recipe, task, ref) -> Finding:
-    names = task.label_names(recipe)
+    names = task.label_names()
     missing = {name: sorted(names[i] for i in set(range(len(names))) - set(split["label"]))
                for name, split in _splits(ref).items()}
     missing = {name: labels for name, labels in missing.items() if labels}
@@ -161,7 +161,7 @@ CHECKS = [
 
 def recipe_checks(recipe: Recipe) -> list[Check]:
     """The checks that apply to the recipe: label checks only where its task's rows carry labels."""
-    labelled = bool(get_task(recipe.task).label_names(recipe))
+    labelled = bool(get_task(recipe).label_names())
     return [check for check in CHECKS if labelled or not check.needs_labels]
 
 
@@ -175,7 +175,7 @@ def _asset_check(recipe: Recipe, check: Check) -> AssetChecksDefinition:
     @asset_check(asset=AssetKey([recipe.name, check.asset]), name=check.name, blocking=severity == ERROR,
                  description=f"{check.doc} Severity {severity.value}.")
     def _run(context, ref: ArtifactRef) -> AssetCheckResult:
-        finding = check.run(recipe, get_task(recipe.task), ref)
+        finding = check.run(recipe, get_task(recipe), ref)
         if not finding.passed:
             log = context.log.error if severity == ERROR else context.log.warning
             log(f"check {check.name} on {recipe.name}/{check.asset} failed: {finding.description}")

@@ -25,7 +25,6 @@ import torch
 from datasets import DatasetDict
 from peft import PeftModel
 
-from finetune_assets.recipes import Recipe
 from finetune_assets.tasks.base import TaskFamily
 from finetune_assets.tasks.causal_lm.chat import prompt_before_last_answer
 from finetune_assets.models.tokenizer import load_tokenizer
@@ -36,15 +35,15 @@ GREEDY_TOKENS = 16
 ATOL, RTOL = 1e-3, 1e-4  # float32 merge arithmetic stays far below; a wrong merge or weight does not
 
 
-def verify(recipe: Recipe, task: TaskFamily, checkpoint: Path, base_location: str, export: Path,
-           rows) -> dict:
+def verify(task: TaskFamily, checkpoint: Path, export: Path, rows) -> dict:
     """The check's outcome: ``passed``, a ``description`` naming what differs and what to do, and
     its ``figures``. ``rows``: tokenized test rows (a few are probed)."""
+    recipe = task.recipe
     rows = rows.select(range(min(PROBE_ROWS, len(rows))))
     tokenizer = load_tokenizer(str(export), recipe)
-    exported = task.load_model(str(export), recipe).eval()
-    trained = _as_trained(checkpoint, base_location, recipe, task).eval()
-    renders = _same_tokens(task, tokenizer, rows, recipe)
+    exported = task.load_model(str(export)).eval()
+    trained = _as_trained(checkpoint, task).eval()
+    renders = _same_tokens(task, tokenizer, rows)
     features = [{key: row[key] for key in ("input_ids", "attention_mask", "labels", "label") if key in row}
                 for row in rows]
     batch = task.collator(tokenizer, exported)(features)
@@ -81,17 +80,17 @@ def verify(recipe: Recipe, task: TaskFamily, checkpoint: Path, base_location: st
         "renders the rows exactly as training did")}
 
 
-def _as_trained(checkpoint: Path, base_location: str, recipe: Recipe, task: TaskFamily):
+def _as_trained(checkpoint: Path, task: TaskFamily):
     """The trained model before any merge: the adapter on its (unquantized) base, or the checkpoint."""
-    if recipe.method == "full":
-        return task.load_model(str(checkpoint), recipe)
-    return PeftModel.from_pretrained(task.load_model(base_location, recipe), str(checkpoint))
+    if task.recipe.method == "full":
+        return task.load_model(str(checkpoint))
+    return PeftModel.from_pretrained(task.load_model(task.base_location), str(checkpoint))
 
 
-def _same_tokens(task: TaskFamily, tokenizer, rows, recipe: Recipe) -> list[bool]:
+def _same_tokens(task: TaskFamily, tokenizer, rows) -> list[bool]:
     """Per row: the exported tokenizer gives the input ids and labels that training used."""
-    clean_columns = [c for c in task.schema(recipe).to_schema().columns if c in rows.column_names]
-    again = task.tokenize(DatasetDict({"probe": rows.select_columns(clean_columns)}), tokenizer, recipe)["probe"]
+    clean_columns = [c for c in task.schema().to_schema().columns if c in rows.column_names]
+    again = task.tokenize(DatasetDict({"probe": rows.select_columns(clean_columns)}), tokenizer)["probe"]
     compared = [key for key in ("input_ids", "labels") if key in rows.column_names]
     return [all(old[key] == new[key] for key in compared) for old, new in zip(rows, again)]
 

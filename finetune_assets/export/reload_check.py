@@ -25,10 +25,8 @@ import difflib
 import math
 from pathlib import Path
 
-from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.models.precision import Precision
 
 CHECK = "export_reloads"
 ROWS = 4
@@ -41,17 +39,16 @@ def agreement(answer: str, expected: str) -> float:
     return difflib.SequenceMatcher(None, answer.split(), expected.split(), autojunk=False).ratio()
 
 
-def verify(recipe: Recipe, task: TaskFamily, export: Path, report: dict, test, numerics: Precision,
-           final: Path | None = None) -> dict:
+def verify(task: TaskFamily, export: Path, report: dict, test, final: Path | None = None) -> dict:
     """The check's outcome (``passed``, ``description``, ``figures``) and, under ``answers``, the rows
     compared as a markdown table. ``final``: the folder ``export`` becomes, named in the description."""
-    cases = task.reload_cases(test, report["tuned"], recipe, ROWS)
+    cases = task.reload_cases(test, report["tuned"], ROWS)
     if not cases:
         return {"passed": True, "figures": {"rows_compared": 0}, "answers": "(none)", "description": (
             "not judged: the evaluation report holds no prediction the pipeline could repeat (decoding samples, "
             "generation.do_sample: true; or, for instruction recipes, evaluation.num_examples is 0)")}
     pipeline = task.load_pipeline(export)
-    with numerics.inference():
+    with task.precision.inference():
         answers = [task.answer(pipeline, asked) for asked, _ in cases]
     shares = [agreement(answer, expected) for answer, (_, expected) in zip(answers, cases)]
     reproduced = sum(share >= AGREEMENT for share in shares)

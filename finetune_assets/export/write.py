@@ -12,20 +12,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from finetune_assets.recipes import Recipe
 from finetune_assets.report.model_card import model_card
 from finetune_assets.tasks.base import TaskFamily
 from finetune_assets.models import methods
 from finetune_assets.models.tokenizer import load_tokenizer
 
 
-def export_model(recipe: Recipe, task: TaskFamily, checkpoint: Path, base_location: str,
-                 report: dict, lineage: dict, out_dir: Path, probe_text: str, final: Path) -> dict:
+def export_model(task: TaskFamily, checkpoint: Path, report: dict, lineage: dict, out_dir: Path,
+                 probe_text: str, final: Path) -> dict:
     """Write the export into ``out_dir`` (renamed to ``final`` once complete, the folder its model
     card tells users to load); return the smoke test's output."""
-    model = methods.load_trained(checkpoint, base_location, recipe, task)
+    recipe = task.recipe
+    model = methods.load_trained(checkpoint, task)
     tokenizer = load_tokenizer(str(checkpoint), recipe)
-    task.prepare_export(model, tokenizer, recipe, out_dir)
+    task.prepare_export(model, tokenizer, out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     if recipe.method != "full":
@@ -34,6 +34,6 @@ def export_model(recipe: Recipe, task: TaskFamily, checkpoint: Path, base_locati
     figures = json.loads((checkpoint / "training_figures.json").read_text())
     (out_dir / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True))
     dtype = str(model.dtype).removeprefix("torch.")
-    (out_dir / "README.md").write_text(model_card(recipe, task, report, lineage, figures, dtype, str(final)))
+    (out_dir / "README.md").write_text(model_card(task, report, lineage, figures, dtype, str(final)))
     probe = task.load_pipeline(out_dir)(probe_text)
     return {"probe_input": probe_text, "probe_output": probe}

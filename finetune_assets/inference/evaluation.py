@@ -20,7 +20,6 @@ from transformers import set_seed
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks.base import Evaluation, TaskFamily
 from finetune_assets.models import methods
-from finetune_assets.models.precision import Precision
 from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.training.trainer import take
 
@@ -31,43 +30,43 @@ def scored_rows(recipe: Recipe, splits_dir: Path) -> Dataset:
     return take(load_from_disk(str(splits_dir))["test"], spec.max_eval_samples, spec.seed)
 
 
-def evaluate_both(recipe: Recipe, task: TaskFamily, splits_dir: Path, checkpoint: Path,
-                  base_location: str, out_dir: Path, log,
-                  numerics: Precision) -> tuple[Evaluation, Evaluation, dict[str, Path]]:
-    """Evaluate base and tuned models in ``numerics``; write ``report.json`` and plots into ``out_dir``."""
-    test = scored_rows(recipe, splits_dir)
-    tokenizer = load_tokenizer(str(checkpoint), recipe)
+def evaluate_both(task: TaskFamily, splits_dir: Path, checkpoint: Path, out_dir: Path,
+                  log) -> tuple[Evaluation, Evaluation, dict[str, Path]]:
+    """Evaluate base and tuned models in the resolved precision; write ``report.json`` and plots
+    into ``out_dir``."""
+    numerics = task.precision
+    test = scored_rows(task.recipe, splits_dir)
+    tokenizer = load_tokenizer(str(checkpoint), task.recipe)
     log.info(f"evaluating the base model on {len(test)} test rows, {numerics}")
-    set_seed(recipe.training.seed)
-    base_model = task.load_model(base_location, recipe)
+    set_seed(task.recipe.training.seed)
+    base_model = task.load_model(task.base_location)
     with numerics.inference():
-        baseline = task.evaluate(base_model, tokenizer, test, recipe, out_dir / "scratch")
+        baseline = task.evaluate(base_model, tokenizer, test, out_dir / "scratch")
     log.info(f"evaluating the fine-tuned model on {len(test)} test rows")
-    tuned_model = methods.load_trained(checkpoint, base_location, recipe, task)
+    tuned_model = methods.load_trained(checkpoint, task)
     with numerics.inference():
-        tuned = task.evaluate(tuned_model, tokenizer, test, recipe, out_dir / "scratch")
+        tuned = task.evaluate(tuned_model, tokenizer, test, out_dir / "scratch")
     shutil.rmtree(out_dir / "scratch", ignore_errors=True)
     report = {"test_rows": len(test), **numerics.metadata(), "tuned": tuned.__dict__,
               "baseline": baseline.__dict__}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
-    return tuned, baseline, task.report_plots(tuned, baseline, recipe, out_dir)
+    return tuned, baseline, task.report_plots(tuned, baseline, out_dir)
 
 
-def score_export(recipe: Recipe, task: TaskFamily, splits_dir: Path, export: Path, workdir: Path,
-                 log, numerics: Precision) -> tuple[Evaluation, int]:
-    """Score the exported model in ``export`` on the recipe's test rows in ``numerics``, as
-    :func:`evaluate_both` scores the challenger; return it and the row count.
+def score_export(task: TaskFamily, splits_dir: Path, export: Path, workdir: Path, log) -> tuple[Evaluation, int]:
+    """Score the exported model in ``export`` on the recipe's test rows in the resolved precision,
+    as :func:`evaluate_both` scores the challenger; return it and the row count.
 
     The rows are tokenized again with the export's own tokenizer (the champion may come from
     another base model), from the task's clean columns, under the challenger's recipe settings.
     """
-    test = scored_rows(recipe, splits_dir)
-    clean_columns = [c for c in task.schema(recipe).to_schema().columns if c in test.column_names]
-    tokenizer = load_tokenizer(str(export), recipe)
-    rows = task.tokenize(DatasetDict({"test": test.select_columns(clean_columns)}), tokenizer, recipe)["test"]
-    log.info(f"evaluating the champion export on the same {len(rows)} test rows, {numerics}")
-    model = task.load_model(str(export), recipe)
-    with numerics.inference():
-        evaluation = task.evaluate(model, tokenizer, rows, recipe, workdir)
+    test = scored_rows(task.recipe, splits_dir)
+    clean_columns = [c for c in task.schema().to_schema().columns if c in test.column_names]
+    tokenizer = load_tokenizer(str(export), task.recipe)
+    rows = task.tokenize(DatasetDict({"test": test.select_columns(clean_columns)}), tokenizer)["test"]
+    log.info(f"evaluating the champion export on the same {len(rows)} test rows, {task.precision}")
+    model = task.load_model(str(export))
+    with task.precision.inference():
+        evaluation = task.evaluate(model, tokenizer, rows, workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     return evaluation, len(rows)

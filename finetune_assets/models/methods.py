@@ -51,17 +51,17 @@ def preflight(recipe: Recipe, log) -> str:
     return method
 
 
-def load_base(location: str, recipe: Recipe, task: TaskFamily, method: str):
-    """The base model to train: as is, or for ``qlora`` in 4 bits and ready for k-bit training."""
+def load_base(task: TaskFamily, method: str):
+    """The recipe's base model to train: as is, or for ``qlora`` in 4 bits and ready for k-bit training."""
     if method != "qlora":
-        return task.load_model(location, recipe)
+        return task.load_model(task.base_location)
     from transformers import BitsAndBytesConfig
 
-    spec = recipe.quantization
+    spec = task.recipe.quantization
     dtype = getattr(torch, spec.compute_dtype)
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=spec.quant_type,
                                       bnb_4bit_use_double_quant=spec.double_quant, bnb_4bit_compute_dtype=dtype)
-    model = task.load_model(location, recipe, quantization_config=quantization, dtype=dtype, device_map={"": 0})
+    model = task.load_model(task.base_location, quantization_config=quantization, dtype=dtype, device_map={"": 0})
     # Norms to float32, input gradients on; the Trainer turns on activation checkpointing itself.
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
@@ -74,11 +74,11 @@ def default_targets(model_type: str) -> list[str]:
     return list(targets)
 
 
-def prepare(model, recipe: Recipe, task: TaskFamily):
-    """Return the model to hand to the Trainer for ``recipe.method``."""
-    if recipe.method == "full":
+def prepare(model, task: TaskFamily):
+    """Return the model to hand to the Trainer for the recipe's ``method``."""
+    if task.recipe.method == "full":
         return model
-    spec = recipe.lora
+    spec = task.recipe.lora
     config = LoraConfig(task_type=task.peft_task_type(model), r=spec.r, lora_alpha=spec.alpha,
                         lora_dropout=spec.dropout,
                         target_modules=spec.target_modules or default_targets(model.config.model_type))
@@ -100,13 +100,13 @@ def lora_targets(model) -> list[str]:
     return sorted(config.target_modules) if config else []
 
 
-def load_trained(checkpoint: Path, base_location: str, recipe: Recipe, task: TaskFamily):
+def load_trained(checkpoint: Path, task: TaskFamily):
     """The fine-tuned model as plain transformers weights (LoRA adapters merged in)."""
-    if recipe.method == "full":
-        return task.load_model(str(checkpoint), recipe)
+    if task.recipe.method == "full":
+        return task.load_model(str(checkpoint))
     if not (checkpoint / "adapter_model.safetensors").exists():  # peft would fall back to a pickle file
         raise MethodError(f"{checkpoint}: no adapter_model.safetensors; this project loads safetensors only")
-    base = task.load_model(base_location, recipe)
+    base = task.load_model(task.base_location)
     return PeftModel.from_pretrained(base, str(checkpoint)).merge_and_unload()
 
 

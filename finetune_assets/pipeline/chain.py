@@ -22,7 +22,6 @@ from finetune_assets.promotion import champion_scores, gate, sweep_report
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.models import precision
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ METHOD_WORDS = {
 
 def recipe_terms(recipe: Recipe) -> dict:
     """The recipe's own words for the stage descriptions: its source, base model, task, method."""
-    task = get_task(recipe.task)
+    task = get_task(recipe)
     return {"source": recipe.dataset.source, "base_model": recipe.base_model, "task": recipe.task,
             "method": METHOD_WORDS[recipe.method].format(r=recipe.lora.r),
             "metric": recipe.promotion.metric or task.primary_metric, "pipeline_task": task.pipeline_task,
@@ -103,7 +102,7 @@ def recipe_terms(recipe: Recipe) -> dict:
 def resolved_precision(recipe: Recipe) -> str:
     """``training.precision`` as this machine resolves it (``auto`` -> bf16 or fp32): models trained
     or scored in different precisions are different artifacts."""
-    return f"precision={precision.resolve(recipe).name}"
+    return f"precision={get_task(recipe).precision.name}"
 
 
 STAGES = (
@@ -116,7 +115,7 @@ STAGES = (
           "The {task} rows of raw_dataset after the recipe's cleaning rules, validated by the task's pandera "
           "schema; every dropped row is counted by reason and kept in dropped.parquet.",
           code_version="1", reads=("task", "dataset", "cleaning"),
-          run=stages.clean_dataset, row_schema=lambda recipe: get_task(recipe.task).schema(recipe)),
+          run=stages.clean_dataset, row_schema=lambda recipe: get_task(recipe).schema()),
     Stage("tokenized_splits", ("clean_dataset",), "",
           "The clean rows split into train, validation and test, tokenized by the tokenizer of `{base_model}` "
           "(at most {max_length} tokens per input).",
@@ -156,7 +155,7 @@ STAGES = (
                          "that label. Failing means it learned the label frequencies, not the texts: the export does "
                          "not run (ERROR, blocking). Look at the confusion matrix and the class balance.",
                          quality_gates.beats_majority_class,
-                         applies=lambda recipe: bool(get_task(recipe.task).label_names(recipe))),
+                         applies=lambda recipe: bool(get_task(recipe).label_names())),
               StageCheck("no_overfitting", "The validation loss did not rise above its best (by more than "
                          "checks.max_validation_loss_rise) while the training loss kept falling, and the final "
                          "validation loss is not far above the training loss (checks.max_train_validation_gap). Failing "
@@ -168,7 +167,7 @@ STAGES = (
                          "checks.max_general_perplexity_rise above the base model's: tuning on the recipe's data did not "
                          "cost general language (catastrophic forgetting). Failing: lower the learning rate or epochs, "
                          "prefer LoRA. WARN: shown, and the export is not promoted unless promotion.allow_warnings.",
-                         quality_gates.forgetting, "WARN", applies=lambda recipe: get_task(recipe.task).general_text_probe),
+                         quality_gates.forgetting, "WARN", applies=lambda recipe: get_task(recipe).general_text_probe),
           )),
     # 2: adapter/ beside the merged model; method lines in the card. 3: test_rows, rows_key in the ref.
     # 4: the merge check. 5: export_reloads; the card's usage names the folder; every metric in the metadata

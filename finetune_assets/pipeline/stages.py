@@ -56,18 +56,13 @@ class StageWork:
     start_process: StartProcess = run_process  # starts a process: Dagster Pipes in a run, a plain subprocess elsewhere
 
 
-def base_location(recipe: Recipe) -> str:
-    """What ``from_pretrained`` receives for the recipe's base model."""
-    return sources.model_location(recipe.base_model, recipe.source_file.parent)
-
-
 def read_raw_rows(recipe: Recipe, log, root: Path, upstream: list[ArtifactRef]) -> Inputs:
     """The recipe's rows as the source holds them, hashed by content (the first stage: no upstream,
     nothing under ``root`` to read). What cannot work fails here, before any data is read: a base
     model without safetensors weights, a ``training.precision`` this machine cannot run, a tracker of
     ``training.report_to`` that is not installed, a ``qlora`` recipe on a machine that cannot train it."""
-    from finetune_assets.training import tracking
     from finetune_assets.models import precision
+    from finetune_assets.training import tracking
 
     sources.require_safetensors(recipe.base_model, recipe.source_file.parent)
     precision.resolve(recipe)
@@ -106,9 +101,9 @@ def raw_dataset(work: StageWork) -> Result:
 def clean_dataset(work: StageWork, raw: ArtifactRef) -> Result:
     from finetune_assets.data.cleaning import clean
 
-    recipe, task = work.recipe, get_task(work.recipe.task)
+    task = get_task(work.recipe)
     rows_in = pd.read_parquet(raw.path)
-    cleaned = clean(rows_in, task, recipe)
+    cleaned = clean(rows_in, task)
     dropped = pd.concat([frame.assign(reason=reason) for reason, frame in cleaned.dropped.items()])
     cleaned.rows.to_parquet(work.staging / "rows.parquet", index=False)
     dropped.astype(str).to_parquet(work.staging / "dropped.parquet")
@@ -121,7 +116,7 @@ def clean_dataset(work: StageWork, raw: ArtifactRef) -> Result:
         "rows_out": len(cleaned.rows),
         **{f"dropped_{reason.replace(' ', '_')}": n for reason, n in counts.items()},
         "dropped_examples": Markdown(markdown_table(examples) if examples else "nothing dropped"),
-        **task.describe_data(cleaned.rows, recipe),
+        **task.describe_data(cleaned.rows),
         "path": FilePath(str(work.final / "rows.parquet")),
     }
 
@@ -133,12 +128,12 @@ def tokenized_splits(work: StageWork, clean_ref: ArtifactRef) -> Result:
     from finetune_assets.data.splitting import split_rows
     from finetune_assets.models.tokenizer import load_tokenizer
 
-    recipe, task = work.recipe, get_task(work.recipe.task)
+    recipe, task = work.recipe, get_task(work.recipe)
     rows = pd.read_parquet(clean_ref.path)
     parts = split_rows(rows, recipe, task.stratify_column(), task.split_groups(rows))
-    tokenizer = load_tokenizer(base_location(recipe), recipe)
+    tokenizer = load_tokenizer(task.base_location, recipe)
     splits = DatasetDict({name: Dataset.from_pandas(part, preserve_index=False) for name, part in parts.items()})
-    splits = task.tokenize(splits, tokenizer, recipe)
+    splits = task.tokenize(splits, tokenizer)
     splits.save_to_disk(str(work.staging))
     lengths = np.concatenate([np.asarray(split["length"]) for split in splits.values()])
     truncated = np.concatenate([np.asarray(split["truncated"]) for split in splits.values()])
@@ -159,7 +154,6 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     ``work.start_process``; checkpoints go to ``work.checkpoints``, which a retry resumes from."""
     from finetune_assets.recipes import save_resolved
     from finetune_assets.report import plots
-    from finetune_assets.models import precision
     from finetune_assets.training.command import check_splits, training_command
 
     recipe, splits = work.recipe, Path(splits_ref.path)
@@ -167,7 +161,7 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     check_splits(recipe, splits, processes)  # bad settings fail here, not in a retried process
     # the fingerprint names the precision resolved here; the process must train in that one
     command = training_command(recipe, save_resolved(recipe, work.staging), splits, work.staging,
-                               work.checkpoints, work.fingerprint, precision.resolve(recipe).name)
+                               work.checkpoints, work.fingerprint, get_task(recipe).precision.name)
     work.log.info(f"starting: {' '.join(command)}")
     figures = work.start_process(command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json")
     return {"method": recipe.method}, {
@@ -181,13 +175,11 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
 
 def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: ArtifactRef) -> Result:
     from finetune_assets.report import plots
-    from finetune_assets.models import precision
     from finetune_assets.inference.evaluation import evaluate_both
 
-    recipe, task = work.recipe, get_task(work.recipe.task)
-    numerics = precision.resolve(recipe)
-    tuned, baseline, pictures = evaluate_both(recipe, task, Path(splits_ref.path), Path(model_ref.path),
-                                              base_location(recipe), work.staging, work.log, numerics)
+    recipe, task = work.recipe, get_task(work.recipe)
+    tuned, baseline, pictures = evaluate_both(task, Path(splits_ref.path), Path(model_ref.path), work.staging,
+                                              work.log)
     metrics = {**tuned.metrics, **{f"baseline_{k}": v for k, v in baseline.metrics.items()}}
     rows = json.loads((work.staging / "report.json").read_text())["test_rows"]
     work.log.info(f"test metrics on {rows} rows: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -196,8 +188,8 @@ def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: Artif
         **{k: float(v) for k, v in metrics.items()},
         "test_rows": rows,
         **{key: plots.as_markdown(path, key) for key, path in pictures.items()},
-        **task.report_metadata(tuned, baseline, recipe),
-        **numerics.metadata(),
+        **task.report_metadata(tuned, baseline),
+        **task.precision.metadata(),
         "sample_predictions": Markdown(markdown_table(tuned.samples)),
         "path": FilePath(str(work.final / "report.json")),
     }
@@ -208,22 +200,20 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
     (``merge_verified``) and through its pipeline against the report (``export_reloads``)."""
     from finetune_assets.report.model_card import without_front_matter
     from finetune_assets.export import merge_check, reload_check
-    from finetune_assets.models import precision
-    from finetune_assets.inference.evaluation import scored_rows
     from finetune_assets.export.write import export_model
+    from finetune_assets.inference.evaluation import scored_rows
 
-    recipe, task = work.recipe, get_task(work.recipe.task)
+    recipe, task = work.recipe, get_task(work.recipe)
     report = json.loads(Path(report_ref.path).read_text())
     lineage = ancestry(evaluation_report=report_ref, finetuned_model=model_ref)
     probe_text = report["tuned"]["samples"][0]["text"] if report["tuned"]["samples"] else "hello"
     started = time.monotonic()
-    probe = export_model(recipe, task, Path(model_ref.path), base_location(recipe), report, lineage,
-                         work.staging, probe_text, work.final)
+    probe = export_model(task, Path(model_ref.path), report, lineage, work.staging, probe_text, work.final)
     work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
                   f"pipeline probe: {rounded(probe['probe_output'])}")
     rows = scored_rows(recipe, Path(model_ref.lineage["tokenized_splits"]["path"]))
-    merge = merge_check.verify(recipe, task, Path(model_ref.path), base_location(recipe), work.staging, rows)
-    reloads = reload_check.verify(recipe, task, work.staging, report, rows, precision.resolve(recipe), work.final)
+    merge = merge_check.verify(task, Path(model_ref.path), work.staging, rows)
+    reloads = reload_check.verify(task, work.staging, report, rows, work.final)
     answers = Markdown(reloads.pop("answers"))
     kept = {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key") if key in report_ref.info}
     return {**kept, "checks": {merge_check.CHECK: merge, reload_check.CHECK: reloads}}, {

@@ -21,10 +21,9 @@ from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Markdown
 from finetune_assets.tasks import get_task
-from finetune_assets.models import precision
 
 SCORES = "scores.json"
-CODE_VERSION = "2"  # bump when the scoring of an export changes (2: in the resolved precision)
+CODE_VERSION = "2"  # bump when the scoring of an export changes what it measures
 # What picks the test rows and how they are scored, besides the splits themselves.
 SETTINGS = ("training.max_eval_samples", "training.seed", "training.max_length", "training.max_target_length",
             "training.input_prefix", "training.eval_batch_size", "generation", "evaluation")
@@ -34,7 +33,7 @@ def rows_key(recipe: Recipe, splits: ArtifactRef) -> str:
     """Names the scored test rows and settings, the precision this machine scores in included: two
     evaluations with equal keys saw the same rows and computed alike."""
     return fingerprint(splits.fingerprint, recipe.section(*SETTINGS), CODE_VERSION,
-                       f"precision={precision.resolve(recipe).name}")
+                       f"precision={get_task(recipe).precision.name}")
 
 
 def tuned_only(metrics: dict) -> dict:
@@ -54,8 +53,8 @@ def scores_on_rows(recipe: Recipe, root: Path, champion: ArtifactRef, splits: Ar
 
     log.info(f"scoring the champion {champion.path} on the challenger's test rows")
     with atomic_dir(folder) as staging:
-        evaluation, rows = score_export(recipe, get_task(recipe.task), Path(splits.path), Path(champion.path),
-                                        staging / "scratch", log, precision.resolve(recipe))
+        evaluation, rows = score_export(get_task(recipe), Path(splits.path), Path(champion.path), staging / "scratch",
+                                        log)
         record = {"champion": champion.fingerprint, "champion_path": champion.path, "rows_key": key,
                   "test_rows": rows, "metrics": evaluation.metrics}
         (staging / SCORES).write_text(json.dumps(record, indent=2, default=float))

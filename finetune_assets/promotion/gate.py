@@ -52,7 +52,7 @@ class Rule:
     @classmethod
     def of(cls, recipe: Recipe) -> "Rule":
         """The recipe's rule: ``promotion.metric`` (default the task's primary metric) in its direction."""
-        task, spec = get_task(recipe.task), recipe.promotion
+        task, spec = get_task(recipe), recipe.promotion
         return cls(metric=spec.metric or task.primary_metric,
                    higher_is_better=task.primary_metric_higher_is_better if spec.higher_is_better is None
                    else spec.higher_is_better,

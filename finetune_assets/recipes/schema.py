@@ -2,7 +2,7 @@
 
 Plain pydantic models with ``extra="forbid"``, so a typo in a key is an error, not a silently
 ignored setting; :mod:`finetune_assets.recipes.loading` turns validation errors into messages that
-name the file and the dotted key. The ``task:`` choices come from the task registry.
+name the file and the dotted key. The ``task:`` choices are :data:`TaskName`, one per task family.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from finetune_assets.tasks import TASK_NAMES
+# The task families a recipe may name (finetune_assets.tasks.REGISTRY has one class per name; a test
+# keeps the two equal). Named here so that reading a recipe imports no task family and no pandera.
+TaskName = Literal["classification", "summarization", "instruction"]
 
 
 class _Strict(BaseModel):
@@ -242,7 +244,7 @@ class Recipe(_Strict):
     name: str
     source_file: Path
     description: str = ""
-    task: Literal[TASK_NAMES]
+    task: TaskName
     base_model: str
     trust_remote_code: bool = False
     dataset: DatasetSpec

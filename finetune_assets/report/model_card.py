@@ -25,9 +25,9 @@ def without_front_matter(card: str) -> str:
     return card
 
 
-def model_card(recipe: Recipe, task: TaskFamily, report: dict, lineage: dict, figures: dict,
-               weights_dtype: str, folder: str) -> str:
+def model_card(task: TaskFamily, report: dict, lineage: dict, figures: dict, weights_dtype: str, folder: str) -> str:
     """The card of the export written to ``folder``; its usage code loads the model from there."""
+    recipe = task.recipe
     tuned, baseline = report["tuned"]["metrics"], report["baseline"]["metrics"]
     rows = "\n".join(f"| {name} | {tuned[name]:.4f} | {baseline.get(name, float('nan')):.4f} |"
                      for name in tuned)

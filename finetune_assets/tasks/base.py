@@ -1,15 +1,26 @@
 """The task-family interface: everything that differs between classification, summarization and
 instruction tuning, and nothing else. The pipeline calls only these attributes and methods.
 
-A family's module must stay light to import (pandas and pandera at most): loading the Definitions
-reads its class attributes and :meth:`TaskFamily.label_names`. Torch, transformers and datasets
-are imported inside the methods that use them.
+A family object is bound to one recipe (:func:`finetune_assets.tasks.get_task`): it holds the
+recipe and what this run resolved from it (the precision on this machine, where the base model
+is), so no method takes the recipe again. The interface comes in four parts, one per concern,
+so that a new family reads, and implements, only what its stages ask of it:
+
+- :class:`DataSide`: the rows (columns, pandera schema, cleaning conversions, split rules);
+- :class:`TrainingSide`: the model and its inputs (loading, tokenization, collator, Trainer class);
+- :class:`EvaluationSide`: scoring a model on the test split, with plots and tables;
+- :class:`ExportSide`: the exported folder (what goes in it, how a user loads and asks it).
+
+:class:`TaskFamily` is all four. A family's module must stay light to import (pandas and pandera
+at most): loading the Definitions reads its class attributes and :meth:`DataSide.label_names`.
+Torch, transformers and datasets are imported inside the methods that use them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +31,7 @@ from finetune_assets.data.cleaning import comparison_key
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
+    from finetune_assets.models.precision import Precision
     from finetune_assets.recipes import Recipe
 
 
@@ -39,39 +51,55 @@ class Evaluation:
     samples: list[dict] = field(default_factory=list)  # a few inputs with prediction and truth
 
 
-class TaskFamily(ABC):
-    """One task family. Subclasses are stateless; every method receives the recipe."""
+class BoundToRecipe:
+    """A family object and the one recipe it serves, with what this run resolves from it once."""
 
-    name: str
+    name: str  # what a recipe's ``task:`` says
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+
+    @cached_property
+    def precision(self) -> Precision:
+        """``training.precision`` as this machine resolves it: training, evaluation and export agree."""
+        from finetune_assets.models import precision
+
+        return precision.resolve(self.recipe)
+
+    @cached_property
+    def base_location(self) -> str:
+        """What ``from_pretrained`` receives for the recipe's base model (a folder or a hub id)."""
+        from finetune_assets.data import sources
+
+        return sources.model_location(self.recipe.base_model, self.recipe.source_file.parent)
+
+
+class DataSide(BoundToRecipe, ABC):
+    """The rows: which columns, how raw rows become them, what valid rows look like, how they split."""
+
     text_columns: tuple[str, ...]  # canonical columns holding free text (cleaned, length-checked)
     # canonical columns holding earlier turns of a conversation as a JSON list of {role, content};
     # cleaning treats each turn's content like a text column
     conversation_columns: tuple[str, ...] = ()
     required_columns: tuple[str, ...]  # canonical columns a dataset must provide
-    pipeline_task: str  # the ``transformers.pipeline`` task that loads the export
-    primary_metric: str  # the figure that says which model is better
-    primary_metric_higher_is_better: bool = True  # False for losses and perplexity (promotion gates)
-    # evaluate() also scores the shipped general-text probe (``general_text_perplexity``): the
-    # ``forgetting`` check compares tuned and base model on it
-    general_text_probe: bool = False
 
-    def unpack_records(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+    def unpack_records(self, raw: pd.DataFrame) -> pd.DataFrame:
         """Rows in a record format the task understands (e.g. chat ``messages``) as plain columns,
         before the recipe's column mapping is checked; by default the rows as read."""
         return raw
 
     @abstractmethod
-    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    def canonical_rows(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         """The rows in the task's columns with converted values (e.g. labels to ids), and the rows
         left out on purpose by reason (e.g. ``label excluded by recipe``), for the cleaning receipt."""
 
-    def label_names(self, recipe: Recipe) -> list[str] | None:
+    def label_names(self) -> list[str] | None:
         """The class labels in id order when rows carry a ``label`` column (classification), else
         None; label checks (class balance, labels in every split) run only where this is a list."""
         return None
 
     @abstractmethod
-    def schema(self, recipe: Recipe):
+    def schema(self):
         """The pandera ``DataFrameModel`` that cleaned rows must satisfy."""
 
     def stratify_column(self) -> str | None:
@@ -88,18 +116,39 @@ class TaskFamily(ABC):
         column."""
         return rows[self.text_columns[0]].map(comparison_key)
 
+    def describe_data(self, frame: pd.DataFrame) -> dict[str, float | int]:
+        """Figures about cleaned rows worth showing in metadata (e.g. rows per label)."""
+        return {}
+
+    def text_length(self) -> dict[str, int]:
+        """pandera ``str_length`` bounds for cleaned text columns: at least one character (cleaning
+        drops empty text) and the recipe's ``cleaning`` bounds where it sets them."""
+        cleaning = self.recipe.cleaning
+        bounds = {"min_value": max(1, cleaning.min_chars), "max_value": cleaning.max_chars}
+        return {k: v for k, v in bounds.items() if v is not None}
+
+    def select_columns(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """The recipe's source columns for :attr:`required_columns`, renamed to the task's names."""
+        frame = raw[[self.recipe.dataset.columns.get(c, c) for c in self.required_columns]].copy()
+        frame.columns = list(self.required_columns)
+        return frame
+
+
+class TrainingSide(BoundToRecipe, ABC):
+    """The model and what it is fed: how it loads with its head, its inputs, batches and Trainer."""
+
     @abstractmethod
     def peft_task_type(self, model) -> str:
         """The peft ``TaskType`` name to wrap ``model`` with when the method is LoRA."""
 
     @abstractmethod
-    def load_model(self, location: str, recipe: Recipe, **options):
+    def load_model(self, location: str, **options):
         """A fresh pretrained model with the task head, ready to train or evaluate, loaded with
         :func:`weights_options`. ``options`` go to ``from_pretrained`` (QLoRA passes
         ``quantization_config``, ``dtype``, ``device_map``)."""
 
     @abstractmethod
-    def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
+    def tokenize(self, splits: DatasetDict, tokenizer) -> DatasetDict:
         """Add model inputs (and labels) to every split; keep the canonical columns."""
 
     @abstractmethod
@@ -117,40 +166,39 @@ class TaskFamily(ABC):
 
         return TrainingArguments
 
-    def extra_training_arguments(self, recipe: Recipe) -> dict:
+    def extra_training_arguments(self) -> dict:
         """Task-specific training arguments (e.g. ``predict_with_generate``) on top of the common ones."""
         return {}
 
+
+class EvaluationSide(BoundToRecipe, ABC):
+    """Scoring: the figures a model earns on the test split, which one decides, and the report."""
+
+    primary_metric: str  # the figure that says which model is better
+    primary_metric_higher_is_better: bool = True  # False for losses and perplexity (promotion gates)
+    # evaluate() also scores the shipped general-text probe (``general_text_perplexity``): the
+    # ``forgetting`` check compares tuned and base model on it
+    general_text_probe: bool = False
+
     @abstractmethod
-    def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
+    def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
         """Score ``model`` on the tokenized ``test`` split."""
 
     @abstractmethod
-    def report_plots(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe,
-                     folder: Path) -> dict[str, Path]:
+    def report_plots(self, tuned: Evaluation, baseline: Evaluation, folder: Path) -> dict[str, Path]:
         """PNG plots for the evaluation report, by metadata key."""
 
-    def report_metadata(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe) -> dict:
+    def report_metadata(self, tuned: Evaluation, baseline: Evaluation) -> dict:
         """Extra figures and tables for the evaluation report's metadata."""
         return {}
 
-    def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
-        """Figures about cleaned rows worth showing in metadata (e.g. rows per label)."""
-        return {}
 
-    def text_length(self, recipe: Recipe) -> dict[str, int]:
-        """pandera ``str_length`` bounds for cleaned text columns: at least one character (cleaning
-        drops empty text) and the recipe's ``cleaning`` bounds where it sets them."""
-        bounds = {"min_value": max(1, recipe.cleaning.min_chars), "max_value": recipe.cleaning.max_chars}
-        return {k: v for k, v in bounds.items() if v is not None}
+class ExportSide(BoundToRecipe, ABC):
+    """The exported folder: what goes into it, and how a user loads and asks it."""
 
-    def select_columns(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
-        """The recipe's source columns for :attr:`required_columns`, renamed to the task's names."""
-        frame = raw[[recipe.dataset.columns.get(c, c) for c in self.required_columns]].copy()
-        frame.columns = list(self.required_columns)
-        return frame
+    pipeline_task: str  # the ``transformers.pipeline`` task that loads the export
 
-    def prepare_export(self, model, tokenizer, recipe: Recipe, folder: Path) -> None:
+    def prepare_export(self, model, tokenizer, folder: Path) -> None:
         """Adjust model and tokenizer just before they are saved into the export ``folder``, and add
         any files the export needs (e.g. generation settings, a pipeline class)."""
 
@@ -161,7 +209,7 @@ class TaskFamily(ABC):
         return pipeline(self.pipeline_task, model=str(folder), device="cpu", model_kwargs={"use_safetensors": True})
 
     @abstractmethod
-    def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
+    def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:
         """Up to ``rows`` of the scored ``test`` rows as a user would ask the export's pipeline, each
         with the prediction the evaluation report recorded for it (``tuned``: the report's entry for
         the fine-tuned model), in words the pipeline answers in: what the ``export_reloads`` check asks."""
@@ -174,3 +222,7 @@ class TaskFamily(ABC):
         """Python that loads the export from ``folder``, for the model card."""
         return ("from transformers import pipeline\n"
                 f'model = pipeline("{self.pipeline_task}", model="{folder}")')
+
+
+class TaskFamily(DataSide, TrainingSide, EvaluationSide, ExportSide):
+    """A whole task family: the four sides, bound to one recipe."""

@@ -31,12 +31,12 @@ class Classification(TaskFamily):
     def peft_task_type(self, model) -> str:
         return "SEQ_CLS"
 
-    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-        names = _label_names(recipe)
-        lookup = _label_lookup(recipe, names)
-        frame = self.select_columns(raw, recipe)
+    def canonical_rows(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        names = _label_names(self.recipe)
+        lookup = _label_lookup(self.recipe, names)
+        frame = self.select_columns(raw)
         raw_labels = frame["label"].map(_normalise_label)
-        excluded = raw_labels.isin({_normalise_label(v) for v in recipe.dataset.drop_labels})
+        excluded = raw_labels.isin({_normalise_label(v) for v in self.recipe.dataset.drop_labels})
         unknown = ~excluded & ~raw_labels.isin(lookup)
         if unknown.any():
             sample = frame["label"][unknown]
@@ -49,9 +49,9 @@ class Classification(TaskFamily):
         kept["label"] = raw_labels[~excluded].map(lookup).astype("int64")
         return kept, dropped
 
-    def schema(self, recipe: Recipe):
-        label_ids = list(range(len(_label_names(recipe))))
-        length = self.text_length(recipe)
+    def schema(self):
+        label_ids = list(range(len(_label_names(self.recipe))))
+        length = self.text_length()
 
         class ClassificationRows(pa.DataFrameModel):
             """Cleaned classification rows: text within the recipe's length bounds, a known label id."""
@@ -61,24 +61,24 @@ class Classification(TaskFamily):
 
         return ClassificationRows
 
-    def label_names(self, recipe: Recipe) -> list[str] | None:
-        return recipe.dataset.labels
+    def label_names(self) -> list[str] | None:
+        return self.recipe.dataset.labels
 
     def stratify_column(self) -> str | None:
         return "label"
 
-    def load_model(self, location: str, recipe: Recipe, **options):
+    def load_model(self, location: str, **options):
         from transformers import AutoModelForSequenceClassification
 
-        names = _label_names(recipe)
+        names = _label_names(self.recipe)
         return AutoModelForSequenceClassification.from_pretrained(
             location, num_labels=len(names), id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)}, **weights_options(recipe), **options)
+            label2id={n: i for i, n in enumerate(names)}, **weights_options(self.recipe), **options)
 
-    def tokenize(self, splits, tokenizer, recipe: Recipe):
+    def tokenize(self, splits, tokenizer):
         from finetune_assets.models.tokenizer import tokenize_and_cut, tokenizing_processes
 
-        max_length = recipe.training.max_length
+        max_length = self.recipe.training.max_length
 
         def encode(batch):
             encoded = tokenize_and_cut(tokenizer, batch["text"], max_length)
@@ -92,14 +92,14 @@ class Classification(TaskFamily):
 
         return DataCollatorWithPadding(tokenizer)
 
-    def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
+    def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
         from transformers import Trainer, TrainingArguments
 
         from finetune_assets.metrics import load_metric
         from finetune_assets.inference import batching
 
-        names = _label_names(recipe)
-        args = batching.inference_arguments(TrainingArguments, workdir, recipe.training.eval_batch_size)
+        names = _label_names(self.recipe)
+        args = batching.inference_arguments(TrainingArguments, workdir, self.recipe.training.eval_batch_size)
         trainer = Trainer(model=model, args=args, data_collator=self.collator(tokenizer, model))
         inputs = [c for c in ("input_ids", "attention_mask", "token_type_ids", "label") if c in test.column_names]
         logits = batching.predict_longest_first(trainer, test, inputs).astype(np.float64)
@@ -119,11 +119,11 @@ class Classification(TaskFamily):
         return Evaluation(metrics=metrics, details=details,
                           samples=_samples(test["text"], truth, predicted, names))
 
-    def report_plots(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe,
+    def report_plots(self, tuned: Evaluation, baseline: Evaluation,
                      folder: Path) -> dict[str, Path]:
         from finetune_assets.report import plots
 
-        names = _label_names(recipe)
+        names = _label_names(self.recipe)
         by_label = [{"name": name, "accuracy": recall, "rows": rows} for name, recall, rows in
                     zip(names, tuned.details["recall"], tuned.details["support"])]
         return {
@@ -137,8 +137,8 @@ class Classification(TaskFamily):
                 folder / "baseline_confusion_matrix.png"),
         }
 
-    def report_metadata(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe) -> dict:
-        names = _label_names(recipe)
+    def report_metadata(self, tuned: Evaluation, baseline: Evaluation) -> dict:
+        names = _label_names(self.recipe)
         details = tuned.details
         per_class = [{"label": names[i], "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
                       "support": n} for i, (p, r, f, n) in enumerate(
@@ -158,14 +158,14 @@ class Classification(TaskFamily):
                                                 if details["confident_mistakes"] else "no wrong prediction"),
         }
 
-    def prepare_export(self, model, tokenizer, recipe: Recipe, folder: Path) -> None:
+    def prepare_export(self, model, tokenizer, folder: Path) -> None:
         """The tokenizer cuts at the recipe's ``max_length`` when asked to truncate, as training cut."""
-        tokenizer.model_max_length = recipe.training.max_length
+        tokenizer.model_max_length = self.recipe.training.max_length
 
-    def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
+    def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:
         """The rows the report was surest of, with the label it predicted: a nearly tied row could
         tip either way between a batched and a single-row pass in bf16, a sure one cannot."""
-        names, details = _label_names(recipe), tuned["details"]
+        names, details = _label_names(self.recipe), tuned["details"]
         surest = np.argsort(-np.asarray(details["confidences"]), kind="stable")[:rows]
         return [(test[int(i)]["text"], names[details["predictions"][int(i)]]) for i in surest]
 
@@ -177,8 +177,8 @@ class Classification(TaskFamily):
 classify = pipeline("text-classification", model="{folder}")
 print(classify("A text to label", truncation=True))  # truncation: cut at max_length tokens, as in training"""
 
-    def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
-        names = _label_names(recipe)
+    def describe_data(self, frame: pd.DataFrame) -> dict[str, float | int]:
+        names = _label_names(self.recipe)
         counts = frame["label"].value_counts()
         return {f"rows_label_{names[i]}": int(counts.get(i, 0)) for i in range(len(names))}
 

@@ -33,7 +33,6 @@ import logging
 import sys
 from pathlib import Path
 
-from finetune_assets.data.sources import model_location
 from finetune_assets.errors import BAD_INPUT, RecipeError
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.caching import load as load_record
@@ -130,15 +129,13 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             no_progress_bars()
             identity = args.fingerprint or CHAIN["finetuned_model"].fingerprint(
                 recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))])
-            base = model_location(recipe.base_model, recipe.source_file.parent)
             args.out.mkdir(parents=True, exist_ok=True)
             checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
             from finetune_assets.training.trainer import train  # after the checks and spare_imports
 
             # train() refuses another training's checkpoints and a method this machine cannot
             # run before it loads any data or model
-            figures = train(recipe, get_task(recipe.task), args.splits, base, args.out, log, checkpoint_dir,
-                            identity)
+            figures = train(get_task(recipe), args.splits, args.out, log, checkpoint_dir, identity)
         except BAD_INPUT as error:
             log.error(str(error))
             return EXIT_BAD_INPUT

@@ -24,12 +24,12 @@ import torch
 from datasets import Dataset, load_from_disk
 from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 
-from finetune_assets.recipes import Recipe, save_resolved
+from finetune_assets.recipes import save_resolved
 from finetune_assets.report import plots
 from finetune_assets.tasks.base import TaskFamily
 from finetune_assets.training import checkpoints, tracking
 from finetune_assets.training import command
-from finetune_assets.models import methods, precision
+from finetune_assets.models import methods
 from finetune_assets.training.progress import RunLogProgress
 from finetune_assets.models.tokenizer import load_tokenizer
 
@@ -54,9 +54,9 @@ def take(split: Dataset, limit: int | None, seed: int) -> Dataset:
     return split.shuffle(seed=seed).select(range(limit))
 
 
-def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str, out_dir: Path,
-          log, checkpoint_dir: Path | None = None, fingerprint: str = "") -> dict:
-    """Train and save into ``out_dir``; return figures for the asset metadata.
+def train(task: TaskFamily, splits_dir: Path, out_dir: Path, log, checkpoint_dir: Path | None = None,
+          fingerprint: str = "") -> dict:
+    """Train the recipe's model and save it into ``out_dir``; return figures for the asset metadata.
 
     Checkpoints go into ``checkpoint_dir`` every ``training.save_steps``; when it already holds
     complete ones of this ``fingerprint`` (a crashed earlier attempt), training resumes from the
@@ -64,100 +64,109 @@ def train(recipe: Recipe, task: TaskFamily, splits_dir: Path, base_location: str
     launcher with several processes (DDP) each trains on its share of every batch and only rank 0
     writes ``out_dir``; the Trainer itself saves checkpoints from rank 0 alone.
     """
-    spec = recipe.training
+    recipe, spec = task.recipe, task.recipe.training
     method = methods.preflight(recipe, log)  # before any data is read
     processes = command.world_size()
     resume = _resume_point(checkpoint_dir, fingerprint, processes, log)
-    numerics = precision.resolve(recipe)
     set_seed(spec.seed)
-    tokenizer = load_tokenizer(base_location, recipe)
+    tokenizer = load_tokenizer(task.base_location, recipe)
     splits = load_from_disk(str(splits_dir))
     train_rows = take(splits["train"], spec.max_train_samples, spec.seed)
     validation_rows = take(splits["validation"], spec.max_eval_samples, spec.seed)
-    model = methods.prepare(methods.load_base(base_location, recipe, task, method), recipe, task)
+    model = methods.prepare(methods.load_base(task, method), task)
     trainable, total = methods.parameter_counts(model)
     log.info(f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
              f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows, "
-             f"{numerics}")
+             f"{task.precision}")
     with contextlib.ExitStack() as scratch:
         if checkpoint_dir is None:
             checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-",
                                                                                     dir=out_dir)))
-        # Early stopping keeps the best checkpoint, so validation runs at every checkpoint.
-        early = bool(spec.early_stopping_patience)
-        save_steps = spec.save_steps if spec.save_steps < 1 else int(spec.save_steps)
-        args = task.training_arguments_class()(
-            output_dir=str(checkpoint_dir),
-            num_train_epochs=spec.epochs,
-            learning_rate=spec.learning_rate,
-            # the recipe's batch is one optimizer step's, split over the processes
-            per_device_train_batch_size=spec.batch_size // processes,
-            per_device_eval_batch_size=max(1, spec.eval_batch_size // processes),
-            gradient_accumulation_steps=spec.gradient_accumulation_steps,
-            activation_checkpointing=spec.gradient_checkpointing,
-            weight_decay=spec.weight_decay,
-            warmup_steps=spec.warmup,
-            eval_strategy="steps" if early else "epoch",
-            eval_steps=save_steps if early else None,
-            save_strategy="steps",
-            save_steps=save_steps,
-            save_total_limit=spec.save_total_limit,
-            load_best_model_at_end=early,
-            metric_for_best_model="eval_loss",
-            logging_steps=spec.logging_steps,
-            logging_first_step=True,  # the loss before training moved the weights: what loss_decreased compares with
-            train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
-            seed=spec.seed,
-            **numerics.trainer_arguments(),
-            ddp_backend=("nccl" if numerics.device == "cuda" else "gloo") if processes > 1 else None,
-            report_to=list(spec.report_to),  # experiment trackers (training/tracking.py)
-            disable_tqdm=True,
-            **task.extra_training_arguments(recipe),
-        )
         callbacks = [RunLogProgress(log)]
         if spec.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience))
         with tracking.event_files_into(out_dir, recipe):
             trainer = task.trainer_class()(
-                model=model, args=args, train_dataset=train_rows, eval_dataset=validation_rows,
-                data_collator=task.collator(tokenizer, model), processing_class=tokenizer,
-                callbacks=callbacks)
+                model=model, args=training_arguments(task, checkpoint_dir, processes),
+                train_dataset=train_rows, eval_dataset=validation_rows,
+                data_collator=task.collator(tokenizer, model), processing_class=tokenizer, callbacks=callbacks)
         trainer.remove_callback(PrinterCallback)  # it prints each log as a raw dict; RunLogProgress logs them
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
         seconds = time.monotonic() - started
-    history = trainer.state.log_history
     if trainer.is_world_process_zero():
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
-        (out_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+        (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
         save_resolved(recipe, out_dir)
-        plots.loss_curve(history, out_dir / "loss_curve.png")
-    eval_losses = [row["eval_loss"] for row in history if "eval_loss" in row]
+        plots.loss_curve(trainer.state.log_history, out_dir / "loss_curve.png")
     figures = {
         "train_seconds": round(seconds, 2),
         "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": round(result.training_loss, 4),
-        "final_validation_loss": round(eval_losses[-1], 4) if eval_losses else None,
-        "epochs_run": round(trainer.state.epoch or 0, 3),
-        "optimizer_steps": trainer.state.global_step,
-        "checkpoint_every_steps": trainer.state.save_steps,
+        **_trainer_state(trainer.state),
         "resumed_from_step": resume[0] if resume else None,
         "world_size": processes,
         "training_rows": len(train_rows),
-        "trainable_parameters": trainable,
-        "total_parameters": total,
-        "trainable_fraction": round(trainable / total, 6),
-        "lora_target_modules": methods.lora_targets(model),
-        "device": device_name(),
-        **peak_memory(),  # rank 0's process: the model, optimizer state and activations of one device
-        **numerics.metadata(),
+        **_model_figures(model, trainable, total),
+        **task.precision.metadata(),
         "method_trained": method,
         "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
     }
     if trainer.is_world_process_zero():
         (out_dir / "training_figures.json").write_text(json.dumps(figures, indent=2))
     return figures
+
+
+def training_arguments(task: TaskFamily, checkpoint_dir: Path, processes: int):
+    """The Trainer's arguments from the recipe's ``training`` section, the resolved precision and the
+    number of processes (the recipe's batch is one optimizer step's, split over the processes)."""
+    spec = task.recipe.training
+    early = bool(spec.early_stopping_patience)  # keeps the best checkpoint: validate at every one
+    save_steps = spec.save_steps if spec.save_steps < 1 else int(spec.save_steps)
+    return task.training_arguments_class()(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=spec.epochs,
+        learning_rate=spec.learning_rate,
+        per_device_train_batch_size=spec.batch_size // processes,
+        per_device_eval_batch_size=max(1, spec.eval_batch_size // processes),
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        activation_checkpointing=spec.gradient_checkpointing,
+        weight_decay=spec.weight_decay,
+        warmup_steps=spec.warmup,
+        eval_strategy="steps" if early else "epoch",
+        eval_steps=save_steps if early else None,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=spec.save_total_limit,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss",
+        logging_steps=spec.logging_steps,
+        logging_first_step=True,  # the loss before training moved the weights: what loss_decreased compares with
+        train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
+        seed=spec.seed,
+        **task.precision.trainer_arguments(),
+        ddp_backend=("nccl" if task.precision.device == "cuda" else "gloo") if processes > 1 else None,
+        report_to=list(spec.report_to),  # experiment trackers (training/tracking.py)
+        disable_tqdm=True,
+        **task.extra_training_arguments(),
+    )
+
+
+def _trainer_state(state) -> dict:
+    """What the Trainer's state says about the run: its last validation loss, epochs and steps."""
+    eval_losses = [row["eval_loss"] for row in state.log_history if "eval_loss" in row]
+    return {"final_validation_loss": round(eval_losses[-1], 4) if eval_losses else None,
+            "epochs_run": round(state.epoch or 0, 3), "optimizer_steps": state.global_step,
+            "checkpoint_every_steps": state.save_steps}
+
+
+def _model_figures(model, trainable: int, total: int) -> dict:
+    """The trained model's size and where it ran: what a run needs of a machine."""
+    return {"trainable_parameters": trainable, "total_parameters": total,
+            "trainable_fraction": round(trainable / total, 6), "lora_target_modules": methods.lora_targets(model),
+            "device": device_name(),
+            **peak_memory()}  # rank 0's process: the model, optimizer state and activations of one device
 
 
 def _resume_point(folder: Path | None, fingerprint: str, processes: int, log) -> tuple[int, Path] | None:

@@ -38,8 +38,6 @@ from finetune_assets.tasks.instruction import conversations
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-    from finetune_assets.recipes import Recipe
-
 
 class Instruction(TaskFamily):
     """Answers a prompt the way the data does; baseline is the untuned base model, same prompts."""
@@ -56,8 +54,8 @@ class Instruction(TaskFamily):
     def peft_task_type(self, model) -> str:
         return "CAUSAL_LM"
 
-    def unpack_records(self, raw: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
-        mapped = recipe.dataset.columns
+    def unpack_records(self, raw: pd.DataFrame) -> pd.DataFrame:
+        mapped = self.recipe.dataset.columns
         found = conversations.detect(raw)
         if found and "prompt" not in raw.columns and not {"prompt", "response"} & set(mapped):
             return conversations.unpack(raw, found)
@@ -65,9 +63,9 @@ class Instruction(TaskFamily):
             return raw.rename(columns={"completion": "response"})
         return raw
 
-    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-        frame = self.select_columns(raw, recipe)
-        system = recipe.dataset.columns.get("system", "system")
+    def canonical_rows(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        frame = self.select_columns(raw)
+        system = self.recipe.dataset.columns.get("system", "system")
         frame["system"] = raw[system].fillna("").astype(str).str.strip() if system in raw.columns else ""
         frame["history"] = raw["history"] if "history" in raw.columns else "[]"
         if "problem" not in raw.columns:
@@ -75,8 +73,8 @@ class Instruction(TaskFamily):
         unusable = raw["problem"] != ""
         return frame[~unusable], {"unusable conversation": frame[unusable].assign(problem=raw["problem"][unusable])}
 
-    def schema(self, recipe: Recipe):
-        length = self.text_length(recipe)
+    def schema(self):
+        length = self.text_length()
 
         class InstructionRows(pa.DataFrameModel):
             """Cleaned instruction rows: prompt and response within the recipe's length bounds; a
@@ -102,17 +100,17 @@ class Instruction(TaskFamily):
     def split_groups(self, rows: pd.DataFrame) -> pd.Series:
         return self.input_keys(rows)
 
-    def load_model(self, location: str, recipe: Recipe, **options):
+    def load_model(self, location: str, **options):
         import torch
         from transformers import AutoModelForCausalLM
 
         options.setdefault("dtype", torch.float32)  # "auto" would train bf16 hub weights in bf16
-        return AutoModelForCausalLM.from_pretrained(location, **weights_options(recipe), **options)
+        return AutoModelForCausalLM.from_pretrained(location, **weights_options(self.recipe), **options)
 
-    def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
+    def tokenize(self, splits: DatasetDict, tokenizer) -> DatasetDict:
         from finetune_assets.models.tokenizer import tokenizing_processes
 
-        max_length = recipe.training.max_length
+        max_length = self.recipe.training.max_length
         chat.with_chat_template(tokenizer)
 
         def encode(row):
@@ -127,19 +125,19 @@ class Instruction(TaskFamily):
 
         return collator(tokenizer)
 
-    def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
+    def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
         from finetune_assets.tasks.causal_lm import general_text, scoring
         from finetune_assets.inference.generation import apply_generation_settings
 
         chat.with_chat_template(tokenizer)
         scoring.stop_at_eos(model, tokenizer)
-        apply_generation_settings(model, recipe)
+        apply_generation_settings(model, self.recipe)
         sums, counts = scoring.response_nll(model, test, self.collator(tokenizer, model),
-                                            recipe.training.eval_batch_size)
+                                            self.recipe.training.eval_batch_size)
         loss = float(sums.sum() / counts.sum())
         metrics = {"perplexity": math.exp(loss), "test_loss": loss,
-                   "general_text_perplexity": general_text.perplexity(model, tokenizer, recipe.training.eval_batch_size)}
-        shown = test.select(range(min(recipe.evaluation.num_examples, len(test))))
+                   "general_text_perplexity": general_text.perplexity(model, tokenizer, self.recipe.training.eval_batch_size)}
+        shown = test.select(range(min(self.recipe.evaluation.num_examples, len(test))))
         answers = scoring.generate(model, tokenizer, [chat.prompt_before_last_answer(row["input_ids"], row["labels"])
                                                       for row in shown])
         if answers:
@@ -149,7 +147,7 @@ class Instruction(TaskFamily):
                     "stopped_at_eos": answer["stopped_at_eos"]} for row, answer in zip(shown, answers)]
         return Evaluation(metrics=metrics, details={"row_loss": (sums / counts).tolist()}, samples=samples)
 
-    def report_plots(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe,
+    def report_plots(self, tuned: Evaluation, baseline: Evaluation,
                      folder: Path) -> dict[str, Path]:
         from finetune_assets.report import plots
 
@@ -157,7 +155,7 @@ class Instruction(TaskFamily):
             tuned.metrics, baseline.metrics, ["perplexity"], "Perplexity on held-out answers (lower is better)",
             folder / "perplexity.png")}
 
-    def report_metadata(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe) -> dict:
+    def report_metadata(self, tuned: Evaluation, baseline: Evaluation) -> dict:
         side_by_side = [{"prompt": t["text"], "reference": t["reference"], "base model": _shown(b),
                          "fine-tuned": _shown(t)} for t, b in zip(tuned.samples, baseline.samples)]
         change = tuned.metrics["perplexity"] / baseline.metrics["perplexity"] - 1
@@ -166,7 +164,7 @@ class Instruction(TaskFamily):
             "side_by_side": Markdown(markdown_table(side_by_side)),
         }
 
-    def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
+    def describe_data(self, frame: pd.DataFrame) -> dict[str, float | int]:
         return {
             "prompt_words_median": float(frame["prompt"].str.split().str.len().median()),
             "response_words_median": float(frame["response"].str.split().str.len().median()),
@@ -176,7 +174,7 @@ class Instruction(TaskFamily):
             "assistant_turns": int(len(frame) + frame["history"].map(lambda h: len(conversations.turns_of(h)) // 2).sum()),
         }
 
-    def prepare_export(self, model, tokenizer, recipe: Recipe, folder: Path) -> None:
+    def prepare_export(self, model, tokenizer, folder: Path) -> None:
         """The chat template (or the plain one) into the tokenizer, the recipe's decoding with EOS
         as the stop token into generation_config.json."""
         from finetune_assets.tasks.causal_lm.scoring import stop_at_eos
@@ -184,7 +182,7 @@ class Instruction(TaskFamily):
 
         chat.with_chat_template(tokenizer)
         stop_at_eos(model, tokenizer)
-        apply_generation_settings(model, recipe)
+        apply_generation_settings(model, self.recipe)
 
     def load_pipeline(self, folder: Path):
         """The export's text-generation pipeline, asked a question (text) or a whole conversation
@@ -197,11 +195,11 @@ class Instruction(TaskFamily):
 
         return reply
 
-    def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
+    def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:
         """The test conversations the report generated answers for, ending with the question; rows
         cut to fit ``max_length`` are left out (the pipeline would read them whole), and sampled
         answers are never the same twice."""
-        if recipe.generation.do_sample:
+        if self.recipe.generation.do_sample:
             return []
         cases = [(chat.conversation(row["prompt"], None, row["system"], conversations.turns_of(row["history"] or "[]")),
                   sample["prediction"]) for row, sample in zip(test, tuned["samples"]) if not row["truncated"]]

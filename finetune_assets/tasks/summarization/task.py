@@ -34,8 +34,6 @@ from finetune_assets.tasks.summarization import encoder_decoder
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-    from finetune_assets.recipes import Recipe
-
 ROUGE = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 
 
@@ -51,14 +49,14 @@ class Summarization(TaskFamily):
     def peft_task_type(self, model) -> str:
         return "SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM"
 
-    def canonical_rows(self, raw: pd.DataFrame, recipe: Recipe):
-        frame = self.select_columns(raw, recipe)
+    def canonical_rows(self, raw: pd.DataFrame):
+        frame = self.select_columns(raw)
         for column in self.text_columns:  # sentence lists and aspect objects become plain text
             frame[column] = frame[column].map(as_text)
         return frame, {}
 
-    def schema(self, recipe: Recipe):
-        length = self.text_length(recipe)
+    def schema(self):
+        length = self.text_length()
 
         class SummarizationRows(pa.DataFrameModel):
             """Cleaned summarization rows: a document and its reference summary, both within the
@@ -69,18 +67,18 @@ class Summarization(TaskFamily):
 
         return SummarizationRows
 
-    def load_model(self, location: str, recipe: Recipe, **options):
-        config = model_config(location, recipe.trust_remote_code)
+    def load_model(self, location: str, **options):
+        config = model_config(location, self.recipe.trust_remote_code)
         if is_decoder_only(config):
-            return decoder_only.load(location, recipe, **options)
-        return encoder_decoder.load(location, config, recipe, **options)
+            return decoder_only.load(location, self.recipe, **options)
+        return encoder_decoder.load(location, config, self.recipe, **options)
 
-    def tokenize(self, splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
+    def tokenize(self, splits: DatasetDict, tokenizer) -> DatasetDict:
         """Encoder inputs and decoder labels, or one prompted sequence for a decoder-only model: the
         tokenizer's own folder says which model it belongs to."""
-        if is_decoder_only(model_config(tokenizer.name_or_path, recipe.trust_remote_code)):
-            return decoder_only.tokenize(splits, tokenizer, recipe)
-        return encoder_decoder.tokenize(splits, tokenizer, recipe)
+        if is_decoder_only(model_config(tokenizer.name_or_path, self.recipe.trust_remote_code)):
+            return decoder_only.tokenize(splits, tokenizer, self.recipe)
+        return encoder_decoder.tokenize(splits, tokenizer, self.recipe)
 
     def collator(self, tokenizer, model):
         if model.config.is_encoder_decoder:
@@ -89,15 +87,15 @@ class Summarization(TaskFamily):
 
         return collator(tokenizer)
 
-    def evaluate(self, model, tokenizer, test, recipe: Recipe, workdir: Path) -> Evaluation:
+    def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
         from finetune_assets.metrics import load_metric
         from finetune_assets.inference.generation import apply_generation_settings
 
-        apply_generation_settings(model, recipe)
+        apply_generation_settings(model, self.recipe)
         if model.config.is_encoder_decoder:
-            predictions, gen_len = encoder_decoder.predict(model, tokenizer, test, recipe, workdir)
+            predictions, gen_len = encoder_decoder.predict(model, tokenizer, test, self.recipe, workdir)
         else:
-            predictions, gen_len = decoder_only.predict(model, tokenizer, test, recipe)
+            predictions, gen_len = decoder_only.predict(model, tokenizer, test, self.recipe)
         references = list(test["summary"])
         metrics = load_metric("rouge").compute(predictions=predictions, references=references)
         metrics["gen_len"] = gen_len
@@ -105,21 +103,21 @@ class Summarization(TaskFamily):
         metrics["distinct_predictions"] = len(set(predictions)) / max(len(predictions), 1)
         metrics["own_document_overlap"], metrics["other_document_overlap"] = document_overlap(
             predictions, list(test["document"]))
-        if recipe.evaluation.bleu:
+        if self.recipe.evaluation.bleu:
             metrics.update(load_metric("bleu").compute(predictions=predictions, references=references))
-        shown = range(min(recipe.evaluation.num_examples, len(test)))
+        shown = range(min(self.recipe.evaluation.num_examples, len(test)))
         samples = [{"text": test[i]["document"][:400], "reference": references[i], "prediction": predictions[i]}
                    for i in shown]
         return Evaluation(metrics=metrics, details={"predictions": predictions}, samples=samples)
 
-    def report_plots(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe,
+    def report_plots(self, tuned: Evaluation, baseline: Evaluation,
                      folder: Path) -> dict[str, Path]:
         from finetune_assets.report import plots
 
         return {"rouge_scores": plots.metric_bars(tuned.metrics, baseline.metrics, ROUGE,
                                                   "ROUGE F-measure on the test split", folder / "rouge.png")}
 
-    def report_metadata(self, tuned: Evaluation, baseline: Evaluation, recipe: Recipe) -> dict:
+    def report_metadata(self, tuned: Evaluation, baseline: Evaluation) -> dict:
         side_by_side = [{"document": t["text"], "reference": t["reference"], "base model": b["prediction"],
                          "fine-tuned": t["prediction"]} for t, b in zip(tuned.samples, baseline.samples)]
         gain = tuned.metrics[self.primary_metric] - baseline.metrics[self.primary_metric]
@@ -128,7 +126,7 @@ class Summarization(TaskFamily):
             "side_by_side": Markdown(markdown_table(side_by_side)),
         }
 
-    def describe_data(self, frame: pd.DataFrame, recipe: Recipe) -> dict[str, float | int]:
+    def describe_data(self, frame: pd.DataFrame) -> dict[str, float | int]:
         words = {column: frame[column].str.split().str.len() for column in self.text_columns}
         return {
             "document_words_median": float(words["document"].median()),
@@ -136,22 +134,22 @@ class Summarization(TaskFamily):
             "compression_ratio_median": float((words["document"] / words["summary"]).median()),
         }
 
-    def prepare_export(self, model, tokenizer, recipe: Recipe, folder: Path) -> None:
+    def prepare_export(self, model, tokenizer, folder: Path) -> None:
         """Generation settings into generation_config.json, the input prefix and the summarization
         pipeline (removed from transformers 5) into config.json, and the pipeline's file alongside;
         a decoder-only model also gets its chat template, EOS as the stop token and its input budget."""
         from finetune_assets.tasks.summarization import summarization_pipeline
         from finetune_assets.inference.generation import apply_generation_settings
 
-        apply_generation_settings(model, recipe)
+        apply_generation_settings(model, self.recipe)
         causal = not model.config.is_encoder_decoder
         model.config.custom_pipelines = summarization_pipeline.custom_pipelines(decoder_only=causal)
-        if recipe.training.input_prefix:
-            model.config.prefix = recipe.training.input_prefix
+        if self.recipe.training.input_prefix:
+            model.config.prefix = self.recipe.training.input_prefix
         if causal:
-            decoder_only.prepare_export(model, tokenizer, recipe)
+            decoder_only.prepare_export(model, tokenizer, self.recipe)
         else:
-            tokenizer.model_max_length = recipe.training.max_length  # inputs cut as in training
+            tokenizer.model_max_length = self.recipe.training.max_length  # inputs cut as in training
         shutil.copy(summarization_pipeline.__file__, folder / "summarization_pipeline.py")
 
     def load_pipeline(self, folder: Path):
@@ -162,10 +160,10 @@ class Summarization(TaskFamily):
         return pipeline("summarization", model=str(folder), device="cpu", model_kwargs={"use_safetensors": True},
                         pipeline_class=summarization_pipeline.SummarizationPipeline)
 
-    def reload_cases(self, test, tuned: dict, recipe: Recipe, rows: int) -> list[tuple]:
+    def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:
         """The first test documents, with the summaries the report generated for them (none when
         decoding samples: a sampled summary is never the same twice)."""
-        if recipe.generation.do_sample:
+        if self.recipe.generation.do_sample:
             return []
         predictions = tuned["details"]["predictions"]
         return [(test[i]["document"], predictions[i]) for i in range(min(rows, len(predictions)))]
