@@ -103,7 +103,7 @@ def test_collator_masks_padding_by_attention_not_by_token_id(tokenizer, tmp_path
     rows = [chat.encode(tokenizer, chat.conversation("Hi", "Hello! How can I help you today?"), 96),
             chat.encode(tokenizer, chat.conversation("Hi", "Hey."), 96)]
     features = [{k: r[k] for k in ("input_ids", "attention_mask", "labels")} for r in rows]
-    batch = get_task(write_recipe(tmp_path, "collate")).collator(tokenizer, None)(features)
+    batch = get_task(write_recipe(tmp_path, "collate", dataset={"source": "x.csv"})).collator(tokenizer, None)(features)
     short = len(rows[1]["input_ids"])
     padded = batch["input_ids"].shape[1] - short
     assert padded > 0 and tokenizer.padding_side == "right"
