@@ -175,7 +175,7 @@ class CleaningSpec(_Strict):
 
     unicode_normalization: Literal["NFC", "NFKC"] | None = Field(
         "NFKC", description="one code-point form for look-alike characters; null: off")
-    strip_html: bool = Field(True, description="remove tag remnants such as <br /> and unescape &amp;")
+    strip_html: bool = Field(True, description="remove HTML tag remnants (IMDb's line breaks) and unescape entities")
     normalize_whitespace: bool = Field(True, description="collapse runs of spaces, tabs and newlines")
     drop_empty: bool = Field(True, description="drop rows whose text is empty after the rules above")
     drop_duplicates: bool = Field(True, description="drop exact duplicate rows")
