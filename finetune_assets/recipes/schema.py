@@ -27,8 +27,8 @@ class DatasetSpec(_Strict):
     source: str = Field(description="hub dataset id, local csv/jsonl/parquet path, or package:<pkg>/<path>")
     format: Literal["csv", "jsonl", "json", "parquet", "chatterbot"] | None = Field(
         None, description="default: from the file suffix; chatterbot: a folder of ChatterBot corpus YAML")
-    encoding: str = "utf-8"
-    hub_config: str | None = None
+    encoding: str = Field("utf-8", description="text encoding of local files, e.g. latin-1 (the packaged tweets)")
+    hub_config: str | None = Field(None, description="the hub dataset's configuration name, where it has several")
     hub_split: str | None = Field(None, description="hub split expression, e.g. 'train+test'; default all")
     columns: dict[str, str] = Field(default_factory=dict, description="task column -> source column")
     labels: list[str] | None = Field(None, description="label names in id order (classification)")
@@ -39,9 +39,11 @@ class DatasetSpec(_Strict):
 
 
 class SplitSpec(_Strict):
-    validation: float = Field(0.1, gt=0, lt=1)
-    test: float = Field(0.1, gt=0, lt=1)
-    seed: int = 42
+    """How the clean rows are split; stratified by label for classification."""
+
+    validation: float = Field(0.1, gt=0, lt=1, description="share of the rows for validation")
+    test: float = Field(0.1, gt=0, lt=1, description="share of the rows for the test split")
+    seed: int = Field(42, description="seed of the split: the same seed and rows give the same splits")
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> "SplitSpec":
@@ -51,62 +53,71 @@ class SplitSpec(_Strict):
 
 
 class LoraSpec(_Strict):
-    r: int = Field(8, gt=0)
-    alpha: int = Field(16, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    """The LoRA adapter of ``method: lora`` and ``qlora`` (peft)."""
+
+    r: int = Field(8, gt=0, description="rank of the adapter's matrices")
+    alpha: int = Field(16, gt=0, description="scaling of the adapter's update (alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
     target_modules: list[str] | None = Field(None, description="default: peft's choice for the architecture")
 
 
 class QuantizationSpec(_Strict):
     """4-bit loading for ``method: qlora`` (bitsandbytes NF4); needs a CUDA GPU."""
 
-    quant_type: Literal["nf4", "fp4"] = "nf4"
-    double_quant: bool = True
-    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type of the base weights")
+    double_quant: bool = Field(True, description="quantize the quantization constants too (saves memory)")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="dtype the 4-bit weights are computed in")
     cpu_fallback: bool = Field(False, description="without CUDA, train plain LoRA instead of failing")
 
 
 class GenerationSpec(_Strict):
     """Decoding settings, used in evaluation and written to the export's generation_config."""
 
-    max_new_tokens: int = Field(64, gt=0)
-    num_beams: int = Field(1, gt=0)
-    do_sample: bool = False
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    no_repeat_ngram_size: int = Field(0, ge=0)
-    length_penalty: float = 1.0
+    max_new_tokens: int = Field(64, gt=0, description="tokens generated at most per answer or summary")
+    num_beams: int = Field(1, gt=0, description="beam search width; 1 decodes greedily (or samples)")
+    do_sample: bool = Field(False, description="sample instead of the most likely token")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (only with do_sample)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling share (only with do_sample)")
+    no_repeat_ngram_size: int = Field(0, ge=0, description="no n-gram of this size is generated twice; 0: off")
+    length_penalty: float = Field(1.0, description="beam search: above 1 favours longer outputs (only with beams)")
 
 
 class EvaluationSpec(_Strict):
+    """What the evaluation report shows beyond the task's metrics."""
+
     num_examples: int = Field(8, ge=0, description="test rows shown side by side in the report")
     bleu: bool = Field(False, description="also compute sacreBLEU (generation tasks)")
 
 
 class TrainingSpec(_Strict):
-    epochs: float = Field(1.0, gt=0)
-    learning_rate: float = Field(5e-5, gt=0)
-    batch_size: int = Field(16, gt=0)
-    eval_batch_size: int = Field(64, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    max_length: int = Field(128, gt=0)
+    """Hyperparameters of the training process (the Hugging Face Trainer)."""
+
+    epochs: float = Field(1.0, gt=0, description="passes over the training rows (a fraction stops early)")
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate (linear decay after warmup)")
+    batch_size: int = Field(16, gt=0, description="rows per optimizer step, split evenly over the processes")
+    eval_batch_size: int = Field(64, gt=0, description="rows per batch in validation, evaluation and generation")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="batches summed into one optimizer step")
+    max_length: int = Field(128, gt=0, description="input tokens; longer inputs are cut (the truncation_rate check)")
     max_target_length: int = Field(128, gt=0, description="summary tokens (summarization)")
     input_prefix: str = Field("", description='prepended to every input, e.g. "summarize: " for T5')
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                         "memory, more time")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 mixed precision where the GPU or CPU has it, else fp32 "
                             "(fp16 on a GPU without bf16); see finetune_assets.models.precision")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup: float = Field(0.0, ge=0, description="fraction of steps (<1) or a step count")
-    max_train_samples: int | None = Field(None, gt=0)
-    max_eval_samples: int | None = Field(None, gt=0)
-    early_stopping_patience: int | None = Field(None, gt=0)
-    group_by_length: bool = True
-    logging_steps: int = Field(10, gt=0)
+    max_train_samples: int | None = Field(None, gt=0, description="train on a seeded sample of this many rows")
+    max_eval_samples: int | None = Field(None, gt=0, description="validate and test on at most this many rows")
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="stop when validation loss has not improved for this many checkpoints")
+    group_by_length: bool = Field(True, description="batches of similar length, padded only to their longest row")
+    logging_steps: int = Field(10, gt=0, description="optimizer steps between logged training losses")
     save_steps: float = Field(0.1, gt=0, description="checkpoint interval: optimizer steps, or below 1 a "
                               "fraction of the run; with early stopping, validation runs at each checkpoint")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept while training (the best one too)")
-    seed: int = 42
+    seed: int = Field(42, description="seed of training: sampling, initialisation, data order")
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description='experiment trackers the Trainer reports to: a list, one name, or "none" '
         "(the default); not part of the fingerprint: where figures are reported does not change the model")
@@ -132,7 +143,7 @@ class KubernetesSpec(_Strict):
     gpus: int = Field(0, ge=0, description="nvidia.com/gpu requested (and tolerated) for the pod")
     cpu: str | None = Field(None, description='CPU request, e.g. "8"')
     memory: str | None = Field(None, description='memory request and limit, e.g. "32Gi"')
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict, description="node labels the pod must run on")
 
 
 class ComputeSpec(_Strict):
@@ -146,8 +157,9 @@ class ComputeSpec(_Strict):
         None, description="accelerate: its config file (FSDP, DeepSpeed...), relative to the recipe's folder")
     pool: str = Field("training", description="Dagster concurrency pool of the training asset")
     retries: int = Field(2, ge=0, description="times Dagster retries a failed training (it resumes)")
-    retry_delay_seconds: float = Field(10.0, ge=0)
-    kubernetes: KubernetesSpec = KubernetesSpec()
+    retry_delay_seconds: float = Field(10.0, ge=0, description="seconds before Dagster retries a failed training")
+    kubernetes: KubernetesSpec = Field(KubernetesSpec(), description="the training pod, when the training "
+                                       "resource is KubernetesTraining")
 
     @model_validator(mode="after")
     def _launcher_settings(self) -> "ComputeSpec":
@@ -163,27 +175,28 @@ class ComputeSpec(_Strict):
 class CleaningSpec(_Strict):
     """Each cleaning rule, switchable. Text rules apply to every text column of the task."""
 
-    unicode_normalization: Literal["NFC", "NFKC"] | None = "NFKC"
-    strip_html: bool = True
-    normalize_whitespace: bool = True
-    drop_empty: bool = True
-    drop_duplicates: bool = True
+    unicode_normalization: Literal["NFC", "NFKC"] | None = Field(
+        "NFKC", description="one code-point form for look-alike characters; null: off")
+    strip_html: bool = Field(True, description="remove HTML tag remnants (IMDb's line breaks) and unescape entities")
+    normalize_whitespace: bool = Field(True, description="collapse runs of spaces, tabs and newlines")
+    drop_empty: bool = Field(True, description="drop rows whose text is empty after the rules above")
+    drop_duplicates: bool = Field(True, description="drop exact duplicate rows")
     drop_near_duplicates: bool = Field(True, description="same text ignoring case, punctuation, spacing")
-    drop_conflicting_duplicates: bool = True
-    min_chars: int = Field(1, ge=0)
-    max_chars: int | None = Field(20_000, gt=0)
+    drop_conflicting_duplicates: bool = Field(
+        True, description="the same text with different labels: every copy goes, no label can be trusted")
+    min_chars: int = Field(1, ge=0, description="rows with a shorter text are dropped with a receipt")
+    max_chars: int | None = Field(20_000, gt=0, description="rows with a longer text are dropped with a receipt")
 
 
 class ChecksSpec(_Strict):
-    """Thresholds of the data-quality checks and the model quality gates; see README "Data quality"
-    and "Quality gates"."""
+    """Thresholds of the data-quality checks and the model quality gates; see docs/data-quality.md."""
 
     min_rows_per_split: int = Field(10, ge=1, description="ERROR below this many rows in any split")
     max_class_ratio: float = Field(10.0, ge=1, description="WARN when largest/smallest class exceeds it")
     max_truncation_rate: float = Field(0.05, ge=0, le=1, description="WARN above this share truncated")
     max_duplicate_rate: float = Field(0.1, ge=0, le=1, description="WARN above this share of duplicates")
     leakage: Literal["error", "warn"] = Field("error", description="severity of train/test overlap")
-    # Model quality gates (pipeline/quality_gates.py); see README "Quality gates".
+    # Model quality gates; see docs/data-quality.md, "Quality gates".
     min_gain_over_base: float = Field(
         0.0, description="beats_base_model (ERROR): the tuned model must beat the base model on the promotion "
                          "metric by more than this, in the metric's units (a negative value tolerates a worse model)")
@@ -209,7 +222,8 @@ class PromotionSpec(_Strict):
 
     metric: str | None = Field(None, description="default: the task's primary metric")
     higher_is_better: bool | None = Field(None, description="default: the task's direction")
-    min_improvement: float = Field(0.0, ge=0)
+    min_improvement: float = Field(0.0, ge=0, description="how much the challenger must beat the champion by, "
+                                   "on the same test rows, in the metric's units")
     # 100 rows: below that one row moves accuracy by more than a point, and two models' scores
     # differ by chance more often than by skill.
     min_test_rows: int = Field(100, ge=1, description="a smaller test split never promotes")
@@ -219,8 +233,8 @@ class PromotionSpec(_Strict):
 class ScheduleSpec(_Strict):
     """Periodic retraining; the schedule is created stopped and started from the UI."""
 
-    cron: str
-    timezone: str = "UTC"
+    cron: str = Field(description='cron string, e.g. "0 3 * * 1" (Mondays at 03:00)')
+    timezone: str = Field("UTC", description="IANA time zone the cron string is read in, e.g. Europe/Berlin")
 
 
 class AutomationSpec(_Strict):
@@ -241,27 +255,30 @@ NOT_FINGERPRINTED = {"training": {"report_to"}}
 class Recipe(_Strict):
     """A whole fine-tuning job. ``name`` comes from the file name, never from inside the file."""
 
-    name: str
-    source_file: Path
-    description: str = ""
-    task: TaskName
-    base_model: str
-    trust_remote_code: bool = False
-    dataset: DatasetSpec
-    cleaning: CleaningSpec = CleaningSpec()
-    checks: ChecksSpec = ChecksSpec()
-    promotion: PromotionSpec = PromotionSpec()
-    schedule: ScheduleSpec | None = None
-    automation: AutomationSpec | None = None
+    name: str = Field(description="the file name without .yaml (set by the loader; not allowed in a file)")
+    source_file: Path = Field(description="the recipe file (set by the loader; not allowed in a file)")
+    description: str = Field("", description="a sentence on the job, shown in each asset's description")
+    task: TaskName = Field(description="the task family (docs/task-families.md)")
+    base_model: str = Field(description="hub model id, local folder, package:<pkg>/<path>, or a .gguf file")
+    trust_remote_code: bool = Field(False, description="let transformers run code shipped with the model or data")
+    dataset: DatasetSpec = Field(description="where the rows come from and how their columns map")
+    cleaning: CleaningSpec = Field(CleaningSpec(), description="the cleaning rules, each switchable")
+    checks: ChecksSpec = Field(ChecksSpec(), description="thresholds of the data checks and quality gates")
+    promotion: PromotionSpec = Field(PromotionSpec(), description="when an export replaces the champion")
+    schedule: ScheduleSpec | None = Field(None, description="retrain the whole group on a cron schedule "
+                                          "(created stopped)")
+    automation: AutomationSpec | None = Field(None, description="Dagster automation conditions on the "
+                                              "group's assets")
     force_recompute: bool = Field(False, description="ignore cached artifacts on every run")
-    splits: SplitSpec = SplitSpec()
-    method: Literal["full", "lora", "qlora"] = "full"
-    lora: LoraSpec = LoraSpec()
-    quantization: QuantizationSpec = QuantizationSpec()
-    training: TrainingSpec = TrainingSpec()
-    generation: GenerationSpec = GenerationSpec()
-    evaluation: EvaluationSpec = EvaluationSpec()
-    compute: ComputeSpec = ComputeSpec()
+    splits: SplitSpec = Field(SplitSpec(), description="validation and test shares and the seed")
+    method: Literal["full", "lora", "qlora"] = Field(
+        "full", description="full fine-tuning, a LoRA adapter, or LoRA on a 4-bit base (QLoRA, CUDA only)")
+    lora: LoraSpec = Field(LoraSpec(), description="the adapter of method lora and qlora")
+    quantization: QuantizationSpec = Field(QuantizationSpec(), description="the 4-bit base of method qlora")
+    training: TrainingSpec = Field(TrainingSpec(), description="hyperparameters of the training process")
+    generation: GenerationSpec = Field(GenerationSpec(), description="decoding in evaluation and in the export")
+    evaluation: EvaluationSpec = Field(EvaluationSpec(), description="what the report shows beyond the metrics")
+    compute: ComputeSpec = Field(ComputeSpec(), description="where and how the training process runs")
     sweep: Any = Field(None, description="variants trained side by side: a grid {training.learning_rate: "
                        "[5.0e-5, 1.0e-4], method: [full, lora]} or a list of overrides; see recipes/sweep.py")
     variant: str = Field("", description="the sweep variant this recipe is (set by the sweep, never in a file)")
