@@ -31,6 +31,7 @@ from finetune_assets.promotion import champion as champion_store
 from finetune_assets.promotion import gate
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.caching import save
+from finetune_assets.checks.declaration import Severity
 from finetune_assets.pipeline.facts import FailedCheck, RunFacts
 from finetune_assets.recipes import load_recipe
 from finetune_assets.report.values import Markdown
@@ -138,8 +139,8 @@ def test_a_champion_that_cannot_be_scored_on_these_rows_is_kept_with_the_reason(
 
 def test_what_blocks_a_challenger(make_recipe):
     recipe = make_recipe()
-    warn = FailedCheck("clean_dataset", "class_balance", "WARN", "largest class / smallest class = 12 (limit 10)")
-    error = FailedCheck("tokenized_splits", "no_train_test_leakage", "ERROR", "3 test rows also occur in train")
+    warn = FailedCheck("clean_dataset", "class_balance", Severity.WARN, "largest class / smallest class = 12 (limit 10)")
+    error = FailedCheck("tokenized_splits", "no_train_test_leakage", Severity.ERROR, "3 test rows also occur in train")
     assert gate.blockers(recipe, 200, RunFacts(failed_checks=())) == []
     found = gate.blockers(recipe, 200, RunFacts(failed_checks=(warn,)))
     assert found == ["check clean_dataset/class_balance (WARN): largest class / smallest class = 12 (limit 10)"]

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from finetune_assets.checks.declaration import Severity
 from finetune_assets.errors import RecipeError
 from finetune_assets.promotion import champion as champion_store
 from finetune_assets.promotion import champion_scores
@@ -108,7 +109,7 @@ def blockers(recipe: Recipe, test_rows: int, facts: RunFacts) -> list[str]:
     own failed checks first (``merge_verified``, ``export_reloads``), then those of its lineage."""
     spec, found = recipe.promotion, []
     for failed in (*facts.own_failures, *(facts.failed_checks or ())):
-        if failed.severity == "WARN" and spec.allow_warnings:
+        if failed.severity == Severity.WARN and spec.allow_warnings:
             continue
         found.append(f"check {failed.describe()}")
     if facts.overrides and not facts.promote_with_overrides:
