@@ -219,7 +219,7 @@ def _decide_in_child(root: str, name: str, accuracy: float, barrier) -> None:
 
 
 def test_two_processes_deciding_at_once_leave_one_valid_champion_the_better_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(promotion, "_history_plot", lambda *args: Markdown(""))  # not under test; slow
+    monkeypatch.setattr(gate, "_history_plot", lambda *args: Markdown(""))  # not under test; slow
     context = multiprocessing.get_context("fork")
     for trial in range(40):
         root = tmp_path / str(trial)

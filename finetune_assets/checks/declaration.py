@@ -68,6 +68,9 @@ def has_labels(recipe: Recipe) -> bool:
 
 @dataclass(frozen=True)
 class Check:
+    """One check, data check or model gate: declared once, converted to Dagster in one place
+    (:mod:`finetune_assets.defs.checks`) and judged by the runner through :meth:`judged`."""
+
     name: str
     asset: str  # the stage whose artifact it judges (a name of pipeline.stage_names)
     description: str  # for a reviewer: what it compares, what failing means, what to do
