@@ -17,7 +17,7 @@ from datasets import Dataset, DatasetDict
 from finetune_assets.data import sources
 from finetune_assets.data.cleaning import clean
 from finetune_assets.data.splitting import split_rows
-from finetune_assets.defs.checks import CHECKS
+from finetune_assets.checks.data import no_train_test_leakage
 from finetune_assets.errors import TemplateError
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.recipes import load_recipe
@@ -181,13 +181,12 @@ def test_a_conversations_input_is_all_its_user_turns_for_splits_and_leakage(tmp_
     # the leakage check compares the same keys: one shared opening turn does not make two inputs equal
     folder = tmp_path / "splits"
     DatasetDict({name: Dataset.from_pandas(part, preserve_index=False) for name, part in parts.items()}).save_to_disk(folder)
-    leak = {check.name: check.run for check in CHECKS}["no_train_test_leakage"]
-    assert leak(recipe, task, ArtifactRef(str(folder), "fp")).passed
+    assert no_train_test_leakage(recipe, ArtifactRef(str(folder), "fp")).passed
     parts["test"].loc[0, "history"] = parts["train"]["history"].iloc[0]
     DatasetDict({name: Dataset.from_pandas(part, preserve_index=False) for name, part in parts.items()}).save_to_disk(
         tmp_path / "leaky")
-    finding = leak(recipe, task, ArtifactRef(str(tmp_path / "leaky"), "fp"))
-    assert not finding.passed and finding.metadata["leaked_rows"] == 1
+    finding = no_train_test_leakage(recipe, ArtifactRef(str(tmp_path / "leaky"), "fp"))
+    assert not finding.passed and finding.figures["leaked_rows"] == 1
 
 
 def test_the_task_tokenizes_a_conversation_with_loss_on_every_answer(smollm_tokenizer, tmp_path):

@@ -29,8 +29,10 @@ from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.errors import PromotionError
 from finetune_assets.promotion import champion as champion_store
 from finetune_assets.promotion import gate
+from finetune_assets.promotion.decision import Decision, Verdict, was_promoted
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.caching import save
+from finetune_assets.checks.declaration import Severity
 from finetune_assets.pipeline.facts import FailedCheck, RunFacts
 from finetune_assets.recipes import load_recipe
 from finetune_assets.report.values import Markdown
@@ -138,8 +140,8 @@ def test_a_champion_that_cannot_be_scored_on_these_rows_is_kept_with_the_reason(
 
 def test_what_blocks_a_challenger(make_recipe):
     recipe = make_recipe()
-    warn = FailedCheck("clean_dataset", "class_balance", "WARN", "largest class / smallest class = 12 (limit 10)")
-    error = FailedCheck("tokenized_splits", "no_train_test_leakage", "ERROR", "3 test rows also occur in train")
+    warn = FailedCheck("clean_dataset", "class_balance", Severity.WARN, "largest class / smallest class = 12 (limit 10)")
+    error = FailedCheck("tokenized_splits", "no_train_test_leakage", Severity.ERROR, "3 test rows also occur in train")
     assert gate.blockers(recipe, 200, RunFacts(failed_checks=())) == []
     found = gate.blockers(recipe, 200, RunFacts(failed_checks=(warn,)))
     assert found == ["check clean_dataset/class_balance (WARN): largest class / smallest class = 12 (limit 10)"]
@@ -169,6 +171,45 @@ def test_a_blocked_challenger_is_never_promoted_even_without_a_champion(tmp_path
     assert meta["decision"] == "not promoted: the test split has 10 rows" and not meta["promoted"]
     assert champion == blocked.ref, "with no champion yet the asset points at the latest export"
     assert not (tmp_path / "champion.json").exists() and not (tmp_path / "current").exists()
+
+
+@pytest.mark.parametrize("decision, text", [
+    (Decision(Verdict.PROMOTED_FIRST), "promoted (first export)"),
+    (Decision(Verdict.PROMOTED, variant="lr=1e-3"), "promoted (sweep variant lr=1e-3)"),
+    (Decision(Verdict.KEPT), "kept champion"),
+    (Decision(Verdict.NOT_PROMOTED, ("a check failed", "too few rows")), "not promoted: a check failed; too few rows"),
+    (Decision(Verdict.ALREADY_CHAMPION, variant="r=8"), "already champion (sweep variant r=8)"),
+])
+def test_the_decision_is_typed_and_its_text_reads_back_as_the_same_verdict(decision, text):
+    assert decision.text == text
+    assert Verdict.of_text(text) is decision.verdict
+    assert was_promoted({"decision": text}) is decision.promoted is (decision.verdict in (Verdict.PROMOTED_FIRST,
+                                                                                          Verdict.PROMOTED))
+
+
+def test_the_metadata_promoted_flag_follows_the_decision(tmp_path):
+    decided = [gate.decide(challenger(tmp_path, name, accuracy, **kwargs), tmp_path, ACCURACY, Log(), own_figures)[1]
+               for name, accuracy, kwargs in [("blocked", 0.9, {"blockers": ["a failed check"]}), ("first", 0.8, {}),
+                                              ("worse", 0.7, {}), ("better", 0.9, {"variant": "lr=1e-3"})]]
+    assert [(meta["decision"], meta["promoted"]) for meta in decided] == [
+        ("not promoted: a failed check", False), ("promoted (first export)", True), ("kept champion", False),
+        ("promoted (sweep variant lr=1e-3)", True)]
+    assert all(meta["promoted"] is Verdict.of_text(meta["decision"]).promotes for meta in decided)
+
+
+def test_history_rows_written_as_text_by_older_versions_are_read_right(tmp_path):
+    """The history file of an older version holds only decision texts: recovering a lost champion
+    still finds the newest promoted export, past later exports that were not promoted."""
+    for name in ("first", "second", "kept", "blocked"):
+        export_ref(tmp_path, name, 0.8)
+    rows = [("first", "promoted (first export)"), ("second", "promoted (sweep variant lr=1e-3)"),
+            ("kept", "kept champion (sweep variant lr=1e-2)"), ("blocked", "not promoted: check a/b (WARN): bad")]
+    (tmp_path / "evaluation_history.jsonl").write_text(
+        "".join(json.dumps({"fingerprint": name, "accuracy": 0.8, "decision": text}) + "\n" for name, text in rows))
+    (tmp_path / "champion.json").write_text("lost")
+    assert champion_store.read(tmp_path, Log()).fingerprint == "second"
+    assert [was_promoted(row) for row in champion_store.history(tmp_path)] == [True, True, False, False]
+    assert Verdict.of_text("promoted?") is None and not was_promoted({"decision": "promoted?"}) and not was_promoted({})
 
 
 def _decide_in_child(root: str, name: str, accuracy: float, barrier) -> None:

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from finetune_assets.data import sources
 from finetune_assets.defs import build_definitions
-from finetune_assets.pipeline import quality_gates
+from finetune_assets.checks import quality_gates
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.recipes import load_recipe
 from finetune_assets.tasks import get_task
@@ -86,34 +86,34 @@ def test_no_overfitting_warns_when_validation_loss_rises_while_training_loss_fal
     validation = [row["eval_loss"] for row in steps if "eval_loss" in row]
     losses = [row["loss"] for row in steps if "loss" in row]
     found = quality_gates.no_overfitting(recipe, report_ref(model))
-    assert not found["passed"]
-    assert "while the training loss kept falling" in found["description"]
-    assert found["figures"]["best_validation_loss"] == pytest.approx(min(validation), abs=1e-4)
-    assert found["figures"]["final_validation_loss"] == pytest.approx(validation[-1], abs=1e-4)
-    assert found["figures"]["validation_loss_rise"] > 0.05 and losses[-1] < losses[0] / 4
-    assert "early_stopping_patience" in found["description"], "it says what to do"
+    assert not found.passed
+    assert "while the training loss kept falling" in found.description
+    assert found.figures["best_validation_loss"] == pytest.approx(min(validation), abs=1e-4)
+    assert found.figures["final_validation_loss"] == pytest.approx(validation[-1], abs=1e-4)
+    assert found.figures["validation_loss_rise"] > 0.05 and losses[-1] < losses[0] / 4
+    assert "early_stopping_patience" in found.description, "it says what to do"
     relaxed = make_recipe(checks={"max_validation_loss_rise": 10.0, "max_train_validation_gap": 10.0})
-    assert quality_gates.no_overfitting(relaxed, report_ref(model))["passed"], "the recipe sets the limits"
+    assert quality_gates.no_overfitting(relaxed, report_ref(model)).passed, "the recipe sets the limits"
     kept_best = make_recipe("early", training={"early_stopping_patience": 2})  # the best checkpoint is the model
     judged = quality_gates.no_overfitting(kept_best, report_ref(model))
-    assert judged["figures"]["final_validation_loss"] == pytest.approx(min(validation), abs=1e-4)
+    assert judged.figures["final_validation_loss"] == pytest.approx(min(validation), abs=1e-4)
 
 
 def test_loss_decreased_passes_when_training_learned_and_fails_when_it_diverged(memorised, tiny_bert, tmp_path):
     recipe, model = memorised
     learned = quality_gates.loss_decreased(recipe, ArtifactRef(str(model), "fp"))
-    assert learned["passed"] and learned["figures"]["relative_decrease"] > 0.5
+    assert learned.passed and learned.figures["relative_decrease"] > 0.5
     recipe, diverged = trained(tmp_path / "diverged", tiny_bert,
                                {"train": random_rows(24, 1), "validation": random_rows(8, 2), "test": random_rows(8, 3)},
                                training={"epochs": 2, "learning_rate": 5.0, "batch_size": 8, "logging_steps": 1,
                                          "max_length": 16})
     found = quality_gates.loss_decreased(recipe, ArtifactRef(str(diverged), "fp"))
     losses = [row["loss"] for row in history(diverged) if "loss" in row]
-    assert not found["passed"] and "the training loss did not fall" in found["description"]
+    assert not found.passed and "the training loss did not fall" in found.description
     window = losses[-max(1, len(losses) // 4):]
-    assert found["figures"]["last_quarter_loss"] == pytest.approx(sum(window) / len(window), abs=1e-3)
-    assert found["figures"]["last_quarter_loss"] > found["figures"]["first_quarter_loss"]
-    assert "training.learning_rate" in found["description"]
+    assert found.figures["last_quarter_loss"] == pytest.approx(sum(window) / len(window), abs=1e-3)
+    assert found.figures["last_quarter_loss"] > found.figures["first_quarter_loss"]
+    assert "training.learning_rate" in found.description
 
 
 def test_beats_majority_class_fails_on_a_model_that_answers_one_class(tiny_bert, make_recipe, tmp_path):
@@ -128,25 +128,25 @@ def test_beats_majority_class_fails_on_a_model_that_answers_one_class(tiny_bert,
     assert set(evaluation.details["predictions"]) == {0}
     (tmp_path / "report.json").write_text(json.dumps({"tuned": evaluation.__dict__}, default=float))
     found = quality_gates.beats_majority_class(recipe, ArtifactRef(str(tmp_path / "report.json"), "fp"))
-    assert not found["passed"]
-    assert found["figures"]["accuracy"] == found["figures"]["majority_class_rate"] == 0.75
-    assert "always answering the most common label" in found["description"]
+    assert not found.passed
+    assert found.figures["accuracy"] == found.figures["majority_class_rate"] == 0.75
+    assert "always answering the most common label" in found.description
     assert evaluation.details["confident_mistakes"][0]["true label"] == "positive", "names, not ids"
 
 
 def test_beats_base_model_compares_the_promotion_metric_in_its_direction(make_recipe):
     better = {"f1_macro": 0.8, "baseline_f1_macro": 0.5, "perplexity": 9.0, "baseline_perplexity": 25.0}
     classifier = make_recipe()
-    assert quality_gates.beats_base_model(classifier, ArtifactRef("r", "fp", {"metrics": better}))["passed"]
+    assert quality_gates.beats_base_model(classifier, ArtifactRef("r", "fp", {"metrics": better})).passed
     same = {"f1_macro": 0.5, "baseline_f1_macro": 0.5}
     found = quality_gates.beats_base_model(classifier, ArtifactRef("r", "fp", {"metrics": same, "test_rows": 40}))
-    assert not found["passed"] and "f1_macro 0.5000 fine-tuned against 0.5000" in found["description"]
+    assert not found.passed and "f1_macro 0.5000 fine-tuned against 0.5000" in found.description
     chat = make_recipe("chat", task="instruction")
-    assert quality_gates.beats_base_model(chat, ArtifactRef("r", "fp", {"metrics": better}))["passed"], "lower wins"
+    assert quality_gates.beats_base_model(chat, ArtifactRef("r", "fp", {"metrics": better})).passed, "lower wins"
     worse = {"perplexity": 30.0, "baseline_perplexity": 25.0}
-    assert not quality_gates.beats_base_model(chat, ArtifactRef("r", "fp", {"metrics": worse}))["passed"]
+    assert not quality_gates.beats_base_model(chat, ArtifactRef("r", "fp", {"metrics": worse})).passed
     margin = make_recipe("margin", checks={"min_gain_over_base": 0.5})
-    assert not quality_gates.beats_base_model(margin, ArtifactRef("r", "fp", {"metrics": better}))["passed"]
+    assert not quality_gates.beats_base_model(margin, ArtifactRef("r", "fp", {"metrics": better})).passed
 
 
 # --- forgetting: the shipped general-text probe ---------------------------------------------------
@@ -189,11 +189,11 @@ def test_forgetting_fires_when_narrow_training_costs_general_text(how, forgets, 
                "baseline_general_text_perplexity": general_text.perplexity(get_task(recipe).load_model(str(tiny_llama)),
                                                                            tokenizer, 8)}
     found = quality_gates.forgetting(recipe, ArtifactRef("r", "fp", {"metrics": figures}))
-    assert found["passed"] is not forgets, found["description"]
-    assert found["figures"]["rise"] == pytest.approx(figures["general_text_perplexity"]
+    assert found.passed is not forgets, found.description
+    assert found.figures["rise"] == pytest.approx(figures["general_text_perplexity"]
                                                      / figures["baseline_general_text_perplexity"] - 1, abs=1e-4)
     if forgets:
-        assert "forgotten general language" in found["description"] and found["figures"]["rise"] > 0.2
+        assert "forgotten general language" in found.description and found.figures["rise"] > 0.2
 
 
 # --- whole runs through Dagster on the tiny BERT ----------------------------------------------------

@@ -1,5 +1,5 @@
-"""Everything Dagster sees, and nothing else: the asset factory (``assets.py``), the asset checks
-(``checks.py``) and their latest results on a lineage, read from the instance for the promotion
+"""Everything Dagster sees, and nothing else: the asset factory (``assets.py``), the project's
+checks converted into Dagster's (``checks.py``) and their latest results on a lineage, read from the instance for the promotion
 gate (``check_results.py``), jobs, schedules, new-data sensors and automation conditions
 (``automation.py``), the
 resources (``resources.py``: artifact store, the IO manager that passes references between assets,

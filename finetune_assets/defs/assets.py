@@ -21,18 +21,15 @@ partitions (``StaticPartitionsDefinition``) of the per-variant stages (``finetun
 shared. ``exported_model`` then reads the sweep report's choice: the chosen variant's references
 and recipe, so the promotion gate judges that variant. A recipe without a sweep is unchanged.
 
-A stage's own checks (the quality gates of ``finetuned_model`` and ``evaluation_report``, the export's
-``merge_verified`` and ``export_reloads``) are the asset's ``check_specs``: the asset reports their
-results itself, judged before its finish step decided; only ERROR ones are ``blocking``.
+The checks a stage judges itself (the quality gates of ``finetuned_model`` and ``evaluation_report``,
+the export's ``merge_verified`` and ``export_reloads``) are the asset's ``check_specs``: the asset
+reports their results itself, judged before its finish step decided (:mod:`finetune_assets.defs.checks`).
 """
 
 import socket
 
 from dagster import (
     AssetCheckKey,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     AssetIn,
@@ -49,7 +46,8 @@ from dagster._check import CheckError
 
 from finetune_assets.defs import automation
 from finetune_assets.defs.check_results import lineage_failures
-from finetune_assets.defs.checks import recipe_checks
+from finetune_assets.checks.registry import checks_for
+from finetune_assets.defs.checks import check_result, stage_check_specs
 from finetune_assets.defs.metadata import column_schema, to_dagster
 from finetune_assets.defs.requirements import requirement_metadata, requirement_tags
 from finetune_assets.defs.run_launcher import HOST_TAG
@@ -107,13 +105,7 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         pool=compute.pool if stage.trains else None,
         retry_policy=RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
         if stage.trains and compute.retries else None,
-        # In a sweep a variant's failed gate does not block its run (the sweep report never chooses it),
-        # so one bad variant cannot stop the backfill that compares them all.
-        check_specs=[AssetCheckSpec(check.name, asset=key, blocking=check.severity == "ERROR" and not partitioned,
-                                    description=f"{check.description} Severity {check.severity}."
-                                    + (" Not blocking in a sweep: a variant that fails it is never chosen."
-                                       if check.severity == "ERROR" and partitioned else ""))
-                     for check in stage.checks_for(recipe)],
+        check_specs=stage_check_specs(recipe, stage.name, partitioned),
     )
     def _asset(context: AssetExecutionContext, **refs):
         run_settings = context.resources.run_settings
@@ -134,22 +126,26 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
             if not stage.trains:
                 raise
             raise Failure(description=str(error), allow_retries=False) from error
-        if stage.row_schema:
-            metadata = {**metadata, **column_schema(stage.row_schema(active))}
-        if active.variant:
-            metadata = {**metadata, "variant": active.variant}
-        # Materialization tags allow few characters: the names here, the values in the metadata.
-        tags = {OVERRIDES_TAG: "-".join(sorted(facts.overrides))} if facts.overrides else {}
-        if facts.overrides:
-            metadata = {**metadata, "run_overrides": facts.describe_overrides()}
-        yield MaterializeResult(value=ref, data_version=DataVersion(ref.fingerprint), tags=tags,
-                                metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
-        for name, outcome in checks.items():
-            yield AssetCheckResult(check_name=name, passed=outcome["passed"],
-                                   severity=AssetCheckSeverity(outcome["severity"]),
-                                   description=outcome["description"], metadata=to_dagster(outcome["figures"]))
+        yield from _results(stage, active, facts, ref, metadata, checks)
 
     return _asset
+
+
+def _results(stage: Stage, active: Recipe, facts: RunFacts, ref, metadata: dict, checks):
+    """The materialization (the reference, its data version, the stage's metadata) and the results
+    of the checks the stage judged on it."""
+    if stage.row_schema:
+        metadata = {**metadata, **column_schema(stage.row_schema(active))}
+    if active.variant:
+        metadata = {**metadata, "variant": active.variant}
+    # Materialization tags allow few characters: the names here, the values in the metadata.
+    tags = {OVERRIDES_TAG: "-".join(sorted(facts.overrides))} if facts.overrides else {}
+    if facts.overrides:
+        metadata = {**metadata, "run_overrides": facts.describe_overrides()}
+    yield MaterializeResult(value=ref, data_version=DataVersion(ref.fingerprint), tags=tags,
+                            metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
+    for judgement in checks:
+        yield check_result(judgement)
 
 
 def _tag_run(context: AssetExecutionContext, facts: RunFacts, settings: str) -> None:
@@ -166,9 +162,7 @@ def _failed_checks(context: AssetExecutionContext, recipe: Recipe, stage: Stage,
     """The failed (or missing) check results on every artifact this stage's output is made from."""
     lineage = {AssetKey([recipe.name, name]): entry["fingerprint"]
                for name, entry in ancestry(**dict(zip(stage.upstream, upstream))).items()}
-    ours = {AssetCheckKey(AssetKey([recipe.name, check.asset]), check.name) for check in recipe_checks(recipe)}
-    ours |= {AssetCheckKey(key, check.name)  # the model stages' own checks (quality gates), on their assets
-             for key in lineage if key.path[-1] in CHAIN for check in CHAIN[key.path[-1]].checks_for(recipe)}
+    ours = {AssetCheckKey(AssetKey([recipe.name, check.asset]), check.name) for check in checks_for(recipe)}
     try:  # every check on those assets, including those a merged project added
         graph = context.repository_def.asset_graph
     except CheckError:  # dagster.materialize() runs without a repository: the run's own graph

@@ -11,6 +11,7 @@ result on that data (never run on it, or it raised) counts as failed: nothing un
 from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance
 from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
+from finetune_assets.checks.declaration import Severity
 from finetune_assets.pipeline.facts import FailedCheck
 
 DATA_VERSION_TAG = "dagster/data_version"
@@ -29,11 +30,11 @@ def lineage_failures(instance: DagsterInstance, check_keys: set[AssetCheckKey],
         evaluation = _evaluation_of(instance, key, fingerprint, versions)
         asset = key.asset_key.path[-1]
         if evaluation is None:
-            failed.append(FailedCheck(asset, key.name, "ERROR",
+            failed.append(FailedCheck(asset, key.name, Severity.ERROR,
                                       f"no result on this data ({fingerprint}): it did not run or it raised; run "
                                       "the recipe's job, which runs every check"))
         elif not evaluation.passed:
-            failed.append(FailedCheck(asset, key.name, evaluation.severity.value,
+            failed.append(FailedCheck(asset, key.name, Severity(evaluation.severity.value),
                                       evaluation.description or "failed"))
     return tuple(failed)
 

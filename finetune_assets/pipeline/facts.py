@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from finetune_assets.checks.declaration import Severity
+
 
 @dataclass(frozen=True)
 class FailedCheck:
@@ -16,7 +18,7 @@ class FailedCheck:
 
     asset: str  # the stage it checks, e.g. "clean_dataset"
     check: str  # e.g. "class_balance"
-    severity: str  # "ERROR" or "WARN" (a check without a result on this data counts as ERROR)
+    severity: Severity  # a check without a result on this data counts as ERROR
     description: str
 
     def describe(self) -> str:

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from finetune_assets.checks.declaration import JudgedBy, Judgement
+from finetune_assets.checks.registry import checks_for
 from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, checkpoint_folder
 from finetune_assets.pipeline.atomic import atomic_dir, remove_stale_staging
@@ -38,7 +40,7 @@ from finetune_assets.recipes import Recipe
 class StageResult(NamedTuple):
     ref: ArtifactRef  # what flows downstream (after a finish step: e.g. the champion)
     metadata: dict
-    checks: dict  # the outcome of each of the stage's own checks on the artifact it made or reused
+    checks: tuple[Judgement, ...]  # the checks the stage judges itself, on the artifact it made or reused
 
 
 def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[ArtifactRef],
@@ -74,8 +76,8 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
         shutil.rmtree(checkpoints, ignore_errors=True)  # the artifact is complete: nothing left to resume
     checks = judge_checks(stage, recipe, ref, log)
     if stage.finish:
-        own = tuple(FailedCheck(stage.name, name, result["severity"], result["description"])
-                    for name, result in checks.items() if not result["passed"])
+        own = tuple(FailedCheck(stage.name, judged.check.name, judged.severity, judged.outcome.description)
+                    for judged in checks if not judged.passed)
         facts = dataclasses.replace(facts or RunFacts(), upstream=dict(zip(stage.upstream, upstream)),
                                     own_failures=own)
         made = ref
@@ -86,16 +88,10 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
     return StageResult(ref, metadata, checks)
 
 
-def judge_checks(stage: Stage, recipe: Recipe, ref: ArtifactRef, log) -> dict:
-    """Each of the stage's own checks on ``ref``: its outcome and severity; failures are logged."""
-    checks = {}
-    for check in stage.checks_for(recipe):
-        result = {**check.judge(recipe, ref), "severity": check.severity}
-        if not result["passed"]:
-            (log.error if check.severity == "ERROR" else log.warning)(
-                f"check {stage.name}/{check.name} ({check.severity}) failed: {result['description']}")
-        checks[check.name] = result
-    return checks
+def judge_checks(stage: Stage, recipe: Recipe, ref: ArtifactRef, log) -> tuple[Judgement, ...]:
+    """Each check the stage judges itself (:data:`~finetune_assets.checks.declaration.JudgedBy.STAGE`)
+    on ``ref``, under the recipe's current thresholds and severity; failures are logged."""
+    return tuple(check.judged(recipe, ref, log) for check in checks_for(recipe, stage.name, JudgedBy.STAGE))
 
 
 RUN_KEYS = ("cache_hit", "reused")  # what this run did, whichever artifact it hands on

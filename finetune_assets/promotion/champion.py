@@ -21,6 +21,7 @@ from finetune_assets.errors import PromotionError
 from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.atomic import point_link, write_text
+from finetune_assets.promotion.decision import was_promoted
 
 CHAMPION, CURRENT, HISTORY, LOCK = "champion.json", "current", "evaluation_history.jsonl", ".champion.lock"
 
@@ -94,7 +95,7 @@ def history(folder: Path, entry: dict | None = None) -> list[dict]:
 def _last_promoted(folder: Path) -> ArtifactRef | None:
     """The newest promoted export in the history whose folder still holds its complete record."""
     for row in reversed(history(folder)):
-        if str(row.get("decision", "")).startswith("promoted") and isinstance(row.get("fingerprint"), str):
+        if was_promoted(row) and isinstance(row.get("fingerprint"), str):
             with contextlib.suppress(ValueError, TypeError, KeyError):
                 found = caching.load(folder / row["fingerprint"])
                 if found:

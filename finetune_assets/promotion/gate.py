@@ -18,8 +18,9 @@ challenger's test split (:mod:`.champion_scores`), never the champion's own figu
 split. It must beat it by ``promotion.min_improvement`` on the primary metric (direction from the
 task: accuracy up, perplexity down). The decision is taken under the champion lock, so two runs
 deciding at once take turns and the second compares with the first's result. Every decision is
-appended to ``evaluation_history.jsonl``, shown as a table and a plot. In a sweep the challenger is
-the variant the sweep report chose (:mod:`.sweep_report`), and the decision names it.
+appended to ``evaluation_history.jsonl``, shown as a table and a plot; the decision is a typed value
+(:mod:`.decision`) whose text the metadata and the history keep. In a sweep the challenger is the
+variant the sweep report chose (:mod:`.sweep_report`), and the decision names it.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from finetune_assets.checks.declaration import Severity
 from finetune_assets.errors import RecipeError
 from finetune_assets.promotion import champion as champion_store
 from finetune_assets.promotion import champion_scores
+from finetune_assets.promotion.decision import Decision, Verdict
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.recipes import Recipe
@@ -108,7 +111,7 @@ def blockers(recipe: Recipe, test_rows: int, facts: RunFacts) -> list[str]:
     own failed checks first (``merge_verified``, ``export_reloads``), then those of its lineage."""
     spec, found = recipe.promotion, []
     for failed in (*facts.own_failures, *(facts.failed_checks or ())):
-        if failed.severity == "WARN" and spec.allow_warnings:
+        if failed.severity == Severity.WARN and spec.allow_warnings:
             continue
         found.append(f"check {failed.describe()}")
     if facts.overrides and not facts.promote_with_overrides:
@@ -126,45 +129,26 @@ def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
     none yet) and the metadata that explains the decision. ``champion_scores_on_rows(champion)``
     gives the champion's figures on the challenger's test rows."""
     value = float(challenger.metrics[rule.metric])
-    unusable = [] if math.isfinite(value) else [f"its {rule.metric} is {value}, which cannot be compared"]
     with champion_store.locked(exports_dir):
-        champion = champion_store.read(exports_dir, log, repair=True)
-        champion_figures = None
-        if champion is not None and champion.fingerprint == challenger.ref.fingerprint:
-            decision = "already champion"
-        elif challenger.blockers or unusable:
-            decision = "not promoted: " + "; ".join(challenger.blockers + unusable)
-        elif champion is None:
-            decision = "promoted (first export)"
-        else:
-            try:
-                champion_figures = _champion_figures(challenger, champion, champion_scores_on_rows)
-            except Exception as exc:  # an export the current recipe cannot score (labels changed, ...)
-                decision = (f"not promoted: the champion {champion.path} could not be scored on the challenger's "
-                            f"test rows ({type(exc).__name__}: {exc}); if the recipe changed what the model "
-                            f"predicts, retire the champion by deleting {exports_dir / champion_store.CHAMPION}")
-            else:
-                won = rule.beats(value, float(champion_figures[rule.metric]))
-                decision = "promoted" if won else "kept champion"
-        if challenger.variant:
-            decision = f"{decision} (sweep variant {challenger.variant})"
-        previous = champion
-        if decision.startswith("promoted"):
+        previous = champion = champion_store.read(exports_dir, log, repair=True)
+        decision, champion_figures = _decision(challenger, previous, rule, value, exports_dir,
+                                               champion_scores_on_rows)
+        if decision.promoted:
             champion_store.write(exports_dir, challenger.ref)
             champion = challenger.ref
-        entry = None if decision.startswith("already champion") else {
+        entry = None if decision.verdict is Verdict.ALREADY_CHAMPION else {
             "time": time.strftime("%Y-%m-%d %H:%M:%S"), "fingerprint": challenger.ref.fingerprint,
             rule.metric: round(value, 6), "test_rows": challenger.test_rows,
             f"champion_{rule.metric}": None if champion_figures is None else round(champion_figures[rule.metric], 6),
             "champion": previous.fingerprint if previous else None,
-            "overrides": challenger.overrides, "decision": decision}
+            "overrides": challenger.overrides, "decision": decision.text}
         history = champion_store.history(exports_dir, entry)
     shown = champion_figures or _known_figures(challenger, previous)
-    log.info(f"promotion gate: {decision}; challenger {rule.metric}={value:.4f} on {challenger.test_rows} test "
+    log.info(f"promotion gate: {decision.text}; challenger {rule.metric}={value:.4f} on {challenger.test_rows} test "
              f"rows" + (f", champion on the same rows {shown[rule.metric]:.4f}" if shown else ""))
     return champion or challenger.ref, {
-        "decision": decision,
-        "promoted": decision.startswith("promoted"),
+        "decision": decision.text,
+        "promoted": decision.promoted,
         "path": FilePath((champion or challenger.ref).path),
         "champion_path": FilePath(champion.path) if champion else "none yet",
         "challenger_path": FilePath(challenger.ref.path),
@@ -179,6 +163,28 @@ def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
         "evaluation_history": Markdown(markdown_table(history[-20:])),
         "evaluation_history_plot": _history_plot(history, rule.metric, exports_dir),
     }
+
+
+def _decision(challenger: Challenger, champion: ArtifactRef | None, rule: Rule, value: float, exports_dir: Path,
+              score: Callable[[ArtifactRef], dict]) -> tuple[Decision, dict | None]:
+    """The gate's decision, and the champion's figures on the challenger's rows where it was compared."""
+    variant = challenger.variant
+    unusable = [] if math.isfinite(value) else [f"its {rule.metric} is {value}, which cannot be compared"]
+    if champion is not None and champion.fingerprint == challenger.ref.fingerprint:
+        return Decision(Verdict.ALREADY_CHAMPION, variant=variant), None
+    if challenger.blockers or unusable:
+        return Decision(Verdict.NOT_PROMOTED, (*challenger.blockers, *unusable), variant), None
+    if champion is None:
+        return Decision(Verdict.PROMOTED_FIRST, variant=variant), None
+    try:
+        figures = _champion_figures(challenger, champion, score)
+    except Exception as exc:  # an export the current recipe cannot score (labels changed, ...)
+        return Decision(Verdict.NOT_PROMOTED, (
+            f"the champion {champion.path} could not be scored on the challenger's test rows "
+            f"({type(exc).__name__}: {exc}); if the recipe changed what the model predicts, retire the champion "
+            f"by deleting {exports_dir / champion_store.CHAMPION}",), variant), None
+    won = rule.beats(value, float(figures[rule.metric]))
+    return Decision(Verdict.PROMOTED if won else Verdict.KEPT, variant=variant), figures
 
 
 def _champion_figures(challenger: Challenger, champion: ArtifactRef, score: Callable[[ArtifactRef], dict]) -> dict:

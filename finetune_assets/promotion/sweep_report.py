@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from finetune_assets.checks.declaration import JudgedBy, Severity
+from finetune_assets.checks.registry import checks_for
 from finetune_assets.errors import SweepError
 from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, fingerprint
@@ -44,8 +46,9 @@ def evaluations(recipe: Recipe, root: Path, splits: ArtifactRef, model_stage, re
         report = report_stage.fingerprint(variant.recipe, [splits, model])
         cached = caching.load(artifact_folder(root, recipe.name, report_stage.name, report))
         found[variant.name] = cached[0] if cached else None
-        failed[variant.name] = [check.name for check in report_stage.checks_for(variant.recipe) if cached
-                                and check.severity == "ERROR" and not check.judge(variant.recipe, cached[0])["passed"]]
+        failed[variant.name] = [check.name for check in checks_for(variant.recipe, report_stage.name, JudgedBy.STAGE)
+                                if cached and check.severity(variant.recipe) is Severity.ERROR
+                                and not check.judge(variant.recipe, cached[0]).passed]
     digest = fingerprint(sorted((name, ref.fingerprint if ref else None, failed[name]) for name, ref in found.items()))
     return Inputs(digest, (found, failed))
 

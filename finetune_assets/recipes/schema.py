@@ -196,7 +196,7 @@ class ChecksSpec(_Strict):
     max_truncation_rate: float = Field(0.05, ge=0, le=1, description="WARN above this share truncated")
     max_duplicate_rate: float = Field(0.1, ge=0, le=1, description="WARN above this share of duplicates")
     leakage: Literal["error", "warn"] = Field("error", description="severity of train/test overlap")
-    # Model quality gates; see docs/data-quality.md, "Quality gates".
+    # Model quality gates (checks/quality_gates.py); see docs/data-quality.md, "Quality gates".
     min_gain_over_base: float = Field(
         0.0, description="beats_base_model (ERROR): the tuned model must beat the base model on the promotion "
                          "metric by more than this, in the metric's units (a negative value tolerates a worse model)")

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no screen on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from finetune_assets.promotion.decision import was_promoted  # noqa: E402
 from finetune_assets.report.values import Markdown  # noqa: E402
 
 
@@ -96,7 +97,7 @@ def metric_history(history: list[dict], metric: str, target: Path) -> Path:
     rows = [(i, row) for i, row in enumerate(history, start=1) if row.get(metric) is not None]
     ax.plot([i for i, _ in rows], [row[metric] for _, row in rows], color="grey", alpha=0.6)
     for i, row in rows:
-        promoted = str(row.get("decision", "")).startswith("promoted")
+        promoted = was_promoted(row)
         ax.scatter(i, row[metric], color="tab:green" if promoted else "tab:red", zorder=3,
                    label="promoted" if promoted else "not promoted")
         if row.get(f"champion_{metric}") is not None:

@@ -1,12 +1,11 @@
-"""Quality gates: the checks a model stage judges on its own artifact, from figures the artifact holds.
+"""The quality gates: is the model fit to ship? Each is judged by its stage on its own artifact.
 
 Data checks ask whether the rows are fit to train on; these ask whether the model is fit to ship.
 Each judge reads what the stage already wrote (the Trainer's ``log_history.json``, the evaluation's
-``report.json`` and figures) and the recipe's ``checks:`` thresholds, and returns an outcome:
-``passed``, a ``description`` that says what was compared, what a failure means and what to do, and
-the ``figures`` behind it. Judging is cheap and needs no model, so it runs on every run, cached
-artifact or not, and a changed threshold is judged again without retraining. The chain's table
-(:mod:`finetune_assets.pipeline.chain`) names each judge, its stage and its severity:
+``report.json`` and figures) and the recipe's ``checks:`` thresholds, and returns an
+:class:`~finetune_assets.checks.declaration.Outcome` whose description says what was compared, what a
+failure means and what to do. Judging is cheap and needs no model, so it runs on every run, cached
+artifact or not, and a changed threshold is judged again without retraining:
 
 - ``finetuned_model/loss_decreased`` (WARN): the training loss fell;
 - ``evaluation_report/beats_base_model`` (ERROR): the tuned model beats its untuned base;
@@ -17,8 +16,9 @@ artifact or not, and a changed threshold is judged again without retraining. The
 - ``evaluation_report/forgetting`` (WARN, instruction): perplexity on general text did not rise far
   above the base model's.
 
-Checks that need a model loaded (the export's ``merge_verified`` and ``export_reloads``) are computed
-by their stage and recorded with the artifact; :func:`recorded` hands that outcome on.
+The export's checks (``merge_verified``, ``export_reloads``) need a model loaded: the export stage
+computes them (:mod:`finetune_assets.export`) and records the outcome with its artifact, which
+:func:`recorded` hands on.
 """
 
 from __future__ import annotations
@@ -27,37 +27,33 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from finetune_assets.checks.declaration import Check, JudgedBy, Outcome, Severity, always, has_labels
 from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.pipeline.stage_names import EVALUATION_REPORT, EXPORTED_MODEL, FINETUNED_MODEL
 from finetune_assets.promotion.gate import Rule
 from finetune_assets.recipes import Recipe
-
-Judge = Callable[[Recipe, ArtifactRef], dict]
-
-
-def outcome(passed: bool, description: str, figures: dict) -> dict:
-    """Figures keep full precision: Dagster metadata rounds them for display (``report.values.rounded``)."""
-    return {"passed": bool(passed), "description": description, "figures": figures}
+from finetune_assets.tasks import get_task
 
 
-def verdict(passed: bool, found: str, figures: dict, passing: str, failing: str, advice: str) -> dict:
+def _verdict(passed: bool, found: str, figures: dict, passing: str, failing: str, advice: str) -> Outcome:
     """An outcome whose description says the verdict (``passing`` or ``failing``), then what was
     ``found``, and on failure what to do."""
-    return outcome(passed, f"{passing}: {found}" if passed else f"{failing}: {found}. {advice}", figures)
+    return Outcome(bool(passed), f"{passing}: {found}" if passed else f"{failing}: {found}. {advice}", figures)
 
 
-def recorded(name: str) -> Judge:
+def recorded(name: str) -> Callable[[Recipe, ArtifactRef], Outcome]:
     """The outcome the stage computed itself and recorded in the artifact's ``info["checks"]``."""
-    return lambda recipe, ref: ref.info["checks"][name]
+    return lambda recipe, ref: Outcome.recorded(ref.info["checks"][name])
 
 
 # --- finetuned_model -----------------------------------------------------------------------------
 
-def loss_decreased(recipe: Recipe, ref: ArtifactRef) -> dict:
+def loss_decreased(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     """The mean training loss of the last quarter of logged steps against the first quarter's."""
     history = _log_history(Path(ref.path))
     losses = [(row["step"], row["loss"]) for row in history if "loss" in row]
     if len(losses) < 2:
-        return outcome(True, f"not judged: {len(losses)} training loss(es) logged, too few to compare (the Trainer "
+        return Outcome(True, f"not judged: {len(losses)} training loss(es) logged, too few to compare (the Trainer "
                        f"logs every training.logging_steps={recipe.training.logging_steps} steps); lower "
                        "training.logging_steps to judge a run this short", {"logged_losses": len(losses)})
     first, last = _quarter(losses, 0), _quarter(losses, -1)
@@ -67,14 +63,14 @@ def loss_decreased(recipe: Recipe, ref: ArtifactRef) -> dict:
                "min_loss_decrease": limit, "logged_losses": len(losses)}
     said = (f"training loss {first['loss']:.4f} over steps {first['steps']} and {last['loss']:.4f} over steps "
             f"{last['steps']} ({decrease:+.1%}, limit > {limit:.0%})")
-    return verdict(decrease > limit, said, figures, "the training loss fell", "the training loss did not fall",
+    return _verdict(decrease > limit, said, figures, "the training loss fell", "the training loss did not fall",
                    "The model learned little or nothing from the data: check training.learning_rate (too small to "
                    "move the weights, or so large that training diverges), the labels and the data, then train again")
 
 
 # --- evaluation_report ---------------------------------------------------------------------------
 
-def beats_base_model(recipe: Recipe, ref: ArtifactRef) -> dict:
+def beats_base_model(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     """The promotion metric of the tuned model against the base model's, on the same test rows."""
     rule, metrics = Rule.of(recipe), ref.info["metrics"]
     tuned, base = rule.figure(recipe, metrics), float(metrics[f"baseline_{rule.metric}"])
@@ -85,14 +81,14 @@ def beats_base_model(recipe: Recipe, ref: ArtifactRef) -> dict:
                "test_rows": ref.info.get("test_rows", 0)}
     said = (f"{rule.metric} {tuned:.4f} fine-tuned against {base:.4f} for the untuned base model on the same "
             f"{figures['test_rows']} test rows ({direction} is better; gain {gain:+.4f}, needed > {limit:g})")
-    return verdict(gain > limit, said, figures, "the fine-tuned model beats its base model",
+    return _verdict(gain > limit, said, figures, "the fine-tuned model beats its base model",
                    "the fine-tuned model does not beat its base model",
                    "Fine-tuning bought nothing, so it is not exported. Check training.learning_rate and "
                    "training.epochs (too little training), the labels and the data; checks.min_gain_over_base sets "
                    "the margin")
 
 
-def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> dict:
+def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     """Test accuracy against always answering the most common test label."""
     report = _report(ref)
     accuracy = float(report["tuned"]["metrics"]["accuracy"])
@@ -102,21 +98,21 @@ def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> dict:
                "min_accuracy_over_majority": limit}
     said = (f"test accuracy {accuracy:.4f} against {majority:.4f} for always answering the most common label "
             f"(margin {accuracy - majority:+.4f}, needed > {limit:g})")
-    return verdict(accuracy - majority > limit, said, figures, "the model beats the majority class",
+    return _verdict(accuracy - majority > limit, said, figures, "the model beats the majority class",
                    "the model does no better than always answering the most common label",
                    "It has learned the label frequencies, not the texts; look at the confusion matrix, balance the "
                    "classes (dataset.drop_labels, more rows of the rare labels) or train longer")
 
 
-def no_overfitting(recipe: Recipe, ref: ArtifactRef) -> dict:
+def no_overfitting(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     """From the Trainer's log history: validation loss rising above its best while the training loss
     kept falling, or a final validation loss far above the final training loss. With early stopping
     the best checkpoint is the model kept, so the history is judged up to it."""
-    history = _log_history(Path(ref.lineage["finetuned_model"]["path"]))
+    history = _log_history(Path(ref.lineage[FINETUNED_MODEL]["path"]))
     evaluations = [(row["step"], row["eval_loss"]) for row in history if "eval_loss" in row]
     losses = [(row["step"], row["loss"]) for row in history if "loss" in row]
     if not evaluations:
-        return outcome(True, "not judged: no validation loss was logged", {})
+        return Outcome(True, "not judged: no validation loss was logged", {})
     spec = recipe.checks
     best_step, best = min(evaluations, key=lambda pair: pair[1])
     if recipe.training.early_stopping_patience:  # the Trainer kept the best checkpoint: that model is judged
@@ -143,14 +139,14 @@ def no_overfitting(recipe: Recipe, ref: ArtifactRef) -> dict:
         problems.append(f"the final validation loss {final_validation:.4f} exceeds the training loss "
                         f"{final_training:.4f} by {gap:.4f} (limit {spec.max_train_validation_gap:g})")
     if problems:
-        return outcome(False, "the model is overfitting: " + "; ".join(problems) + ". It memorises the training rows "
+        return Outcome(False, "the model is overfitting: " + "; ".join(problems) + ". It memorises the training rows "
                        "instead of learning what generalises: train fewer epochs, set "
                        "training.early_stopping_patience (keeps the best checkpoint), add data or weight decay", figures)
-    return outcome(True, f"no sign of overfitting: final validation loss {final_validation:.4f} (best {best:.4f}), "
+    return Outcome(True, f"no sign of overfitting: final validation loss {final_validation:.4f} (best {best:.4f}), "
                    f"training loss {final_training:.4f} ({len(evaluations)} validation pass(es))", figures)
 
 
-def forgetting(recipe: Recipe, ref: ArtifactRef) -> dict:
+def forgetting(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     """Perplexity on the shipped general-text probe, tuned against base."""
     metrics = ref.info["metrics"]
     tuned, base = float(metrics["general_text_perplexity"]), float(metrics["baseline_general_text_perplexity"])
@@ -160,13 +156,13 @@ def forgetting(recipe: Recipe, ref: ArtifactRef) -> dict:
                "max_general_perplexity_rise": limit}
     said = (f"perplexity on the shipped general-text probe {tuned:.2f} fine-tuned against {base:.2f} for the base "
             f"model ({rise:+.1%}, limit {limit:+.0%})")
-    return verdict(rise <= limit, said, figures, "no sign of catastrophic forgetting",
+    return _verdict(rise <= limit, said, figures, "no sign of catastrophic forgetting",
                    "the model has forgotten general language while learning the recipe's data",
                    "Lower training.learning_rate or training.epochs, prefer method: lora (or a smaller lora.r), or mix "
                    "general text into the data; checks.max_general_perplexity_rise sets the limit")
 
 
-def _quarter(losses: list[tuple[int, float]], end: int) -> dict:
+def _quarter(losses: list[tuple[int, float]], end: int) -> Outcome:
     """The mean loss of the first (``end`` 0) or last (-1) quarter of the logged losses, at least one."""
     size = max(1, len(losses) // 4)
     window = losses[:size] if end == 0 else losses[-size:]
@@ -177,5 +173,57 @@ def _log_history(model_folder: Path) -> list[dict]:
     return json.loads((model_folder / "log_history.json").read_text())
 
 
-def _report(ref: ArtifactRef) -> dict:
+def _report(ref: ArtifactRef) -> Outcome:
     return json.loads(Path(ref.path).read_text())
+
+
+def has_general_text_probe(recipe: Recipe) -> bool:
+    """Whether the recipe's task scores the shipped general-text probe (the instruction family)."""
+    return bool(get_task(recipe).general_text_probe)
+
+
+WARN, IN_STAGE = always(Severity.WARN), JudgedBy.STAGE
+
+GATES = (
+    Check("loss_decreased", FINETUNED_MODEL,
+          "The training loss fell: the mean of the last quarter of the losses the Trainer logged is below the first "
+          "quarter's (by more than checks.min_loss_decrease). Failing means the model learned little or nothing (a "
+          "learning rate too small or so large that training diverged, broken labels); look at the loss curve, fix "
+          "the recipe or data and train again. WARN: shown, and the export is not promoted unless "
+          "promotion.allow_warnings.", loss_decreased, WARN, judged_by=IN_STAGE),
+    Check("beats_base_model", EVALUATION_REPORT,
+          "The fine-tuned model beats its untuned base model on the promotion metric (f1_macro, rougeL or perplexity "
+          "unless promotion.metric says otherwise), both scored on the same test rows, by more than "
+          "checks.min_gain_over_base. Failing means fine-tuning bought nothing: the export does not run (ERROR, "
+          "blocking). Look at the learning rate, the epochs, the labels and the loss curve.", beats_base_model,
+          judged_by=IN_STAGE),
+    Check("beats_majority_class", EVALUATION_REPORT,
+          "Test accuracy is above the share of the most common test label (by more than "
+          "checks.min_accuracy_over_majority): the model does better than always answering that label. Failing "
+          "means it learned the label frequencies, not the texts: the export does not run (ERROR, blocking). Look "
+          "at the confusion matrix and the class balance.", beats_majority_class, applies=has_labels,
+          judged_by=IN_STAGE),
+    Check("no_overfitting", EVALUATION_REPORT,
+          "The validation loss did not rise above its best (by more than checks.max_validation_loss_rise) while the "
+          "training loss kept falling, and the final validation loss is not far above the training loss "
+          "(checks.max_train_validation_gap). Failing means the model memorises its training rows: train fewer "
+          "epochs, use training.early_stopping_patience, add data. WARN: shown, and the export is not promoted "
+          "unless promotion.allow_warnings.", no_overfitting, WARN, judged_by=IN_STAGE),
+    Check("forgetting", EVALUATION_REPORT,
+          "The fine-tuned model's perplexity on a small general-text probe shipped with the project "
+          "(finetune_assets/probes/general_text.jsonl) is at most checks.max_general_perplexity_rise above the base "
+          "model's: tuning on the recipe's data did not cost general language (catastrophic forgetting). Failing: "
+          "lower the learning rate or epochs, prefer LoRA. WARN: shown, and the export is not promoted unless "
+          "promotion.allow_warnings.", forgetting, WARN, has_general_text_probe, IN_STAGE),
+    Check("merge_verified", EXPORTED_MODEL,
+          "The export, loaded back from disk, is the model that was trained: logits and greedy answers equal to the "
+          "adapter on its base (the checkpoint for full fine-tuning) on test rows, and its tokenizer renders them "
+          "as training did. Failing means the merge or the saved files changed the model: it is never promoted "
+          "(ERROR); check the adapter, its base and the tokenizer, then export again.", recorded("merge_verified"),
+          judged_by=IN_STAGE),
+    Check("export_reloads", EXPORTED_MODEL,
+          "The exported folder, loaded through its transformers pipeline as a user would load it, gives the "
+          "evaluation report's predictions on a few test rows. Failing means what users get is not what was "
+          "evaluated (a changed or missing file, another label mapping or decoding setting): it is never promoted "
+          "(ERROR); export again.", recorded("export_reloads"), judged_by=IN_STAGE),
+)
