@@ -131,6 +131,14 @@ def test_attributes_name_the_asset_group(project, entry_point):
     assert "chosen_name/raw_dataset" in keys and not any(key.startswith("folder_name/") for key in keys)
 
 
+def test_env_templates_in_the_attributes_are_rendered(project, entry_point):
+    write_component(project / "src" / "my_project" / "defs" / "tiny", {**TINY, "base_model": "{{ env.BASE_MODEL }}"})
+    done = run(["dg", "list", "defs", "--json"], project, entry_point, BASE_MODEL="x-org/x-model")
+    assert done.returncode == 0, done.stderr[-3000:]
+    training = next(a for a in json.loads(done.stdout)["assets"] if a["asset_key"] == "tiny/finetuned_model")
+    assert "x-org/x-model" in training["description"] and "{{" not in training["description"]
+
+
 def test_dg_check_yaml_names_a_bad_key(project, entry_point):
     # dg check yaml takes component folders: given a defs.yaml file itself, it checks nothing
     good = write_component(project / "src" / "my_project" / "defs" / "good", TINY).parent
@@ -140,6 +148,16 @@ def test_dg_check_yaml_names_a_bad_key(project, entry_point):
     done = run(["dg", "check", "yaml", str(bad)], project, entry_point)
     assert done.returncode == 1
     assert "epocs" in done.stdout and "training" in done.stdout, done.stdout
+
+
+def test_dg_check_defs_names_a_bad_key_in_every_component(project, entry_point):
+    """dg 1.13's yaml check keeps one defs.yaml per component type (here the good one, found last);
+    loading the definitions still names the bad key of the other."""
+    bad = write_component(project / "src" / "my_project" / "defs" / "a_bad", {**TINY, "training": {"epocs": 3}})
+    write_component(project / "src" / "my_project" / "defs" / "b_good", TINY)
+    done = run(["dg", "check", "defs"], project, entry_point)
+    assert done.returncode != 0
+    assert f"attributes.training.epocs at {bad}" in done.stdout + done.stderr
 
 
 def test_loading_names_the_file_and_key_of_a_rule_the_schema_cannot_express(project, entry_point):

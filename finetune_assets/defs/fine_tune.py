@@ -10,7 +10,8 @@ key prefix and group; default: the folder's name). ``dg check yaml`` checks them
 schema's JSON form and names a bad key; loading validates them again with the recipe loader, so a
 cross-key rule (``validation + test`` below 1, a sweep's variants) fails with the file and key too.
 Relative paths in the recipe (``dataset.source``, ``compute.accelerate_config``) are relative to
-the ``defs.yaml``'s folder, as they are to a recipe file's.
+the ``defs.yaml``'s folder, as they are to a recipe file's. String values may be Dagster templates
+(``{{ env.BASE_MODEL }}``), rendered before the recipe is validated.
 
 The component builds what :func:`finetune_assets.defs.build_definitions` builds for one recipe
 file (:func:`~finetune_assets.defs.build.recipe_definitions`) and the shared resources and executor
@@ -82,6 +83,7 @@ class FineTune(Component):
     @classmethod
     def load(cls, attributes: BaseModel | None, context: ComponentLoadContext) -> FineTune:
         keys = attributes.model_dump(exclude_unset=True) if attributes is not None else {}
+        keys = context.resolution_context.at_path("attributes").resolve_value(keys)  # {{ env.X }} templates
         folder = context.path if context.path.is_dir() else context.path.parent
         defs_yaml = folder / "defs.yaml"
         name = keys.pop("name", None) or folder.name
