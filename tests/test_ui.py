@@ -21,20 +21,17 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import reviews, write_films_recipe
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster_dev import free_port, stop, wait_until_serving
 from playwright.sync_api import Page, expect, sync_playwright
 
 from finetune_assets.pipeline.chain import STAGES
@@ -64,48 +61,6 @@ def find_browser() -> str | None:
     with sync_playwright() as playwright:  # where `playwright install chromium` puts its browser
         downloaded = playwright.chromium.executable_path
     return downloaded if Path(downloaded).exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_serving(server: subprocess.Popen, url: str, log: Path, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"dagster dev exited with {server.returncode}:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"dagster dev did not answer on {url} within {seconds} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(server: subprocess.Popen) -> None:
-    """Interrupt dagster dev and everything it started (webserver, daemon, code server, run
-    workers, training processes: one process group, started in its own session), then kill what is
-    left, by process id."""
-    try:
-        started = psutil.Process(server.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        started = []
-    for sig, grace in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            server.wait(grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    for process in started:  # anything that left the group
-        if process.is_running():
-            process.kill()
-    psutil.wait_procs(started, timeout=10)
 
 
 @dataclass

@@ -7,10 +7,15 @@ A recipe file that does not load never takes the others down: it becomes one ass
 valid group and shows a person what to fix. Under ``dagster definitions validate`` and
 ``dg check defs`` (which set ``DAGSTER_IS_DEFS_VALIDATION_CLI``) the same errors fail the command,
 so CI catches them.
+
+One recipe's part (:func:`recipe_definitions`) and the part every recipe shares
+(:func:`shared_definitions`: resources and executor) are separate, so the Dagster component
+(:mod:`finetune_assets.defs.fine_tune`) builds a recipe exactly as this module does.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -41,7 +46,7 @@ def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_roo
     built, broken = [], list(found.broken)
     for recipe in found.recipes:
         try:  # a bad cron string, say: the recipe is broken, the others stay
-            built.append(_recipe_definitions(recipe))
+            built.append(recipe_definitions(recipe))
         except RecipeError as error:
             broken.append((recipe.source_file, error))
     if strict is None:
@@ -50,8 +55,26 @@ def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_roo
         raise RecipeError("\n".join(str(error) for _, error in broken))
     for _, error in broken:
         get_dagster_logger().warning(f"recipe skipped: {error}")
-    return Definitions.merge(*built, Definitions(
-        assets=[_broken_recipe_asset(path, error) for path, error in broken],
+    return Definitions.merge(*built, Definitions(assets=[_broken_recipe_asset(path, error) for path, error in broken]),
+                             shared_definitions(artifacts_root, training))
+
+
+def shared_definitions(artifacts_root: str = "", training: TrainingLauncher | None = None) -> Definitions:
+    """The resources every recipe's assets use, and the executor. With the defaults it is one object
+    per process: Dagster merges resources by identity, so recipes built apart (components in a
+    ``defs/`` folder, :func:`build_definitions`) share one code location only if they share these."""
+    if not artifacts_root and training is None:
+        return _default_shared()
+    return _shared(artifacts_root, training)
+
+
+@functools.cache
+def _default_shared() -> Definitions:
+    return _shared("", None)
+
+
+def _shared(artifacts_root: str, training: TrainingLauncher | None) -> Definitions:
+    return Definitions(
         resources={
             "artifacts": ArtifactStore(root=artifacts_root),
             "artifact_refs": ArtifactRefIOManager(root=artifacts_root),
@@ -60,10 +83,10 @@ def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_roo
         },
         # One heavy process per run: stages run one after another and share the loaded libraries.
         executor=in_process_executor,
-    ))
+    )
 
 
-def _recipe_definitions(recipe: Recipe) -> Definitions:
+def recipe_definitions(recipe: Recipe) -> Definitions:
     """One recipe's asset group, checks, job, and its optional schedule and sensors."""
     job = automation.recipe_job(recipe)
     return Definitions(

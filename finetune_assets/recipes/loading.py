@@ -31,6 +31,7 @@ from finetune_assets.recipes.sweep import variants
 SHIPPED_DIR = Path(__file__).parent
 SHIPPED = "shipped"
 ENV_VAR = "FINETUNE_RECIPES"
+NAME_PATTERN = r"[A-Za-z0-9_]+"  # a recipe name is an asset key prefix and a group name
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -39,7 +40,7 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if path.suffix == ".json":
         return _load_resolved(path)
-    if not re.fullmatch(r"[A-Za-z0-9_]+", path.stem):
+    if not re.fullmatch(NAME_PATTERN, path.stem):
         raise RecipeError(f"{path}: the file name is the recipe's asset group name; use letters, digits "
                           "and underscores only")
     try:
@@ -60,10 +61,17 @@ def load_recipe(path: str | Path) -> Recipe:
             raise RecipeError(f"{path}: key '{reserved}' is not allowed; the file name is the recipe name")
     if "variant" in data:
         raise RecipeError(f"{path}: key 'variant' is not allowed; a sweep names its variants (see sweep:)")
+    return recipe_from_mapping(data, path.stem, path)
+
+
+def recipe_from_mapping(data: dict, name: str, source_file: Path) -> Recipe:
+    """Validate a recipe's keys already read from ``source_file``: a recipe file, or the
+    ``attributes:`` of a Dagster component's ``defs.yaml`` (:mod:`finetune_assets.defs.fine_tune`).
+    Relative paths in it are relative to that file's folder; errors name the file and the key."""
     try:
-        recipe = Recipe(name=path.stem, source_file=path.resolve(), **data)
+        recipe = Recipe(name=name, source_file=source_file.resolve(), **data)
     except ValidationError as exc:
-        raise RecipeError(_describe(path, exc)) from None
+        raise RecipeError(_describe(source_file, exc)) from None
     variants(recipe)  # every variant of a sweep is a valid recipe, or the error names sweep.<key>
     return recipe
 
