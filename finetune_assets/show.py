@@ -16,6 +16,7 @@ import sys
 from finetune_assets.errors import PromotionError
 from finetune_assets.promotion import champion as champion_store
 from finetune_assets.pipeline.artifacts import ArtifactRef, default_artifacts_root
+from finetune_assets.pipeline.stage_names import EVALUATION_REPORT
 
 
 def main(recipe: str) -> int:
@@ -28,7 +29,7 @@ def main(recipe: str) -> int:
         print(f"chosen variant:    {sweep.info['chosen']} (best {sweep.info['metric']} of "
               f"{len(sweep.info['evaluated'])} evaluated; not evaluated yet: "
               f"{', '.join(sweep.info['not_evaluated']) or 'none'})")
-        report = ArtifactRef(**sweep.info["refs"]["evaluation_report"])
+        report = ArtifactRef(**sweep.info["refs"][EVALUATION_REPORT])
     elif report_ref.exists():
         report = ArtifactRef.from_json(report_ref.read_text())
     else:

@@ -94,7 +94,7 @@ def test_the_ui_tour_shows_exactly_the_screenshots_the_ui_test_takes():
 
 
 def test_the_task_families_table_is_the_registry_and_the_shipped_recipes():
-    page = (DOCS / "task-families.md").read_text()
+    page = (DOCS / "task-families.md").read_text().split("## Adding a family")[0]
     rows = {cells[0].strip("` "): cells for line in page.splitlines() if line.startswith("| `")
             for cells in [line.strip("|").split(" | ")]}
     assert set(rows) == set(REGISTRY)
@@ -104,6 +104,19 @@ def test_the_task_families_table_is_the_registry_and_the_shipped_recipes():
     for name, family in REGISTRY.items():
         assert f"`{family.primary_metric}`" in rows[name][2]
         assert set(re.findall(r"`(\w+)`", rows[name][3])) == shipped[name]
+
+
+def test_the_task_interface_sides_table_names_each_sides_required_methods():
+    from finetune_assets.tasks import base
+
+    page = (DOCS / "task-families.md").read_text().split("## Adding a family")[1]
+    rows = {cells[0].strip("` "): cells for line in page.splitlines() if line.startswith("| `")
+            for cells in [line.strip("|").split(" | ")]}
+    sides = {name: getattr(base, name) for name in ("DataSide", "TrainingSide", "EvaluationSide", "ExportSide")}
+    assert set(rows) == set(sides)
+    for name, side in sides.items():
+        assert set(re.findall(r"`(\w+)`", rows[name][2])) == set(side.__abstractmethods__), name
+    assert set(base.TaskFamily.__mro__) >= set(sides.values())
 
 
 def test_the_docs_extra_is_pinned_installed_by_setup_and_built_strictly_in_ci():

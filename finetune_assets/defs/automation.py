@@ -41,6 +41,7 @@ from finetune_assets.pipeline.chain import Stage, stages_of
 from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.schema import ScheduleSpec
 from finetune_assets.recipes.sweep import variants
+from finetune_assets.pipeline.stage_names import RAW_DATASET
 
 
 def recipe_job(recipe: Recipe):
@@ -110,7 +111,7 @@ def new_data_sensor(recipe: Recipe, job):
         context.update_cursor(json.dumps({"digest": digest}))
         tags = {"finetune_assets/data_digest": digest[:16]}
         if recipe.automation and recipe.automation.data == "eager":  # the conditions take it from there
-            return [RunRequest(run_key=digest, asset_selection=[AssetKey([recipe.name, "raw_dataset"])], tags=tags)]
+            return [RunRequest(run_key=digest, asset_selection=[AssetKey([recipe.name, RAW_DATASET])], tags=tags)]
         return run_requests(recipe, digest, **tags)
 
     return _sensor

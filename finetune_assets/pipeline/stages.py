@@ -29,6 +29,7 @@ from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Json, Markdown, rounded
 from finetune_assets.tasks import get_task
+from finetune_assets.pipeline.stage_names import TOKENIZED_SPLITS
 
 Result = tuple[dict, dict]
 
@@ -211,7 +212,7 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
     probe = export_model(task, Path(model_ref.path), report, lineage, work.staging, probe_text, work.final)
     work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
                   f"pipeline probe: {rounded(probe['probe_output'])}")
-    rows = scored_rows(recipe, Path(model_ref.lineage["tokenized_splits"]["path"]))
+    rows = scored_rows(recipe, Path(model_ref.lineage[TOKENIZED_SPLITS]["path"]))
     merge = merge_check.verify(task, Path(model_ref.path), work.staging, rows)
     reloads = reload_check.verify(task, work.staging, report, rows, work.final)
     answers = Markdown(reloads.pop("answers"))

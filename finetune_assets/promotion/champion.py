@@ -22,12 +22,13 @@ from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.atomic import point_link, write_text
 from finetune_assets.promotion.decision import was_promoted
+from finetune_assets.pipeline.stage_names import EXPORTED_MODEL
 
 CHAMPION, CURRENT, HISTORY, LOCK = "champion.json", "current", "evaluation_history.jsonl", ".champion.lock"
 
 
 def exports_dir(root: Path, recipe: str) -> Path:
-    return root / recipe / "exported_model"
+    return root / recipe / EXPORTED_MODEL
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Markdown
 from finetune_assets.tasks import get_task
+from finetune_assets.pipeline.stage_names import EVALUATION_REPORT, TOKENIZED_SPLITS
 
 SCORES = "scores.json"
 CODE_VERSION = "2"  # bump when the scoring of an export changes what it measures
@@ -68,10 +69,10 @@ def for_report(recipe: Recipe, root: Path, log, report: ArtifactRef, facts: RunF
         champion = champion_store.read(champion_store.exports_dir(root, recipe.name), log)
         if champion is None:
             return report, {"champion": "none yet"}
-        if champion.lineage.get("evaluation_report", {}).get("fingerprint") == report.fingerprint:
+        if champion.lineage.get(EVALUATION_REPORT, {}).get("fingerprint") == report.fingerprint:
             scores = tuned_only(report.info["metrics"])  # the tuned model is the champion
         else:
-            scores = scores_on_rows(recipe, root, champion, facts.upstream["tokenized_splits"], log)
+            scores = scores_on_rows(recipe, root, champion, facts.upstream[TOKENIZED_SPLITS], log)
     except Exception as exc:  # the gate tries again and, failing again, says why it did not promote
         log.warning(f"the champion could not be scored on these test rows: {exc}")
         return report, {"champion": champion.path if champion else "unreadable",

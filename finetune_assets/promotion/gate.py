@@ -44,6 +44,7 @@ from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Markdown
 from finetune_assets.tasks import get_task
+from finetune_assets.pipeline.stage_names import EVALUATION_REPORT, TOKENIZED_SPLITS
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,13 @@ class Challenger:
 def gate(recipe: Recipe, root: Path, log, export: ArtifactRef, facts: RunFacts) -> tuple[ArtifactRef, dict]:
     """``exported_model``'s finish step: the gate with the recipe's rule and the run's facts."""
     rule = Rule.of(recipe)
-    report = facts.upstream["evaluation_report"]
+    report = facts.upstream[EVALUATION_REPORT]
     metrics = report.info["metrics"]
     rule.figure(recipe, metrics)
     test_rows = report.info.get("test_rows", 0)  # reports made before it was recorded count as none
     challenger = Challenger(export, metrics, test_rows, blockers(recipe, test_rows, facts),
                             facts.describe_overrides(), report.info.get("champion"), recipe.variant)
-    made_from = export.lineage["tokenized_splits"]
+    made_from = export.lineage[TOKENIZED_SPLITS]
     splits = ArtifactRef(made_from["path"], made_from["fingerprint"])
     return decide(challenger, champion_store.exports_dir(root, recipe.name), rule, log,
                   lambda champion: champion_scores.scores_on_rows(recipe, root, champion, splits, log))

@@ -30,8 +30,9 @@ from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.sweep import variants
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Markdown
+from finetune_assets.pipeline.stage_names import EVALUATION_REPORT, FINETUNED_MODEL
 
-PER_VARIANT = ("finetuned_model", "evaluation_report")  # what the choice hands on to exported_model
+PER_VARIANT = (FINETUNED_MODEL, EVALUATION_REPORT)  # what the choice hands on to exported_model
 
 
 def evaluations(recipe: Recipe, root: Path, splits: ArtifactRef, model_stage, report_stage) -> Inputs:
@@ -88,7 +89,7 @@ def compare(work: StageWork, splits: ArtifactRef) -> Result:
         [{"name": name, rule.metric: scores[name], "train_seconds": figures[name].get("train_seconds"),
           "peak_mib": _peak(figures[name])} for name in found if name in reports],
         rule.metric, baseline.get(rule.metric), chosen, work.staging / "sweep.png")
-    model = caching.load(Path(report.lineage["finetuned_model"]["path"]))
+    model = caching.load(Path(report.lineage[FINETUNED_MODEL]["path"]))
     if model is None:
         raise SweepError(f"{recipe.name}: the model of variant {chosen} is gone from "
                          f"{report.lineage['finetuned_model']['path']}; materialize its partition again")
@@ -98,7 +99,7 @@ def compare(work: StageWork, splits: ArtifactRef) -> Result:
                                                                          else ""))
     info = {"chosen": chosen, "metric": rule.metric, "value": scores[chosen], "test_rows": test_rows,
             "evaluated": ranked, "not_evaluated": missing,
-            "refs": {"finetuned_model": json.loads(model[0].to_json()), "evaluation_report": json.loads(report.to_json())}}
+            "refs": {FINETUNED_MODEL: json.loads(model[0].to_json()), EVALUATION_REPORT: json.loads(report.to_json())}}
     return info, {
         "chosen_variant": chosen,
         f"chosen_{rule.metric}": scores[chosen],
@@ -120,7 +121,7 @@ def chosen(sweep: ArtifactRef) -> tuple[str, dict[str, ArtifactRef]]:
 
 def _training_figures(report: ArtifactRef) -> dict:
     """What the variant's training process reported (train seconds, peak memory, trainable parameters)."""
-    path = Path(report.lineage["finetuned_model"]["path"]) / "training_figures.json"
+    path = Path(report.lineage[FINETUNED_MODEL]["path"]) / "training_figures.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 

@@ -43,6 +43,7 @@ from finetune_assets.tasks import get_task
 from finetune_assets.training import tracking
 from finetune_assets.training import command
 from finetune_assets.models import precision
+from finetune_assets.pipeline.stage_names import FINETUNED_MODEL
 
 EXIT_BAD_INPUT = 2
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             command.check_splits(recipe, args.splits, command.world_size())
             check_precision(recipe, args.precision)
             no_progress_bars()
-            identity = args.fingerprint or CHAIN["finetuned_model"].fingerprint(
+            identity = args.fingerprint or CHAIN[FINETUNED_MODEL].fingerprint(
                 recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))])
             args.out.mkdir(parents=True, exist_ok=True)
             checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
