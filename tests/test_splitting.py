@@ -78,32 +78,20 @@ def test_unstratified_split(make_recipe):
     assert {name: len(part) for name, part in splits.items()} == {"train": 20, "validation": 10, "test": 10}
 
 
-def test_tiny_data_names_the_empty_splits(make_recipe):
-    recipe = make_recipe(splits={"validation": 0.1, "test": 0.1})
+@pytest.mark.parametrize("fractions, positive, negative, stratify, empty", [
+    ({"validation": 0.1, "test": 0.1}, 2, 2, "label", {"validation", "test"}),
+    ({"validation": 0.01, "test": 0.5}, 5, 5, None, {"validation"}),
+    ({"validation": 0.45, "test": 0.45}, 1, 1, None, {"train"}),
+], ids=["validation_and_test", "validation_only", "train_only"])
+def test_tiny_data_names_the_empty_splits(make_recipe, fractions, positive, negative, stratify, empty):
+    recipe = make_recipe(splits=fractions)
     with pytest.raises(DataError) as info:
-        split_rows(rows(2, 2), recipe, "label")
+        split_rows(rows(positive, negative), recipe, stratify)
     message = str(info.value)
-    assert "validation" in message and "test" in message
-    assert "train" not in message.split("leave", 1)[1]
     assert "test_recipe.yaml" in message
-
-
-def test_tiny_data_names_empty_validation_only(make_recipe):
-    recipe = make_recipe(splits={"validation": 0.01, "test": 0.5})
-    with pytest.raises(DataError) as info:
-        split_rows(rows(5, 5), recipe, None)
-    leaves = str(info.value).split("leave", 1)[1]
-    assert "validation" in leaves
-    assert "test" not in leaves and "train" not in leaves
-
-
-def test_tiny_data_names_empty_train(make_recipe):
-    recipe = make_recipe(splits={"validation": 0.45, "test": 0.45})
-    with pytest.raises(DataError) as info:
-        split_rows(rows(1, 1), recipe, None)
-    leaves = str(info.value).split("leave", 1)[1]
-    assert "train" in leaves
-    assert "validation" not in leaves and "test" not in leaves
+    leaves = message.split("leave", 1)[1]
+    for split in ("train", "validation", "test"):
+        assert (split in leaves) == (split in empty), split
 
 
 def test_class_too_small_to_stratify(make_recipe):

@@ -17,7 +17,7 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 from pydantic import Field, ValidationError
 
 from finetune_assets.errors import RecipeError
-from finetune_assets.pipeline.artifacts import ArtifactRef, artifact_folder, default_artifacts_root
+from finetune_assets.pipeline.artifacts import ArtifactRef, default_artifacts_root
 from finetune_assets.pipeline.atomic import write_text
 from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.schema import ComputeSpec
@@ -32,9 +32,6 @@ class ArtifactStore(ConfigurableResource):
     @property
     def base(self) -> Path:
         return Path(self.root) if self.root else default_artifacts_root()
-
-    def folder(self, recipe: str, asset: str, fingerprint: str) -> Path:
-        return artifact_folder(self.base, recipe, asset, fingerprint)
 
 
 class ArtifactRefIOManager(ConfigurableIOManager):

@@ -1,9 +1,10 @@
 """Classification metrics for ``evaluate``: accuracy, macro precision/recall/F1, per-class figures
 and the confusion matrix, computed with scikit-learn."""
 
-import datasets
 import evaluate
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from finetune_assets.metrics.described import described
 
 _DESCRIPTION = "Accuracy, macro-averaged precision, recall and F1, per-class figures, confusion matrix."
 _KWARGS_DESCRIPTION = """
@@ -18,17 +19,8 @@ Returns:
 """
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+@described(_DESCRIPTION, _KWARGS_DESCRIPTION, value_type="int64")
 class Classification(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
-        )
-
     def _compute(self, predictions, references, num_labels):
         labels = list(range(num_labels))
         precision, recall, f1, support = precision_recall_fscore_support(

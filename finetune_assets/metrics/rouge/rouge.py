@@ -8,9 +8,10 @@ split after ``.``, ``!`` or ``?`` followed by white space serves instead.
 
 import re
 
-import datasets
 import evaluate
 from rouge_score import rouge_scorer
+
+from finetune_assets.metrics.described import described
 
 _DESCRIPTION = "ROUGE-1/2/L/Lsum F-measures, averaged over the examples (0 to 1), with Porter stemming."
 _KWARGS_DESCRIPTION = """
@@ -29,17 +30,8 @@ def sentences_per_line(text: str) -> str:
     return "\n".join(part for part in _SENTENCE_END.split(text.strip()) if part)
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+@described(_DESCRIPTION, _KWARGS_DESCRIPTION, value_type="string")
 class Rouge(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-        )
-
     def _compute(self, predictions, references):
         scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
         totals = dict.fromkeys(ROUGE_TYPES, 0.0)

@@ -99,7 +99,7 @@ def masked_tokens(tokenizer, turns: list[dict]) -> tuple[list[int], list[int]]:
         through = _tokens(tokenizer, _render(tokenizer, turns[:index + 1]))
         if through[:len(before)] != before or ids[:len(through)] != through:
             shorter, longer = (before, through) if through[:len(before)] != before else (through, ids)
-            raise TemplateError(_unstable(tokenizer, turns, index, shorter, longer))
+            raise TemplateError(_unstable(tokenizer, index, shorter, longer))
         answer = through[len(before):]
         if tokenizer.eos_token_id not in answer:
             raise TemplateError(
@@ -164,7 +164,7 @@ def _cut(ids: list[int], labels: list[int], max_length: int) -> tuple[list[int],
     return asked + answer, [IGNORE] * len(asked) + answer
 
 
-def _unstable(tokenizer, turns: list[dict], index: int, shorter: list[int], longer: list[int]) -> str:
+def _unstable(tokenizer, index: int, shorter: list[int], longer: list[int]) -> str:
     at = next((i for i, (a, b) in enumerate(zip(shorter, longer)) if a != b), len(shorter))
     return (f"{describe_template(tokenizer)} is not prefix-stable: rendering the conversation up to assistant turn "
             f"{index} gives tokens that its longer rendering does not start with (from token {at}: "
