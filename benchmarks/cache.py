@@ -26,9 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 import common
+import yaml
 
 RECIPE = "tweet_sentiment"
 QUICK = {"max_train_samples": 256, "max_eval_samples": 200}
@@ -40,10 +39,13 @@ def in_process(work: Path, settings: dict) -> dict:
     recipes = common.recipe_folder([RECIPE], work / "recipes")
     first, first_seconds = common.materialize(recipes, work / "artifacts", **settings)
     second, second_seconds = common.materialize(recipes, work / "artifacts", **settings)
-    return {"first": first_seconds, "second": second_seconds,
-            "first_hits": [n for n, m in first.items() if common.meta(m, "cache_hit")],
-            "second_misses": [n for n, m in second.items() if not common.meta(m, "cache_hit")],
-            "assets": len(second)}
+    return {
+        "first": first_seconds,
+        "second": second_seconds,
+        "first_hits": [n for n, m in first.items() if common.meta(m, "cache_hit")],
+        "second_misses": [n for n, m in second.items() if not common.meta(m, "cache_hit")],
+        "assets": len(second),
+    }
 
 
 def cli(work: Path, settings: dict) -> dict:
@@ -65,11 +67,19 @@ def cli(work: Path, settings: dict) -> dict:
         seconds.append(elapsed())
         logs.append(done.stdout + done.stderr)
     with common.stopwatch() as imports:  # the part of every CLI run spent loading the code location
-        subprocess.run([sys.executable, "-c", "import finetune_assets.definitions as d; d.defs()"],
-                       cwd=common.REPO, env=env, check=True,
-                       capture_output=True)
-    return {"first": seconds[0], "second": seconds[1], "second_hits": logs[1].count(": cache hit, reusing "),
-            "import": imports()}
+        subprocess.run(
+            [sys.executable, "-c", "import finetune_assets.definitions as d; d.defs()"],
+            cwd=common.REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    return {
+        "first": seconds[0],
+        "second": seconds[1],
+        "second_hits": logs[1].count(": cache hit, reusing "),
+        "import": imports(),
+    }
 
 
 def main() -> None:
@@ -88,17 +98,19 @@ def main() -> None:
         "first_seconds": round(ours["first"], 1),
         "second_seconds": round(ours["second"], 2),
         "every_asset_cache_hit": f"{not ours['second_misses']} ({ours['assets'] - len(ours['second_misses'])}"
-                                 f" of {ours['assets']} assets reported cache_hit)",
+        f" of {ours['assets']} assets reported cache_hit)",
         "ratio_second_to_first": round(ours["second"] / ours["first"], 4),
     }
     if through_cli:
-        figures.update({
-            "cli_first_seconds": round(through_cli["first"], 1),
-            "cli_second_seconds": round(through_cli["second"], 2),
-            "cli_second_cache_hits_logged": f"{through_cli['second_hits']} of {ours['assets']}",
-            "cli_import_finetune_assets_seconds": round(through_cli["import"], 2),
-            "cli_ratio_second_to_first": round(through_cli["second"] / through_cli["first"], 4),
-        })
+        figures.update(
+            {
+                "cli_first_seconds": round(through_cli["first"], 1),
+                "cli_second_seconds": round(through_cli["second"], 2),
+                "cli_second_cache_hits_logged": f"{through_cli['second_hits']} of {ours['assets']}",
+                "cli_import_finetune_assets_seconds": round(through_cli["import"], 2),
+                "cli_ratio_second_to_first": round(through_cli["second"] / through_cli["first"], 4),
+            }
+        )
     figures["target_ratio"] = f"<= {TARGET}"
     common.print_figures("cache", figures, args.quick)
 

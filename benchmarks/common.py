@@ -35,8 +35,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 
 def add_repeats(cli: argparse.ArgumentParser) -> None:
-    cli.add_argument("--repeats", type=int, default=1,
-                     help="alternate the two sides this many times and keep each side's fastest run (busy machines)")
+    cli.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="alternate the two sides this many times and keep each side's fastest run (busy machines)",
+    )
 
 
 def alternate(sides: dict, repeats: int, prefix: str) -> dict[str, list[dict]]:
@@ -74,8 +78,9 @@ def device_label() -> str:
 
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}, bf16={torch.cuda.is_bf16_supported()}"
-    return (f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {platform.machine()}, "
-            f"{cpu_bf16()[1]}")
+    return (
+        f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {platform.machine()}, {cpu_bf16()[1]}"
+    )
 
 
 @contextlib.contextmanager
@@ -130,16 +135,19 @@ def materialize(recipes_dir: Path, artifacts_root: Path, **settings):
     """Materialize every asset and check of ``recipes_dir`` in this process, on an ephemeral
     instance. Returns ``({asset name: materialization}, seconds)``; seconds include building the
     Definitions, as a run does."""
-    from dagster import DagsterInstance, materialize as run
+    from dagster import DagsterInstance
+    from dagster import materialize as run
 
     from finetune_assets.defs import build_definitions
     from finetune_assets.defs.resources import RunSettings
 
     with stopwatch() as seconds:
         defs = build_definitions([recipes_dir], str(artifacts_root))
-        result = run([*defs.assets, *defs.asset_checks],
-                     resources={**defs.resources, "run_settings": RunSettings(**settings)},
-                     instance=DagsterInstance.ephemeral())
+        result = run(
+            [*defs.assets, *defs.asset_checks],
+            resources={**defs.resources, "run_settings": RunSettings(**settings)},
+            instance=DagsterInstance.ephemeral(),
+        )
     if not result.success:
         sys.exit("materialization failed; see the run log above")
     events = {e.asset_key.path[-1]: e.materialization for e in result.get_asset_materialization_events()}
@@ -167,10 +175,14 @@ def tweet_splits(recipe) -> dict:
     spec = recipe.splits
     test_size, validation_size = round(len(rows) * spec.test), round(len(rows) * spec.validation)
     rest, test = train_test_split(rows, test_size=test_size, random_state=spec.seed, stratify=rows["label"])
-    train, validation = train_test_split(rest, test_size=validation_size, random_state=spec.seed,
-                                         stratify=rest["label"])
-    return {"train": train.reset_index(drop=True), "validation": validation.reset_index(drop=True),
-            "test": test.reset_index(drop=True)}
+    train, validation = train_test_split(
+        rest, test_size=validation_size, random_state=spec.seed, stratify=rest["label"]
+    )
+    return {
+        "train": train.reset_index(drop=True),
+        "validation": validation.reset_index(drop=True),
+        "test": test.reset_index(drop=True),
+    }
 
 
 def take(split, limit: int | None, seed: int):
@@ -185,8 +197,11 @@ def classifier(recipe):
     names = recipe.dataset.labels
     set_seed(recipe.training.seed)
     return AutoModelForSequenceClassification.from_pretrained(
-        minilm_dir(), num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)})
+        minilm_dir(),
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
 
 
 def training_arguments(output_dir: Path, recipe, **overrides):
@@ -197,11 +212,20 @@ def training_arguments(output_dir: Path, recipe, **overrides):
 
     spec = recipe.training
     settings = dict(
-        output_dir=str(output_dir), num_train_epochs=spec.epochs, learning_rate=spec.learning_rate,
-        per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.eval_batch_size,
-        weight_decay=spec.weight_decay, warmup_steps=spec.warmup, logging_steps=spec.logging_steps,
-        seed=spec.seed, save_strategy="no", report_to=[], disable_tqdm=True,
-        **precision(recipe).trainer_arguments())
+        output_dir=str(output_dir),
+        num_train_epochs=spec.epochs,
+        learning_rate=spec.learning_rate,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.eval_batch_size,
+        weight_decay=spec.weight_decay,
+        warmup_steps=spec.warmup,
+        logging_steps=spec.logging_steps,
+        seed=spec.seed,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        **precision(recipe).trainer_arguments(),
+    )
     return TrainingArguments(**{**settings, **overrides})
 
 

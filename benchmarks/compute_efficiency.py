@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import statistics
 
+import common
 import pandas as pd
 import torch
 import yaml
-
-import common
 
 RECIPE = common.RECIPES / "tweet_sentiment.yaml"
 
@@ -67,9 +66,10 @@ def tweet_batches(tokenizer, batch_size: int, max_length: int, count: int, seed:
     texts, labels = frame["text"].tolist(), torch.tensor((frame["sentiment"] == "positive").astype(int).to_numpy())
     batches = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
-                          return_tensors="pt")
-        batches.append({**batch, "labels": labels[start:start + batch_size]})
+        batch = tokenizer(
+            texts[start : start + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+        )
+        batches.append({**batch, "labels": labels[start : start + batch_size]})
     return batches
 
 
@@ -83,8 +83,13 @@ def training_flops(steps: int, device: str, autocast, profiled: int = 0) -> dict
     torch.manual_seed(training["seed"])
     model = AutoModelForSequenceClassification.from_pretrained(common.minilm_dir(), num_labels=2).to(device)
     non_embedding = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
-    batches = tweet_batches(AutoTokenizer.from_pretrained(common.minilm_dir()), training["batch_size"],
-                            training["max_length"], steps + 2 + 2 * profiled, training["seed"])
+    batches = tweet_batches(
+        AutoTokenizer.from_pretrained(common.minilm_dir()),
+        training["batch_size"],
+        training["max_length"],
+        steps + 2 + 2 * profiled,
+        training["seed"],
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["learning_rate"]))
     model.train()
 
@@ -99,17 +104,23 @@ def training_flops(steps: int, device: str, autocast, profiled: int = 0) -> dict
     for batch in batches[:2]:  # warm-up: first-call allocations and optimizer state
         step(batch)
     sync(device)
-    timed, rest = batches[2:steps + 2], batches[steps + 2:]
+    timed, rest = batches[2 : steps + 2], batches[steps + 2 :]
     with common.stopwatch() as seconds:
         for batch in timed:
             step(batch)
         sync(device)
     tokens = sum(batch["input_ids"].numel() for batch in timed)
-    figures = {"non_embedding_parameters": non_embedding, "tokens": tokens, "seconds": seconds(),
-               "flops_per_s": 6 * non_embedding * tokens / seconds()}
+    figures = {
+        "non_embedding_parameters": non_embedding,
+        "tokens": tokens,
+        "seconds": seconds(),
+        "flops_per_s": 6 * non_embedding * tokens / seconds(),
+    }
     if profiled:
-        figures["profile"] = {name: profile(step, rest[i * profiled:(i + 1) * profiled], dtype)
-                              for i, (name, dtype) in enumerate((("fp32", None), ("bf16", torch.bfloat16)))}
+        figures["profile"] = {
+            name: profile(step, rest[i * profiled : (i + 1) * profiled], dtype)
+            for i, (name, dtype) in enumerate((("fp32", None), ("bf16", torch.bfloat16)))
+        }
     return figures
 
 
@@ -134,11 +145,13 @@ def amdahl(profiled: dict) -> dict:
     fp32, bf16 = profiled["fp32"], profiled["bf16"]
     share = fp32["matmul"] / (fp32["matmul"] + fp32["other"])
     speedup = fp32["matmul"] / bf16["matmul"]
-    return {"fp32_step_matmul_share": round(share, 3),
-            "bf16_speedup_of_the_models_matmuls": round(speedup, 2),
-            "bf16_speedup_of_everything_else": round(fp32["other"] / bf16["other"], 2),
-            "profiled_step_time_ratio_bf16_to_fp32": round(sum(bf16.values()) / sum(fp32.values()), 3),
-            "best_step_time_ratio_if_only_matmuls_sped_up": round((1 - share) + share / speedup, 3)}
+    return {
+        "fp32_step_matmul_share": round(share, 3),
+        "bf16_speedup_of_the_models_matmuls": round(speedup, 2),
+        "bf16_speedup_of_everything_else": round(fp32["other"] / bf16["other"], 2),
+        "profiled_step_time_ratio_bf16_to_fp32": round(sum(bf16.values()) / sum(fp32.values()), 3),
+        "best_step_time_ratio_if_only_matmuls_sped_up": round((1 - share) + share / speedup, 3),
+    }
 
 
 def main() -> None:
@@ -156,7 +169,7 @@ def main() -> None:
     peak = {name: statistics.mean([before[name], after[name]]) for name in dtypes}
     figures = {
         "training": f"MiniLM full fine-tuning, {steps} timed steps, {trained['tokens']} tokens "
-                    f"in {trained['seconds']:.1f} s, {numerics}",
+        f"in {trained['seconds']:.1f} s, {numerics}",
         "non_embedding_parameters": trained["non_embedding_parameters"],
         "training_tokens_per_s": round(trained["tokens"] / trained["seconds"], 1),
         "training_flops_per_s": trained["flops_per_s"],

@@ -23,10 +23,9 @@ import os
 import tempfile
 from pathlib import Path
 
+import common
 import pandas as pd
 import yaml
-
-import common
 
 STAGES = ("raw_dataset", "clean_dataset", "tokenized_splits")
 TARGET = 2.2
@@ -67,7 +66,7 @@ def main() -> None:
     # common.py turns the Rust tokenizer's threads off for the training scripts; a pipeline run
     # leaves them on, and so does this measurement of its data stages.
     os.environ.pop("TOKENIZERS_PARALLELISM", None)
-    import datasets, transformers  # noqa: E401, F401  (imports paid before either size)
+    import datasets
 
     from finetune_assets.models.tokenizer import PARALLEL_FROM_ROWS
 

@@ -60,8 +60,13 @@ def recipe_for(steps: int, checkpointing: str):
     checkpointing as the recipe says (``recipe``) or forced ``on``/``off`` in every variant."""
     shipped = common.load_recipe(RECIPE).training
     recompute = shipped.gradient_checkpointing if checkpointing == "recipe" else checkpointing == "on"
-    return common.load_recipe(RECIPE, max_train_samples=steps * shipped.batch_size, max_eval_samples=1, epochs=1,
-                              gradient_checkpointing=recompute)
+    return common.load_recipe(
+        RECIPE,
+        max_train_samples=steps * shipped.batch_size,
+        max_eval_samples=1,
+        epochs=1,
+        gradient_checkpointing=recompute,
+    )
 
 
 def prepare(recipe, work: Path) -> tuple[str, str]:
@@ -79,14 +84,28 @@ def prepare(recipe, work: Path) -> tuple[str, str]:
 
 
 def measure(variant: str, steps: int, checkpointing: str, splits: str, base: str, out: Path) -> dict:
-    command = [sys.executable, __file__, "--child", variant, "--steps", str(steps), "--splits", splits,
-               "--base", base, "--out", str(out), "--gradient-checkpointing", checkpointing]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        variant,
+        "--steps",
+        str(steps),
+        "--splits",
+        splits,
+        "--base",
+        base,
+        "--out",
+        str(out),
+        "--gradient-checkpointing",
+        checkpointing,
+    ]
     out.mkdir()
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     if done.returncode or not lines:
         sys.exit(f"variant {variant} failed:\n{done.stderr[-4000:]}")
-    return json.loads(lines[-1][len(MARK):])
+    return json.loads(lines[-1][len(MARK) :])
 
 
 def mib(path: Path, pattern: str) -> float:
@@ -96,9 +115,13 @@ def mib(path: Path, pattern: str) -> float:
 def main() -> None:
     cli = common.parser(__doc__)
     cli.add_argument("--steps", type=int, help="optimizer steps per variant (default 6; 2 with --quick)")
-    cli.add_argument("--gradient-checkpointing", choices=("recipe", "on", "off"), default="recipe",
-                     help="recompute activations in backward (training.gradient_checkpointing) in every variant: "
-                          "as the recipe says (default), or forced on or off")
+    cli.add_argument(
+        "--gradient-checkpointing",
+        choices=("recipe", "on", "off"),
+        default="recipe",
+        help="recompute activations in backward (training.gradient_checkpointing) in every variant: "
+        "as the recipe says (default), or forced on or off",
+    )
     for hidden in ("--child", "--splits", "--base", "--out"):
         cli.add_argument(hidden, help="internal: one variant's process")
     args = cli.parse_args()
@@ -116,25 +139,30 @@ def main() -> None:
     gpu = common.cuda()
     key = "cuda_peak_mib" if gpu else "peak_rss_mib"
     spec, targets = recipe.training, ",".join(recipe.lora.target_modules or ["peft default"])
-    figures = {"setup": f"{RECIPE}: SmolLM2-135M (GGUF, dequantized to float32), batch {spec.batch_size}, "
-                        f"max_length {spec.max_length}, LoRA r={recipe.lora.r} on {targets}, {steps} steps, "
-                        f"gradient checkpointing {spec.gradient_checkpointing}"}
+    figures = {
+        "setup": f"{RECIPE}: SmolLM2-135M (GGUF, dequantized to float32), batch {spec.batch_size}, "
+        f"max_length {spec.max_length}, LoRA r={recipe.lora.r} on {targets}, {steps} steps, "
+        f"gradient checkpointing {spec.gradient_checkpointing}"
+    }
     for variant, result in results.items():
         figures[f"{variant}_peak_rss_mib"] = round(result["peak_rss_mib"])
         if gpu:
             figures[f"{variant}_cuda_peak_mib"] = round(result["cuda_peak_mib"])
         if "trainable_parameters" in result:
             figures[f"{variant}_trainable_parameters"] = result["trainable_parameters"]
-    figures.update({
-        "full_model_on_disk_mib": round(full_mib, 1),
-        "lora_adapter_on_disk_mib": round(adapter_mib, 2),
-        "ratio_adapter_to_model_on_disk": round(adapter_mib / full_mib, 4),
-        f"ratio_lora_to_full_{key}": round(results["lora"][key] / results["full"][key], 3),
-    })
+    figures.update(
+        {
+            "full_model_on_disk_mib": round(full_mib, 1),
+            "lora_adapter_on_disk_mib": round(adapter_mib, 2),
+            "ratio_adapter_to_model_on_disk": round(adapter_mib / full_mib, 4),
+            f"ratio_lora_to_full_{key}": round(results["lora"][key] / results["full"][key], 3),
+        }
+    )
     if "load" in results:  # what training adds on top of the imports and the loaded model
         floor = results["load"][key]
         figures[f"ratio_lora_to_full_{key}_above_load"] = round(
-            (results["lora"][key] - floor) / (results["full"][key] - floor), 3)
+            (results["lora"][key] - floor) / (results["full"][key] - floor), 3
+        )
     if "qlora" in results:
         figures[f"ratio_qlora_to_full_{key}"] = round(results["qlora"][key] / results["full"][key], 3)
     figures["target_ratio_lora_to_full"] = f"<= {TARGET}"

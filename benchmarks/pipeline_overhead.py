@@ -52,9 +52,13 @@ def pipeline(work: Path, settings: dict) -> dict:
     assert not any(common.meta(m, "cache_hit") for m in events.values()), "force=True must not reuse"
     stages = sum(common.meta(m, "stage_seconds") or 0.0 for m in events.values())
     report = events["evaluation_report"]
-    return {"seconds": seconds, "stage_seconds": stages,
-            "train_seconds": common.meta(events["finetuned_model"], "train_seconds"),
-            "accuracy": common.meta(report, "accuracy"), "base_accuracy": common.meta(report, "baseline_accuracy")}
+    return {
+        "seconds": seconds,
+        "stage_seconds": stages,
+        "train_seconds": common.meta(events["finetuned_model"], "train_seconds"),
+        "accuracy": common.meta(report, "accuracy"),
+        "base_accuracy": common.meta(report, "baseline_accuracy"),
+    }
 
 
 def plain(recipe, out_dir: Path) -> dict:
@@ -72,37 +76,55 @@ def plain(recipe, out_dir: Path) -> dict:
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
             return encoded
 
-        splits = DatasetDict({name: Dataset.from_pandas(frame, preserve_index=False)
-                              for name, frame in frames.items()}).map(encode, batched=True)
+        splits = DatasetDict(
+            {name: Dataset.from_pandas(frame, preserve_index=False) for name, frame in frames.items()}
+        ).map(encode, batched=True)
         test = common.take(splits["test"], spec.max_eval_samples, spec.seed)
         collator = DataCollatorWithPadding(tokenizer)
         sampling = "group_by_length" if spec.group_by_length else "random"
-        args = common.training_arguments(out_dir / "scratch", recipe, eval_strategy="epoch",
-                                         train_sampling_strategy=sampling)
-        trainer = Trainer(model=common.classifier(recipe), args=args, data_collator=collator,
-                          train_dataset=common.take(splits["train"], spec.max_train_samples, spec.seed),
-                          eval_dataset=common.take(splits["validation"], spec.max_eval_samples, spec.seed),
-                          processing_class=tokenizer)
+        args = common.training_arguments(
+            out_dir / "scratch", recipe, eval_strategy="epoch", train_sampling_strategy=sampling
+        )
+        trainer = Trainer(
+            model=common.classifier(recipe),
+            args=args,
+            data_collator=collator,
+            train_dataset=common.take(splits["train"], spec.max_train_samples, spec.seed),
+            eval_dataset=common.take(splits["validation"], spec.max_eval_samples, spec.seed),
+            processing_class=tokenizer,
+        )
         trained = trainer.train()
         tuned = common.accuracy(trainer.predict(test))
         trainer.save_model(str(out_dir / "model"))  # weights and tokenizer
-        base = Trainer(model=common.classifier(recipe), data_collator=collator, processing_class=tokenizer,
-                       args=common.training_arguments(out_dir / "scratch", recipe, train_sampling_strategy=sampling))
+        base = Trainer(
+            model=common.classifier(recipe),
+            data_collator=collator,
+            processing_class=tokenizer,
+            args=common.training_arguments(out_dir / "scratch", recipe, train_sampling_strategy=sampling),
+        )
         baseline = common.accuracy(base.predict(test))
-    return {"seconds": seconds(), "train_seconds": trained.metrics["train_runtime"], "accuracy": tuned,
-            "base_accuracy": baseline}
+    return {
+        "seconds": seconds(),
+        "train_seconds": trained.metrics["train_runtime"],
+        "accuracy": tuned,
+        "base_accuracy": baseline,
+    }
 
 
 def main() -> None:
     cli = common.parser(__doc__)
-    cli.add_argument("--plain-first", action="store_true",
-                     help="run the plain script first (default: the pipeline first, which gives it the colder caches)")
+    cli.add_argument(
+        "--plain-first",
+        action="store_true",
+        help="run the plain script first (default: the pipeline first, which gives it the colder caches)",
+    )
     common.add_repeats(cli)
     args = cli.parse_args()
     settings = QUICK if args.quick else {}
     # Imports both sides share are paid here, before either clock starts.
-    import datasets, sklearn.model_selection, torch, transformers  # noqa: E401, F401
+    import datasets  # noqa: F401
     from transformers import Trainer  # noqa: F401  (loads peft and bitsandbytes: about 3 s, paid once per process)
+
     import finetune_assets  # noqa: F401  (dagster too: the process a run executes in has it loaded)
 
     recipe = common.load_recipe(RECIPE, **settings)
@@ -111,30 +133,35 @@ def main() -> None:
     trials = common.alternate({name: sides[name] for name in order}, args.repeats, "bench-overhead-")
     ours, theirs = (min(trials[name], key=lambda run: run["seconds"]) for name in ("pipeline", "plain"))
     outside = {name: run["seconds"] - run["train_seconds"] for name, run in (("pipeline", ours), ("plain", theirs))}
-    common.print_figures("pipeline_overhead", {
-        "recipe": f"{RECIPE}, {recipe.training.max_train_samples} training rows, "
-                  f"{recipe.training.max_eval_samples} test rows, {recipe.training.epochs:g} epoch(s)",
-        "order": f"{' then '.join(order)}, {args.repeats} time(s); fastest run of each side",
-        "pipeline_seconds": round(ours["seconds"], 1),
-        "pipeline_inside_stages_seconds": round(ours["stage_seconds"], 1),
-        "pipeline_outside_stages_seconds": round(ours["seconds"] - ours["stage_seconds"], 1),
-        "pipeline_train_seconds": round(ours["train_seconds"], 1),
-        "plain_seconds": round(theirs["seconds"], 1),
-        "plain_train_seconds": round(theirs["train_seconds"], 1),
-        "pipeline_accuracy": round(ours["accuracy"], 4),
-        "plain_accuracy": round(theirs["accuracy"], 4),
-        "pipeline_base_accuracy": round(ours["base_accuracy"], 4),
-        "plain_base_accuracy": round(theirs["base_accuracy"], 4),
-        "pipeline_outside_training_seconds": round(outside["pipeline"], 1),
-        "plain_outside_training_seconds": round(outside["plain"], 1),
-        "overhead_seconds_outside_training": round(outside["pipeline"] - outside["plain"], 1),
-        "ratio_pipeline_to_plain": round(ours["seconds"] / theirs["seconds"], 3),
-        # Both sides train with the same Trainer and arguments, so a gap in training time is the
-        # machine's noise; this ratio charges the pipeline only for what it does outside training.
-        "ratio_at_equal_training_time": round((theirs["seconds"] + outside["pipeline"] - outside["plain"])
-                                              / theirs["seconds"], 3),
-        "target_ratio": f"<= {TARGET}",
-    }, args.quick)
+    common.print_figures(
+        "pipeline_overhead",
+        {
+            "recipe": f"{RECIPE}, {recipe.training.max_train_samples} training rows, "
+            f"{recipe.training.max_eval_samples} test rows, {recipe.training.epochs:g} epoch(s)",
+            "order": f"{' then '.join(order)}, {args.repeats} time(s); fastest run of each side",
+            "pipeline_seconds": round(ours["seconds"], 1),
+            "pipeline_inside_stages_seconds": round(ours["stage_seconds"], 1),
+            "pipeline_outside_stages_seconds": round(ours["seconds"] - ours["stage_seconds"], 1),
+            "pipeline_train_seconds": round(ours["train_seconds"], 1),
+            "plain_seconds": round(theirs["seconds"], 1),
+            "plain_train_seconds": round(theirs["train_seconds"], 1),
+            "pipeline_accuracy": round(ours["accuracy"], 4),
+            "plain_accuracy": round(theirs["accuracy"], 4),
+            "pipeline_base_accuracy": round(ours["base_accuracy"], 4),
+            "plain_base_accuracy": round(theirs["base_accuracy"], 4),
+            "pipeline_outside_training_seconds": round(outside["pipeline"], 1),
+            "plain_outside_training_seconds": round(outside["plain"], 1),
+            "overhead_seconds_outside_training": round(outside["pipeline"] - outside["plain"], 1),
+            "ratio_pipeline_to_plain": round(ours["seconds"] / theirs["seconds"], 3),
+            # Both sides train with the same Trainer and arguments, so a gap in training time is the
+            # machine's noise; this ratio charges the pipeline only for what it does outside training.
+            "ratio_at_equal_training_time": round(
+                (theirs["seconds"] + outside["pipeline"] - outside["plain"]) / theirs["seconds"], 3
+            ),
+            "target_ratio": f"<= {TARGET}",
+        },
+        args.quick,
+    )
 
 
 if __name__ == "__main__":

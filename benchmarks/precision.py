@@ -62,16 +62,25 @@ def side(recipe, splits: Path, folder: Path) -> dict:
     with common.stopwatch() as seconds:
         evaluate_both(task, splits, folder / "model", folder / "report", log)
     report = json.loads((folder / "report" / "report.json").read_text())
-    return {"train_seconds": trained["train_seconds"], "train_samples_per_s": trained["train_samples_per_second"],
-            "eval_seconds": seconds(), "eval_rows_per_s": 2 * report["test_rows"] / seconds(),
-            "accuracy": report["tuned"]["metrics"]["accuracy"], "reason": trained["precision_reason"]}
+    return {
+        "train_seconds": trained["train_seconds"],
+        "train_samples_per_s": trained["train_samples_per_second"],
+        "eval_seconds": seconds(),
+        "eval_rows_per_s": 2 * report["test_rows"] / seconds(),
+        "accuracy": report["tuned"]["metrics"]["accuracy"],
+        "reason": trained["precision_reason"],
+    }
 
 
 def main() -> None:
     cli = common.parser(__doc__)
     common.add_repeats(cli)
-    cli.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core); 1 keeps "
-                                                 "the ratio stable on a machine other jobs keep busy")
+    cli.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: torch's choice, one per core); 1 keeps "
+        "the ratio stable on a machine other jobs keep busy",
+    )
     args = cli.parse_args()
     if args.threads:
         import torch
@@ -82,32 +91,41 @@ def main() -> None:
     recipes = {name: common.load_recipe(RECIPE, precision=name, **settings) for name in ("fp32", "bf16")}
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as scratch:
         splits = tokenized_splits(recipes["fp32"], Path(scratch) / "artifacts")
-        trials = common.alternate({name: (lambda folder, r=recipe: side(r, splits, folder))
-                                   for name, recipe in recipes.items()}, args.repeats, "bench-precision-")
+        trials = common.alternate(
+            {name: (lambda folder, r=recipe: side(r, splits, folder)) for name, recipe in recipes.items()},
+            args.repeats,
+            "bench-precision-",
+        )
     fp32, bf16 = (min(trials[name], key=lambda run: run["train_seconds"]) for name in ("fp32", "bf16"))
     spec = recipes["fp32"].training
     time_ratio = bf16["train_seconds"] / fp32["train_seconds"]
     points = 100 * (bf16["accuracy"] - fp32["accuracy"])
-    common.print_figures("precision", {
-        "setup": f"{RECIPE}: MiniLM full fine-tuning, {spec.max_train_samples} training rows, "
-                 f"{spec.max_eval_samples} test rows, {spec.epochs:g} epoch, max_length {spec.max_length}, "
-                 f"best of {args.repeats}",
-        "bf16_on_this_machine": bf16["reason"],
-        "fp32_train_seconds": round(fp32["train_seconds"], 1),
-        "bf16_train_seconds": round(bf16["train_seconds"], 1),
-        "fp32_train_samples_per_s": fp32["train_samples_per_s"],
-        "bf16_train_samples_per_s": bf16["train_samples_per_s"],
-        "ratio_train_samples_per_s_bf16_to_fp32": round(bf16["train_samples_per_s"] / fp32["train_samples_per_s"], 2),
-        "fp32_eval_rows_per_s": round(fp32["eval_rows_per_s"], 1),
-        "bf16_eval_rows_per_s": round(bf16["eval_rows_per_s"], 1),
-        "ratio_eval_rows_per_s_bf16_to_fp32": round(bf16["eval_rows_per_s"] / fp32["eval_rows_per_s"], 2),
-        "fp32_accuracy": round(fp32["accuracy"], 4),
-        "bf16_accuracy": round(bf16["accuracy"], 4),
-        "accuracy_points_bf16_minus_fp32": round(points, 2),
-        "ratio_train_time_bf16_to_fp32": round(time_ratio, 3),
-        "target": f"train time ratio <= {TARGET_TIME_RATIO} at |accuracy points| <= {TARGET_ACCURACY_POINTS}",
-        "target_met": time_ratio <= TARGET_TIME_RATIO and abs(points) <= TARGET_ACCURACY_POINTS,
-    }, args.quick)
+    common.print_figures(
+        "precision",
+        {
+            "setup": f"{RECIPE}: MiniLM full fine-tuning, {spec.max_train_samples} training rows, "
+            f"{spec.max_eval_samples} test rows, {spec.epochs:g} epoch, max_length {spec.max_length}, "
+            f"best of {args.repeats}",
+            "bf16_on_this_machine": bf16["reason"],
+            "fp32_train_seconds": round(fp32["train_seconds"], 1),
+            "bf16_train_seconds": round(bf16["train_seconds"], 1),
+            "fp32_train_samples_per_s": fp32["train_samples_per_s"],
+            "bf16_train_samples_per_s": bf16["train_samples_per_s"],
+            "ratio_train_samples_per_s_bf16_to_fp32": round(
+                bf16["train_samples_per_s"] / fp32["train_samples_per_s"], 2
+            ),
+            "fp32_eval_rows_per_s": round(fp32["eval_rows_per_s"], 1),
+            "bf16_eval_rows_per_s": round(bf16["eval_rows_per_s"], 1),
+            "ratio_eval_rows_per_s_bf16_to_fp32": round(bf16["eval_rows_per_s"] / fp32["eval_rows_per_s"], 2),
+            "fp32_accuracy": round(fp32["accuracy"], 4),
+            "bf16_accuracy": round(bf16["accuracy"], 4),
+            "accuracy_points_bf16_minus_fp32": round(points, 2),
+            "ratio_train_time_bf16_to_fp32": round(time_ratio, 3),
+            "target": f"train time ratio <= {TARGET_TIME_RATIO} at |accuracy points| <= {TARGET_ACCURACY_POINTS}",
+            "target_met": time_ratio <= TARGET_TIME_RATIO and abs(points) <= TARGET_ACCURACY_POINTS,
+        },
+        args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -24,14 +24,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from finetune_assets.tasks.causal_lm import chat
-
-from finetune_assets.models import methods
 from finetune_assets.data.formats.chatterbot import read_corpus
-from finetune_assets.recipes import SHIPPED_DIR, load_recipe
 from finetune_assets.data.sources import resolve
-from finetune_assets.tasks import get_task
+from finetune_assets.models import methods
 from finetune_assets.models.tokenizer import load_tokenizer
+from finetune_assets.recipes import SHIPPED_DIR, load_recipe
+from finetune_assets.tasks import get_task
+from finetune_assets.tasks.causal_lm import chat
 
 
 def main() -> int:
@@ -67,11 +66,18 @@ def main() -> int:
         merged = methods.load_trained(checkpoint, task)
         merged_is_plain = not any(type(m).__name__ == "Linear4bit" for m in merged.modules())
         figures = {
-            "device": torch.cuda.get_device_name(0), "base": args.base, "method": method,
-            "linear4bit_layers": four_bit, "trainable_parameters": trainable, "total_parameters": total,
-            "trainable_fraction": round(trainable / total, 6), "steps": len(losses),
-            "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4),
-            "peak_gpu_memory_mib": round(peak / 2**20, 1), "merged_into_unquantized_base": merged_is_plain,
+            "device": torch.cuda.get_device_name(0),
+            "base": args.base,
+            "method": method,
+            "linear4bit_layers": four_bit,
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "trainable_fraction": round(trainable / total, 6),
+            "steps": len(losses),
+            "first_loss": round(losses[0], 4),
+            "last_loss": round(losses[-1], 4),
+            "peak_gpu_memory_mib": round(peak / 2**20, 1),
+            "merged_into_unquantized_base": merged_is_plain,
         }
     print(json.dumps(figures, indent=2))
     ok = method == "qlora" and four_bit > 0 and merged_is_plain and all(map(math.isfinite, losses))
@@ -82,8 +88,13 @@ def qlora_recipe(folder: Path, base: str):
     """The shipped chatbot recipe switched to QLoRA with the shipped QLoRA recipe's settings."""
     chatbot = yaml.safe_load((SHIPPED_DIR / "chatbot_sft.yaml").read_text())
     qlora = yaml.safe_load((SHIPPED_DIR / "medqa_tinyllama_qlora.yaml").read_text())
-    recipe = {**chatbot, "base_model": base, "method": "qlora", "quantization": qlora["quantization"],
-              "lora": qlora["lora"]}
+    recipe = {
+        **chatbot,
+        "base_model": base,
+        "method": "qlora",
+        "quantization": qlora["quantization"],
+        "lora": qlora["lora"],
+    }
     (folder / "qlora_check.yaml").write_text(yaml.safe_dump(recipe))
     return load_recipe(folder / "qlora_check.yaml")
 
@@ -94,7 +105,7 @@ def training_batches(tokenizer, task, batch_size: int, steps: int):
     collate = task.collator(tokenizer, None)
     encoded = [chat.encode(tokenizer, chat.conversation(r.prompt, r.response), 96) for r in rows.itertuples()]
     features = [{k: e[k] for k in ("input_ids", "attention_mask", "labels")} for e in encoded]
-    return [collate(features[i:i + batch_size]) for i in range(0, len(features), batch_size)]
+    return [collate(features[i : i + batch_size]) for i in range(0, len(features), batch_size)]
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ import os
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the Trainer forks dataloader workers
 
-_LAZY = {"FineTune": ("finetune_assets.defs.fine_tune", "FineTune"),
-         "dagster_definitions": ("finetune_assets.definitions", "defs")}
+_LAZY = {
+    "FineTune": ("finetune_assets.defs.fine_tune", "FineTune"),
+    "dagster_definitions": ("finetune_assets.definitions", "defs"),
+}
 
 
 def __getattr__(name: str):

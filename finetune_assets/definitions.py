@@ -29,12 +29,12 @@ def defs() -> dg.Definitions:
     # Dagster's CLI turns `--select 'group:<recipe>'` into AssetSelection.groups(..., include_sources=...)
     # itself, a parameter it marks beta, and warns about its own call on every such command. Nothing of
     # ours uses it; this one message is silenced in the processes that load this code location.
-    warnings.filterwarnings("ignore", "Parameter `include_sources` of function `AssetSelection.groups`",
-                            dg.BetaWarning)
+    warnings.filterwarnings("ignore", "Parameter `include_sources` of function `AssetSelection.groups`", dg.BetaWarning)
     # The tree is built from the module, not from pyproject's [tool.dg]: an installed wheel (the
     # container image) has no pyproject.toml, and its defs folder is the same.
     with warnings.catch_warnings():  # the autoloader's own calls of functions it marks preview
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        autoloaded = dg.ComponentTree.from_module(defs_module=finetune_assets.defs,
-                                                  project_root=Path(__file__).resolve().parents[1]).build_defs()
+        autoloaded = dg.ComponentTree.from_module(
+            defs_module=finetune_assets.defs, project_root=Path(__file__).resolve().parents[1]
+        ).build_defs()
     return dg.Definitions.merge(build_definitions(), autoloaded)

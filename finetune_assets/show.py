@@ -14,9 +14,9 @@ import json
 import sys
 
 from finetune_assets.errors import PromotionError
-from finetune_assets.promotion import champion as champion_store
 from finetune_assets.pipeline.artifacts import ArtifactRef, default_artifacts_root
 from finetune_assets.pipeline.stage_names import EVALUATION_REPORT
+from finetune_assets.promotion import champion as champion_store
 
 
 def main(recipe: str) -> int:
@@ -26,9 +26,11 @@ def main(recipe: str) -> int:
     if (refs / "sweep_report.json").exists():
         sweep = ArtifactRef.from_json((refs / "sweep_report.json").read_text())
         print(f"sweep report:      {sweep.path}")
-        print(f"chosen variant:    {sweep.info['chosen']} (best {sweep.info['metric']} of "
-              f"{len(sweep.info['evaluated'])} evaluated; not evaluated yet: "
-              f"{', '.join(sweep.info['not_evaluated']) or 'none'})")
+        print(
+            f"chosen variant:    {sweep.info['chosen']} (best {sweep.info['metric']} of "
+            f"{len(sweep.info['evaluated'])} evaluated; not evaluated yet: "
+            f"{', '.join(sweep.info['not_evaluated']) or 'none'})"
+        )
         report = ArtifactRef(**sweep.info["refs"][EVALUATION_REPORT])
     elif report_ref.exists():
         report = ArtifactRef.from_json(report_ref.read_text())
@@ -36,8 +38,11 @@ def main(recipe: str) -> int:
         print(f"{recipe}: no evaluation report yet under {refs}; materialize the group first")
         return 1
     print(f"evaluation report: {report.path}")
-    print("test metrics:      " + json.dumps({k: round(v, 4) for k, v in report.info["metrics"].items()})
-          + (f" on {report.info['test_rows']} rows" if "test_rows" in report.info else ""))
+    print(
+        "test metrics:      "
+        + json.dumps({k: round(v, 4) for k, v in report.info["metrics"].items()})
+        + (f" on {report.info['test_rows']} rows" if "test_rows" in report.info else "")
+    )
     exports = champion_store.exports_dir(root, recipe)
     history = champion_store.history(exports)
     if history:

@@ -52,8 +52,13 @@ def make_recipe(tmp_path: Path):
 NO_QUALITY_GATES = {"min_gain_over_base": -1.0e9, "min_accuracy_over_majority": -1.0e9}
 
 FILMS = {  # a tiny classification recipe: the tiny BERT at ../bert, the CSV files in data/
-    "task": "classification", "base_model": "../bert",
-    "dataset": {"source": "data", "columns": {"text": "review", "label": "sentiment"}, "labels": ["negative", "positive"]},
+    "task": "classification",
+    "base_model": "../bert",
+    "dataset": {
+        "source": "data",
+        "columns": {"text": "review", "label": "sentiment"},
+        "labels": ["negative", "positive"],
+    },
     "splits": {"validation": 0.2, "test": 0.2},
     "training": {"max_length": 32, "learning_rate": 1e-3, "epochs": 1},
     "promotion": {"min_test_rows": 10},
@@ -155,8 +160,9 @@ def _materialize_recipes(root: Path, hub_files: dict[str, Path] | None = None) -
     try:
         defs = build_definitions([root / "recipes"], str(root / "artifacts"))
         instance = DagsterInstance.ephemeral()
-        result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
-                             raise_on_error=False)
+        result = materialize(
+            [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance, raise_on_error=False
+        )
     finally:
         patch.undo()
     metadata = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}

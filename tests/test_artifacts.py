@@ -76,8 +76,9 @@ def test_a_second_writer_keeps_the_first_complete_folder(tmp_path):
     assert (final / "artifact.json").read_text() == "forced"
 
 
-@pytest.mark.parametrize("umask, folder_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600),
-                                                          (0o002, 0o775, 0o664)])
+@pytest.mark.parametrize(
+    "umask, folder_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600), (0o002, 0o775, 0o664)]
+)
 def test_artifacts_get_plain_modes_under_the_umask(tmp_path, umask, folder_mode, file_mode):
     previous = os.umask(umask)
     try:
@@ -114,8 +115,14 @@ def test_staging_folders_of_a_killed_writer_go_and_a_live_writers_stay(tmp_path)
     stage = tmp_path / "finetuned_model"
     writers, staging = [], []
     for name in ("killed", "alive"):
-        writers.append(subprocess.Popen([sys.executable, "-c", WRITER, str(stage / name)], stdout=subprocess.PIPE,
-                                        text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}))
+        writers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(stage / name)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            )
+        )
         staging.append(Path(writers[-1].stdout.readline().strip()))
     killed, alive = writers
     try:

@@ -30,8 +30,9 @@ from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.recipes import load_recipe
 
-ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in range(40)] + \
-       [(f"I truly hated scene number {i} of this film", "negative") for i in range(40)]
+ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in range(40)] + [
+    (f"I truly hated scene number {i} of this film", "negative") for i in range(40)
+]
 
 
 @pytest.fixture
@@ -45,8 +46,7 @@ def run(recipes: Path, artifacts: Path, **settings):
     defs = build_definitions([recipes], str(artifacts))
     resources = {**defs.resources, "run_settings": RunSettings(**settings)}
     started = time.monotonic()
-    result = materialize([*defs.assets, *defs.asset_checks], resources=resources,
-                         instance=DagsterInstance.ephemeral())
+    result = materialize([*defs.assets, *defs.asset_checks], resources=resources, instance=DagsterInstance.ephemeral())
     seconds = time.monotonic() - started
     assert result.success
     events = {e.asset_key.path[1]: e.materialization for e in result.get_asset_materialization_events()}
@@ -71,8 +71,14 @@ def test_second_run_reuses_everything_and_a_hyperparameter_recomputes_from_the_c
 
     write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})
     third, _ = run(recipes, artifacts)
-    assert cache_hits(third) == {"raw_dataset": True, "clean_dataset": True, "tokenized_splits": True,
-                                 "finetuned_model": False, "evaluation_report": False, "exported_model": False}
+    assert cache_hits(third) == {
+        "raw_dataset": True,
+        "clean_dataset": True,
+        "tokenized_splits": True,
+        "finetuned_model": False,
+        "evaluation_report": False,
+        "exported_model": False,
+    }
 
 
 def test_run_config_forces_recomputation_and_overrides_training(project):
@@ -92,12 +98,17 @@ def test_fingerprints_follow_only_the_sections_a_stage_reads(project):
     upstream = [ArtifactRef("x", "abc")]
     lr = load_recipe(write_films_recipe(recipes, "lr", training={"max_length": 32, "learning_rate": 9e-4}))
     longer = load_recipe(write_films_recipe(recipes, "long", training={"max_length": 64, "learning_rate": 1e-3}))
-    same = {stage: CHAIN[stage].fingerprint(base, upstream) == CHAIN[stage].fingerprint(lr, upstream)
-            for stage in ("clean_dataset", "tokenized_splits", "finetuned_model")}
+    same = {
+        stage: CHAIN[stage].fingerprint(base, upstream) == CHAIN[stage].fingerprint(lr, upstream)
+        for stage in ("clean_dataset", "tokenized_splits", "finetuned_model")
+    }
     assert same == {"clean_dataset": True, "tokenized_splits": True, "finetuned_model": False}
-    assert CHAIN["tokenized_splits"].fingerprint(base, upstream) != CHAIN["tokenized_splits"].fingerprint(longer, upstream)
+    assert CHAIN["tokenized_splits"].fingerprint(base, upstream) != CHAIN["tokenized_splits"].fingerprint(
+        longer, upstream
+    )
     assert CHAIN["clean_dataset"].fingerprint(base, upstream) != CHAIN["clean_dataset"].fingerprint(
-        base, [ArtifactRef("x", "changed-data")])
+        base, [ArtifactRef("x", "changed-data")]
+    )
 
 
 def test_code_versions_mark_exactly_the_stale_assets(project):
@@ -105,8 +116,9 @@ def test_code_versions_mark_exactly_the_stale_assets(project):
     before = build_definitions([recipes]).resolve_asset_graph()
     write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 2e-3, "epochs": 1})
     after = build_definitions([recipes]).resolve_asset_graph()
-    changed = {key.path[1] for key in after.get_all_asset_keys()
-               if after.get(key).code_version != before.get(key).code_version}
+    changed = {
+        key.path[1] for key in after.get_all_asset_keys() if after.get(key).code_version != before.get(key).code_version
+    }
     assert changed == {"finetuned_model"}  # evaluation and export go stale through its data version
 
 
@@ -122,7 +134,13 @@ def test_schedule_is_stopped_by_default_and_requests_the_recipe_job(project):
     assert len(requests) == 1 and schedule.job_name == "films_job"
     job = defs.resolve_job_def("films_job")
     assert {key.path[1] for key in job.asset_layer.executable_asset_keys} == {
-        "raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model", "evaluation_report", "exported_model"}
+        "raw_dataset",
+        "clean_dataset",
+        "tokenized_splits",
+        "finetuned_model",
+        "evaluation_report",
+        "exported_model",
+    }
 
 
 def test_sensor_requests_one_run_per_content_change(project):
@@ -178,7 +196,8 @@ def test_automation_conditions_attach_to_the_data_and_retrain_assets_and_their_s
 
     assert {label("films", stage) for stage in DATA} == {"eager"}
     assert {label("films", stage) for stage in RETRAIN} == {
-        "retrain on '0 3 * * 1' (UTC) once every blocking check upstream passed"}
+        "retrain on '0 3 * * 1' (UTC) once every blocking check upstream passed"
+    }
     # Without data: eager, the data is re-read on the same cron, so the retraining has fresh data.
     assert {label("weekly", stage) for stage in DATA} == {"on_cron(0 3 * * 1, Europe/Berlin)"}
     for recipe in ("films", "weekly"):
@@ -211,33 +230,47 @@ def test_retraining_waits_for_passed_blocking_checks_and_new_data_refreshes_the_
     cron ticks every minute so that real materializations fall after a tick."""
     recipes, artifacts = project
     write_films_recipe(recipes, automation={"data": "eager", "retrain": {"cron": "* * * * *"}})
-    write_films_recipe(recipes, "few", checks={"min_rows_per_split": 100},  # an ERROR check fails
-                       automation={"data": "eager", "retrain": {"cron": "* * * * *"}})
+    write_films_recipe(
+        recipes,
+        "few",
+        checks={"min_rows_per_split": 100},  # an ERROR check fails
+        automation={"data": "eager", "retrain": {"cron": "* * * * *"}},
+    )
     defs = build_definitions([recipes], str(artifacts))
     instance = DagsterInstance.ephemeral()
 
     def requested(at, cursor=None):
         result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=at, cursor=cursor)
-        return {(recipe, stage) for recipe in ("films", "few") for stage in (*DATA, *RETRAIN)
-                if result.get_num_requested(AssetKey([recipe, stage]))}, result.cursor
+        return {
+            (recipe, stage)
+            for recipe in ("films", "few")
+            for stage in (*DATA, *RETRAIN)
+            if result.get_num_requested(AssetKey([recipe, stage]))
+        }, result.cursor
 
     def materialize_stages(*stages):
         selection = AssetSelection.assets(*(AssetKey([r, s]) for r in ("films", "few") for s in stages))
-        materialize([*defs.assets, *defs.asset_checks], selection=selection, resources=defs.resources,
-                    instance=instance, raise_on_error=False)
-        return max(instance.get_latest_materialization_event(AssetKey([r, stages[-1]])).timestamp
-                   for r in ("films", "few"))
+        materialize(
+            [*defs.assets, *defs.asset_checks],
+            selection=selection,
+            resources=defs.resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        return max(
+            instance.get_latest_materialization_event(AssetKey([r, stages[-1]])).timestamp for r in ("films", "few")
+        )
 
-    start = datetime.datetime.now(datetime.timezone.utc)
+    start = datetime.datetime.now(datetime.UTC)
     _, cursor = requested(start - datetime.timedelta(hours=1))
     done = materialize_stages(*DATA)
-    after = datetime.datetime.fromtimestamp(done + 0.001, datetime.timezone.utc)
+    after = datetime.datetime.fromtimestamp(done + 0.001, datetime.UTC)
     now_requested, cursor = requested(after, cursor)
     assert now_requested == {("films", stage) for stage in RETRAIN}, "few's min_rows_per_split failed: no retraining"
     again, cursor = requested(after + datetime.timedelta(seconds=1), cursor)
     assert not again, "once per cron period"
     pd.DataFrame(ROWS[:70], columns=["review", "sentiment"]).to_csv(recipes / "data" / "reviews.csv", index=False)
     done = materialize_stages("raw_dataset")
-    refreshed, _ = requested(datetime.datetime.fromtimestamp(done + 0.001, datetime.timezone.utc), cursor)
+    refreshed, _ = requested(datetime.datetime.fromtimestamp(done + 0.001, datetime.UTC), cursor)
     assert {("films", "clean_dataset"), ("films", "tokenized_splits")} <= refreshed
     assert not {(recipe, stage) for recipe, stage in refreshed if stage in RETRAIN}

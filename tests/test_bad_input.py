@@ -21,8 +21,9 @@ from dagster import DagsterInstance, materialize
 from finetune_assets.data import sources
 from finetune_assets.defs import build_definitions
 
-GOOD_ROWS = [(f"I really loved moment number {i} of this film", "pos") for i in range(40)] + \
-            [(f"I truly hated scene number {i} of this film", "neg") for i in range(40)]
+GOOD_ROWS = [(f"I really loved moment number {i} of this film", "pos") for i in range(40)] + [
+    (f"I truly hated scene number {i} of this film", "neg") for i in range(40)
+]
 
 
 def write_csv(path: Path, rows, encoding="utf-8"):
@@ -39,10 +40,19 @@ def digest(folder: Path) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_bert):
     root = tmp_path_factory.mktemp("bad_input")
-    recipe = {"task": "classification", "base_model": str(tiny_bert),
-              "dataset": {"source": "reviews.csv", "columns": {"text": "review", "label": "sentiment"},
-                          "labels": ["negative", "positive"], "label_aliases": {"pos": "positive", "neg": "negative"}},
-              "splits": {"validation": 0.2, "test": 0.2}, "training": {"max_length": 32}, "checks": NO_QUALITY_GATES}
+    recipe = {
+        "task": "classification",
+        "base_model": str(tiny_bert),
+        "dataset": {
+            "source": "reviews.csv",
+            "columns": {"text": "review", "label": "sentiment"},
+            "labels": ["negative", "positive"],
+            "label_aliases": {"pos": "positive", "neg": "negative"},
+        },
+        "splits": {"validation": 0.2, "test": 0.2},
+        "training": {"max_length": 32},
+        "checks": NO_QUALITY_GATES,
+    }
     (root / "films.yaml").write_text(yaml.safe_dump(recipe))
     write_csv(root / "reviews.csv", GOOD_ROWS)
     defs = build_definitions([root], str(root / "artifacts"))
@@ -56,8 +66,12 @@ def project(tmp_path_factory, tiny_bert):
 
 
 def run(defs):
-    return materialize([*defs.assets, *defs.asset_checks], resources=defs.resources,
-                       instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    return materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
 
 
 def failure_text(result) -> str:
@@ -77,7 +91,7 @@ def write_latin1(path):
 def write_malformed(path):
     write_csv(path, GOOD_ROWS)
     with path.open("a") as handle:
-        handle.write('a line,with,too many,fields\n')
+        handle.write("a line,with,too many,fields\n")
 
 
 def write_unclosed_quote(path):
@@ -112,8 +126,10 @@ CASES = {
     "malformed csv line": (write_malformed, ["reviews.csv", "malformed csv", "line 82"]),
     "unclosed quote": (write_unclosed_quote, ["reviews.csv", "malformed csv", "line 82", "quoting"]),
     "columns named differently": (write_renamed_columns, ["column 'review'", "'body'", "dataset.columns.text"]),
-    "label outside the mapping": (write_unknown_label, ["label outside the recipe's mapping", "row 80: 'meh'",
-                                                        "dataset.label_aliases"]),
+    "label outside the mapping": (
+        write_unknown_label,
+        ["label outside the recipe's mapping", "row 80: 'meh'", "dataset.label_aliases"],
+    ),
     "empty file": (write_empty, ["reviews.csv", "empty"]),
     "all rows dropped": (write_all_dropped, ["cleaning dropped every row", "empty text"]),
     "a split left empty": (write_too_few_rows, ["leave", "empty", "split fractions"]),
@@ -159,17 +175,27 @@ def test_a_one_megabyte_text_is_dropped_with_a_receipt(project):
     finally:
         data.write_bytes(saved)
     assert result.success
-    clean = next(e.materialization.metadata for e in result.get_asset_materialization_events()
-                 if e.asset_key.path[1] == "clean_dataset")
+    clean = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[1] == "clean_dataset"
+    )
     assert clean["dropped_longer_than_max_chars"].value == 1
     assert clean["rows_out"].value == len(GOOD_ROWS)
 
 
 def test_skipped_lines_are_listed_in_the_raw_dataset_metadata(tmp_path, tiny_bert):
-    recipe = {"task": "classification", "base_model": str(tiny_bert),
-              "dataset": {"source": "reviews.csv", "columns": {"text": "review", "label": "sentiment"},
-                          "labels": ["negative", "positive"], "label_aliases": {"pos": "positive", "neg": "negative"},
-                          "on_bad_lines": "skip"}}
+    recipe = {
+        "task": "classification",
+        "base_model": str(tiny_bert),
+        "dataset": {
+            "source": "reviews.csv",
+            "columns": {"text": "review", "label": "sentiment"},
+            "labels": ["negative", "positive"],
+            "label_aliases": {"pos": "positive", "neg": "negative"},
+            "on_bad_lines": "skip",
+        },
+    }
     (tmp_path / "films.yaml").write_text(yaml.safe_dump(recipe))
     write_unclosed_quote(tmp_path / "reviews.csv")
     with (tmp_path / "reviews.csv").open("a") as handle:

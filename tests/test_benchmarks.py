@@ -17,14 +17,19 @@ def figures_at_the_end(stdout: str, script: str) -> dict[str, str]:
     lines = stdout.strip().splitlines()
     headers = [i for i, line in enumerate(lines) if line.startswith(f"== figures: {script} (quick;")]
     assert headers, f"no figures header in the output:\n{stdout[-2000:]}"
-    block = lines[headers[-1] + 1:]
+    block = lines[headers[-1] + 1 :]
     assert block and all(": " in line for line in block), f"figures are not the last lines:\n{block}"
     return dict(line.split(": ", 1) for line in block)
 
 
 def test_compute_efficiency_quick_prints_its_ratio_last():
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "compute_efficiency.py"), "--quick"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)  # a hang guard, not a target
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "compute_efficiency.py"), "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # a hang guard, not a target
     assert done.returncode == 0, done.stderr[-3000:]
     figures = figures_at_the_end(done.stdout, "compute_efficiency")
     for dtype in ("fp32", "bf16"):  # training set against both peaks of this machine

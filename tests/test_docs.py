@@ -39,13 +39,23 @@ REFERENCE = hook("recipe_reference")
 def build(config: Path, site: Path, shots: Path) -> subprocess.CompletedProcess:
     if not MKDOCS.exists():
         pytest.skip(f"mkdocs is not installed in {MKDOCS.parent}: pip install -e '.[docs]'")
-    env = {**os.environ, "FINETUNE_UI_SHOTS": str(shots), "NO_MKDOCS_2_WARNING": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([str(MKDOCS), "build", "--strict", "-f", str(config), "-d", str(site)],
-                          capture_output=True, text=True, env=env, cwd=config.parent)
+    env = {
+        **os.environ,
+        "FINETUNE_UI_SHOTS": str(shots),
+        "NO_MKDOCS_2_WARNING": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [str(MKDOCS), "build", "--strict", "-f", str(config), "-d", str(site)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=config.parent,
+    )
 
 
 # --- the README ------------------------------------------------------------------------------------
+
 
 def test_the_readme_is_at_most_200_lines():
     assert len((REPO / "README.md").read_text().splitlines()) <= 200
@@ -53,8 +63,8 @@ def test_the_readme_is_at_most_200_lines():
 
 def test_the_readmes_asset_graph_is_the_chain():
     readme = (REPO / "README.md").read_text()
-    graph = readme[readme.index("```mermaid"):]
-    graph = graph[:graph.index("```", 3)]
+    graph = readme[readme.index("```mermaid") :]
+    graph = graph[: graph.index("```", 3)]
     drawn = set(re.findall(r"(\w+) --> (\w+)", graph))
     assert drawn == {(upstream, stage.name) for stage in STAGES for upstream in stage.upstream}
 
@@ -67,6 +77,7 @@ def test_the_readmes_links_into_the_docs_resolve():
 
 # --- the recipe reference --------------------------------------------------------------------------
 
+
 def test_every_recipe_key_has_a_description():
     keys = dict(REFERENCE.keys())
     assert {"training.max_length", "compute.kubernetes.gpus", "automation.retrain.cron", "dataset"} <= set(keys)
@@ -75,7 +86,7 @@ def test_every_recipe_key_has_a_description():
 
 def test_the_reference_names_every_key_with_type_default_and_description():
     reference = REFERENCE.render()
-    for key, field in REFERENCE.keys():
+    for key, _field in REFERENCE.keys():  # noqa: SIM118 - a function of the hook, not a dict
         assert f"| `{key}` |" in reference, key
     row = next(line for line in reference.splitlines() if line.startswith("| `training.max_length` |"))
     assert row.split(" | ")[1:3] == ["int (> 0)", "`128`"] and "longer inputs are cut" in row
@@ -85,9 +96,12 @@ def test_the_reference_names_every_key_with_type_default_and_description():
 
 # --- the pages name what is real -------------------------------------------------------------------
 
+
 def test_the_ui_tour_shows_exactly_the_screenshots_the_ui_test_takes():
-    taken = {re.sub(r"\{\w+\}", "*", name) + ".png"
-             for name in re.findall(r'shoot\(f?"([^"]+)"', (REPO / "tests" / "test_ui.py").read_text())}
+    taken = {
+        re.sub(r"\{\w+\}", "*", name) + ".png"
+        for name in re.findall(r'shoot\(f?"([^"]+)"', (REPO / "tests" / "test_ui.py").read_text())
+    }
     tour = (DOCS / "ui-tour.md").read_text()
     assert set(re.findall(r"<!-- screenshot ([\w.*]+) -->", tour)) == taken
     assert len(taken) == 10
@@ -95,8 +109,12 @@ def test_the_ui_tour_shows_exactly_the_screenshots_the_ui_test_takes():
 
 def test_the_task_families_table_is_the_registry_and_the_shipped_recipes():
     page = (DOCS / "task-families.md").read_text().split("## Adding a family")[0]
-    rows = {cells[0].strip("` "): cells for line in page.splitlines() if line.startswith("| `")
-            for cells in [line.strip("|").split(" | ")]}
+    rows = {
+        cells[0].strip("` "): cells
+        for line in page.splitlines()
+        if line.startswith("| `")
+        for cells in [line.strip("|").split(" | ")]
+    }
     assert set(rows) == set(REGISTRY)
     shipped = {}
     for recipe in load_recipes():
@@ -110,8 +128,12 @@ def test_the_task_interface_sides_table_names_each_sides_required_methods():
     from finetune_assets.tasks import base
 
     page = (DOCS / "task-families.md").read_text().split("## Adding a family")[1]
-    rows = {cells[0].strip("` "): cells for line in page.splitlines() if line.startswith("| `")
-            for cells in [line.strip("|").split(" | ")]}
+    rows = {
+        cells[0].strip("` "): cells
+        for line in page.splitlines()
+        if line.startswith("| `")
+        for cells in [line.strip("|").split(" | ")]
+    }
     sides = {name: getattr(base, name) for name in ("DataSide", "TrainingSide", "EvaluationSide", "ExportSide")}
     assert set(rows) == set(sides)
     for name, side in sides.items():
@@ -128,16 +150,24 @@ def test_the_docs_extra_is_pinned_installed_by_setup_and_built_strictly_in_ci():
 
 
 def test_every_file_the_pages_name_exists():
-    named = {(page.name, path) for page in [REPO / "README.md", *DOCS.glob("*.md")]
-             for path in re.findall(r"`(?:finetune_assets/)?((?:\w+/)+\w+\.(?:py|yaml|jsonl|md|sh))`", page.read_text())}
+    named = {
+        (page.name, path)
+        for page in [REPO / "README.md", *DOCS.glob("*.md")]
+        for path in re.findall(r"`(?:finetune_assets/)?((?:\w+/)+\w+\.(?:py|yaml|jsonl|md|sh))`", page.read_text())
+    }
     assert len(named) > 30
     roots = [REPO, REPO / "finetune_assets"]  # artifact paths (exported_model/...) are no files of the repository
-    missing = sorted((page, path) for page, path in named if any((root / path.split("/")[0]).is_dir() for root in roots)
-                     and not any((root / path).exists() for root in roots))
+    missing = sorted(
+        (page, path)
+        for page, path in named
+        if any((root / path.split("/")[0]).is_dir() for root in roots)
+        and not any((root / path).exists() for root in roots)
+    )
     assert not missing, f"pages name files that do not exist: {missing}"
 
 
 # --- the site --------------------------------------------------------------------------------------
+
 
 def test_the_site_builds_strictly_with_the_generated_reference_and_no_web_fonts(tmp_path):
     (tmp_path / "shots").mkdir()
@@ -145,7 +175,7 @@ def test_the_site_builds_strictly_with_the_generated_reference_and_no_web_fonts(
     assert done.returncode == 0, done.stderr[-3000:]
     reference = (tmp_path / "site" / "recipe-reference" / "index.html").read_text()
     assert "<!-- recipe-reference -->" not in reference
-    assert all(f"<code>{key}</code>" in reference for key, _ in REFERENCE.keys())
+    assert all(f"<code>{key}</code>" in reference for key, _ in REFERENCE.keys())  # noqa: SIM118 - a function, not a dict
     pages = list((tmp_path / "site").rglob("*.html"))
     assert not [page for page in pages if "fonts.googleapis.com" in page.read_text()]
     tour = (tmp_path / "site" / "ui-tour" / "index.html").read_text()

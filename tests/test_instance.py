@@ -44,8 +44,11 @@ RUN = textwrap.dedent("""
 def fresh_home(tmp_path_factory) -> Iterator[Path]:
     """A new DAGSTER_HOME set up the way scripts/setup.sh and .ci/run set theirs up."""
     home = tmp_path_factory.mktemp("dagster") / "home"
-    subprocess.run(["bash", str(REPO / "scripts" / "init_dagster_home.sh"), str(home)], check=True,
-                   env={**os.environ, "DAGSTER": str(VENV_BIN / "dagster")})
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "init_dagster_home.sh"), str(home)],
+        check=True,
+        env={**os.environ, "DAGSTER": str(VENV_BIN / "dagster")},
+    )
     assert (home / "dagster.yaml").read_text() == (REPO / "dagster_home" / "dagster.yaml").read_text()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml names its folders by it
@@ -54,8 +57,13 @@ def fresh_home(tmp_path_factory) -> Iterator[Path]:
 
 def start_run(home: Path, marker: Path, seconds: float) -> subprocess.Popen:
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, "-c", RUN, str(marker), str(seconds), socket.gethostname()],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN, str(marker), str(seconds), socket.gethostname()],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_concurrent_runs_on_a_fresh_home_all_succeed(fresh_home, tmp_path):
@@ -90,8 +98,9 @@ def test_run_monitoring_marks_a_killed_run_failed(fresh_home, tmp_path):
             monitor_started_run(instance, None, record, logging.getLogger("test"))
             run = instance.get_run_by_id(record.dagster_run.run_id)
             assert run.status == DagsterRunStatus.FAILURE
-            assert any(f"(pid {worker.pid}) is gone" in (entry.message or "")
-                       for entry in instance.all_logs(run.run_id))
+            assert any(
+                f"(pid {worker.pid}) is gone" in (entry.message or "") for entry in instance.all_logs(run.run_id)
+            )
     finally:
         worker.kill()
 

@@ -33,7 +33,6 @@ from finetune_assets.tasks import REGISTRY, get_task
 from finetune_assets.tasks.causal_lm import chat
 
 
-
 @pytest.fixture(scope="module")
 def tokenizer(smollm_tokenizer):
     return smollm_tokenizer
@@ -48,6 +47,7 @@ def write_recipe(folder: Path, name: str, **settings):
 
 # --- the GGUF base model ----------------------------------------------------------------------
 
+
 def test_gguf_copy_is_plain_and_made_once(smollm_copy):
     config = json.loads((smollm_copy / "config.json").read_text())
     assert config["model_type"] == "llama" and "quantization_config" not in config
@@ -61,10 +61,12 @@ def test_gguf_copy_is_plain_and_made_once(smollm_copy):
 
 # --- formatting and loss masking --------------------------------------------------------------
 
+
 def test_prompt_tokens_carry_no_loss_and_the_response_ends_with_a_learned_eos(tokenizer):
     row = chat.encode(tokenizer, chat.conversation("What is AI?", "Artificial intelligence."), max_length=96)
-    asked = tokenizer.apply_chat_template(chat.conversation("What is AI?"), add_generation_prompt=True,
-                                          tokenize=True, return_dict=True)["input_ids"]
+    asked = tokenizer.apply_chat_template(
+        chat.conversation("What is AI?"), add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
     n = len(asked)
     assert row["input_ids"][:n] == list(asked), "the prompt is the chat template's, up to the assistant header"
     assert tokenizer.decode(asked).endswith("<|im_start|>assistant\n")
@@ -100,8 +102,10 @@ def test_truncation_cuts_the_prompt_first_and_keeps_the_eos(tokenizer):
 
 
 def test_collator_masks_padding_by_attention_not_by_token_id(tokenizer, tmp_path):
-    rows = [chat.encode(tokenizer, chat.conversation("Hi", "Hello! How can I help you today?"), 96),
-            chat.encode(tokenizer, chat.conversation("Hi", "Hey."), 96)]
+    rows = [
+        chat.encode(tokenizer, chat.conversation("Hi", "Hello! How can I help you today?"), 96),
+        chat.encode(tokenizer, chat.conversation("Hi", "Hey."), 96),
+    ]
     features = [{k: r[k] for k in ("input_ids", "attention_mask", "labels")} for r in rows]
     batch = get_task(write_recipe(tmp_path, "collate", dataset={"source": "x.csv"})).collator(tokenizer, None)(features)
     short = len(rows[1]["input_ids"])
@@ -116,6 +120,7 @@ def test_collator_masks_padding_by_attention_not_by_token_id(tokenizer, tmp_path
 
 # --- input formats and cleaning ---------------------------------------------------------------
 
+
 def _clean_rows(recipe):
     """Rows as raw_dataset stores them (through parquet), then cleaned."""
     frame = sources.read_dataset(recipe).frame
@@ -125,8 +130,11 @@ def _clean_rows(recipe):
 
 
 def test_prompt_completion_records_and_several_answers_to_one_prompt(tmp_path):
-    records = [{"prompt": "Hi", "completion": " Hello!"}, {"prompt": "Hi", "completion": "Hey there."},
-               {"prompt": "Hi", "completion": "Hello!"}]
+    records = [
+        {"prompt": "Hi", "completion": " Hello!"},
+        {"prompt": "Hi", "completion": "Hey there."},
+        {"prompt": "Hi", "completion": "Hello!"},
+    ]
     (tmp_path / "pc.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     cleaned = _clean_rows(write_recipe(tmp_path, "pc", dataset={"source": "pc.jsonl"}))
     assert cleaned.rows["response"].tolist() == ["Hello!", "Hey there."]
@@ -135,23 +143,40 @@ def test_prompt_completion_records_and_several_answers_to_one_prompt(tmp_path):
 
 
 def test_plain_columns_through_the_recipes_mapping(tmp_path):
-    pd.DataFrame({"q": ["Why?", "How?"], "a": ["Because.", "Like this."], "persona": ["Be brief.", None]}) \
-        .to_csv(tmp_path / "qa.csv", index=False)
-    recipe = write_recipe(tmp_path, "qa", dataset={"source": "qa.csv",
-                                                   "columns": {"prompt": "q", "response": "a", "system": "persona"}})
+    pd.DataFrame({"q": ["Why?", "How?"], "a": ["Because.", "Like this."], "persona": ["Be brief.", None]}).to_csv(
+        tmp_path / "qa.csv", index=False
+    )
+    recipe = write_recipe(
+        tmp_path, "qa", dataset={"source": "qa.csv", "columns": {"prompt": "q", "response": "a", "system": "persona"}}
+    )
     rows = _clean_rows(recipe).rows
-    assert rows.to_dict("records") == [{"prompt": "Why?", "response": "Because.", "system": "Be brief.", "history": "[]"},
-                                       {"prompt": "How?", "response": "Like this.", "system": "", "history": "[]"}]
+    assert rows.to_dict("records") == [
+        {"prompt": "Why?", "response": "Because.", "system": "Be brief.", "history": "[]"},
+        {"prompt": "How?", "response": "Like this.", "system": "", "history": "[]"},
+    ]
     assert get_task(recipe).schema().validate(rows) is not None
 
 
 def test_chatterbot_corpus_gives_one_row_per_answer(tmp_path):
-    (tmp_path / "small.yml").write_text(yaml.safe_dump({"categories": ["tiny"], "conversations": [
-        ["What is Python?", "A language.", "A snake."], ["Hello", "Hi"], "a mis-indented entry"]}))
+    (tmp_path / "small.yml").write_text(
+        yaml.safe_dump(
+            {
+                "categories": ["tiny"],
+                "conversations": [
+                    ["What is Python?", "A language.", "A snake."],
+                    ["Hello", "Hi"],
+                    "a mis-indented entry",
+                ],
+            }
+        )
+    )
     rows = read_corpus(tmp_path)
     assert rows[["prompt", "response"]].values.tolist() == [
-        ["What is Python?", "A language."], ["What is Python?", "A snake."], ["Hello", "Hi"],
-        ["a mis-indented entry", ""]]
+        ["What is Python?", "A language."],
+        ["What is Python?", "A snake."],
+        ["Hello", "Hi"],
+        ["a mis-indented entry", ""],
+    ]
     assert set(rows["category"]) == {"tiny"}
     corpus = read_corpus(Path(sources.resolve("package:chatterbot_corpus/data/english", Path(".")).location))
     assert len(corpus) > 2000 and corpus["file"].nunique() > 15
@@ -159,8 +184,13 @@ def test_chatterbot_corpus_gives_one_row_per_answer(tmp_path):
 
 def test_answers_to_one_prompt_share_a_split(tmp_path):
     recipe = write_recipe(tmp_path, "groups", dataset={"source": "x.csv"}, splits={"validation": 0.2, "test": 0.2})
-    rows = pd.DataFrame({"prompt": [f"Question {i // 4}?" for i in range(80)],
-                         "response": [f"Answer {i}." for i in range(80)], "system": ""})
+    rows = pd.DataFrame(
+        {
+            "prompt": [f"Question {i // 4}?" for i in range(80)],
+            "response": [f"Answer {i}." for i in range(80)],
+            "system": "",
+        }
+    )
     parts = split_rows(rows, recipe, None, get_task(recipe).split_groups(rows))
     seen = {name: set(part["prompt"].map(comparison_key)) for name, part in parts.items()}
     assert not seen["train"] & seen["test"] and not seen["train"] & seen["validation"]
@@ -170,16 +200,41 @@ def test_answers_to_one_prompt_share_a_split(tmp_path):
 # --- the shipped QLoRA recipe on a CPU machine ------------------------------------------------
 
 QUESTIONS = ["What causes {}?", "How is {} treated?", "What are the symptoms of {}?", "Who gets {}?"]
-TOPICS = ["anemia", "asthma", "gout", "migraine", "scurvy", "rickets", "malaria", "tetanus", "measles",
-          "mumps", "rabies", "cholera", "typhoid", "angina", "eczema", "psoriasis", "glaucoma", "lupus",
-          "sepsis", "shingles"]
+TOPICS = [
+    "anemia",
+    "asthma",
+    "gout",
+    "migraine",
+    "scurvy",
+    "rickets",
+    "malaria",
+    "tetanus",
+    "measles",
+    "mumps",
+    "rabies",
+    "cholera",
+    "typhoid",
+    "angina",
+    "eczema",
+    "psoriasis",
+    "glaucoma",
+    "lupus",
+    "sepsis",
+    "shingles",
+]
 
 
 def flashcards_stand_in(folder: Path) -> Path:
     folder.mkdir()
-    rows = [{"instruction": "Answer this question truthfully", "input": q.format(t),
-             "output": f"{t.capitalize()} is {['caused', 'treated', 'noticed', 'seen'][i]} as the textbook says."}
-            for t in TOPICS for i, q in enumerate(QUESTIONS)]
+    rows = [
+        {
+            "instruction": "Answer this question truthfully",
+            "input": q.format(t),
+            "output": f"{t.capitalize()} is {['caused', 'treated', 'noticed', 'seen'][i]} as the textbook says.",
+        }
+        for t in TOPICS
+        for i, q in enumerate(QUESTIONS)
+    ]
     pd.DataFrame(rows).to_parquet(folder / "train.parquet")
     return folder
 
@@ -187,11 +242,23 @@ def flashcards_stand_in(folder: Path) -> Path:
 def medqa_run(root: Path, base: Path, materialize_recipes, **overrides):
     """Materialize the shipped medqa recipe (tiny base, local data in place of the hub's)."""
     shipped = yaml.safe_load((SHIPPED_DIR / "medqa_tinyllama_qlora.yaml").read_text())
-    recipe = {**shipped, "base_model": str(base), **overrides,
-              "splits": {"validation": 0.15, "test": 0.15, "seed": 1},
-              "training": {**shipped["training"], "epochs": 3, "learning_rate": 5e-3, "max_train_samples": 48,
-                           "max_length": 64, "gradient_accumulation_steps": 2, "logging_steps": 2},
-              "generation": {"max_new_tokens": 8}, "evaluation": {"num_examples": 3}}
+    recipe = {
+        **shipped,
+        "base_model": str(base),
+        **overrides,
+        "splits": {"validation": 0.15, "test": 0.15, "seed": 1},
+        "training": {
+            **shipped["training"],
+            "epochs": 3,
+            "learning_rate": 5e-3,
+            "max_train_samples": 48,
+            "max_length": 64,
+            "gradient_accumulation_steps": 2,
+            "logging_steps": 2,
+        },
+        "generation": {"max_new_tokens": 8},
+        "evaluation": {"num_examples": 3},
+    }
     (root / "recipes").mkdir(parents=True)
     (root / "recipes" / "medqa_tinyllama_qlora.yaml").write_text(yaml.safe_dump(recipe))
     data = flashcards_stand_in(root / "flashcards")
@@ -216,8 +283,12 @@ def fallback_run(tmp_path_factory, tiny_llama, materialize_recipes):
     if torch.cuda.is_available():
         pytest.skip("on a CUDA machine QLoRA runs: no fallback")
     shipped = yaml.safe_load((SHIPPED_DIR / "medqa_tinyllama_qlora.yaml").read_text())
-    run = medqa_run(tmp_path_factory.mktemp("medqa"), tiny_llama, materialize_recipes,
-                    quantization={**shipped["quantization"], "cpu_fallback": True})
+    run = medqa_run(
+        tmp_path_factory.mktemp("medqa"),
+        tiny_llama,
+        materialize_recipes,
+        quantization={**shipped["quantization"], "cpu_fallback": True},
+    )
     assert run.result.success
     return run.metadata, run.hub_calls, run.logs
 
@@ -253,7 +324,9 @@ def test_perplexity_of_base_and_tuned_on_the_answers(fallback_run):
     # The metadata shows 4 significant digits; report.json keeps every digit.
     figures = json.loads(Path(report["path"].value).read_text())
     for model in ("tuned", "baseline"):
-        assert figures[model]["metrics"]["perplexity"] == pytest.approx(math.exp(figures[model]["metrics"]["test_loss"]))
+        assert figures[model]["metrics"]["perplexity"] == pytest.approx(
+            math.exp(figures[model]["metrics"]["test_loss"])
+        )
     assert tuned == pytest.approx(figures["tuned"]["metrics"]["perplexity"], rel=5e-4)
     assert base == pytest.approx(figures["baseline"]["metrics"]["perplexity"], rel=5e-4)
     assert 1 < tuned < base, "training lowered the perplexity of held-out answers"

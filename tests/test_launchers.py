@@ -17,25 +17,54 @@ from finetune_assets.errors import RecipeError
 from finetune_assets.training import checkpoints
 from finetune_assets.training.command import check_splits, training_command
 
-PATHS = dict(recipe_file=Path("/a/recipe.json"), splits=Path("/a/splits"), out=Path("/a/out"),
-             checkpoints=Path("/a/ckpt"), fingerprint="f00d")
-TAIL = ["-m", "finetune_assets.training.run", "--recipe", "/a/recipe.json", "--splits", "/a/splits",
-        "--out", "/a/out", "--checkpoints", "/a/ckpt", "--fingerprint", "f00d"]
+PATHS = dict(
+    recipe_file=Path("/a/recipe.json"),
+    splits=Path("/a/splits"),
+    out=Path("/a/out"),
+    checkpoints=Path("/a/ckpt"),
+    fingerprint="f00d",
+)
+TAIL = [
+    "-m",
+    "finetune_assets.training.run",
+    "--recipe",
+    "/a/recipe.json",
+    "--splits",
+    "/a/splits",
+    "--out",
+    "/a/out",
+    "--checkpoints",
+    "/a/ckpt",
+    "--fingerprint",
+    "f00d",
+]
 
 
 def test_each_launcher_starts_the_same_module(make_recipe, tmp_path):
     assert training_command(make_recipe(), **PATHS) == [sys.executable, *TAIL]
     torchrun = make_recipe(compute={"launcher": "torchrun", "processes": 4})
-    assert training_command(torchrun, **PATHS) == [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                   "--nproc_per_node=4", *TAIL]
+    assert training_command(torchrun, **PATHS) == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=4",
+        *TAIL,
+    ]
     (tmp_path / "fsdp.yaml").write_text("distributed_type: FSDP\n")
     accelerate = make_recipe(compute={"launcher": "accelerate", "accelerate_config": "fsdp.yaml"})
-    assert training_command(accelerate, **PATHS) == [sys.executable, "-m", "accelerate.commands.launch",
-                                                     "--config_file", str(tmp_path / "fsdp.yaml"), *TAIL]
+    assert training_command(accelerate, **PATHS) == [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(tmp_path / "fsdp.yaml"),
+        *TAIL,
+    ]
 
 
 def test_launcher_settings_that_cannot_work_are_refused(make_recipe):
-    with pytest.raises(RecipeError, match="compute: .*processes: 2 needs launcher: torchrun"):
+    with pytest.raises(RecipeError, match=r"compute: .*processes: 2 needs launcher: torchrun"):
         make_recipe(compute={"processes": 2})
     with pytest.raises(RecipeError, match="launcher: accelerate needs accelerate_config"):
         make_recipe(compute={"launcher": "accelerate"})
@@ -61,7 +90,7 @@ def test_run_config_moves_one_run_to_torchrun_without_changing_fingerprints(make
     moved = RunSettings(launcher="torchrun", processes=2).apply(recipe)
     assert (moved.compute.launcher, moved.compute.processes) == ("torchrun", 2)
     assert CHAIN["finetuned_model"].version(moved) == CHAIN["finetuned_model"].version(recipe)
-    with pytest.raises(RecipeError, match="run_settings .*needs launcher: torchrun"):
+    with pytest.raises(RecipeError, match=r"run_settings .*needs launcher: torchrun"):
         RunSettings(processes=2).apply(recipe)
 
 
@@ -98,14 +127,24 @@ def test_the_training_pod_asks_for_the_recipes_gpus_and_mounts_the_artifacts(mak
     from dagster_k8s.pipes import build_pod_body
     from kubernetes.client import V1Pod
 
-    recipe = make_recipe(compute={"launcher": "torchrun", "processes": 4,
-                                  "kubernetes": {"gpus": 4, "cpu": "16", "memory": "64Gi",
-                                                 "node_selector": {"gpu": "h100"}}})
+    recipe = make_recipe(
+        compute={
+            "launcher": "torchrun",
+            "processes": 4,
+            "kubernetes": {"gpus": 4, "cpu": "16", "memory": "64Gi", "node_selector": {"gpu": "h100"}},
+        }
+    )
     launcher = KubernetesTraining(image="registry.example/finetune-assets:0.1", artifacts_claim="finetune-artifacts")
     command = training_command(recipe, **PATHS)
     arguments = launcher.run_arguments(recipe, Path("/data/artifacts"), command, {"TOKENIZERS_PARALLELISM": "false"})
-    pod = build_pod_body(pod_name="dagster-training", image=arguments["image"], command=arguments["command"],
-                         env_vars=arguments["env"], base_pod_meta=None, base_pod_spec=arguments["base_pod_spec"])
+    pod = build_pod_body(
+        pod_name="dagster-training",
+        image=arguments["image"],
+        command=arguments["command"],
+        env_vars=arguments["env"],
+        base_pod_meta=None,
+        base_pod_spec=arguments["base_pod_spec"],
+    )
     assert isinstance(pod, V1Pod)
     container = pod.spec.containers[0]
     assert container.image == "registry.example/finetune-assets:0.1"
@@ -113,8 +152,10 @@ def test_the_training_pod_asks_for_the_recipes_gpus_and_mounts_the_artifacts(mak
     assert container.command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert container.resources.limits == {"nvidia.com/gpu": "4", "memory": "64Gi"}
     assert container.resources.requests == {"nvidia.com/gpu": "4", "cpu": "16", "memory": "64Gi"}
-    assert {(m.name, m.mount_path) for m in container.volume_mounts} == {("artifacts", "/data/artifacts"),
-                                                                        ("shm", "/dev/shm")}
+    assert {(m.name, m.mount_path) for m in container.volume_mounts} == {
+        ("artifacts", "/data/artifacts"),
+        ("shm", "/dev/shm"),
+    }
     claim = next(v for v in pod.spec.volumes if v.name == "artifacts").persistent_volume_claim
     assert claim.claim_name == "finetune-artifacts"
     assert {e.name: e.value for e in container.env}["FINETUNE_ARTIFACTS_DIR"] == "/data/artifacts"
@@ -149,11 +190,16 @@ def test_the_training_process_leaves_bitsandbytes_out_unless_it_trains_qlora(mak
     """peft loads bitsandbytes (and torch's compiler) whenever it is installed; a full or LoRA
     training process keeps it out, a QLoRA one gets it as before."""
     lora = make_recipe(method="lora")
-    assert python("import sys; from finetune_assets.recipes import load_recipe; "
-                  "from finetune_assets.training.run import spare_imports; "
-                  f"spare_imports(load_recipe({str(lora.source_file)!r})); "
-                  "import finetune_assets.training.trainer, peft; "
-                  "print(sys.modules.get('bitsandbytes') is not None)") == "False"
+    assert (
+        python(
+            "import sys; from finetune_assets.recipes import load_recipe; "
+            "from finetune_assets.training.run import spare_imports; "
+            f"spare_imports(load_recipe({str(lora.source_file)!r})); "
+            "import finetune_assets.training.trainer, peft; "
+            "print(sys.modules.get('bitsandbytes') is not None)"
+        )
+        == "False"
+    )
     from finetune_assets.training.run import spare_imports
 
     before = sys.modules.get("bitsandbytes", "not imported")

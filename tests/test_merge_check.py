@@ -14,31 +14,44 @@ from conftest import NO_QUALITY_GATES
 from datasets import Dataset, DatasetDict
 from peft import LoraConfig, get_peft_model
 
-from finetune_assets.recipes import load_recipe
-from finetune_assets.tasks import get_task
-from finetune_assets.tasks.causal_lm.chat import PLAIN_TEMPLATE
 from finetune_assets.export import merge_check
 from finetune_assets.models import methods
 from finetune_assets.models.tokenizer import load_tokenizer
+from finetune_assets.recipes import load_recipe
+from finetune_assets.tasks import get_task
+from finetune_assets.tasks.causal_lm.chat import PLAIN_TEMPLATE
 
-ROWS = [{"prompt": f"What is {i} plus {i}?", "response": f"It is {2 * i}.", "system": "", "history": "[]"}
-        for i in range(6)]
+ROWS = [
+    {"prompt": f"What is {i} plus {i}?", "response": f"It is {2 * i}.", "system": "", "history": "[]"} for i in range(6)
+]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_llama):
     """A recipe, a LoRA checkpoint on the tiny Llama with non-zero adapters, and tokenized test rows."""
     folder = tmp_path_factory.mktemp("merge")
-    (folder / "tiny.yaml").write_text(yaml.safe_dump({
-        "task": "instruction", "base_model": str(tiny_llama), "dataset": {"source": "unused.jsonl"},
-        "method": "lora", "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-        "training": {"max_length": 64}}))
+    (folder / "tiny.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "instruction",
+                "base_model": str(tiny_llama),
+                "dataset": {"source": "unused.jsonl"},
+                "method": "lora",
+                "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+                "training": {"max_length": 64},
+            }
+        )
+    )
     recipe = load_recipe(folder / "tiny.yaml")
     tokenizer = load_tokenizer(str(tiny_llama), recipe)
     rows = get_task(recipe).tokenize(DatasetDict({"test": Dataset.from_list(ROWS)}), tokenizer)["test"]
     torch.manual_seed(0)
-    adapted = get_peft_model(get_task(recipe).load_model(str(tiny_llama)), LoraConfig(
-        task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapted = get_peft_model(
+        get_task(recipe).load_model(str(tiny_llama)),
+        LoraConfig(
+            task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        ),
+    )
     checkpoint = folder / "checkpoint"
     adapted.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
@@ -90,39 +103,63 @@ def test_corrupted_weights_and_a_changed_template_are_caught(trained, tmp_path):
     def retemplate(model, tokenizer):
         tokenizer.chat_template = PLAIN_TEMPLATE
 
-    bad_weights = merge_check.verify(get_task(recipe), checkpoint, export(recipe, checkpoint, tmp_path / "weights", corrupt), rows)
+    bad_weights = merge_check.verify(
+        get_task(recipe), checkpoint, export(recipe, checkpoint, tmp_path / "weights", corrupt), rows
+    )
     assert not bad_weights["passed"]
     assert "is not the model that was trained and evaluated: its logits differ" in bad_weights["description"]
     assert "It is not promoted" in bad_weights["description"]
-    bad_template = merge_check.verify(get_task(recipe), checkpoint, export(recipe, checkpoint, tmp_path / "template", retemplate), rows)
+    bad_template = merge_check.verify(
+        get_task(recipe), checkpoint, export(recipe, checkpoint, tmp_path / "template", retemplate), rows
+    )
     assert not bad_template["passed"]
-    assert "its tokenizer (chat template included) turns 4 of 4 test rows into other tokens" in \
-        bad_template["description"]
+    assert (
+        "its tokenizer (chat template included) turns 4 of 4 test rows into other tokens" in bad_template["description"]
+    )
     assert bad_template["figures"]["same_tokenization"] == "0 of 4"
 
 
 # --- whole runs: the check on the asset, and the gate ----------------------------------------
 
+
 def write_project(root: Path, base: Path, max_new_tokens: int) -> None:
     (root / "recipes").mkdir(parents=True, exist_ok=True)
-    records = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
-                             {"role": "assistant", "content": f"It is {2 * i}."}]} for i in range(40)]
+    records = [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i} plus {i}?"},
+                {"role": "assistant", "content": f"It is {2 * i}."},
+            ]
+        }
+        for i in range(40)
+    ]
     (root / "recipes" / "sums.jsonl").write_text("\n".join(json.dumps(r) for r in records))
-    (root / "recipes" / "sums.yaml").write_text(yaml.safe_dump({
-        "task": "instruction", "base_model": str(base), "dataset": {"source": "sums.jsonl"},
-        "splits": {"validation": 0.2, "test": 0.25}, "checks": {"min_rows_per_split": 5, **NO_QUALITY_GATES},
-        "method": "lora", "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-        "training": {"max_length": 48, "learning_rate": 1e-2, "batch_size": 8},
-        "generation": {"max_new_tokens": max_new_tokens}, "evaluation": {"num_examples": 2},
-        "promotion": {"min_test_rows": 5}}))
+    (root / "recipes" / "sums.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "instruction",
+                "base_model": str(base),
+                "dataset": {"source": "sums.jsonl"},
+                "splits": {"validation": 0.2, "test": 0.25},
+                "checks": {"min_rows_per_split": 5, **NO_QUALITY_GATES},
+                "method": "lora",
+                "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+                "training": {"max_length": 48, "learning_rate": 1e-2, "batch_size": 8},
+                "generation": {"max_new_tokens": max_new_tokens},
+                "evaluation": {"num_examples": 2},
+                "promotion": {"min_test_rows": 5},
+            }
+        )
+    )
 
 
 def check_evaluations(run) -> dict:
     return {e.asset_check_key.name: e for e in run.result.get_asset_check_evaluations()}
 
 
-def test_a_bad_merge_is_reported_on_the_asset_and_never_promoted(tmp_path, tiny_llama, materialize_recipes,
-                                                                 monkeypatch):
+def test_a_bad_merge_is_reported_on_the_asset_and_never_promoted(
+    tmp_path, tiny_llama, materialize_recipes, monkeypatch
+):
     write_project(tmp_path, tiny_llama, max_new_tokens=4)
     good = materialize_recipes(tmp_path)
     assert check_evaluations(good)["merge_verified"].passed

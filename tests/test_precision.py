@@ -15,13 +15,13 @@ from safetensors import safe_open
 from test_layout import python
 
 from finetune_assets.errors import RecipeError
+from finetune_assets.inference.evaluation import evaluate_both
+from finetune_assets.models import precision
+from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.pipeline import stages
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.tasks.classification import Classification
-from finetune_assets.models import precision
-from finetune_assets.inference.evaluation import evaluate_both
-from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.training.trainer import train
 
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="CPU detection: a CUDA GPU decides first")
@@ -46,12 +46,15 @@ def test_auto_resolves_to_fp32_when_hardware_detection_is_forced_off(make_recipe
     assert precision.resolve(make_recipe()).name == "bf16"
 
 
-@pytest.mark.parametrize("flags, name, reason", [
-    ({"avx2", "avx512f", "avx512_bf16"}, "bf16", "cpu avx512_bf16 detected"),
-    ({"avx2", "amx_tile", "amx_bf16"}, "bf16", "cpu amx_bf16 detected"),
-    ({"avx2", "avx512f"}, "fp32", "no bf16 support in the cpu: fp32"),
-    (None, "fp32", "no /proc/cpuinfo"),
-])
+@pytest.mark.parametrize(
+    "flags, name, reason",
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, "bf16", "cpu avx512_bf16 detected"),
+        ({"avx2", "amx_tile", "amx_bf16"}, "bf16", "cpu amx_bf16 detected"),
+        ({"avx2", "avx512f"}, "fp32", "no bf16 support in the cpu: fp32"),
+        (None, "fp32", "no /proc/cpuinfo"),
+    ],
+)
 def test_auto_follows_the_cpu_flags_and_says_what_it_detected(make_recipe, cpu, flags, name, reason):
     cpu(flags)
     chosen = precision.resolve(make_recipe())
@@ -66,7 +69,7 @@ def test_explicit_settings_are_kept_and_fp16_on_a_cpu_is_refused(make_recipe, cp
     assert emulated.name == "bf16" and "emulated" in emulated.reason
     with pytest.raises(RecipeError, match=r"test_recipe.yaml: training.precision: fp16 needs a CUDA GPU"):
         precision.resolve(make_recipe(training={"precision": "fp16"}))
-    with pytest.raises(RecipeError, match="training.precision"):
+    with pytest.raises(RecipeError, match=r"training\.precision"):
         make_recipe(training={"precision": "fp8"})
 
 
@@ -81,7 +84,7 @@ def test_on_a_cuda_gpu_auto_takes_bf16_or_fp16_with_loss_scaling(make_recipe, mo
     assert chosen.trainer_arguments() == {"bf16": has_bf16, "fp16": not has_bf16, "use_cpu": False}
     assert precision.resolve(make_recipe(training={"precision": "fp32"})).trainer_arguments()["use_cpu"] is False
     if not has_bf16:
-        with pytest.raises(RecipeError, match="training.precision: bf16: Tesla T4 has no bf16"):
+        with pytest.raises(RecipeError, match=r"training\.precision: bf16: Tesla T4 has no bf16"):
             precision.resolve(make_recipe(training={"precision": "bf16"}))
 
 
@@ -100,6 +103,7 @@ def test_fp16_on_a_cpu_fails_before_any_data_is_read(make_recipe):
 
 # --- the resolved precision reaches the Trainer and the evaluation ------------------------------
 
+
 class WatchedClassification(Classification):
     """The classification family whose models report, from inside their forward pass, the dtype
     the classifier computed in, whether they were training, and whether autograd was off."""
@@ -110,30 +114,43 @@ class WatchedClassification(Classification):
 
     def load_model(self, location, **options):
         model = super().load_model(location, **options)
-        model.classifier.register_forward_hook(lambda module, args, output: self.seen.append(
-            (module.training, output.dtype, torch.is_inference_mode_enabled())))
+        model.classifier.register_forward_hook(
+            lambda module, args, output: self.seen.append(
+                (module.training, output.dtype, torch.is_inference_mode_enabled())
+            )
+        )
         return model
 
 
-SENTENCES = ["what a lovely film", "a dull and tired plot that never ends", "great acting all round",
-             "i want my money back now", "a warm and funny story", "the worst two hours of my year"]
+SENTENCES = [
+    "what a lovely film",
+    "a dull and tired plot that never ends",
+    "great acting all round",
+    "i want my money back now",
+    "a warm and funny story",
+    "the worst two hours of my year",
+]
 
 
 def tiny_splits(task, model_dir: Path, folder: Path) -> Path:
     rows = Dataset.from_dict({"text": SENTENCES * 4, "label": [1, 0, 1, 0, 1, 0] * 4})
-    splits = task.tokenize(DatasetDict({"train": rows, "validation": rows.select(range(6)),
-                                        "test": rows.select(range(6))}), load_tokenizer(str(model_dir), task.recipe))
+    splits = task.tokenize(
+        DatasetDict({"train": rows, "validation": rows.select(range(6)), "test": rows.select(range(6))}),
+        load_tokenizer(str(model_dir), task.recipe),
+    )
     splits.save_to_disk(str(folder))
     return folder
 
 
 @cpu_only
 @pytest.mark.parametrize("override, dtype", [("1", torch.bfloat16), ("0", torch.float32)])
-def test_resolved_precision_reaches_the_trainer_and_the_evaluation(tiny_bert, make_recipe, tmp_path, monkeypatch,
-                                                                   caplog, override, dtype):
+def test_resolved_precision_reaches_the_trainer_and_the_evaluation(
+    tiny_bert, make_recipe, tmp_path, monkeypatch, caplog, override, dtype
+):
     monkeypatch.setenv(precision.CPU_OVERRIDE, override)
-    recipe = make_recipe(base_model=str(tiny_bert), training={"batch_size": 8, "eval_batch_size": 4,
-                                                              "logging_steps": 1})
+    recipe = make_recipe(
+        base_model=str(tiny_bert), training={"batch_size": 8, "eval_batch_size": 4, "logging_steps": 1}
+    )
     task = WatchedClassification(recipe)
     splits = tiny_splits(task, tiny_bert, tmp_path / "splits")
     log = logging.getLogger("precision-test")
@@ -155,16 +172,17 @@ def test_resolved_precision_reaches_the_trainer_and_the_evaluation(tiny_bert, ma
     report_dir = tmp_path / "report"
     report_dir.mkdir()
     evaluate_both(task, splits, checkpoint, report_dir, log)
-    assert task.seen and set(task.seen) == {(False, dtype, True)}, \
+    assert task.seen and set(task.seen) == {(False, dtype, True)}, (
         "base and tuned model evaluated in the resolved precision, under inference_mode"
+    )
     report = json.loads((report_dir / "report.json").read_text())
     assert (report["precision"], report["precision_reason"]) == (numerics.name, numerics.reason)
 
 
 # --- fingerprints --------------------------------------------------------------------------------
 
-def test_the_resolved_precision_is_part_of_the_training_and_evaluation_fingerprints(make_recipe, monkeypatch,
-                                                                                    cpu):
+
+def test_the_resolved_precision_is_part_of_the_training_and_evaluation_fingerprints(make_recipe, monkeypatch, cpu):
     cpu({"avx512_bf16"})
     recipe = make_recipe()
     upstream = [ArtifactRef("x", "upstream-fingerprint")]
@@ -174,15 +192,21 @@ def test_the_resolved_precision_is_part_of_the_training_and_evaluation_fingerpri
     changed = {name for name in CHAIN if on_bf16[name] != on_fp32[name]}
     assert changed == {"finetuned_model", "evaluation_report"}
     explicit = make_recipe(training={"precision": "fp32"})
-    assert CHAIN["finetuned_model"].fingerprint(explicit, upstream) != on_fp32["finetuned_model"], \
+    assert CHAIN["finetuned_model"].fingerprint(explicit, upstream) != on_fp32["finetuned_model"], (
         "the recipe's setting is part of the training section too"
+    )
 
 
 @pytest.mark.skipif(precision._torch_built_for_gpu(), reason="a GPU build of torch is asked about its GPU")
 def test_resolving_the_precision_does_not_import_torch(tmp_path):
     """A fully cached run computes every fingerprint; on a CPU-only torch that must stay torch-free."""
     (tmp_path / "r.yaml").write_text("task: classification\nbase_model: m\ndataset: {source: d.csv, labels: [a, b]}\n")
-    assert python("import sys; from finetune_assets.recipes import load_recipe; "
-                  "from finetune_assets.pipeline.chain import CHAIN; "
-                  f"r = load_recipe({str(tmp_path / 'r.yaml')!r}); CHAIN['finetuned_model'].fingerprint(r, []); "
-                  "print('torch' in sys.modules)") == "False"
+    assert (
+        python(
+            "import sys; from finetune_assets.recipes import load_recipe; "
+            "from finetune_assets.pipeline.chain import CHAIN; "
+            f"r = load_recipe({str(tmp_path / 'r.yaml')!r}); CHAIN['finetuned_model'].fingerprint(r, []); "
+            "print('torch' in sys.modules)"
+        )
+        == "False"
+    )

@@ -23,17 +23,17 @@ from dagster import (
     materialize,
 )
 
+from finetune_assets.checks.declaration import Severity
 from finetune_assets.defs import build_definitions
 from finetune_assets.defs.resources import RunSettings
 from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.errors import PromotionError
+from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.pipeline.caching import save
+from finetune_assets.pipeline.facts import FailedCheck, RunFacts
 from finetune_assets.promotion import champion as champion_store
 from finetune_assets.promotion import gate
 from finetune_assets.promotion.decision import Decision, Verdict, was_promoted
-from finetune_assets.pipeline.artifacts import ArtifactRef
-from finetune_assets.pipeline.caching import save
-from finetune_assets.checks.declaration import Severity
-from finetune_assets.pipeline.facts import FailedCheck, RunFacts
 from finetune_assets.recipes import load_recipe
 from finetune_assets.report.values import Markdown
 from finetune_assets.tasks import get_task
@@ -89,8 +89,12 @@ def test_promotion_gate_promotes_better_and_keeps_the_champion_otherwise(tmp_pat
     assert meta["decision"] == "promoted" and champion.path == better.ref.path
     assert (tmp_path / "current").resolve() == Path(better.ref.path).resolve()
     history = champion_store.history(tmp_path)
-    assert [row["decision"] for row in history] == ["promoted (first export)", "kept champion",
-                                                    "kept champion", "promoted"]
+    assert [row["decision"] for row in history] == [
+        "promoted (first export)",
+        "kept champion",
+        "kept champion",
+        "promoted",
+    ]
     assert meta["evaluation_history_plot"].text.startswith("![evaluation history](data:image/png;base64,")
 
 
@@ -121,8 +125,9 @@ def test_the_champion_is_compared_on_the_challengers_rows_not_on_its_own(tmp_pat
     assert champion_store.history(tmp_path)[-1]["champion_accuracy"] == 0.95
     # What the report already measured for this champion is used as it is, not measured again.
     known = {"fingerprint": "champion", "metrics": {"accuracy": 0.5}}
-    _, meta = gate.decide(challenger(tmp_path, "hard_rows", 0.60, known_champion=known), tmp_path,
-                               ACCURACY, Log(), on_these_rows)
+    _, meta = gate.decide(
+        challenger(tmp_path, "hard_rows", 0.60, known_champion=known), tmp_path, ACCURACY, Log(), on_these_rows
+    )
     assert scored == ["champion"] and meta["decision"] == "promoted"
 
 
@@ -140,7 +145,9 @@ def test_a_champion_that_cannot_be_scored_on_these_rows_is_kept_with_the_reason(
 
 def test_what_blocks_a_challenger(make_recipe):
     recipe = make_recipe()
-    warn = FailedCheck("clean_dataset", "class_balance", Severity.WARN, "largest class / smallest class = 12 (limit 10)")
+    warn = FailedCheck(
+        "clean_dataset", "class_balance", Severity.WARN, "largest class / smallest class = 12 (limit 10)"
+    )
     error = FailedCheck("tokenized_splits", "no_train_test_leakage", Severity.ERROR, "3 test rows also occur in train")
     assert gate.blockers(recipe, 200, RunFacts(failed_checks=())) == []
     found = gate.blockers(recipe, 200, RunFacts(failed_checks=(warn,)))
@@ -173,27 +180,45 @@ def test_a_blocked_challenger_is_never_promoted_even_without_a_champion(tmp_path
     assert not (tmp_path / "champion.json").exists() and not (tmp_path / "current").exists()
 
 
-@pytest.mark.parametrize("decision, text", [
-    (Decision(Verdict.PROMOTED_FIRST), "promoted (first export)"),
-    (Decision(Verdict.PROMOTED, variant="lr=1e-3"), "promoted (sweep variant lr=1e-3)"),
-    (Decision(Verdict.KEPT), "kept champion"),
-    (Decision(Verdict.NOT_PROMOTED, ("a check failed", "too few rows")), "not promoted: a check failed; too few rows"),
-    (Decision(Verdict.ALREADY_CHAMPION, variant="r=8"), "already champion (sweep variant r=8)"),
-])
+@pytest.mark.parametrize(
+    "decision, text",
+    [
+        (Decision(Verdict.PROMOTED_FIRST), "promoted (first export)"),
+        (Decision(Verdict.PROMOTED, variant="lr=1e-3"), "promoted (sweep variant lr=1e-3)"),
+        (Decision(Verdict.KEPT), "kept champion"),
+        (
+            Decision(Verdict.NOT_PROMOTED, ("a check failed", "too few rows")),
+            "not promoted: a check failed; too few rows",
+        ),
+        (Decision(Verdict.ALREADY_CHAMPION, variant="r=8"), "already champion (sweep variant r=8)"),
+    ],
+)
 def test_the_decision_is_typed_and_its_text_reads_back_as_the_same_verdict(decision, text):
     assert decision.text == text
     assert Verdict.of_text(text) is decision.verdict
-    assert was_promoted({"decision": text}) is decision.promoted is (decision.verdict in (Verdict.PROMOTED_FIRST,
-                                                                                          Verdict.PROMOTED))
+    assert (
+        was_promoted({"decision": text})
+        is decision.promoted
+        is (decision.verdict in (Verdict.PROMOTED_FIRST, Verdict.PROMOTED))
+    )
 
 
 def test_the_metadata_promoted_flag_follows_the_decision(tmp_path):
-    decided = [gate.decide(challenger(tmp_path, name, accuracy, **kwargs), tmp_path, ACCURACY, Log(), own_figures)[1]
-               for name, accuracy, kwargs in [("blocked", 0.9, {"blockers": ["a failed check"]}), ("first", 0.8, {}),
-                                              ("worse", 0.7, {}), ("better", 0.9, {"variant": "lr=1e-3"})]]
+    decided = [
+        gate.decide(challenger(tmp_path, name, accuracy, **kwargs), tmp_path, ACCURACY, Log(), own_figures)[1]
+        for name, accuracy, kwargs in [
+            ("blocked", 0.9, {"blockers": ["a failed check"]}),
+            ("first", 0.8, {}),
+            ("worse", 0.7, {}),
+            ("better", 0.9, {"variant": "lr=1e-3"}),
+        ]
+    ]
     assert [(meta["decision"], meta["promoted"]) for meta in decided] == [
-        ("not promoted: a failed check", False), ("promoted (first export)", True), ("kept champion", False),
-        ("promoted (sweep variant lr=1e-3)", True)]
+        ("not promoted: a failed check", False),
+        ("promoted (first export)", True),
+        ("kept champion", False),
+        ("promoted (sweep variant lr=1e-3)", True),
+    ]
     assert all(meta["promoted"] is Verdict.of_text(meta["decision"]).promotes for meta in decided)
 
 
@@ -202,10 +227,15 @@ def test_history_rows_written_as_text_by_older_versions_are_read_right(tmp_path)
     still finds the newest promoted export, past later exports that were not promoted."""
     for name in ("first", "second", "kept", "blocked"):
         export_ref(tmp_path, name, 0.8)
-    rows = [("first", "promoted (first export)"), ("second", "promoted (sweep variant lr=1e-3)"),
-            ("kept", "kept champion (sweep variant lr=1e-2)"), ("blocked", "not promoted: check a/b (WARN): bad")]
+    rows = [
+        ("first", "promoted (first export)"),
+        ("second", "promoted (sweep variant lr=1e-3)"),
+        ("kept", "kept champion (sweep variant lr=1e-2)"),
+        ("blocked", "not promoted: check a/b (WARN): bad"),
+    ]
     (tmp_path / "evaluation_history.jsonl").write_text(
-        "".join(json.dumps({"fingerprint": name, "accuracy": 0.8, "decision": text}) + "\n" for name, text in rows))
+        "".join(json.dumps({"fingerprint": name, "accuracy": 0.8, "decision": text}) + "\n" for name, text in rows)
+    )
     (tmp_path / "champion.json").write_text("lost")
     assert champion_store.read(tmp_path, Log()).fingerprint == "second"
     assert [was_promoted(row) for row in champion_store.history(tmp_path)] == [True, True, False, False]
@@ -227,8 +257,10 @@ def test_two_processes_deciding_at_once_leave_one_valid_champion_the_better_one(
         for name, accuracy in (("better", 0.9), ("worse", 0.8)):
             (root / f"{name}.ref.json").write_text(export_ref(root, name, accuracy).to_json())
         barrier = context.Barrier(2)
-        workers = [context.Process(target=_decide_in_child, args=(str(root), name, accuracy, barrier))
-                   for name, accuracy in (("worse", 0.8), ("better", 0.9))]
+        workers = [
+            context.Process(target=_decide_in_child, args=(str(root), name, accuracy, barrier))
+            for name, accuracy in (("worse", 0.8), ("better", 0.9))
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -241,8 +273,9 @@ def test_two_processes_deciding_at_once_leave_one_valid_champion_the_better_one(
         assert not list(root.glob(".*.tmp")), "no temp file is left behind"
 
 
-@pytest.mark.parametrize("damage", [b'{"path": "/half/writ', b"", b"\xff\xfe\x00garbage", b"{}", b"[1, 2]",
-                                    b'{"path": 1, "fingerprint": 2}'])
+@pytest.mark.parametrize(
+    "damage", [b'{"path": "/half/writ', b"", b"\xff\xfe\x00garbage", b"{}", b"[1, 2]", b'{"path": 1, "fingerprint": 2}']
+)
 def test_a_corrupt_champion_file_is_recovered_from_the_history(tmp_path, damage):
     gate.decide(challenger(tmp_path, "first", 0.80), tmp_path, ACCURACY, Log(), own_figures)
     gate.decide(challenger(tmp_path, "second", 0.90), tmp_path, ACCURACY, Log(), own_figures)
@@ -265,6 +298,7 @@ def test_a_corrupt_champion_file_without_history_names_the_file(tmp_path):
 
 # --- whole runs through Dagster on a tiny BERT ----------------------------------------------------
 
+
 @pytest.fixture
 def project(films_project):
     recipes, artifacts = films_project
@@ -276,8 +310,11 @@ def run(recipes: Path, artifacts: Path, instance=None, checks=None, **settings):
     """Materialize the recipe's assets and (unless ``checks`` says otherwise) its checks."""
     defs = build_definitions([recipes], str(artifacts))
     instance = instance or DagsterInstance.ephemeral()
-    result = materialize([*defs.assets, *(defs.asset_checks if checks is None else checks)], instance=instance,
-                         resources={**defs.resources, "run_settings": RunSettings(**settings)})
+    result = materialize(
+        [*defs.assets, *(defs.asset_checks if checks is None else checks)],
+        instance=instance,
+        resources={**defs.resources, "run_settings": RunSettings(**settings)},
+    )
     assert result.success
     events = {e.asset_key.path[1]: e.materialization for e in result.get_asset_materialization_events()}
     return events, instance.get_run_by_id(result.run_id)
@@ -288,8 +325,8 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_pat
     from sklearn.metrics import f1_score
     from transformers import pipeline
 
-    from finetune_assets.models import precision
     from finetune_assets.inference.evaluation import score_export
+    from finetune_assets.models import precision
 
     recipes, artifacts = project
     first, _ = run(recipes, artifacts)
@@ -320,11 +357,13 @@ def test_the_report_scores_the_champion_on_the_challengers_rows(project, tmp_pat
     export = second["exported_model"].metadata
     assert "current champion" in export["models_side_by_side"].value
     assert export["champion_f1_macro"].value == pytest.approx(by_hand, abs=5e-5)
-    decided = json.loads((artifacts / "films" / "exported_model" / "evaluation_history.jsonl").read_text()
-                         .splitlines()[-1])  # the figures the gate compared, to 6 decimals
+    decided = json.loads(
+        (artifacts / "films" / "exported_model" / "evaluation_history.jsonl").read_text().splitlines()[-1]
+    )  # the figures the gate compared, to 6 decimals
     assert decided["champion_f1_macro"] == pytest.approx(by_hand, abs=1e-6)
-    assert export["decision"].value == ("promoted" if decided["f1_macro"] > decided["champion_f1_macro"]
-                                        else "kept champion")
+    assert export["decision"].value == (
+        "promoted" if decided["f1_macro"] > decided["champion_f1_macro"] else "kept champion"
+    )
     scores = list((artifacts / "films" / "champion_scores").glob("*/scores.json"))
     assert len(scores) == 1 and json.loads(scores[0].read_text())["test_rows"] == len(test)
     third, _ = run(recipes, artifacts)  # unchanged: the champion is not scored again
@@ -338,8 +377,10 @@ def test_a_champion_evaluated_on_the_same_rows_is_not_scored_again(project):
     write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})  # same data, splits
     second, _ = run(recipes, artifacts)
     assert second["tokenized_splits"].metadata["cache_hit"].value
-    assert second["evaluation_report"].metadata["champion_f1_macro"].value == first["evaluation_report"].metadata[
-        "f1_macro"].value
+    assert (
+        second["evaluation_report"].metadata["champion_f1_macro"].value
+        == first["evaluation_report"].metadata["f1_macro"].value
+    )
     assert not (artifacts / "films" / "champion_scores").exists()
 
 
@@ -369,7 +410,8 @@ def test_only_check_results_on_the_challengers_own_data_count(project):
     data.to_csv(recipes / "data" / "reviews.csv", index=False)
     custom, _ = run(recipes, artifacts, instance, checks=[*defs.asset_checks, house_rule])
     assert custom["exported_model"].metadata["decision"].value == (
-        "not promoted: check clean_dataset/house_rule (WARN): no films on Mondays")
+        "not promoted: check clean_dataset/house_rule (WARN): no films on Mondays"
+    )
 
 
 def test_a_failed_warning_on_the_lineage_blocks_promotion_unless_allowed(project):
@@ -405,14 +447,19 @@ def test_a_run_with_overrides_is_tagged_and_promotes_only_when_it_says_so(projec
     assert promoted_run.tags["finetune_assets/run_settings"] == "promote=True", "told apart from a plain smoke run"
     assert "finetune_assets/run_settings" not in smoke_run.tags
     plain, plain_run = run(recipes, artifacts)
-    assert "finetune_assets/run_overrides" not in plain_run.tags and "finetune_assets/run_settings" not in plain_run.tags
+    assert (
+        "finetune_assets/run_overrides" not in plain_run.tags and "finetune_assets/run_settings" not in plain_run.tags
+    )
     assert "finetune_assets/run_overrides" not in plain["finetuned_model"].tags
 
 
 def show(artifacts: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "finetune_assets.show", "films"], capture_output=True, text=True,
-                          env={**os.environ, "FINETUNE_ARTIFACTS_DIR": str(artifacts),
-                               "PYTHONPATH": os.pathsep.join(sys.path)})
+    return subprocess.run(
+        [sys.executable, "-m", "finetune_assets.show", "films"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FINETUNE_ARTIFACTS_DIR": str(artifacts), "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
 
 
 def test_export_is_readable_by_another_account(project):

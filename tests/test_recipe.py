@@ -38,6 +38,7 @@ def error_for(path: Path) -> str:
 
 # --- shipped recipes -----------------------------------------------------------------------------
 
+
 def test_shipped_recipes_all_load():
     recipes = load_recipes()
     names = [recipe.name for recipe in recipes]
@@ -95,19 +96,28 @@ def test_recipe_is_frozen(tmp_path):
 BAD_RECIPES = [
     pytest.param(GOOD + "learning_rate: 0.1\n", ["learning_rate", "unknown key"], id="unknown_top_level_key"),
     pytest.param(GOOD + "training:\n  epocs: 3\n", ["training.epocs", "unknown key"], id="unknown_nested_key"),
-    pytest.param(GOOD.replace("  source: data.csv", "  source: data.csv\n  sauce: x"), ["dataset.sauce"],
-                 id="unknown_key_in_dataset"),
+    pytest.param(
+        GOOD.replace("  source: data.csv", "  source: data.csv\n  sauce: x"),
+        ["dataset.sauce"],
+        id="unknown_key_in_dataset",
+    ),
     pytest.param(GOOD + 'training:\n  epochs: "many"\n', ["training.epochs", "many"], id="wrong_type"),
     pytest.param(GOOD + "training:\n  batch_size: 0\n", ["training.batch_size"], id="out_of_range_value"),
-    pytest.param(GOOD.replace("base_model: some-org/some-model\n", ""), ["base_model", "missing"],
-                 id="missing_required_field"),
-    pytest.param("task: classification\nbase_model: m\ndataset:\n  labels: [a, b]\n", ["dataset.source", "missing"],
-                 id="missing_nested_required_field"),
+    pytest.param(
+        GOOD.replace("base_model: some-org/some-model\n", ""), ["base_model", "missing"], id="missing_required_field"
+    ),
+    pytest.param(
+        "task: classification\nbase_model: m\ndataset:\n  labels: [a, b]\n",
+        ["dataset.source", "missing"],
+        id="missing_nested_required_field",
+    ),
     pytest.param(GOOD + "method: magic\n", ["method", "magic"], id="bad_method_value"),
-    pytest.param(GOOD.replace("task: classification", "task: telepathy"), ["task", "telepathy"],
-                 id="bad_task_value"),
-    pytest.param(GOOD + "method: magic\ntraining:\n  epocs: 3\n", ["method", "training.epocs"],
-                 id="several_errors_are_all_reported"),
+    pytest.param(GOOD.replace("task: classification", "task: telepathy"), ["task", "telepathy"], id="bad_task_value"),
+    pytest.param(
+        GOOD + "method: magic\ntraining:\n  epocs: 3\n",
+        ["method", "training.epocs"],
+        id="several_errors_are_all_reported",
+    ),
     pytest.param(GOOD + "training: {epochs: [1, 2\n", ["YAML"], id="invalid_yaml"),
     # YAML turns `1:` (and `yes:`/`on:`) into non-string keys; that is still a typo in the recipe.
     pytest.param(GOOD + "1: one\n", ["1"], id="non_string_top_level_key"),
@@ -157,6 +167,7 @@ def test_non_utf8_recipe_file_is_a_recipe_error(tmp_path):
 
 
 # --- load_recipes --------------------------------------------------------------------------------
+
 
 def test_load_recipes_from_folder(tmp_path):
     write(tmp_path, GOOD, "zeta.yaml")

@@ -23,24 +23,28 @@ from finetune_assets.report.values import Json, rounded
 from finetune_assets.training.progress import RunLogProgress
 
 VENV_BIN = Path(sys.executable).parent
-ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in range(40)] + \
-       [(f"I truly hated scene number {i} of this film", "negative") for i in range(40)]
+ROWS = [(f"I really loved moment number {i} of this film", "positive") for i in range(40)] + [
+    (f"I truly hated scene number {i} of this film", "negative") for i in range(40)
+]
 
 
 # --- figures rounded for display ------------------------------------------------------------------
+
 
 def test_floats_are_rounded_to_four_significant_digits_for_display_only():
     assert rounded(0.8837761519702221) == 0.8838
     assert rounded(1234.5678) == 1235.0 and rounded(0.000123456) == 0.0001235
     assert rounded(3) == 3 and rounded(True) is True and rounded("0.8837761519702221") == "0.8837761519702221"
-    converted = to_dagster({"f1_macro": 0.8837761519702221, "rows": 1000,
-                            "probe": Json([{"label": "positive", "score": 0.9712345678}])})
+    converted = to_dagster(
+        {"f1_macro": 0.8837761519702221, "rows": 1000, "probe": Json([{"label": "positive", "score": 0.9712345678}])}
+    )
     assert converted["f1_macro"] == 0.8838 and converted["rows"] == 1000
     assert converted["probe"].value == [{"label": "positive", "score": 0.9712}]
     assert markdown_table([{"metric": "accuracy", "tuned": 0.91234567}]).endswith("| accuracy | 0.9123 |")
 
 
 # --- progress at least every 5 % of the steps or 30 seconds ---------------------------------------
+
 
 class Log(list):
     def info(self, message: str) -> None:
@@ -54,16 +58,29 @@ def train_tiny(model_dir: Path, out: Path, steps: int, logging_steps: int, clock
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    rows = Dataset.from_dict({"text": [text for text, _ in ROWS[:steps]],
-                              "label": [int(label == "positive") for _, label in ROWS[:steps]]})
+    rows = Dataset.from_dict(
+        {"text": [text for text, _ in ROWS[:steps]], "label": [int(label == "positive") for _, label in ROWS[:steps]]}
+    )
     rows = rows.map(lambda row: tokenizer(row["text"], truncation=True, max_length=16), remove_columns=["text"])
     log = Log()
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=1, num_train_epochs=1,
-                             logging_steps=logging_steps, save_strategy="no", report_to=[], disable_tqdm=True,
-                             use_cpu=True)
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=1,
+        num_train_epochs=1,
+        logging_steps=logging_steps,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+    )
     progress = RunLogProgress(log, **({"clock": clock} if clock else {}))
-    Trainer(model=AutoModelForSequenceClassification.from_pretrained(model_dir), args=args, train_dataset=rows,
-            processing_class=tokenizer, callbacks=[progress]).train()
+    Trainer(
+        model=AutoModelForSequenceClassification.from_pretrained(model_dir),
+        args=args,
+        train_dataset=rows,
+        processing_class=tokenizer,
+        callbacks=[progress],
+    ).train()
     return [line for line in log if line.startswith("step ")]
 
 
@@ -93,6 +110,7 @@ def test_a_longer_run_reports_every_five_percent_or_thirty_seconds(tiny_bert, tm
 
 # --- one CLI materialization, as a person runs it ---------------------------------------------------
 
+
 def read_scalars(event_file: Path) -> set[str]:
     """The scalar names in a TensorBoard event file (TFRecord framing: length, its CRC, the
     serialized ``Event``, its CRC)."""
@@ -100,8 +118,8 @@ def read_scalars(event_file: Path) -> set[str]:
 
     data, names, at = event_file.read_bytes(), set(), 0
     while at < len(data):
-        (length,) = struct.unpack("<Q", data[at:at + 8])
-        event = Event.FromString(data[at + 12:at + 12 + length])
+        (length,) = struct.unpack("<Q", data[at : at + 8])
+        event = Event.FromString(data[at + 12 : at + 12 + length])
         names |= {value.tag for value in event.summary.value if value.HasField("simple_value")}
         at += 12 + length + 4
     return names
@@ -116,11 +134,27 @@ def cli_run(tmp_path_factory, tiny_bert):
     pd.DataFrame(ROWS, columns=["review", "sentiment"]).to_csv(root / "recipes" / "data" / "reviews.csv", index=False)
     recipe = {**FILMS, "training": {**FILMS["training"], "report_to": "tensorboard"}}
     (root / "recipes" / "films.yaml").write_text(yaml.safe_dump(recipe))
-    env = {**os.environ, "DAGSTER_HOME": str(root / "home"), "FINETUNE_RECIPES": str(root / "recipes"),
-           "FINETUNE_ARTIFACTS_DIR": str(root / "artifacts")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(root / "home"),
+        "FINETUNE_RECIPES": str(root / "recipes"),
+        "FINETUNE_ARTIFACTS_DIR": str(root / "artifacts"),
+    }
     (root / "home").mkdir()
-    done = subprocess.run([str(VENV_BIN / "dagster"), "asset", "materialize", "-m", "finetune_assets.definitions",
-                           "--select", "group:films"], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [
+            str(VENV_BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "finetune_assets.definitions",
+            "--select",
+            "group:films",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     return root, done, done.stdout + done.stderr
 
 
@@ -144,10 +178,16 @@ def test_inputs_are_named_after_their_upstream_assets(cli_run):
 def test_metadata_figures_are_rounded_and_tensorboard_files_sit_with_the_model(cli_run):
     root, _, _ = cli_run
     with DagsterInstance.from_config(str(root / "home")) as instance:
-        metadata = {name: instance.get_latest_materialization_event(AssetKey(["films", name])).asset_materialization
-                    .metadata for name in ("finetuned_model", "evaluation_report", "exported_model")}
-    floats = [value.value for entries in metadata.values() for value in entries.values()
-              if isinstance(value, FloatMetadataValue)]
+        metadata = {
+            name: instance.get_latest_materialization_event(AssetKey(["films", name])).asset_materialization.metadata
+            for name in ("finetuned_model", "evaluation_report", "exported_model")
+        }
+    floats = [
+        value.value
+        for entries in metadata.values()
+        for value in entries.values()
+        if isinstance(value, FloatMetadataValue)
+    ]
     assert len(floats) > 10 and all(value == rounded(value) for value in floats)
     events = list(Path(metadata["finetuned_model"]["path"].value).glob("tensorboard/events.out.tfevents.*"))
     assert len(events) == 1, "training.report_to: tensorboard writes its event files into the model's folder"

@@ -40,12 +40,19 @@ def pickle_only_copy(model: Path, folder: Path, marker: Path) -> Path:
 
 
 def recipe_file(folder: Path, base_model: Path, task: str = "classification") -> Path:
-    recipe = {"task": task, "base_model": str(base_model),
-              "dataset": {"source": "reviews.csv", "columns": {"text": "review", "label": "sentiment"},
-                          "labels": ["negative", "positive"]}}
+    recipe = {
+        "task": task,
+        "base_model": str(base_model),
+        "dataset": {
+            "source": "reviews.csv",
+            "columns": {"text": "review", "label": "sentiment"},
+            "labels": ["negative", "positive"],
+        },
+    }
     (folder / "films.yaml").write_text(yaml.safe_dump(recipe))
-    rows = [(f"I loved scene {i}", "positive") for i in range(30)] + [(f"I hated scene {i}", "negative")
-                                                                     for i in range(30)]
+    rows = [(f"I loved scene {i}", "positive") for i in range(30)] + [
+        (f"I hated scene {i}", "negative") for i in range(30)
+    ]
     pd.DataFrame(rows, columns=["review", "sentiment"]).to_csv(folder / "reviews.csv", index=False)
     return folder / "films.yaml"
 
@@ -55,8 +62,12 @@ def test_a_pickle_only_base_model_fails_in_the_first_stage_and_says_how_to_conve
     base = pickle_only_copy(tiny_bert, tmp_path / "pickled_bert", marker)
     recipe_file(tmp_path, base)
     defs = build_definitions([tmp_path], str(tmp_path / "artifacts"))
-    result = materialize([*defs.assets, *defs.asset_checks], resources=defs.resources,
-                         instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    result = materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources=defs.resources,
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
     assert not result.success
     assert not result.get_asset_materialization_events(), "nothing is read or written"
     [failure] = result.get_step_failure_events()
@@ -67,17 +78,18 @@ def test_a_pickle_only_base_model_fails_in_the_first_stage_and_says_how_to_conve
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("family, model", [("classification", "tiny_bert"), ("instruction", "tiny_llama"),
-                                           ("summarization", "tiny_t5")])
+@pytest.mark.parametrize(
+    "family, model", [("classification", "tiny_bert"), ("instruction", "tiny_llama"), ("summarization", "tiny_t5")]
+)
 def test_no_loader_unpickles_weights(tmp_path, request, family, model):
     marker = tmp_path / "pickle-code-ran"
     folder = pickle_only_copy(request.getfixturevalue(model), tmp_path / "pickled", marker)
     recipe = load_recipe(recipe_file(tmp_path, folder, family))
     task = get_task(recipe)
-    with pytest.raises(OSError, match="model.safetensors"):
+    with pytest.raises(OSError, match=r"model\.safetensors"):
         task.load_model(str(folder))
     if family != "summarization":  # its pipeline needs an export's config; it passes the same option
-        with pytest.raises((OSError, ValueError), match="model.safetensors"):  # pipeline() wraps the OSError
+        with pytest.raises((OSError, ValueError), match=r"model\.safetensors"):  # pipeline() wraps the OSError
             task.load_pipeline(folder)  # how an export is loaded for its smoke test
     assert not marker.exists()
 
@@ -92,6 +104,6 @@ def test_a_lora_checkpoint_without_safetensors_is_refused(tmp_path, make_recipe)
     checkpoint.mkdir()
     (checkpoint / "adapter_config.json").write_text("{}")
     torch.save({"payload": RunsCode(tmp_path / "pickle-code-ran")}, checkpoint / "adapter_model.bin")
-    with pytest.raises(MethodError, match="adapter_model.safetensors"):
+    with pytest.raises(MethodError, match=r"adapter_model\.safetensors"):
         methods.load_trained(checkpoint, get_task(make_recipe(method="lora")))
     assert not (tmp_path / "pickle-code-ran").exists()

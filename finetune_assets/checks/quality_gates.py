@@ -48,27 +48,46 @@ def recorded(name: str) -> Callable[[Recipe, ArtifactRef], Outcome]:
 
 # --- finetuned_model -----------------------------------------------------------------------------
 
+
 def loss_decreased(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     """The mean training loss of the last quarter of logged steps against the first quarter's."""
     history = _log_history(Path(ref.path))
     losses = [(row["step"], row["loss"]) for row in history if "loss" in row]
     if len(losses) < 2:
-        return Outcome(True, f"not judged: {len(losses)} training loss(es) logged, too few to compare (the Trainer "
-                       f"logs every training.logging_steps={recipe.training.logging_steps} steps); lower "
-                       "training.logging_steps to judge a run this short", {"logged_losses": len(losses)})
+        return Outcome(
+            True,
+            f"not judged: {len(losses)} training loss(es) logged, too few to compare (the Trainer "
+            f"logs every training.logging_steps={recipe.training.logging_steps} steps); lower "
+            "training.logging_steps to judge a run this short",
+            {"logged_losses": len(losses)},
+        )
     first, last = _quarter(losses, 0), _quarter(losses, -1)
     decrease = (first["loss"] - last["loss"]) / first["loss"]
     limit = recipe.checks.min_loss_decrease
-    figures = {"first_quarter_loss": first["loss"], "last_quarter_loss": last["loss"], "relative_decrease": decrease,
-               "min_loss_decrease": limit, "logged_losses": len(losses)}
-    said = (f"training loss {first['loss']:.4f} over steps {first['steps']} and {last['loss']:.4f} over steps "
-            f"{last['steps']} ({decrease:+.1%}, limit > {limit:.0%})")
-    return _verdict(decrease > limit, said, figures, "the training loss fell", "the training loss did not fall",
-                   "The model learned little or nothing from the data: check training.learning_rate (too small to "
-                   "move the weights, or so large that training diverges), the labels and the data, then train again")
+    figures = {
+        "first_quarter_loss": first["loss"],
+        "last_quarter_loss": last["loss"],
+        "relative_decrease": decrease,
+        "min_loss_decrease": limit,
+        "logged_losses": len(losses),
+    }
+    said = (
+        f"training loss {first['loss']:.4f} over steps {first['steps']} and {last['loss']:.4f} over steps "
+        f"{last['steps']} ({decrease:+.1%}, limit > {limit:.0%})"
+    )
+    return _verdict(
+        decrease > limit,
+        said,
+        figures,
+        "the training loss fell",
+        "the training loss did not fall",
+        "The model learned little or nothing from the data: check training.learning_rate (too small to "
+        "move the weights, or so large that training diverges), the labels and the data, then train again",
+    )
 
 
 # --- evaluation_report ---------------------------------------------------------------------------
+
 
 def beats_base_model(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     """The promotion metric of the tuned model against the base model's, on the same test rows."""
@@ -77,15 +96,27 @@ def beats_base_model(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     gain = tuned - base if rule.higher_is_better else base - tuned
     limit = recipe.checks.min_gain_over_base
     direction = "higher" if rule.higher_is_better else "lower"
-    figures = {rule.metric: tuned, f"baseline_{rule.metric}": base, "gain": gain, "min_gain_over_base": limit,
-               "test_rows": ref.info.get("test_rows", 0)}
-    said = (f"{rule.metric} {tuned:.4f} fine-tuned against {base:.4f} for the untuned base model on the same "
-            f"{figures['test_rows']} test rows ({direction} is better; gain {gain:+.4f}, needed > {limit:g})")
-    return _verdict(gain > limit, said, figures, "the fine-tuned model beats its base model",
-                   "the fine-tuned model does not beat its base model",
-                   "Fine-tuning bought nothing, so it is not exported. Check training.learning_rate and "
-                   "training.epochs (too little training), the labels and the data; checks.min_gain_over_base sets "
-                   "the margin")
+    figures = {
+        rule.metric: tuned,
+        f"baseline_{rule.metric}": base,
+        "gain": gain,
+        "min_gain_over_base": limit,
+        "test_rows": ref.info.get("test_rows", 0),
+    }
+    said = (
+        f"{rule.metric} {tuned:.4f} fine-tuned against {base:.4f} for the untuned base model on the same "
+        f"{figures['test_rows']} test rows ({direction} is better; gain {gain:+.4f}, needed > {limit:g})"
+    )
+    return _verdict(
+        gain > limit,
+        said,
+        figures,
+        "the fine-tuned model beats its base model",
+        "the fine-tuned model does not beat its base model",
+        "Fine-tuning bought nothing, so it is not exported. Check training.learning_rate and "
+        "training.epochs (too little training), the labels and the data; checks.min_gain_over_base sets "
+        "the margin",
+    )
 
 
 def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> Outcome:
@@ -94,14 +125,25 @@ def beats_majority_class(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     accuracy = float(report["tuned"]["metrics"]["accuracy"])
     majority = float(report["tuned"]["details"]["majority_class_rate"])
     limit = recipe.checks.min_accuracy_over_majority
-    figures = {"accuracy": accuracy, "majority_class_rate": majority, "margin": accuracy - majority,
-               "min_accuracy_over_majority": limit}
-    said = (f"test accuracy {accuracy:.4f} against {majority:.4f} for always answering the most common label "
-            f"(margin {accuracy - majority:+.4f}, needed > {limit:g})")
-    return _verdict(accuracy - majority > limit, said, figures, "the model beats the majority class",
-                   "the model does no better than always answering the most common label",
-                   "It has learned the label frequencies, not the texts; look at the confusion matrix, balance the "
-                   "classes (dataset.drop_labels, more rows of the rare labels) or train longer")
+    figures = {
+        "accuracy": accuracy,
+        "majority_class_rate": majority,
+        "margin": accuracy - majority,
+        "min_accuracy_over_majority": limit,
+    }
+    said = (
+        f"test accuracy {accuracy:.4f} against {majority:.4f} for always answering the most common label "
+        f"(margin {accuracy - majority:+.4f}, needed > {limit:g})"
+    )
+    return _verdict(
+        accuracy - majority > limit,
+        said,
+        figures,
+        "the model beats the majority class",
+        "the model does no better than always answering the most common label",
+        "It has learned the label frequencies, not the texts; look at the confusion matrix, balance the "
+        "classes (dataset.drop_labels, more rows of the rare labels) or train longer",
+    )
 
 
 def no_overfitting(recipe: Recipe, ref: ArtifactRef) -> Outcome:
@@ -126,24 +168,43 @@ def no_overfitting(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     after = [loss for step, loss in losses if step > best_step]
     training_fell = bool(before and after) and sum(after) / len(after) < sum(before) / len(before)
     gap = final_validation - final_training
-    figures = {"final_validation_loss": final_validation, "best_validation_loss": best, "best_at_step": best_step,
-               "validation_loss_rise": rise, "final_training_loss": final_training, "train_validation_gap": gap,
-               "max_validation_loss_rise": spec.max_validation_loss_rise,
-               "max_train_validation_gap": spec.max_train_validation_gap, "validations": len(evaluations)}
+    figures = {
+        "final_validation_loss": final_validation,
+        "best_validation_loss": best,
+        "best_at_step": best_step,
+        "validation_loss_rise": rise,
+        "final_training_loss": final_training,
+        "train_validation_gap": gap,
+        "max_validation_loss_rise": spec.max_validation_loss_rise,
+        "max_train_validation_gap": spec.max_train_validation_gap,
+        "validations": len(evaluations),
+    }
     problems = []
     if rise > spec.max_validation_loss_rise and training_fell:
-        problems.append(f"the validation loss rose from its best {best:.4f} (step {best_step}) to {final_validation:.4f} "
-                        f"(step {final_step}, {rise:+.1%}, limit {spec.max_validation_loss_rise:.0%}) while the "
-                        "training loss kept falling")
+        problems.append(
+            f"the validation loss rose from its best {best:.4f} (step {best_step}) to {final_validation:.4f} "
+            f"(step {final_step}, {rise:+.1%}, limit {spec.max_validation_loss_rise:.0%}) while the "
+            "training loss kept falling"
+        )
     if gap > spec.max_train_validation_gap:
-        problems.append(f"the final validation loss {final_validation:.4f} exceeds the training loss "
-                        f"{final_training:.4f} by {gap:.4f} (limit {spec.max_train_validation_gap:g})")
+        problems.append(
+            f"the final validation loss {final_validation:.4f} exceeds the training loss "
+            f"{final_training:.4f} by {gap:.4f} (limit {spec.max_train_validation_gap:g})"
+        )
     if problems:
-        return Outcome(False, "the model is overfitting: " + "; ".join(problems) + ". It memorises the training rows "
-                       "instead of learning what generalises: train fewer epochs, set "
-                       "training.early_stopping_patience (keeps the best checkpoint), add data or weight decay", figures)
-    return Outcome(True, f"no sign of overfitting: final validation loss {final_validation:.4f} (best {best:.4f}), "
-                   f"training loss {final_training:.4f} ({len(evaluations)} validation pass(es))", figures)
+        return Outcome(
+            False,
+            "the model is overfitting: " + "; ".join(problems) + ". It memorises the training rows "
+            "instead of learning what generalises: train fewer epochs, set "
+            "training.early_stopping_patience (keeps the best checkpoint), add data or weight decay",
+            figures,
+        )
+    return Outcome(
+        True,
+        f"no sign of overfitting: final validation loss {final_validation:.4f} (best {best:.4f}), "
+        f"training loss {final_training:.4f} ({len(evaluations)} validation pass(es))",
+        figures,
+    )
 
 
 def forgetting(recipe: Recipe, ref: ArtifactRef) -> Outcome:
@@ -152,14 +213,25 @@ def forgetting(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     tuned, base = float(metrics["general_text_perplexity"]), float(metrics["baseline_general_text_perplexity"])
     rise = tuned / base - 1
     limit = recipe.checks.max_general_perplexity_rise
-    figures = {"general_text_perplexity": tuned, "baseline_general_text_perplexity": base, "rise": rise,
-               "max_general_perplexity_rise": limit}
-    said = (f"perplexity on the shipped general-text probe {tuned:.2f} fine-tuned against {base:.2f} for the base "
-            f"model ({rise:+.1%}, limit {limit:+.0%})")
-    return _verdict(rise <= limit, said, figures, "no sign of catastrophic forgetting",
-                   "the model has forgotten general language while learning the recipe's data",
-                   "Lower training.learning_rate or training.epochs, prefer method: lora (or a smaller lora.r), or mix "
-                   "general text into the data; checks.max_general_perplexity_rise sets the limit")
+    figures = {
+        "general_text_perplexity": tuned,
+        "baseline_general_text_perplexity": base,
+        "rise": rise,
+        "max_general_perplexity_rise": limit,
+    }
+    said = (
+        f"perplexity on the shipped general-text probe {tuned:.2f} fine-tuned against {base:.2f} for the base "
+        f"model ({rise:+.1%}, limit {limit:+.0%})"
+    )
+    return _verdict(
+        rise <= limit,
+        said,
+        figures,
+        "no sign of catastrophic forgetting",
+        "the model has forgotten general language while learning the recipe's data",
+        "Lower training.learning_rate or training.epochs, prefer method: lora (or a smaller lora.r), or mix "
+        "general text into the data; checks.max_general_perplexity_rise sets the limit",
+    )
 
 
 def _quarter(losses: list[tuple[int, float]], end: int) -> Outcome:
@@ -185,45 +257,82 @@ def has_general_text_probe(recipe: Recipe) -> bool:
 WARN, IN_STAGE = always(Severity.WARN), JudgedBy.STAGE
 
 GATES = (
-    Check("loss_decreased", FINETUNED_MODEL,
-          "The training loss fell: the mean of the last quarter of the losses the Trainer logged is below the first "
-          "quarter's (by more than checks.min_loss_decrease). Failing means the model learned little or nothing (a "
-          "learning rate too small or so large that training diverged, broken labels); look at the loss curve, fix "
-          "the recipe or data and train again. WARN: shown, and the export is not promoted unless "
-          "promotion.allow_warnings.", loss_decreased, WARN, judged_by=IN_STAGE),
-    Check("beats_base_model", EVALUATION_REPORT,
-          "The fine-tuned model beats its untuned base model on the promotion metric (f1_macro, rougeL or perplexity "
-          "unless promotion.metric says otherwise), both scored on the same test rows, by more than "
-          "checks.min_gain_over_base. Failing means fine-tuning bought nothing: the export does not run (ERROR, "
-          "blocking). Look at the learning rate, the epochs, the labels and the loss curve.", beats_base_model,
-          judged_by=IN_STAGE),
-    Check("beats_majority_class", EVALUATION_REPORT,
-          "Test accuracy is above the share of the most common test label (by more than "
-          "checks.min_accuracy_over_majority): the model does better than always answering that label. Failing "
-          "means it learned the label frequencies, not the texts: the export does not run (ERROR, blocking). Look "
-          "at the confusion matrix and the class balance.", beats_majority_class, applies=has_labels,
-          judged_by=IN_STAGE),
-    Check("no_overfitting", EVALUATION_REPORT,
-          "The validation loss did not rise above its best (by more than checks.max_validation_loss_rise) while the "
-          "training loss kept falling, and the final validation loss is not far above the training loss "
-          "(checks.max_train_validation_gap). Failing means the model memorises its training rows: train fewer "
-          "epochs, use training.early_stopping_patience, add data. WARN: shown, and the export is not promoted "
-          "unless promotion.allow_warnings.", no_overfitting, WARN, judged_by=IN_STAGE),
-    Check("forgetting", EVALUATION_REPORT,
-          "The fine-tuned model's perplexity on a small general-text probe shipped with the project "
-          "(finetune_assets/probes/general_text.jsonl) is at most checks.max_general_perplexity_rise above the base "
-          "model's: tuning on the recipe's data did not cost general language (catastrophic forgetting). Failing: "
-          "lower the learning rate or epochs, prefer LoRA. WARN: shown, and the export is not promoted unless "
-          "promotion.allow_warnings.", forgetting, WARN, has_general_text_probe, IN_STAGE),
-    Check("merge_verified", EXPORTED_MODEL,
-          "The export, loaded back from disk, is the model that was trained: logits and greedy answers equal to the "
-          "adapter on its base (the checkpoint for full fine-tuning) on test rows, and its tokenizer renders them "
-          "as training did. Failing means the merge or the saved files changed the model: it is never promoted "
-          "(ERROR); check the adapter, its base and the tokenizer, then export again.", recorded("merge_verified"),
-          judged_by=IN_STAGE),
-    Check("export_reloads", EXPORTED_MODEL,
-          "The exported folder, loaded through its transformers pipeline as a user would load it, gives the "
-          "evaluation report's predictions on a few test rows. Failing means what users get is not what was "
-          "evaluated (a changed or missing file, another label mapping or decoding setting): it is never promoted "
-          "(ERROR); export again.", recorded("export_reloads"), judged_by=IN_STAGE),
+    Check(
+        "loss_decreased",
+        FINETUNED_MODEL,
+        "The training loss fell: the mean of the last quarter of the losses the Trainer logged is below the first "
+        "quarter's (by more than checks.min_loss_decrease). Failing means the model learned little or nothing (a "
+        "learning rate too small or so large that training diverged, broken labels); look at the loss curve, fix "
+        "the recipe or data and train again. WARN: shown, and the export is not promoted unless "
+        "promotion.allow_warnings.",
+        loss_decreased,
+        WARN,
+        judged_by=IN_STAGE,
+    ),
+    Check(
+        "beats_base_model",
+        EVALUATION_REPORT,
+        "The fine-tuned model beats its untuned base model on the promotion metric (f1_macro, rougeL or perplexity "
+        "unless promotion.metric says otherwise), both scored on the same test rows, by more than "
+        "checks.min_gain_over_base. Failing means fine-tuning bought nothing: the export does not run (ERROR, "
+        "blocking). Look at the learning rate, the epochs, the labels and the loss curve.",
+        beats_base_model,
+        judged_by=IN_STAGE,
+    ),
+    Check(
+        "beats_majority_class",
+        EVALUATION_REPORT,
+        "Test accuracy is above the share of the most common test label (by more than "
+        "checks.min_accuracy_over_majority): the model does better than always answering that label. Failing "
+        "means it learned the label frequencies, not the texts: the export does not run (ERROR, blocking). Look "
+        "at the confusion matrix and the class balance.",
+        beats_majority_class,
+        applies=has_labels,
+        judged_by=IN_STAGE,
+    ),
+    Check(
+        "no_overfitting",
+        EVALUATION_REPORT,
+        "The validation loss did not rise above its best (by more than checks.max_validation_loss_rise) while the "
+        "training loss kept falling, and the final validation loss is not far above the training loss "
+        "(checks.max_train_validation_gap). Failing means the model memorises its training rows: train fewer "
+        "epochs, use training.early_stopping_patience, add data. WARN: shown, and the export is not promoted "
+        "unless promotion.allow_warnings.",
+        no_overfitting,
+        WARN,
+        judged_by=IN_STAGE,
+    ),
+    Check(
+        "forgetting",
+        EVALUATION_REPORT,
+        "The fine-tuned model's perplexity on a small general-text probe shipped with the project "
+        "(finetune_assets/probes/general_text.jsonl) is at most checks.max_general_perplexity_rise above the base "
+        "model's: tuning on the recipe's data did not cost general language (catastrophic forgetting). Failing: "
+        "lower the learning rate or epochs, prefer LoRA. WARN: shown, and the export is not promoted unless "
+        "promotion.allow_warnings.",
+        forgetting,
+        WARN,
+        has_general_text_probe,
+        IN_STAGE,
+    ),
+    Check(
+        "merge_verified",
+        EXPORTED_MODEL,
+        "The export, loaded back from disk, is the model that was trained: logits and greedy answers equal to the "
+        "adapter on its base (the checkpoint for full fine-tuning) on test rows, and its tokenizer renders them "
+        "as training did. Failing means the merge or the saved files changed the model: it is never promoted "
+        "(ERROR); check the adapter, its base and the tokenizer, then export again.",
+        recorded("merge_verified"),
+        judged_by=IN_STAGE,
+    ),
+    Check(
+        "export_reloads",
+        EXPORTED_MODEL,
+        "The exported folder, loaded through its transformers pipeline as a user would load it, gives the "
+        "evaluation report's predictions on a few test rows. Failing means what users get is not what was "
+        "evaluated (a changed or missing file, another label mapping or decoding setting): it is never promoted "
+        "(ERROR); export again.",
+        recorded("export_reloads"),
+        judged_by=IN_STAGE,
+    ),
 )

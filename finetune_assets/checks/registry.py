@@ -17,5 +17,10 @@ CHECKS: tuple[Check, ...] = (*DATA_CHECKS, *GATES)
 
 def checks_for(recipe: Recipe, asset: str | None = None, judged_by: JudgedBy | None = None) -> tuple[Check, ...]:
     """The checks that apply to ``recipe``, optionally only those on ``asset`` or judged by ``judged_by``."""
-    return tuple(check for check in CHECKS if (asset is None or check.asset == asset)
-                 and (judged_by is None or check.judged_by is judged_by) and check.applies(recipe))
+    return tuple(
+        check
+        for check in CHECKS
+        if (asset is None or check.asset == asset)
+        and (judged_by is None or check.judged_by is judged_by)
+        and check.applies(recipe)
+    )

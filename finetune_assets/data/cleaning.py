@@ -45,7 +45,8 @@ def check_columns(raw: pd.DataFrame, task: TaskFamily) -> None:
         if source not in raw.columns:
             raise DataError(
                 f"{recipe.dataset.source}: column '{source}' (the task's '{column}') not found; the data "
-                f"has columns {list(raw.columns)}. Set dataset.columns.{column} in {recipe.source_file.name}")
+                f"has columns {list(raw.columns)}. Set dataset.columns.{column} in {recipe.source_file.name}"
+            )
 
 
 def clean(raw: pd.DataFrame, task: TaskFamily) -> Cleaned:
@@ -77,8 +78,10 @@ def clean(raw: pd.DataFrame, task: TaskFamily) -> Cleaned:
         rows = rows[~mask]
     if rows.empty:
         counts = {reason: len(frame) for reason, frame in dropped.items() if len(frame)}
-        raise DataError(f"{recipe.dataset.source}: cleaning dropped every row ({counts}); relax the "
-                        f"cleaning settings in {recipe.source_file.name} or check the column mapping")
+        raise DataError(
+            f"{recipe.dataset.source}: cleaning dropped every row ({counts}); relax the "
+            f"cleaning settings in {recipe.source_file.name} or check the column mapping"
+        )
     return Cleaned(rows=rows.reset_index(drop=True), dropped=dropped)
 
 

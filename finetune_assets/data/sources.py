@@ -58,9 +58,16 @@ def resolve(ref: str, relative_to: Path) -> Source:
     return Source("hub", ref, ref)
 
 
-def read_table(source: Source, *, format: str | None, encoding: str, hub_config: str | None,
-               hub_split: str | None, on_bad_lines: str = "error",
-               skipped: list[BadLine] | None = None) -> pd.DataFrame:
+def read_table(
+    source: Source,
+    *,
+    format: str | None,
+    encoding: str,
+    hub_config: str | None,
+    hub_split: str | None,
+    on_bad_lines: str = "error",
+    skipped: list[BadLine] | None = None,
+) -> pd.DataFrame:
     """Read the rows exactly as they are; every failure names the file (and line) and the fix.
     With ``on_bad_lines="skip"`` malformed csv/jsonl lines are left out and appended to ``skipped``."""
     if source.kind == "hub":
@@ -123,7 +130,8 @@ def _read_hub(dataset_id: str, config: str | None, split: str | None) -> pd.Data
     except Exception as exc:  # the hub client raises many types; all mean the same to a user
         raise SourceError(
             f"hub dataset '{dataset_id}' could not be loaded ({type(exc).__name__}: {exc}). "
-            "Without network, point dataset.source at a local file or a package: reference") from None
+            "Without network, point dataset.source at a local file or a package: reference"
+        ) from None
     if isinstance(loaded, datasets.DatasetDict):
         parts = [ds.to_pandas().assign(source_split=name) for name, ds in loaded.items()]
         return pd.concat(parts, ignore_index=True)
@@ -142,8 +150,15 @@ def read_dataset(recipe) -> DatasetRead:
     spec = recipe.dataset
     source = resolve(spec.source, recipe.source_file.parent)
     skipped: list[BadLine] = []
-    frame = read_table(source, format=spec.format, encoding=spec.encoding, hub_config=spec.hub_config,
-                       hub_split=spec.hub_split, on_bad_lines=spec.on_bad_lines, skipped=skipped)
+    frame = read_table(
+        source,
+        format=spec.format,
+        encoding=spec.encoding,
+        hub_config=spec.hub_config,
+        hub_split=spec.hub_split,
+        on_bad_lines=spec.on_bad_lines,
+        skipped=skipped,
+    )
     return DatasetRead(frame, source.describe(), skipped)
 
 
@@ -186,4 +201,5 @@ def require_safetensors(ref: str, relative_to: Path) -> None:
         f"origin: python -c \"from transformers import AutoModel, AutoTokenizer; p = '{folder}'; "
         "AutoModel.from_pretrained(p).save_pretrained(p + '-safetensors'); "
         "AutoTokenizer.from_pretrained(p).save_pretrained(p + '-safetensors')\" (with your task's class, e.g. "
-        "AutoModelForCausalLM, to keep the model's head), then set base_model to the new folder.")
+        "AutoModelForCausalLM, to keep the model's head), then set base_model to the new folder."
+    )

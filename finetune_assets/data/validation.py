@@ -19,7 +19,9 @@ def describe_failures(cases: pd.DataFrame, per_check: int = 3) -> str:
     """One line per (column, check) with a few failing row indexes and values."""
     lines = [f"{len(cases)} schema violation(s)"]
     for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-        shown = ", ".join(f"row {row}: {str(value)[:60]!r}"
-                          for row, value in zip(group["index"].head(per_check), group["failure_case"]))
+        shown = ", ".join(
+            f"row {row}: {str(value)[:60]!r}"
+            for row, value in zip(group["index"].head(per_check), group["failure_case"])
+        )
         lines.append(f"  column '{column}' failed {check} ({len(group)} rows; {shown})")
     return "\n".join(lines)

@@ -44,20 +44,20 @@ from dagster import (
 )
 from dagster._check import CheckError
 
+from finetune_assets.checks.registry import checks_for
 from finetune_assets.defs import automation
 from finetune_assets.defs.check_results import lineage_failures
-from finetune_assets.checks.registry import checks_for
 from finetune_assets.defs.checks import check_result, stage_check_specs
 from finetune_assets.defs.metadata import column_schema, to_dagster
 from finetune_assets.defs.requirements import requirement_metadata, requirement_tags
 from finetune_assets.defs.run_launcher import HOST_TAG
 from finetune_assets.errors import BAD_INPUT
 from finetune_assets.pipeline.caching import ancestry
-from finetune_assets.promotion import sweep_report
 from finetune_assets.pipeline.chain import CHAIN, SWEEP_REPORT, Stage, stages_of
 from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.pipeline.processes import run_process
 from finetune_assets.pipeline.runner import run_stage
+from finetune_assets.promotion import sweep_report
 from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.sweep import variant, variants
 
@@ -73,46 +73,37 @@ def build_assets(recipe: Recipe) -> list[AssetsDefinition]:
 
 
 def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition | None = None) -> AssetsDefinition:
-    compute = recipe.compute
     key = AssetKey([recipe.name, stage.name])
     partitioned = sweep is not None and stage.per_variant
     # In a sweep, a stage after the per-variant ones (the export) gets their references, and its
     # recipe, from the variant the sweep report chose.
     reads_choice = sweep is not None and not stage.per_variant and any(CHAIN[up].per_variant for up in stage.upstream)
-    # Inputs are named after the upstream stage, so the run log says `Loaded input "clean_dataset"`.
-    ins = {up: AssetIn(key=AssetKey([recipe.name, up])) for up in stage.upstream
-           if not (reads_choice and CHAIN[up].per_variant)}
-    if reads_choice:
-        ins[SWEEP_REPORT.name] = AssetIn(key=AssetKey([recipe.name, SWEEP_REPORT.name]))
-    sweep_note = ("\n\nOne partition per variant of the recipe's sweep." if partitioned else
-                  f"\n\nExports the variant {SWEEP_REPORT.name} chose." if reads_choice else "")
 
     @asset(
         key=key,
         group_name=recipe.name,
-        ins=ins,
+        ins=_inputs(recipe, stage, reads_choice),
         deps=[AssetDep(AssetKey([recipe.name, stage.compares]))] if stage.compares else None,
         partitions_def=sweep if partitioned else None,
-        description=f"{stage.describe(recipe)}{sweep_note}\n\nRecipe {recipe.source_file.name}: "
-                    f"{recipe.description}".strip(),
+        description=_description(recipe, stage, partitioned, reads_choice),
         code_version=stage.version(recipe),
         io_manager_key="artifact_refs",
         kinds=set(stage.kinds),
         tags=requirement_tags(recipe),
         metadata=requirement_metadata(recipe),
         automation_condition=automation.condition(recipe, stage),
-        required_resource_keys={"artifacts", "run_settings"} | ({"training"} if stage.trains else set()),
-        pool=compute.pool if stage.trains else None,
-        retry_policy=RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
-        if stage.trains and compute.retries else None,
         check_specs=stage_check_specs(recipe, stage.name, partitioned),
+        **_training_options(recipe, stage),
     )
     def _asset(context: AssetExecutionContext, **refs):
         run_settings = context.resources.run_settings
         name, chosen = sweep_report.chosen(refs[SWEEP_REPORT.name]) if reads_choice else (None, {})
         upstream = [chosen[up] if up in chosen else refs[up] for up in stage.upstream]
-        facts = RunFacts(failed_checks=_failed_checks(context, recipe, stage, upstream) if stage.finish else None,
-                         overrides=run_settings.overrides(), promote_with_overrides=run_settings.promote)
+        facts = RunFacts(
+            failed_checks=_failed_checks(context, recipe, stage, upstream) if stage.finish else None,
+            overrides=run_settings.overrides(),
+            promote_with_overrides=run_settings.promote,
+        )
         _tag_run(context, facts, run_settings.describe_settings())
         try:
             active = run_settings.apply(recipe)
@@ -120,8 +111,9 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
                 active = variant(active, context.partition_key if partitioned else name)
             root = context.resources.artifacts.base
             start_process = context.resources.training.starter(context, active, root) if stage.trains else run_process
-            ref, metadata, checks = run_stage(stage, active, root, context.log, upstream,
-                                              run_settings.forced(recipe), facts, start_process)
+            ref, metadata, checks = run_stage(
+                stage, active, root, context.log, upstream, run_settings.forced(recipe), facts, start_process
+            )
         except BAD_INPUT as error:
             if not stage.trains:
                 raise
@@ -129,6 +121,43 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         yield from _results(stage, active, facts, ref, metadata, checks)
 
     return _asset
+
+
+def _inputs(recipe: Recipe, stage: Stage, reads_choice: bool) -> dict[str, AssetIn]:
+    """Inputs named after the upstream stage, so the run log says `Loaded input "clean_dataset"`; a
+    stage reading the sweep's choice gets the sweep report instead of the per-variant stages."""
+    ins = {
+        up: AssetIn(key=AssetKey([recipe.name, up]))
+        for up in stage.upstream
+        if not (reads_choice and CHAIN[up].per_variant)
+    }
+    if reads_choice:
+        ins[SWEEP_REPORT.name] = AssetIn(key=AssetKey([recipe.name, SWEEP_REPORT.name]))
+    return ins
+
+
+def _description(recipe: Recipe, stage: Stage, partitioned: bool, reads_choice: bool) -> str:
+    sweep_note = (
+        "\n\nOne partition per variant of the recipe's sweep."
+        if partitioned
+        else f"\n\nExports the variant {SWEEP_REPORT.name} chose."
+        if reads_choice
+        else ""
+    )
+    return f"{stage.describe(recipe)}{sweep_note}\n\nRecipe {recipe.source_file.name}: {recipe.description}".strip()
+
+
+def _training_options(recipe: Recipe, stage: Stage) -> dict:
+    """The training stage holds a device (the recipe's concurrency pool), gets the ``training``
+    resource and retries (its ``RetryPolicy``); the other stages none of these."""
+    compute = recipe.compute
+    return {
+        "required_resource_keys": {"artifacts", "run_settings"} | ({"training"} if stage.trains else set()),
+        "pool": compute.pool if stage.trains else None,
+        "retry_policy": RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
+        if stage.trains and compute.retries
+        else None,
+    }
 
 
 def _results(stage: Stage, active: Recipe, facts: RunFacts, ref, metadata: dict, checks):
@@ -142,8 +171,12 @@ def _results(stage: Stage, active: Recipe, facts: RunFacts, ref, metadata: dict,
     tags = {OVERRIDES_TAG: "-".join(sorted(facts.overrides))} if facts.overrides else {}
     if facts.overrides:
         metadata = {**metadata, "run_overrides": facts.describe_overrides()}
-    yield MaterializeResult(value=ref, data_version=DataVersion(ref.fingerprint), tags=tags,
-                            metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint})
+    yield MaterializeResult(
+        value=ref,
+        data_version=DataVersion(ref.fingerprint),
+        tags=tags,
+        metadata={**to_dagster(metadata), "fingerprint": ref.fingerprint},
+    )
     for judgement in checks:
         yield check_result(judgement)
 
@@ -152,16 +185,21 @@ def _tag_run(context: AssetExecutionContext, facts: RunFacts, settings: str) -> 
     """The machine the run works on (so run monitoring can tell a dead run from a live one), the
     run's overrides (so its figures are told apart from a production run's) and its other run
     settings (forced, promoting a smoke run, trained elsewhere)."""
-    tags = {HOST_TAG: socket.gethostname(), **({OVERRIDES_TAG: facts.describe_overrides()} if facts.overrides else {}),
-            **({SETTINGS_TAG: settings} if settings else {})}
+    tags = {
+        HOST_TAG: socket.gethostname(),
+        **({OVERRIDES_TAG: facts.describe_overrides()} if facts.overrides else {}),
+        **({SETTINGS_TAG: settings} if settings else {}),
+    }
     if any(context.run.tags.get(key) != value for key, value in tags.items()):
         context.instance.add_run_tags(context.run_id, tags)
 
 
 def _failed_checks(context: AssetExecutionContext, recipe: Recipe, stage: Stage, upstream) -> tuple:
     """The failed (or missing) check results on every artifact this stage's output is made from."""
-    lineage = {AssetKey([recipe.name, name]): entry["fingerprint"]
-               for name, entry in ancestry(**dict(zip(stage.upstream, upstream))).items()}
+    lineage = {
+        AssetKey([recipe.name, name]): entry["fingerprint"]
+        for name, entry in ancestry(**dict(zip(stage.upstream, upstream))).items()
+    }
     ours = {AssetCheckKey(AssetKey([recipe.name, check.asset]), check.name) for check in checks_for(recipe)}
     try:  # every check on those assets, including those a merged project added
         graph = context.repository_def.asset_graph

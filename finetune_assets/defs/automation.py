@@ -15,7 +15,6 @@ on the cron too (a cache hit when the data did not change). The recipe's ``<reci
 sensor evaluates the conditions; like every sensor here it is created stopped.
 """
 
-
 import hashlib
 import json
 from pathlib import Path
@@ -38,23 +37,28 @@ from dagster import (
 from finetune_assets.data.sources import FILE_FORMATS, resolve
 from finetune_assets.errors import RecipeError
 from finetune_assets.pipeline.chain import Stage, stages_of
+from finetune_assets.pipeline.stage_names import RAW_DATASET
 from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.schema import ScheduleSpec
 from finetune_assets.recipes.sweep import variants
-from finetune_assets.pipeline.stage_names import RAW_DATASET
 
 
 def recipe_job(recipe: Recipe):
-    return define_asset_job(f"{recipe.name}_job", selection=AssetSelection.groups(recipe.name),
-                            description=f"Materialize every asset (and check) of recipe {recipe.name}.")
+    return define_asset_job(
+        f"{recipe.name}_job",
+        selection=AssetSelection.groups(recipe.name),
+        description=f"Materialize every asset (and check) of recipe {recipe.name}.",
+    )
 
 
 def run_requests(recipe: Recipe, run_key: str | None = None, **tags: str) -> list[RunRequest]:
     """The runs that retrain the recipe: one, or with a sweep one per variant (partition), each with
     its own run key (a schedule tick dedupes its requests by it)."""
     names = [made.name for made in variants(recipe)] or [None]
-    return [RunRequest(run_key=":".join(filter(None, (run_key, name))) or None, partition_key=name, tags=tags)
-            for name in names]
+    return [
+        RunRequest(run_key=":".join(filter(None, (run_key, name))) or None, partition_key=name, tags=tags)
+        for name in names
+    ]
 
 
 def recipe_schedule(recipe: Recipe, job) -> ScheduleDefinition | None:
@@ -65,10 +69,15 @@ def recipe_schedule(recipe: Recipe, job) -> ScheduleDefinition | None:
     def requests(context):  # a schedule takes its run requests as a generator, not a list
         yield from run_requests(recipe)
 
-    return ScheduleDefinition(name=f"{recipe.name}_schedule", job=job, cron_schedule=recipe.schedule.cron,
-                              execution_timezone=recipe.schedule.timezone, execution_fn=requests,
-                              default_status=DefaultScheduleStatus.STOPPED,
-                              description=f"Retrain {recipe.name} on '{recipe.schedule.cron}'.")
+    return ScheduleDefinition(
+        name=f"{recipe.name}_schedule",
+        job=job,
+        cron_schedule=recipe.schedule.cron,
+        execution_timezone=recipe.schedule.timezone,
+        execution_fn=requests,
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=f"Retrain {recipe.name} on '{recipe.schedule.cron}'.",
+    )
 
 
 def local_data_path(recipe: Recipe) -> Path | None:
@@ -81,8 +90,13 @@ def local_data_path(recipe: Recipe) -> Path | None:
 
 def data_digest(path: Path) -> str | None:
     """A hash of the data's content (and file names, for folders); None when there is no data."""
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in FILE_FORMATS) if path.is_dir() else \
-        [path] if path.exists() else []
+    files = (
+        sorted(p for p in path.iterdir() if p.suffix.lower() in FILE_FORMATS)
+        if path.is_dir()
+        else [path]
+        if path.exists()
+        else []
+    )
     if not files:
         return None
     digest = hashlib.sha256()
@@ -98,9 +112,13 @@ def new_data_sensor(recipe: Recipe, job):
     if path is None:
         return None
 
-    @sensor(name=f"{recipe.name}_new_data", job=job, minimum_interval_seconds=60,
-            default_status=DefaultSensorStatus.STOPPED,
-            description=f"Retrain {recipe.name} when {path} changes (content hash, not mtime).")
+    @sensor(
+        name=f"{recipe.name}_new_data",
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.STOPPED,
+        description=f"Retrain {recipe.name} when {path} changes (content hash, not mtime).",
+    )
     def _sensor(context: SensorEvaluationContext):
         digest = data_digest(path)
         if digest is None:
@@ -129,7 +147,8 @@ def condition(recipe: Recipe, stage: Stage) -> AutomationCondition | None:
     if spec.retrain is None:
         return None
     return (_on_cron(recipe, spec.retrain) & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
-        f"retrain on '{spec.retrain.cron}' ({spec.retrain.timezone}) once every blocking check upstream passed")
+        f"retrain on '{spec.retrain.cron}' ({spec.retrain.timezone}) once every blocking check upstream passed"
+    )
 
 
 def automation_sensor(recipe: Recipe) -> AutomationConditionSensorDefinition | None:
@@ -137,9 +156,11 @@ def automation_sensor(recipe: Recipe) -> AutomationConditionSensorDefinition | N
     if recipe.automation is None:
         return None
     return AutomationConditionSensorDefinition(
-        f"{recipe.name}_automation", target=AssetSelection.groups(recipe.name),
+        f"{recipe.name}_automation",
+        target=AssetSelection.groups(recipe.name),
         default_status=DefaultSensorStatus.STOPPED,
-        description=f"Evaluates the automation conditions of recipe {recipe.name} (its automation: section).")
+        description=f"Evaluates the automation conditions of recipe {recipe.name} (its automation: section).",
+    )
 
 
 def _retrains(recipe: Recipe, stage: Stage) -> bool:
@@ -160,5 +181,7 @@ def _valid_cron(recipe: Recipe, key: str, spec: ScheduleSpec) -> None:
     from dagster._utils.schedules import is_valid_cron_string
 
     if not is_valid_cron_string(spec.cron):
-        raise RecipeError(f"{recipe.source_file}: {key}.cron: '{spec.cron}' is not a cron schedule (five "
-                          "fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * 1')")
+        raise RecipeError(
+            f"{recipe.source_file}: {key}.cron: '{spec.cron}' is not a cron schedule (five "
+            "fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * 1')"
+        )

@@ -33,8 +33,12 @@ from finetune_assets.recipes import Recipe, scan
 BROKEN_GROUP = "broken_recipes"
 
 
-def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_root: str = "",
-                      strict: bool | None = None, training: TrainingHost | None = None) -> Definitions:
+def build_definitions(
+    recipe_dirs: list[str | Path] | None = None,
+    artifacts_root: str = "",
+    strict: bool | None = None,
+    training: TrainingHost | None = None,
+) -> Definitions:
     """Definitions for every recipe in ``recipe_dirs`` (default: the folders
     :func:`finetune_assets.recipes.recipe_folders` names); adding a recipe file adds a group.
     ``training`` says where training processes run (default: :class:`LocalTraining`, this machine).
@@ -55,11 +59,14 @@ def build_definitions(recipe_dirs: list[str | Path] | None = None, artifacts_roo
         raise RecipeError("\n".join(str(error) for _, error in broken))
     for _, error in broken:
         get_dagster_logger().warning(f"recipe skipped: {error}")
-    return Definitions.merge(*built, Definitions(assets=[_broken_recipe_asset(path, error) for path, error in broken]),
-                             shared_definitions(artifacts_root, training))
+    return Definitions.merge(
+        *built,
+        Definitions(assets=[_broken_recipe_asset(path, error) for path, error in broken]),
+        shared_definitions(artifacts_root, training),
+    )
 
 
-def shared_definitions(artifacts_root: str = "", training: TrainingLauncher | None = None) -> Definitions:
+def shared_definitions(artifacts_root: str = "", training: TrainingHost | None = None) -> Definitions:
     """The resources every recipe's assets use, and the executor. With the defaults it is one object
     per process: Dagster merges resources by identity, so recipes built apart (components in a
     ``defs/`` folder, :func:`build_definitions`) share one code location only if they share these."""
@@ -73,7 +80,7 @@ def _default_shared() -> Definitions:
     return _shared("", None)
 
 
-def _shared(artifacts_root: str, training: TrainingLauncher | None) -> Definitions:
+def _shared(artifacts_root: str, training: TrainingHost | None) -> Definitions:
     return Definitions(
         resources={
             "artifacts": ArtifactStore(root=artifacts_root),
@@ -90,10 +97,14 @@ def recipe_definitions(recipe: Recipe) -> Definitions:
     """One recipe's asset group, checks, job, and its optional schedule and sensors."""
     job = automation.recipe_job(recipe)
     return Definitions(
-        assets=build_assets(recipe), asset_checks=build_checks(recipe), jobs=[job],
+        assets=build_assets(recipe),
+        asset_checks=build_checks(recipe),
+        jobs=[job],
         schedules=[s for s in (automation.recipe_schedule(recipe, job),) if s is not None],
-        sensors=[s for s in (automation.new_data_sensor(recipe, job), automation.automation_sensor(recipe))
-                 if s is not None])
+        sensors=[
+            s for s in (automation.new_data_sensor(recipe, job), automation.automation_sensor(recipe)) if s is not None
+        ],
+    )
 
 
 def _broken_recipe_asset(path: Path, error: RecipeError) -> AssetsDefinition:
@@ -101,10 +112,14 @@ def _broken_recipe_asset(path: Path, error: RecipeError) -> AssetsDefinition:
     and materializing it raises the error again."""
     name = re.sub(r"\W", "_", path.stem) or "recipe"
 
-    @asset(key=AssetKey([BROKEN_GROUP, name]), group_name=BROKEN_GROUP, kinds={"yaml"},
-           description=f"This recipe file did not load, so it has no assets. Fix it and reload the code "
-                       f"location:\n\n```\n{error}\n```",
-           metadata={"recipe_file": str(path), "error": str(error)})
+    @asset(
+        key=AssetKey([BROKEN_GROUP, name]),
+        group_name=BROKEN_GROUP,
+        kinds={"yaml"},
+        description=f"This recipe file did not load, so it has no assets. Fix it and reload the code "
+        f"location:\n\n```\n{error}\n```",
+        metadata={"recipe_file": str(path), "error": str(error)},
+    )
     def _broken() -> None:
         raise RecipeError(str(error))
 

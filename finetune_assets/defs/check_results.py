@@ -18,8 +18,9 @@ DATA_VERSION_TAG = "dagster/data_version"
 HISTORY_LIMIT = 25  # newest results looked at per check; older data rarely matters
 
 
-def lineage_failures(instance: DagsterInstance, check_keys: set[AssetCheckKey],
-                     lineage: dict[AssetKey, str]) -> tuple[FailedCheck, ...]:
+def lineage_failures(
+    instance: DagsterInstance, check_keys: set[AssetCheckKey], lineage: dict[AssetKey, str]
+) -> tuple[FailedCheck, ...]:
     """The checks on ``lineage`` (asset key -> fingerprint) that failed or have no result on that data."""
     versions: dict[int, str | None] = {}
     failed = []
@@ -30,23 +31,33 @@ def lineage_failures(instance: DagsterInstance, check_keys: set[AssetCheckKey],
         evaluation = _evaluation_of(instance, key, fingerprint, versions)
         asset = key.asset_key.path[-1]
         if evaluation is None:
-            failed.append(FailedCheck(asset, key.name, Severity.ERROR,
-                                      f"no result on this data ({fingerprint}): it did not run or it raised; run "
-                                      "the recipe's job, which runs every check"))
+            failed.append(
+                FailedCheck(
+                    asset,
+                    key.name,
+                    Severity.ERROR,
+                    f"no result on this data ({fingerprint}): it did not run or it raised; run "
+                    "the recipe's job, which runs every check",
+                )
+            )
         elif not evaluation.passed:
-            failed.append(FailedCheck(asset, key.name, Severity(evaluation.severity.value),
-                                      evaluation.description or "failed"))
+            failed.append(
+                FailedCheck(asset, key.name, Severity(evaluation.severity.value), evaluation.description or "failed")
+            )
     return tuple(failed)
 
 
 def _evaluation_of(instance: DagsterInstance, key: AssetCheckKey, fingerprint: str, versions: dict):
     """The newest completed evaluation of ``key`` on the materialization whose data version is ``fingerprint``."""
     records = instance.event_log_storage.get_asset_check_execution_history(
-        key, limit=HISTORY_LIMIT, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+        key, limit=HISTORY_LIMIT, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+    )
     for record in records:
         evaluation = record.event.dagster_event.event_specific_data if record.event else None
-        if evaluation is not None and _checked_version(instance, key.asset_key, record.run_id, evaluation,
-                                                       versions) == fingerprint:
+        if (
+            evaluation is not None
+            and _checked_version(instance, key.asset_key, record.run_id, evaluation, versions) == fingerprint
+        ):
             return evaluation
     return None
 
@@ -60,11 +71,14 @@ def _checked_version(instance: DagsterInstance, asset: AssetKey, run_id: str, ev
     if where not in versions:
         if target is not None:
             found = instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=asset, storage_ids=[target.storage_id]), limit=1).records
+                AssetRecordsFilter(asset_key=asset, storage_ids=[target.storage_id]), limit=1
+            ).records
             versions[where] = found[0].asset_materialization.tags.get(DATA_VERSION_TAG) if found else None
         else:
-            made = [entry.asset_materialization for entry in
-                    instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-                    if entry.asset_materialization.asset_key == asset]
+            made = [
+                entry.asset_materialization
+                for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+                if entry.asset_materialization.asset_key == asset
+            ]
             versions[where] = made[-1].tags.get(DATA_VERSION_TAG) if made else None
     return versions[where]

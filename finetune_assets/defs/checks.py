@@ -34,21 +34,35 @@ def build_checks(recipe: Recipe) -> list[AssetChecksDefinition]:
 def stage_check_specs(recipe: Recipe, stage: str, partitioned: bool = False) -> list[AssetCheckSpec]:
     """The asset's own checks: those ``stage`` judges on its artifact before its finish step."""
     key = AssetKey([recipe.name, stage])
-    return [AssetCheckSpec(check.name, asset=key, blocking=check.blocking(recipe, partitioned),
-                           description=check.describe(recipe, partitioned))
-            for check in checks_for(recipe, stage, JudgedBy.STAGE)]
+    return [
+        AssetCheckSpec(
+            check.name,
+            asset=key,
+            blocking=check.blocking(recipe, partitioned),
+            description=check.describe(recipe, partitioned),
+        )
+        for check in checks_for(recipe, stage, JudgedBy.STAGE)
+    ]
 
 
 def check_result(judgement: Judgement) -> AssetCheckResult:
     outcome = judgement.outcome
-    return AssetCheckResult(check_name=judgement.check.name, passed=outcome.passed,
-                            severity=AssetCheckSeverity(judgement.severity.value), description=outcome.description,
-                            metadata=to_dagster(outcome.figures))
+    return AssetCheckResult(
+        check_name=judgement.check.name,
+        passed=outcome.passed,
+        severity=AssetCheckSeverity(judgement.severity.value),
+        description=outcome.description,
+        metadata=to_dagster(outcome.figures),
+    )
 
 
 def _asset_check(recipe: Recipe, check: Check) -> AssetChecksDefinition:
-    @asset_check(asset=AssetKey([recipe.name, check.asset]), name=check.name, blocking=check.blocking(recipe),
-                 description=check.describe(recipe))
+    @asset_check(
+        asset=AssetKey([recipe.name, check.asset]),
+        name=check.name,
+        blocking=check.blocking(recipe),
+        description=check.describe(recipe),
+    )
     def _run(context, ref: ArtifactRef) -> AssetCheckResult:
         return check_result(check.judged(recipe, ref, context.log))
 

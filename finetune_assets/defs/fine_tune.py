@@ -43,8 +43,14 @@ FineTuneAttributes: type[BaseModel] = create_model(
     "FineTuneAttributes",
     __config__=ConfigDict(extra="forbid"),
     __doc__="A recipe (the keys of a recipe file) and the name of its asset group.",
-    name=(str | None, Field(None, pattern=f"^{NAME_PATTERN}$",
-                            description="asset key prefix and group name; default: this defs.yaml's folder name")),
+    name=(
+        str | None,
+        Field(
+            None,
+            pattern=f"^{NAME_PATTERN}$",
+            description="asset key prefix and group name; default: this defs.yaml's folder name",
+        ),
+    ),
     **{key: (field.annotation, field) for key, field in Recipe.model_fields.items() if key not in _NOT_KEYS},
 )
 
@@ -66,7 +72,8 @@ class FineTuneScaffolder(Scaffolder):
             f"# The asset group is this folder's name unless attributes.name says otherwise.\n"
             f"type: {request.type_name}\n\nattributes:\n"
             + "".join(f"  {line}\n" if line.strip() else "\n" for line in recipe),
-            encoding="utf-8")
+            encoding="utf-8",
+        )
 
 
 @scaffold_with(FineTuneScaffolder)
@@ -88,8 +95,10 @@ class FineTune(Component):
         defs_yaml = folder / "defs.yaml"
         name = keys.pop("name", None) or folder.name
         if not re.fullmatch(NAME_PATTERN, name):
-            raise RecipeError(f"{defs_yaml}: the folder name {name!r} is not a recipe name (letters, digits and "
-                              "underscores); rename the folder or set attributes.name")
+            raise RecipeError(
+                f"{defs_yaml}: the folder name {name!r} is not a recipe name (letters, digits and "
+                "underscores); rename the folder or set attributes.name"
+            )
         return cls(recipe_from_mapping(keys, name, defs_yaml))
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:

@@ -24,13 +24,17 @@ def pod_spec(recipe: Recipe, artifacts_root: str, artifacts_claim: str) -> dict:
     container = {
         "name": "training",
         "resources": {"requests": requests, "limits": limits},
-        "volume_mounts": [{"name": "artifacts", "mount_path": artifacts_root},
-                          {"name": "shm", "mount_path": "/dev/shm"}],
+        "volume_mounts": [
+            {"name": "artifacts", "mount_path": artifacts_root},
+            {"name": "shm", "mount_path": "/dev/shm"},
+        ],
     }
     pod = {
         "containers": [container],
-        "volumes": [{"name": "artifacts", "persistent_volume_claim": {"claim_name": artifacts_claim}},
-                    {"name": "shm", "empty_dir": {"medium": "Memory"}}],
+        "volumes": [
+            {"name": "artifacts", "persistent_volume_claim": {"claim_name": artifacts_claim}},
+            {"name": "shm", "empty_dir": {"medium": "Memory"}},
+        ],
         "restart_policy": "Never",
     }
     if spec.gpus:  # GPU nodes are usually tainted so that only pods asking for GPUs land there

@@ -15,14 +15,19 @@ from dagster import MetadataValue
 
 from finetune_assets.report.values import FilePath, Json, Markdown, rounded
 
-_MAKERS = {Markdown: lambda v: MetadataValue.md(v.text), FilePath: lambda v: MetadataValue.path(v.path),
-           Json: lambda v: MetadataValue.json(rounded(v.data))}
+_MAKERS = {
+    Markdown: lambda v: MetadataValue.md(v.text),
+    FilePath: lambda v: MetadataValue.path(v.path),
+    Json: lambda v: MetadataValue.json(rounded(v.data)),
+}
 
 
 def to_dagster(metadata: dict) -> dict:
     """``metadata`` with every report value turned into its ``MetadataValue`` and floats rounded."""
-    return {key: _MAKERS[type(value)](value) if type(value) in _MAKERS else rounded(value)
-            for key, value in metadata.items()}
+    return {
+        key: _MAKERS[type(value)](value) if type(value) in _MAKERS else rounded(value)
+        for key, value in metadata.items()
+    }
 
 
 def column_schema(schema) -> dict:

@@ -28,12 +28,15 @@ def needs(recipe: Recipe) -> dict[str, str]:
         gpu.append(f"compute.kubernetes.gpus asks for {recipe.compute.kubernetes.gpus}")
     if gpu:
         found["cuda-gpu"] = "a CUDA GPU (" + "; ".join(gpu) + ")"
-    hub = [f"{setting} {ref}" for setting, ref in (("base_model", recipe.base_model),
-                                                   ("dataset.source", recipe.dataset.source))
-           if _on_the_hub(ref, recipe)]
+    hub = [
+        f"{setting} {ref}"
+        for setting, ref in (("base_model", recipe.base_model), ("dataset.source", recipe.dataset.source))
+        if _on_the_hub(ref, recipe)
+    ]
     if hub:
-        found["network"] = ("network access to the Hugging Face Hub (or a copy in its local cache) for "
-                            + " and ".join(hub))
+        found["network"] = "network access to the Hugging Face Hub (or a copy in its local cache) for " + " and ".join(
+            hub
+        )
     return found
 
 
@@ -42,12 +45,20 @@ def _on_the_hub(ref: str, recipe: Recipe) -> bool:
 
 
 def requirement_tags(recipe: Recipe) -> dict[str, str]:
-    return {f"{TAG_PREFIX}task": recipe.task, f"{TAG_PREFIX}method": recipe.method,
-            **{f"{TAG_PREFIX}{need}": "required" for need in needs(recipe)}}
+    return {
+        f"{TAG_PREFIX}task": recipe.task,
+        f"{TAG_PREFIX}method": recipe.method,
+        **{f"{TAG_PREFIX}{need}": "required" for need in needs(recipe)},
+    }
 
 
 def requirement_metadata(recipe: Recipe) -> dict[str, str]:
     found = needs(recipe)
-    return {"needs": "; ".join(found.values()) if found else "nothing beyond this machine: runs offline on a CPU",
-            "base_model": recipe.base_model, "data_source": recipe.dataset.source,
-            "task": recipe.task, "method": recipe.method, "recipe_file": str(recipe.source_file)}
+    return {
+        "needs": "; ".join(found.values()) if found else "nothing beyond this machine: runs offline on a CPU",
+        "base_model": recipe.base_model,
+        "data_source": recipe.dataset.source,
+        "task": recipe.task,
+        "method": recipe.method,
+        "recipe_file": str(recipe.source_file),
+    }

@@ -26,8 +26,9 @@ from finetune_assets.recipes.schema import ComputeSpec
 class ArtifactStore(ConfigurableResource):
     """Where the artifacts live: one folder per recipe, asset and fingerprint under `root`."""
 
-    root: str = Field("", description="The artifacts root; empty: $FINETUNE_ARTIFACTS_DIR, else "
-                      "$DAGSTER_HOME/artifacts.")
+    root: str = Field(
+        "", description="The artifacts root; empty: $FINETUNE_ARTIFACTS_DIR, else $DAGSTER_HOME/artifacts."
+    )
 
     @property
     def base(self) -> Path:
@@ -55,7 +56,8 @@ class ArtifactRefIOManager(ConfigurableIOManager):
         if not source.exists():
             raise FileNotFoundError(
                 f"{source}: upstream asset {context.asset_key.to_user_string()} has not been "
-                "materialized with this artifacts root; materialize it first")
+                "materialized with this artifacts root; materialize it first"
+            )
         return ArtifactRef.from_json(source.read_text())
 
 
@@ -73,31 +75,50 @@ class RunSettings(ConfigurableResource):
     A value of 0 (or `recipe`) leaves the recipe's setting as it is.
     """
 
-    force: bool = Field(False, description="Ignore cached artifacts: recompute every asset of this run "
-                        "(a training starts from scratch instead of resuming).")
-    max_train_samples: int = Field(0, ge=0, description="Train on at most this many rows (a seeded sample); "
-                                   "0: as the recipe says. Makes this a smoke run.")
-    max_eval_samples: int = Field(0, ge=0, description="Validate and test on at most this many rows; "
-                                  "0: as the recipe says. Makes this a smoke run.")
-    epochs: float = Field(0.0, ge=0, description="Passes over the training rows; 0: as the recipe says. "
-                          "Makes this a smoke run.")
-    promote: bool = Field(False, description="Let a smoke run's export replace the champion when it wins "
-                          "(by default a run with overrides never promotes).")
+    force: bool = Field(
+        False,
+        description="Ignore cached artifacts: recompute every asset of this run "
+        "(a training starts from scratch instead of resuming).",
+    )
+    max_train_samples: int = Field(
+        0,
+        ge=0,
+        description="Train on at most this many rows (a seeded sample); 0: as the recipe says. Makes this a smoke run.",
+    )
+    max_eval_samples: int = Field(
+        0,
+        ge=0,
+        description="Validate and test on at most this many rows; 0: as the recipe says. Makes this a smoke run.",
+    )
+    epochs: float = Field(
+        0.0, ge=0, description="Passes over the training rows; 0: as the recipe says. Makes this a smoke run."
+    )
+    promote: bool = Field(
+        False,
+        description="Let a smoke run's export replace the champion when it wins "
+        "(by default a run with overrides never promotes).",
+    )
     launcher: Literal["recipe", "local", "torchrun", "accelerate"] = Field(
-        "recipe", description="Where this run trains: local (one process), torchrun (data parallel over "
-        "`processes`), accelerate (the recipe's compute.accelerate_config); recipe: as compute.launcher says.")
-    processes: int = Field(0, ge=0, description="torchrun: training processes, one per device; 0: as "
-                           "compute.processes says.")
+        "recipe",
+        description="Where this run trains: local (one process), torchrun (data parallel over "
+        "`processes`), accelerate (the recipe's compute.accelerate_config); recipe: as compute.launcher says.",
+    )
+    processes: int = Field(
+        0, ge=0, description="torchrun: training processes, one per device; 0: as compute.processes says."
+    )
 
     def overrides(self) -> dict:
         """The training settings this run changes, by name."""
-        return {key: getattr(self, key) for key in ("max_train_samples", "max_eval_samples", "epochs")
-                if getattr(self, key)}
+        return {
+            key: getattr(self, key) for key in ("max_train_samples", "max_eval_samples", "epochs") if getattr(self, key)
+        }
 
     def compute(self) -> dict:
         """The ``compute`` settings this run changes: where it trains, not what."""
-        return {**({"launcher": self.launcher} if self.launcher != "recipe" else {}),
-                **({"processes": self.processes} if self.processes else {})}
+        return {
+            **({"launcher": self.launcher} if self.launcher != "recipe" else {}),
+            **({"processes": self.processes} if self.processes else {}),
+        }
 
     def describe_settings(self) -> str:
         """The settings this run sets that do not change what is trained (``force=True, launcher=torchrun``)."""
@@ -112,8 +133,10 @@ class RunSettings(ConfigurableResource):
             try:
                 update["compute"] = ComputeSpec.model_validate({**recipe.compute.model_dump(), **compute})
             except ValidationError as exc:
-                raise RecipeError(f"run config resources.run_settings ({compute}) for recipe {recipe.name}: "
-                                  + "; ".join(error["msg"] for error in exc.errors())) from None
+                raise RecipeError(
+                    f"run config resources.run_settings ({compute}) for recipe {recipe.name}: "
+                    + "; ".join(error["msg"] for error in exc.errors())
+                ) from None
         return recipe.model_copy(update=update) if update else recipe
 
     def forced(self, recipe: Recipe) -> bool:

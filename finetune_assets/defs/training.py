@@ -39,8 +39,8 @@ class LocalTraining(TrainingHost):
     its progress streams into the run's log and its figures become the asset's metadata."""
 
     environment: dict[str, str] = Field(
-        default_factory=dict, description="Added to the training process's environment "
-        "(CUDA_VISIBLE_DEVICES, say).")
+        default_factory=dict, description="Added to the training process's environment (CUDA_VISIBLE_DEVICES, say)."
+    )
 
     def starter(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> StartProcess:
         client = PipesSubprocessClient(env=self.environment)
@@ -49,8 +49,7 @@ class LocalTraining(TrainingHost):
             with warnings.catch_warnings():
                 # Dagster's own Pipes session reads a property it marks as preview, and warns on
                 # every run it launches; nothing here uses that property.
-                warnings.filterwarnings("ignore", "Function `PipesMessageReader.expected_writer_count`",
-                                        PreviewWarning)
+                warnings.filterwarnings("ignore", "Function `PipesMessageReader.expected_writer_count`", PreviewWarning)
                 return reported_figures(client.run(context=context, command=list(command), env=dict(env)))
 
         return start
@@ -66,14 +65,19 @@ class KubernetesTraining(TrainingHost):
     artifacts_claim: str = Field(description="The PersistentVolumeClaim holding the artifacts root.")
     namespace: str | None = Field(None, description="The pod's namespace; none: the client's default.")
     python: str = Field("python", description="The interpreter in the image.")
-    kubeconfig_file: str | None = Field(None, description="None: in-cluster config when running in a pod, "
-                                        "else ~/.kube/config.")
+    kubeconfig_file: str | None = Field(
+        None, description="None: in-cluster config when running in a pod, else ~/.kube/config."
+    )
 
     def run_arguments(self, recipe: Recipe, artifacts_root: Path, command, env) -> dict:
         """What ``PipesK8sClient.run`` receives besides the context."""
-        return {"image": self.image, "command": [self.python, *command[1:]], "namespace": self.namespace,
-                "env": {**env, "FINETUNE_ARTIFACTS_DIR": str(artifacts_root)},
-                "base_pod_spec": pod_spec(recipe, str(artifacts_root), self.artifacts_claim)}
+        return {
+            "image": self.image,
+            "command": [self.python, *command[1:]],
+            "namespace": self.namespace,
+            "env": {**env, "FINETUNE_ARTIFACTS_DIR": str(artifacts_root)},
+            "base_pod_spec": pod_spec(recipe, str(artifacts_root), self.artifacts_claim),
+        }
 
     def starter(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> StartProcess:
         from dagster_k8s import PipesK8sClient

@@ -25,9 +25,9 @@ import torch
 from datasets import DatasetDict
 from peft import PeftModel
 
+from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.tasks.base import TaskFamily
 from finetune_assets.tasks.causal_lm.chat import prompt_before_last_answer
-from finetune_assets.models.tokenizer import load_tokenizer
 
 CHECK = "merge_verified"
 PROBE_ROWS = 4
@@ -44,8 +44,9 @@ def verify(task: TaskFamily, checkpoint: Path, export: Path, rows) -> dict:
     exported = task.load_model(str(export)).eval()
     trained = _as_trained(checkpoint, task).eval()
     renders = _same_tokens(task, tokenizer, rows)
-    features = [{key: row[key] for key in ("input_ids", "attention_mask", "labels", "label") if key in row}
-                for row in rows]
+    features = [
+        {key: row[key] for key in ("input_ids", "attention_mask", "labels", "label") if key in row} for row in rows
+    ]
     batch = task.collator(tokenizer, exported)(features)
     inputs = {key: batch[key] for key in ("input_ids", "attention_mask")}
     if exported.config.is_encoder_decoder:
@@ -55,29 +56,60 @@ def verify(task: TaskFamily, checkpoint: Path, export: Path, rows) -> dict:
     difference = float((expected - found).abs().max())
     tolerance = ATOL + RTOL * float(expected.abs().max())
     same_answers = _same_answers(trained, exported, rows, expected, found)
-    figures = {"probe_rows": len(rows), "logits_max_abs_difference": difference, "logits_tolerance": tolerance,
-               "same_greedy_answers": f"{sum(same_answers)} of {len(rows)}",
-               "same_tokenization": f"{sum(renders)} of {len(rows)}"}
+    figures = {
+        "probe_rows": len(rows),
+        "logits_max_abs_difference": difference,
+        "logits_tolerance": tolerance,
+        "same_greedy_answers": f"{sum(same_answers)} of {len(rows)}",
+        "same_tokenization": f"{sum(renders)} of {len(rows)}",
+    }
+    return _outcome(recipe.method, figures, _problems(difference, tolerance, same_answers, renders), len(rows))
+
+
+def _problems(difference: float, tolerance: float, same_answers: list[bool], renders: list[bool]) -> list[str]:
+    """What differs between the export and the model as trained, in words."""
+    rows = len(same_answers)
     problems = []
     if difference > tolerance:
-        problems.append(f"its logits differ from the trained model's by up to {difference:.3g} (tolerance "
-                        f"{tolerance:.3g})")
+        problems.append(
+            f"its logits differ from the trained model's by up to {difference:.3g} (tolerance {tolerance:.3g})"
+        )
     if not all(same_answers):
-        problems.append(f"greedy decoding differs on {len(rows) - sum(same_answers)} of {len(rows)} test rows")
+        problems.append(f"greedy decoding differs on {rows - sum(same_answers)} of {rows} test rows")
     if not all(renders):
-        problems.append(f"its tokenizer (chat template included) turns {len(rows) - sum(renders)} of {len(rows)} "
-                        "test rows into other tokens than training used")
-    what = "merged model" if recipe.method != "full" else "saved model"
-    reference = "the adapter on its base" if recipe.method != "full" else "the trained checkpoint"
+        problems.append(
+            f"its tokenizer (chat template included) turns {rows - sum(renders)} of {rows} "
+            "test rows into other tokens than training used"
+        )
+    return problems
+
+
+def _outcome(method: str, figures: dict, problems: list[str], rows: int) -> dict:
+    """The outcome, with a description that says what was compared and, on failure, what to do."""
+    """The outcome, with a description that says what was compared and, on failure, what to do."""
+    what = "merged model" if method != "full" else "saved model"
+    reference = "the adapter on its base" if method != "full" else "the trained checkpoint"
+    difference, tolerance = figures["logits_max_abs_difference"], figures["logits_tolerance"]
     if problems:
-        return {"passed": False, "figures": figures, "description": (
-            f"the export's {what} is not the model that was trained and evaluated: " + "; ".join(problems)
-            + f" (compared with {reference} on {len(rows)} test rows). It is not promoted. Check the adapter "
-            "and the base model it was trained on, and what changed the tokenizer, then export again.")}
-    return {"passed": True, "figures": figures, "description": (
-        f"the export's {what}, loaded back from disk, matches {reference} on {len(rows)} test rows: logits "
-        f"within {difference:.2g} (tolerance {tolerance:.2g}), the same greedy answers, and its tokenizer "
-        "renders the rows exactly as training did")}
+        return {
+            "passed": False,
+            "figures": figures,
+            "description": (
+                f"the export's {what} is not the model that was trained and evaluated: "
+                + "; ".join(problems)
+                + f" (compared with {reference} on {rows} test rows). It is not promoted. Check the adapter "
+                "and the base model it was trained on, and what changed the tokenizer, then export again."
+            ),
+        }
+    return {
+        "passed": True,
+        "figures": figures,
+        "description": (
+            f"the export's {what}, loaded back from disk, matches {reference} on {rows} test rows: logits "
+            f"within {difference:.2g} (tolerance {tolerance:.2g}), the same greedy answers, and its tokenizer "
+            "renders the rows exactly as training did"
+        ),
+    }
 
 
 def _as_trained(checkpoint: Path, task: TaskFamily):
@@ -109,11 +141,15 @@ def _same_answers(trained, exported, rows, expected, found) -> list[bool]:
         model.generation_config = copy.deepcopy(greedy)
     same = []
     for row in rows:
-        prompt = row["input_ids"] if exported.config.is_encoder_decoder else prompt_before_last_answer(
-            row["input_ids"], row["labels"])
+        prompt = (
+            row["input_ids"]
+            if exported.config.is_encoder_decoder
+            else prompt_before_last_answer(row["input_ids"], row["labels"])
+        )
         ids = torch.tensor([prompt])
         with torch.inference_mode():
-            answers = [model.generate(input_ids=ids, attention_mask=torch.ones_like(ids))
-                       for model in (trained, exported)]
+            answers = [
+                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids)) for model in (trained, exported)
+            ]
         same.append(torch.equal(*answers))
     return same

@@ -44,29 +44,55 @@ def verify(task: TaskFamily, export: Path, report: dict, test, final: Path | Non
     compared as a markdown table. ``final``: the folder ``export`` becomes, named in the description."""
     cases = task.reload_cases(test, report["tuned"], ROWS)
     if not cases:
-        return {"passed": True, "figures": {"rows_compared": 0}, "answers": "(none)", "description": (
-            "not judged: the evaluation report holds no prediction the pipeline could repeat (decoding samples, "
-            "generation.do_sample: true; or, for instruction recipes, evaluation.num_examples is 0)")}
+        return {
+            "passed": True,
+            "figures": {"rows_compared": 0},
+            "answers": "(none)",
+            "description": (
+                "not judged: the evaluation report holds no prediction the pipeline could repeat (decoding samples, "
+                "generation.do_sample: true; or, for instruction recipes, evaluation.num_examples is 0)"
+            ),
+        }
     pipeline = task.load_pipeline(export)
     with task.precision.inference():
         answers = [task.answer(pipeline, asked) for asked, _ in cases]
     shares = [agreement(answer, expected) for answer, (_, expected) in zip(answers, cases)]
     reproduced = sum(share >= AGREEMENT for share in shares)
     needed = math.ceil(NEEDED * len(cases))
-    figures = {"rows_compared": len(cases), "rows_reproduced": reproduced, "rows_needed": needed,
-               "mean_word_agreement": round(sum(shares) / len(shares), 4)}
-    table = markdown_table([{"asked": _shown(asked), "report": expected[:200], "export's pipeline": answer[:200],
-                             "agreement": round(share, 3)}
-                            for (asked, expected), answer, share in zip(cases, answers, shares)])
-    said = (f"the export at {final or export}, loaded through its {task.pipeline_task} pipeline, gave the report's "
-            f"prediction on {reproduced} of {len(cases)} test rows (needed {needed}; a row counts when "
-            f"{AGREEMENT:.0%} of its words agree in order)")
+    figures = {
+        "rows_compared": len(cases),
+        "rows_reproduced": reproduced,
+        "rows_needed": needed,
+        "mean_word_agreement": round(sum(shares) / len(shares), 4),
+    }
+    table = markdown_table(
+        [
+            {
+                "asked": _shown(asked),
+                "report": expected[:200],
+                "export's pipeline": answer[:200],
+                "agreement": round(share, 3),
+            }
+            for (asked, expected), answer, share in zip(cases, answers, shares)
+        ]
+    )
+    said = (
+        f"the export at {final or export}, loaded through its {task.pipeline_task} pipeline, gave the report's "
+        f"prediction on {reproduced} of {len(cases)} test rows (needed {needed}; a row counts when "
+        f"{AGREEMENT:.0%} of its words agree in order)"
+    )
     if reproduced >= needed:
         return {"passed": True, "figures": figures, "answers": table, "description": said}
-    return {"passed": False, "figures": figures, "answers": table, "description": (
-        f"{said}: what users load is not what was evaluated. It is not promoted. Compare the export's "
-        "files (weights, tokenizer, config.json labels, generation_config.json) with the checkpoint, then "
-        "export again.")}
+    return {
+        "passed": False,
+        "figures": figures,
+        "answers": table,
+        "description": (
+            f"{said}: what users load is not what was evaluated. It is not promoted. Compare the export's "
+            "files (weights, tokenizer, config.json labels, generation_config.json) with the checkpoint, then "
+            "export again."
+        ),
+    }
 
 
 def _shown(asked) -> str:

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from finetune_assets.report.model_card import model_card
-from finetune_assets.tasks.base import TaskFamily
 from finetune_assets.models import methods
 from finetune_assets.models.tokenizer import load_tokenizer
+from finetune_assets.report.model_card import model_card
+from finetune_assets.tasks.base import TaskFamily
 
 
-def export_model(task: TaskFamily, checkpoint: Path, report: dict, lineage: dict, out_dir: Path,
-                 probe_text: str, final: Path) -> dict:
+def export_model(
+    task: TaskFamily, checkpoint: Path, report: dict, lineage: dict, out_dir: Path, probe_text: str, final: Path
+) -> dict:
     """Write the export into ``out_dir`` (renamed to ``final`` once complete, the folder its model
     card tells users to load); return the smoke test's output."""
     recipe = task.recipe

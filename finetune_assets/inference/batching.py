@@ -25,8 +25,14 @@ def inference_arguments(arguments_class, workdir: Path, batch_size: int, **extra
     scored), and pinned memory only where there is a GPU to copy batches to (torch warns otherwise)."""
     import torch
 
-    return arguments_class(output_dir=str(workdir), per_device_eval_batch_size=batch_size, report_to=[],
-                           disable_tqdm=True, dataloader_pin_memory=torch.cuda.is_available(), **extra)
+    return arguments_class(
+        output_dir=str(workdir),
+        per_device_eval_batch_size=batch_size,
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **extra,
+    )
 
 
 def predict_longest_first(trainer, rows, columns: list[str]) -> np.ndarray:
@@ -45,7 +51,7 @@ def map_batches(lengths: Sequence[int], batch_size: int, run: Callable[[list[int
     order = longest_first(lengths).tolist()
     results: list = [None] * len(order)
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        rows = order[start : start + batch_size]
         for row, result in zip(rows, run(rows), strict=True):
             results[row] = result
     return results

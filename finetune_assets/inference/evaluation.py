@@ -17,10 +17,10 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import set_seed
 
-from finetune_assets.recipes import Recipe
-from finetune_assets.tasks.base import Evaluation, TaskFamily
 from finetune_assets.models import methods
 from finetune_assets.models.tokenizer import load_tokenizer
+from finetune_assets.recipes import Recipe
+from finetune_assets.tasks.base import Evaluation, TaskFamily
 from finetune_assets.training.trainer import take
 
 
@@ -30,8 +30,9 @@ def scored_rows(recipe: Recipe, splits_dir: Path) -> Dataset:
     return take(load_from_disk(str(splits_dir))["test"], spec.max_eval_samples, spec.seed)
 
 
-def evaluate_both(task: TaskFamily, splits_dir: Path, checkpoint: Path, out_dir: Path,
-                  log) -> tuple[Evaluation, Evaluation, dict[str, Path]]:
+def evaluate_both(
+    task: TaskFamily, splits_dir: Path, checkpoint: Path, out_dir: Path, log
+) -> tuple[Evaluation, Evaluation, dict[str, Path]]:
     """Evaluate base and tuned models in the resolved precision; write ``report.json`` and plots
     into ``out_dir``."""
     numerics = task.precision
@@ -47,8 +48,7 @@ def evaluate_both(task: TaskFamily, splits_dir: Path, checkpoint: Path, out_dir:
     with numerics.inference():
         tuned = task.evaluate(tuned_model, tokenizer, test, out_dir / "scratch")
     shutil.rmtree(out_dir / "scratch", ignore_errors=True)
-    report = {"test_rows": len(test), **numerics.metadata(), "tuned": tuned.__dict__,
-              "baseline": baseline.__dict__}
+    report = {"test_rows": len(test), **numerics.metadata(), "tuned": tuned.__dict__, "baseline": baseline.__dict__}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return tuned, baseline, task.report_plots(tuned, baseline, out_dir)
 

@@ -16,11 +16,14 @@ if TYPE_CHECKING:
     from finetune_assets.recipes import Recipe
 
 
-
 def generation_settings(recipe: Recipe) -> dict:
     spec = recipe.generation
-    settings = {"max_new_tokens": spec.max_new_tokens, "num_beams": spec.num_beams,
-                "do_sample": spec.do_sample, "no_repeat_ngram_size": spec.no_repeat_ngram_size}
+    settings = {
+        "max_new_tokens": spec.max_new_tokens,
+        "num_beams": spec.num_beams,
+        "do_sample": spec.do_sample,
+        "no_repeat_ngram_size": spec.no_repeat_ngram_size,
+    }
     if spec.do_sample:
         settings.update(temperature=spec.temperature, top_p=spec.top_p)
     if spec.num_beams > 1:

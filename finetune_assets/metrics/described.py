@@ -26,7 +26,8 @@ def described(description: str, inputs_description: str, value_type: str):
             citation="",
             inputs_description=inputs_description,
             features=datasets.Features(
-                {"predictions": datasets.Value(value_type), "references": datasets.Value(value_type)}),
+                {"predictions": datasets.Value(value_type), "references": datasets.Value(value_type)}
+            ),
         )
 
     def decorate(cls: type[evaluate.Metric]) -> type[evaluate.Metric]:

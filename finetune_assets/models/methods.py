@@ -39,15 +39,18 @@ def trained_method(recipe: Recipe) -> str:
     raise MethodError(
         f"{recipe.source_file.name}: method qlora needs a CUDA GPU (bitsandbytes 4-bit weights) and this "
         "machine has none. Run it on a GPU machine, set method: lora, or set quantization.cpu_fallback: "
-        "true to train plain LoRA here instead.")
+        "true to train plain LoRA here instead."
+    )
 
 
 def preflight(recipe: Recipe, log) -> str:
     """Check the method against this machine before any data is read; log a fallback."""
     method = trained_method(recipe)
     if method != recipe.method:
-        log.warning(f"{recipe.name}: no CUDA GPU, so method qlora falls back to plain LoRA "
-                    "(quantization.cpu_fallback: true); the 4-bit base is not used")
+        log.warning(
+            f"{recipe.name}: no CUDA GPU, so method qlora falls back to plain LoRA "
+            "(quantization.cpu_fallback: true); the 4-bit base is not used"
+        )
     return method
 
 
@@ -59,8 +62,12 @@ def load_base(task: TaskFamily, method: str):
 
     spec = task.recipe.quantization
     dtype = getattr(torch, spec.compute_dtype)
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=spec.quant_type,
-                                      bnb_4bit_use_double_quant=spec.double_quant, bnb_4bit_compute_dtype=dtype)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=spec.quant_type,
+        bnb_4bit_use_double_quant=spec.double_quant,
+        bnb_4bit_compute_dtype=dtype,
+    )
     model = task.load_model(task.base_location, quantization_config=quantization, dtype=dtype, device_map={"": 0})
     # Norms to float32, input gradients on; the Trainer turns on activation checkpointing itself.
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
@@ -69,8 +76,10 @@ def load_base(task: TaskFamily, method: str):
 def default_targets(model_type: str) -> list[str]:
     targets = PEFT_DEFAULTS.get(model_type) or EXTRA_DEFAULT_TARGETS.get(model_type)
     if not targets:
-        raise MethodError(f"no default LoRA target modules for model type '{model_type}'; set "
-                          "lora.target_modules in the recipe (e.g. the attention projections' names)")
+        raise MethodError(
+            f"no default LoRA target modules for model type '{model_type}'; set "
+            "lora.target_modules in the recipe (e.g. the attention projections' names)"
+        )
     return list(targets)
 
 
@@ -79,9 +88,13 @@ def prepare(model, task: TaskFamily):
     if task.recipe.method == "full":
         return model
     spec = task.recipe.lora
-    config = LoraConfig(task_type=task.peft_task_type(model), r=spec.r, lora_alpha=spec.alpha,
-                        lora_dropout=spec.dropout,
-                        target_modules=spec.target_modules or default_targets(model.config.model_type))
+    config = LoraConfig(
+        task_type=task.peft_task_type(model),
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=spec.target_modules or default_targets(model.config.model_type),
+    )
     return get_peft_model(model, config)
 
 

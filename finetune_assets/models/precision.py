@@ -55,8 +55,10 @@ class Precision:
         import torch
 
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
-        with torch.inference_mode(), torch.autocast(self.device, dtype=dtype or torch.bfloat16,
-                                                    enabled=dtype is not None):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+        ):
             yield
 
     def metadata(self) -> dict[str, str]:
@@ -77,15 +79,20 @@ def resolve(recipe: Recipe) -> Precision:
     if gpu is not None:
         return _on_cuda(setting, gpu, key)
     if setting == "fp16":
-        raise RecipeError(f"{key} needs a CUDA GPU: on a CPU, accelerate does not autocast to fp16, so it would "
-                          "silently train in float32. Set training.precision: auto (bf16 where the CPU has it) "
-                          "or bf16.")
+        raise RecipeError(
+            f"{key} needs a CUDA GPU: on a CPU, accelerate does not autocast to fp16, so it would "
+            "silently train in float32. Set training.precision: auto (bf16 where the CPU has it) "
+            "or bf16."
+        )
     if setting == "fp32":
         return Precision("fp32", "cpu", "set by the recipe")
     native, detected = cpu_bf16()
     if setting == "bf16":
-        return Precision("bf16", "cpu", f"set by the recipe; {detected}" + ("" if native else ": bf16 is "
-                                                                           "emulated here and slower than float32"))
+        return Precision(
+            "bf16",
+            "cpu",
+            f"set by the recipe; {detected}" + ("" if native else ": bf16 is emulated here and slower than float32"),
+        )
     return Precision("bf16", "cpu", detected) if native else Precision("fp32", "cpu", f"{detected}: fp32")
 
 
@@ -98,8 +105,9 @@ def _on_cuda(setting: str, gpu: str, key: str) -> Precision:
             return Precision("bf16", "cuda", f"{gpu} supports bf16")
         return Precision("fp16", "cuda", f"{gpu} has no bf16: fp16 with loss scaling")
     if setting == "bf16" and not has_bf16:
-        raise RecipeError(f"{key}: {gpu} has no bf16. Set training.precision: auto (fp16 with loss scaling "
-                          "here) or fp16.")
+        raise RecipeError(
+            f"{key}: {gpu} has no bf16. Set training.precision: auto (fp16 with loss scaling here) or fp16."
+        )
     return Precision(setting, "cuda", "set by the recipe")
 
 
@@ -108,10 +116,13 @@ def cpu_bf16() -> tuple[bool, str]:
     forced = os.environ.get(CPU_OVERRIDE)
     if forced is not None:
         if forced not in ("0", "1"):
-            raise ValueError(f"{CPU_OVERRIDE}={forced!r}: set it to 1 (the CPU has native bf16), 0 (it has "
-                             "not) or unset it to read the CPU's flags")
-        return forced == "1", f"{CPU_OVERRIDE}={forced}" + (" (bf16 forced on)" if forced == "1" else
-                                                               " (bf16 detection off)")
+            raise ValueError(
+                f"{CPU_OVERRIDE}={forced!r}: set it to 1 (the CPU has native bf16), 0 (it has "
+                "not) or unset it to read the CPU's flags"
+            )
+        return forced == "1", f"{CPU_OVERRIDE}={forced}" + (
+            " (bf16 forced on)" if forced == "1" else " (bf16 detection off)"
+        )
     flags = cpu_flags()
     if flags is None:
         return False, "no /proc/cpuinfo to read the CPU's bf16 support from"

@@ -45,7 +45,7 @@ def tokenize_and_cut(tokenizer, texts: list[str], max_length: int, target: bool 
         if size > max_length:
             kept = slice(lead, lead + budget) if keep_start else slice(size - trail - budget, size - trail)
             for values in encoded.values():
-                values[row] = values[row][:lead] + values[row][kept] + values[row][size - trail:]
+                values[row] = values[row][:lead] + values[row][kept] + values[row][size - trail :]
     return {**encoded, "truncated": truncated}
 
 

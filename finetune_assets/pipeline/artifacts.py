@@ -38,7 +38,7 @@ class ArtifactRef:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ArtifactRef":
+    def from_json(cls, text: str) -> ArtifactRef:
         return cls(**json.loads(text))
 
 

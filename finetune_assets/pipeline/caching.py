@@ -29,8 +29,10 @@ def ancestry(**upstream: ArtifactRef) -> dict:
 
 def save(staging: Path, ref: ArtifactRef, metadata: dict) -> None:
     """Record the ref and the metadata inside the artifact's (staging) folder."""
-    record = {"ref": json.loads(ref.to_json()),
-              "metadata": {key: to_record(value) for key, value in metadata.items() if value is not None}}
+    record = {
+        "ref": json.loads(ref.to_json()),
+        "metadata": {key: to_record(value) for key, value in metadata.items() if value is not None},
+    }
     (staging / RECORD).write_text(json.dumps(record, indent=1))
 
 

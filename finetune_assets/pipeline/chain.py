@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Protocol
 
 from finetune_assets.pipeline import stages
-from finetune_assets.promotion import champion_scores, gate, sweep_report
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.pipeline.stage_names import (
@@ -31,10 +30,13 @@ from finetune_assets.pipeline.stage_names import (
     EXPORTED_MODEL,
     FINETUNED_MODEL,
     RAW_DATASET,
-    SWEEP_REPORT as SWEEP_REPORT_NAME,
     TOKENIZED_SPLITS,
 )
+from finetune_assets.pipeline.stage_names import (
+    SWEEP_REPORT as SWEEP_REPORT_NAME,
+)
 from finetune_assets.pipeline.stages import Inputs, Result, StageWork
+from finetune_assets.promotion import champion_scores, gate, sweep_report
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
 
@@ -56,8 +58,9 @@ class Finish(Protocol):
     """A step after every run, cached or not, once the stage's own checks are judged: it hands on a
     reference (the made one, or another: the champion the gate kept) and metadata explaining it."""
 
-    def __call__(self, recipe: Recipe, root: Path, log, ref: ArtifactRef,
-                 facts: RunFacts) -> tuple[ArtifactRef, dict]: ...
+    def __call__(
+        self, recipe: Recipe, root: Path, log, ref: ArtifactRef, facts: RunFacts
+    ) -> tuple[ArtifactRef, dict]: ...
 
 
 RowSchema = Callable[[Recipe], type]  # the pandera DataFrameModel the stage's rows satisfy
@@ -112,10 +115,15 @@ METHOD_WORDS = {
 def recipe_terms(recipe: Recipe) -> dict:
     """The recipe's own words for the stage descriptions: its source, base model, task, method."""
     task = get_task(recipe)
-    return {"source": recipe.dataset.source, "base_model": recipe.base_model, "task": recipe.task,
-            "method": METHOD_WORDS[recipe.method].format(r=recipe.lora.r),
-            "metric": recipe.promotion.metric or task.primary_metric, "pipeline_task": task.pipeline_task,
-            "max_length": recipe.training.max_length}
+    return {
+        "source": recipe.dataset.source,
+        "base_model": recipe.base_model,
+        "task": recipe.task,
+        "method": METHOD_WORDS[recipe.method].format(r=recipe.lora.r),
+        "metric": recipe.promotion.metric or task.primary_metric,
+        "pipeline_task": task.pipeline_task,
+        "max_length": recipe.training.max_length,
+    }
 
 
 def resolved_precision(recipe: Recipe) -> str:
@@ -125,39 +133,77 @@ def resolved_precision(recipe: Recipe) -> str:
 
 
 STAGES = (
-    Stage(RAW_DATASET, (), "rows.parquet",
-          "The rows of `{source}` exactly as read (a parquet file), never changed afterwards: what every "
-          "later asset can be traced back to.",
-          code_version="1", reads=("dataset",),
-          run=stages.raw_dataset, read_inputs=stages.read_raw_rows),
-    Stage(CLEAN_DATASET, (RAW_DATASET,), "rows.parquet",
-          "The {task} rows of raw_dataset after the recipe's cleaning rules, validated by the task's pandera "
-          "schema; every dropped row is counted by reason and kept in dropped.parquet.",
-          code_version="1", reads=("task", "dataset", "cleaning"),
-          run=stages.clean_dataset, row_schema=lambda recipe: get_task(recipe).schema()),
-    Stage(TOKENIZED_SPLITS, (CLEAN_DATASET,), "",
-          "The clean rows split into train, validation and test, tokenized by the tokenizer of `{base_model}` "
-          "(at most {max_length} tokens per input).",
-          code_version="1", reads=("base_model", "splits", "training.max_length",
-                                   "training.max_target_length", "training.input_prefix"),
-          run=stages.tokenized_splits),
-    Stage(FINETUNED_MODEL, (TOKENIZED_SPLITS,), "",
-          "`{base_model}` fine-tuned on the training split ({method}): the checkpoint, its loss curve and "
-          "training figures.",
-          code_version="5", reads=("base_model", "method", "lora", "quantization", "training"),
-          run=stages.finetuned_model, kinds=("python", "huggingface"), trains=True, per_variant=True,
-          machine=resolved_precision),
-    Stage(EVALUATION_REPORT, (TOKENIZED_SPLITS, FINETUNED_MODEL), "report.json",
-          "The fine-tuned model, the untuned `{base_model}` and the current champion scored on the same test "
-          "rows ({metric} says which is better), with plots and sample predictions.",
-          code_version="4", reads=("generation", "evaluation"),
-          run=stages.evaluation_report, finish=champion_scores.for_report, per_variant=True,
-          machine=resolved_precision),
-    Stage(EXPORTED_MODEL, (FINETUNED_MODEL, EVALUATION_REPORT), "",
-          "The fine-tuned model as a self-contained folder that `transformers.pipeline(\"{pipeline_task}\")` "
-          "loads, with its model card; the promotion gate decides whether it replaces the champion.",
-          code_version="5", reads=("generation",),
-          run=stages.exported_model, finish=gate.gate, kinds=("python", "huggingface")),
+    Stage(
+        RAW_DATASET,
+        (),
+        "rows.parquet",
+        "The rows of `{source}` exactly as read (a parquet file), never changed afterwards: what every "
+        "later asset can be traced back to.",
+        code_version="1",
+        reads=("dataset",),
+        run=stages.raw_dataset,
+        read_inputs=stages.read_raw_rows,
+    ),
+    Stage(
+        CLEAN_DATASET,
+        (RAW_DATASET,),
+        "rows.parquet",
+        "The {task} rows of raw_dataset after the recipe's cleaning rules, validated by the task's pandera "
+        "schema; every dropped row is counted by reason and kept in dropped.parquet.",
+        code_version="1",
+        reads=("task", "dataset", "cleaning"),
+        run=stages.clean_dataset,
+        row_schema=lambda recipe: get_task(recipe).schema(),
+    ),
+    Stage(
+        TOKENIZED_SPLITS,
+        (CLEAN_DATASET,),
+        "",
+        "The clean rows split into train, validation and test, tokenized by the tokenizer of `{base_model}` "
+        "(at most {max_length} tokens per input).",
+        code_version="1",
+        reads=("base_model", "splits", "training.max_length", "training.max_target_length", "training.input_prefix"),
+        run=stages.tokenized_splits,
+    ),
+    Stage(
+        FINETUNED_MODEL,
+        (TOKENIZED_SPLITS,),
+        "",
+        "`{base_model}` fine-tuned on the training split ({method}): the checkpoint, its loss curve and "
+        "training figures.",
+        code_version="5",
+        reads=("base_model", "method", "lora", "quantization", "training"),
+        run=stages.finetuned_model,
+        kinds=("python", "huggingface"),
+        trains=True,
+        per_variant=True,
+        machine=resolved_precision,
+    ),
+    Stage(
+        EVALUATION_REPORT,
+        (TOKENIZED_SPLITS, FINETUNED_MODEL),
+        "report.json",
+        "The fine-tuned model, the untuned `{base_model}` and the current champion scored on the same test "
+        "rows ({metric} says which is better), with plots and sample predictions.",
+        code_version="4",
+        reads=("generation", "evaluation"),
+        run=stages.evaluation_report,
+        finish=champion_scores.for_report,
+        per_variant=True,
+        machine=resolved_precision,
+    ),
+    Stage(
+        EXPORTED_MODEL,
+        (FINETUNED_MODEL, EVALUATION_REPORT),
+        "",
+        'The fine-tuned model as a self-contained folder that `transformers.pipeline("{pipeline_task}")` '
+        "loads, with its model card; the promotion gate decides whether it replaces the champion.",
+        code_version="5",
+        reads=("generation",),
+        run=stages.exported_model,
+        finish=gate.gate,
+        kinds=("python", "huggingface"),
+    ),
 )
 
 
@@ -167,11 +213,17 @@ def _variant_evaluations(recipe: Recipe, log, root, upstream: list[ArtifactRef])
 
 
 SWEEP_REPORT = Stage(
-    SWEEP_REPORT_NAME, (TOKENIZED_SPLITS,), "sweep.json",
+    SWEEP_REPORT_NAME,
+    (TOKENIZED_SPLITS,),
+    "sweep.json",
     "Every variant of the recipe's sweep scored on the same test rows, side by side; the best by {metric} "
     "goes on to exported_model.",
-    code_version="1", reads=("sweep", "promotion"),
-    run=sweep_report.compare, read_inputs=_variant_evaluations, compares=EVALUATION_REPORT)
+    code_version="1",
+    reads=("sweep", "promotion"),
+    run=sweep_report.compare,
+    read_inputs=_variant_evaluations,
+    compares=EVALUATION_REPORT,
+)
 
 CHAIN = {stage.name: stage for stage in (*STAGES, SWEEP_REPORT)}
 

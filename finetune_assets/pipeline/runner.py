@@ -43,9 +43,16 @@ class StageResult(NamedTuple):
     checks: tuple[Judgement, ...]  # the checks the stage judges itself, on the artifact it made or reused
 
 
-def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[ArtifactRef],
-              force: bool = False, facts: RunFacts | None = None,
-              start_process: StartProcess = run_process) -> StageResult:
+def run_stage(
+    stage: Stage,
+    recipe: Recipe,
+    root: Path,
+    log,
+    upstream: list[ArtifactRef],
+    force: bool = False,
+    facts: RunFacts | None = None,
+    start_process: StartProcess = run_process,
+) -> StageResult:
     """Reuse or compute ``stage``'s artifact under ``root``; return its ref, metadata and checks."""
     inputs = stage.read_inputs(recipe, log, root, upstream) if stage.read_inputs else None
     fp = stage.fingerprint(recipe, upstream, *([inputs.digest] if inputs else []))
@@ -67,8 +74,12 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
             work = StageWork(recipe, log, staging, folder, inputs, fp, checkpoints, start_process)
             no_progress_bars()
             info, metadata = stage.run(work, *upstream)
-            ref = ArtifactRef(str(folder / stage.artifact) if stage.artifact else str(folder), fp, info,
-                              caching.ancestry(**dict(zip(stage.upstream, upstream))))
+            ref = ArtifactRef(
+                str(folder / stage.artifact) if stage.artifact else str(folder),
+                fp,
+                info,
+                caching.ancestry(**dict(zip(stage.upstream, upstream))),
+            )
             caching.save(staging, ref, {**metadata, "stage_seconds": round(time.monotonic() - started, 2)})
         ref, metadata = caching.load(folder)  # ours, or the same fingerprint another run put there first
         metadata = {**metadata, "cache_hit": False}
@@ -76,10 +87,12 @@ def run_stage(stage: Stage, recipe: Recipe, root: Path, log, upstream: list[Arti
         shutil.rmtree(checkpoints, ignore_errors=True)  # the artifact is complete: nothing left to resume
     checks = judge_checks(stage, recipe, ref, log)
     if stage.finish:
-        own = tuple(FailedCheck(stage.name, judged.check.name, judged.severity, judged.outcome.description)
-                    for judged in checks if not judged.passed)
-        facts = dataclasses.replace(facts or RunFacts(), upstream=dict(zip(stage.upstream, upstream)),
-                                    own_failures=own)
+        own = tuple(
+            FailedCheck(stage.name, judged.check.name, judged.severity, judged.outcome.description)
+            for judged in checks
+            if not judged.passed
+        )
+        facts = dataclasses.replace(facts or RunFacts(), upstream=dict(zip(stage.upstream, upstream)), own_failures=own)
         made = ref
         ref, decision = stage.finish(recipe, root, log, ref, facts)
         if ref.fingerprint != made.fingerprint:
@@ -102,5 +115,7 @@ def handed_on(kept: ArtifactRef, made_metadata: dict) -> dict:
     its champion): the plain keys describe the artifact handed on, as recorded when it was made, and
     this run's own figures move under ``challenger_*``, so a page never mixes the two."""
     recorded = caching.load(Path(kept.path) if Path(kept.path).is_dir() else Path(kept.path).parent)
-    return {**(recorded[1] if recorded else {}),
-            **{(key if key in RUN_KEYS else f"challenger_{key}"): value for key, value in made_metadata.items()}}
+    return {
+        **(recorded[1] if recorded else {}),
+        **{(key if key in RUN_KEYS else f"challenger_{key}"): value for key, value in made_metadata.items()},
+    }

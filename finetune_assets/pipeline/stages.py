@@ -23,13 +23,13 @@ import pandas as pd
 from finetune_assets.data import sources
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.caching import ancestry
-from finetune_assets.promotion.champion_scores import rows_key
 from finetune_assets.pipeline.processes import StartProcess, run_process
+from finetune_assets.pipeline.stage_names import TOKENIZED_SPLITS
+from finetune_assets.promotion.champion_scores import rows_key
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Json, Markdown, rounded
 from finetune_assets.tasks import get_task
-from finetune_assets.pipeline.stage_names import TOKENIZED_SPLITS
 
 Result = tuple[dict, dict]
 
@@ -91,8 +91,7 @@ def raw_dataset(work: StageWork) -> Result:
         "columns": ", ".join(map(str, frame.columns)),
         "content_hash": work.inputs.digest,
         "skipped_lines": len(skipped),
-        "skipped_line_numbers": ", ".join(f"{Path(bad['file']).name}:{bad['line']}" for bad in skipped[:200])
-        or "none",
+        "skipped_line_numbers": ", ".join(f"{Path(bad['file']).name}:{bad['line']}" for bad in skipped[:200]) or "none",
         "skipped_lines_table": Markdown(markdown_table(skipped[:50]) if skipped else "nothing skipped"),
         "path": FilePath(str(work.final / "rows.parquet")),
         "preview": Markdown(markdown_table(frame.head(5).astype(str).to_dict("records"))),
@@ -110,8 +109,11 @@ def clean_dataset(work: StageWork, raw: ArtifactRef) -> Result:
     dropped.astype(str).to_parquet(work.staging / "dropped.parquet")
     counts = cleaned.counts()
     work.log.info(f"cleaning kept {len(cleaned.rows)} of {len(rows_in)} rows; dropped {counts}")
-    examples = [{"reason": reason, **{k: str(v)[:120] for k, v in row.items()}}
-                for reason, frame in cleaned.dropped.items() for row in frame.head(3).to_dict("records")]
+    examples = [
+        {"reason": reason, **{k: str(v)[:120] for k, v in row.items()}}
+        for reason, frame in cleaned.dropped.items()
+        for row in frame.head(3).to_dict("records")
+    ]
     return {"rows": len(cleaned.rows), "rows_in": len(rows_in), "dropped": counts}, {
         "rows_in": len(rows_in),
         "rows_out": len(cleaned.rows),
@@ -161,8 +163,15 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     processes = recipe.compute.processes if recipe.compute.launcher == "torchrun" else 1
     check_splits(recipe, splits, processes)  # bad settings fail here, not in a retried process
     # the fingerprint names the precision resolved here; the process must train in that one
-    command = training_command(recipe, save_resolved(recipe, work.staging), splits, work.staging,
-                               work.checkpoints, work.fingerprint, get_task(recipe).precision.name)
+    command = training_command(
+        recipe,
+        save_resolved(recipe, work.staging),
+        splits,
+        work.staging,
+        work.checkpoints,
+        work.fingerprint,
+        get_task(recipe).precision.name,
+    )
     work.log.info(f"starting: {' '.join(command)}")
     figures = work.start_process(command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json")
     return {"method": recipe.method}, {
@@ -175,12 +184,11 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
 
 
 def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: ArtifactRef) -> Result:
-    from finetune_assets.report import plots
     from finetune_assets.inference.evaluation import evaluate_both
+    from finetune_assets.report import plots
 
     recipe, task = work.recipe, get_task(work.recipe)
-    tuned, baseline, pictures = evaluate_both(task, Path(splits_ref.path), Path(model_ref.path), work.staging,
-                                              work.log)
+    tuned, baseline, pictures = evaluate_both(task, Path(splits_ref.path), Path(model_ref.path), work.staging, work.log)
     metrics = {**tuned.metrics, **{f"baseline_{k}": v for k, v in baseline.metrics.items()}}
     rows = json.loads((work.staging / "report.json").read_text())["test_rows"]
     work.log.info(f"test metrics on {rows} rows: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -199,10 +207,10 @@ def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: Artif
 def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: ArtifactRef) -> Result:
     """Write the export, then check it twice before the gate decides: against the model as trained
     (``merge_verified``) and through its pipeline against the report (``export_reloads``)."""
-    from finetune_assets.report.model_card import without_front_matter
     from finetune_assets.export import merge_check, reload_check
     from finetune_assets.export.write import export_model
     from finetune_assets.inference.evaluation import scored_rows
+    from finetune_assets.report.model_card import without_front_matter
 
     recipe, task = work.recipe, get_task(work.recipe)
     report = json.loads(Path(report_ref.path).read_text())
@@ -210,8 +218,10 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
     probe_text = report["tuned"]["samples"][0]["text"] if report["tuned"]["samples"] else "hello"
     started = time.monotonic()
     probe = export_model(task, Path(model_ref.path), report, lineage, work.staging, probe_text, work.final)
-    work.log.info(f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
-                  f"pipeline probe: {rounded(probe['probe_output'])}")
+    work.log.info(
+        f"exported to {work.final} ({time.monotonic() - started:.1f}s); "
+        f"pipeline probe: {rounded(probe['probe_output'])}"
+    )
     rows = scored_rows(recipe, Path(model_ref.lineage[TOKENIZED_SPLITS]["path"]))
     merge = merge_check.verify(task, Path(model_ref.path), work.staging, rows)
     reloads = reload_check.verify(task, work.staging, report, rows, work.final)

@@ -21,8 +21,8 @@ from finetune_assets.errors import PromotionError
 from finetune_assets.pipeline import caching
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.atomic import point_link, write_text
-from finetune_assets.promotion.decision import was_promoted
 from finetune_assets.pipeline.stage_names import EXPORTED_MODEL
+from finetune_assets.promotion.decision import was_promoted
 
 CHAMPION, CURRENT, HISTORY, LOCK = "champion.json", "current", "evaluation_history.jsonl", ".champion.lock"
 
@@ -61,7 +61,8 @@ def read(folder: Path, log=None, repair: bool = False) -> ArtifactRef | None:
             raise PromotionError(
                 f"{path}: not a valid champion record ({type(exc).__name__}: {exc}), and {folder / HISTORY} "
                 "names no promoted export whose folder is complete. Restore the file from a backup, or delete "
-                "it to let the next export that passes the gate become champion.") from None
+                "it to let the next export that passes the gate become champion."
+            ) from None
         if log is not None:
             log.warning(f"{path} was corrupt ({exc}); recovered champion {champion.fingerprint} from {HISTORY}")
         if repair:

@@ -13,28 +13,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from finetune_assets.promotion import champion as champion_store
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.atomic import atomic_dir
 from finetune_assets.pipeline.facts import RunFacts
+from finetune_assets.pipeline.stage_names import EVALUATION_REPORT, TOKENIZED_SPLITS
+from finetune_assets.promotion import champion as champion_store
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Markdown
 from finetune_assets.tasks import get_task
-from finetune_assets.pipeline.stage_names import EVALUATION_REPORT, TOKENIZED_SPLITS
 
 SCORES = "scores.json"
 CODE_VERSION = "2"  # bump when the scoring of an export changes what it measures
 # What picks the test rows and how they are scored, besides the splits themselves.
-SETTINGS = ("training.max_eval_samples", "training.seed", "training.max_length", "training.max_target_length",
-            "training.input_prefix", "training.eval_batch_size", "generation", "evaluation")
+SETTINGS = (
+    "training.max_eval_samples",
+    "training.seed",
+    "training.max_length",
+    "training.max_target_length",
+    "training.input_prefix",
+    "training.eval_batch_size",
+    "generation",
+    "evaluation",
+)
 
 
 def rows_key(recipe: Recipe, splits: ArtifactRef) -> str:
     """Names the scored test rows and settings, the precision this machine scores in included: two
     evaluations with equal keys saw the same rows and computed alike."""
-    return fingerprint(splits.fingerprint, recipe.section(*SETTINGS), CODE_VERSION,
-                       f"precision={get_task(recipe).precision.name}")
+    return fingerprint(
+        splits.fingerprint, recipe.section(*SETTINGS), CODE_VERSION, f"precision={get_task(recipe).precision.name}"
+    )
 
 
 def tuned_only(metrics: dict) -> dict:
@@ -54,10 +63,16 @@ def scores_on_rows(recipe: Recipe, root: Path, champion: ArtifactRef, splits: Ar
 
     log.info(f"scoring the champion {champion.path} on the challenger's test rows")
     with atomic_dir(folder) as staging:
-        evaluation, rows = score_export(get_task(recipe), Path(splits.path), Path(champion.path), staging / "scratch",
-                                        log)
-        record = {"champion": champion.fingerprint, "champion_path": champion.path, "rows_key": key,
-                  "test_rows": rows, "metrics": evaluation.metrics}
+        evaluation, rows = score_export(
+            get_task(recipe), Path(splits.path), Path(champion.path), staging / "scratch", log
+        )
+        record = {
+            "champion": champion.fingerprint,
+            "champion_path": champion.path,
+            "rows_key": key,
+            "test_rows": rows,
+            "metrics": evaluation.metrics,
+        }
         (staging / SCORES).write_text(json.dumps(record, indent=2, default=float))
     return json.loads((folder / SCORES).read_text())["metrics"]
 
@@ -75,8 +90,10 @@ def for_report(recipe: Recipe, root: Path, log, report: ArtifactRef, facts: RunF
             scores = scores_on_rows(recipe, root, champion, facts.upstream[TOKENIZED_SPLITS], log)
     except Exception as exc:  # the gate tries again and, failing again, says why it did not promote
         log.warning(f"the champion could not be scored on these test rows: {exc}")
-        return report, {"champion": champion.path if champion else "unreadable",
-                        "champion_scoring_error": f"{type(exc).__name__}: {exc}"}
+        return report, {
+            "champion": champion.path if champion else "unreadable",
+            "champion_scoring_error": f"{type(exc).__name__}: {exc}",
+        }
     scored = {"fingerprint": champion.fingerprint, "path": champion.path, "metrics": scores}
     return ArtifactRef(report.path, report.fingerprint, {**report.info, "champion": scored}, report.lineage), {
         **{f"champion_{name}": float(value) for name, value in scores.items()},
@@ -89,8 +106,11 @@ def side_by_side(report_metrics: dict, champion_metrics: dict | None) -> str:
     """One row per metric: the tuned model, the base model and the champion, all on the same rows."""
     rows = []
     for name, value in tuned_only(report_metrics).items():
-        row = {"metric": name, "fine-tuned (challenger)": _shown(value),
-               "base model": _shown(report_metrics.get(f"baseline_{name}"))}
+        row = {
+            "metric": name,
+            "fine-tuned (challenger)": _shown(value),
+            "base model": _shown(report_metrics.get(f"baseline_{name}")),
+        }
         if champion_metrics is not None:
             row["current champion"] = _shown(champion_metrics.get(name))
         rows.append(row)

@@ -35,16 +35,16 @@ from pathlib import Path
 
 from finetune_assets.checks.declaration import Severity
 from finetune_assets.errors import RecipeError
+from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.pipeline.facts import RunFacts
+from finetune_assets.pipeline.stage_names import EVALUATION_REPORT, TOKENIZED_SPLITS
 from finetune_assets.promotion import champion as champion_store
 from finetune_assets.promotion import champion_scores
 from finetune_assets.promotion.decision import Decision, Verdict
-from finetune_assets.pipeline.artifacts import ArtifactRef
-from finetune_assets.pipeline.facts import RunFacts
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import FilePath, Markdown
 from finetune_assets.tasks import get_task
-from finetune_assets.pipeline.stage_names import EVALUATION_REPORT, TOKENIZED_SPLITS
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,24 @@ class Rule:
     min_improvement: float
 
     @classmethod
-    def of(cls, recipe: Recipe) -> "Rule":
+    def of(cls, recipe: Recipe) -> Rule:
         """The recipe's rule: ``promotion.metric`` (default the task's primary metric) in its direction."""
         task, spec = get_task(recipe), recipe.promotion
-        return cls(metric=spec.metric or task.primary_metric,
-                   higher_is_better=task.primary_metric_higher_is_better if spec.higher_is_better is None
-                   else spec.higher_is_better,
-                   min_improvement=spec.min_improvement)
+        return cls(
+            metric=spec.metric or task.primary_metric,
+            higher_is_better=task.primary_metric_higher_is_better
+            if spec.higher_is_better is None
+            else spec.higher_is_better,
+            min_improvement=spec.min_improvement,
+        )
 
     def figure(self, recipe: Recipe, metrics: dict) -> float:
         """The compared figure among a report's ``metrics``; a metric the report lacks is the recipe's error."""
         if self.metric not in metrics:
-            raise RecipeError(f"{recipe.source_file.name}: promotion.metric '{self.metric}' is not a figure of the "
-                              f"evaluation report (it has {sorted(champion_scores.tuned_only(metrics))})")
+            raise RecipeError(
+                f"{recipe.source_file.name}: promotion.metric '{self.metric}' is not a figure of the "
+                f"evaluation report (it has {sorted(champion_scores.tuned_only(metrics))})"
+            )
         return float(metrics[self.metric])
 
     def best(self, figures: dict[str, float]) -> str | None:
@@ -99,12 +104,24 @@ def gate(recipe: Recipe, root: Path, log, export: ArtifactRef, facts: RunFacts) 
     metrics = report.info["metrics"]
     rule.figure(recipe, metrics)
     test_rows = report.info.get("test_rows", 0)  # reports made before it was recorded count as none
-    challenger = Challenger(export, metrics, test_rows, blockers(recipe, test_rows, facts),
-                            facts.describe_overrides(), report.info.get("champion"), recipe.variant)
+    challenger = Challenger(
+        export,
+        metrics,
+        test_rows,
+        blockers(recipe, test_rows, facts),
+        facts.describe_overrides(),
+        report.info.get("champion"),
+        recipe.variant,
+    )
     made_from = export.lineage[TOKENIZED_SPLITS]
     splits = ArtifactRef(made_from["path"], made_from["fingerprint"])
-    return decide(challenger, champion_store.exports_dir(root, recipe.name), rule, log,
-                  lambda champion: champion_scores.scores_on_rows(recipe, root, champion, splits, log))
+    return decide(
+        challenger,
+        champion_store.exports_dir(root, recipe.name),
+        rule,
+        log,
+        lambda champion: champion_scores.scores_on_rows(recipe, root, champion, splits, log),
+    )
 
 
 def blockers(recipe: Recipe, test_rows: int, facts: RunFacts) -> list[str]:
@@ -116,37 +133,53 @@ def blockers(recipe: Recipe, test_rows: int, facts: RunFacts) -> list[str]:
             continue
         found.append(f"check {failed.describe()}")
     if facts.overrides and not facts.promote_with_overrides:
-        found.append(f"the run overrides the recipe ({facts.describe_overrides()}); set run_settings "
-                     "promote: true in the run config to let such a run promote")
+        found.append(
+            f"the run overrides the recipe ({facts.describe_overrides()}); set run_settings "
+            "promote: true in the run config to let such a run promote"
+        )
     if test_rows < spec.min_test_rows:
-        found.append(f"the test split has {test_rows} rows, fewer than promotion.min_test_rows "
-                     f"({spec.min_test_rows}): too few to tell two models apart")
+        found.append(
+            f"the test split has {test_rows} rows, fewer than promotion.min_test_rows "
+            f"({spec.min_test_rows}): too few to tell two models apart"
+        )
     return found
 
 
-def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
-           champion_scores_on_rows: Callable[[ArtifactRef], dict]) -> tuple[ArtifactRef, dict]:
+def decide(
+    challenger: Challenger, exports_dir: Path, rule: Rule, log, champion_scores_on_rows: Callable[[ArtifactRef], dict]
+) -> tuple[ArtifactRef, dict]:
     """Promote or keep, under the champion lock; return the champion (the challenger when there is
     none yet) and the metadata that explains the decision. ``champion_scores_on_rows(champion)``
     gives the champion's figures on the challenger's test rows."""
     value = float(challenger.metrics[rule.metric])
     with champion_store.locked(exports_dir):
         previous = champion = champion_store.read(exports_dir, log, repair=True)
-        decision, champion_figures = _decision(challenger, previous, rule, value, exports_dir,
-                                               champion_scores_on_rows)
+        decision, champion_figures = _decision(challenger, previous, rule, value, exports_dir, champion_scores_on_rows)
         if decision.promoted:
             champion_store.write(exports_dir, challenger.ref)
             champion = challenger.ref
-        entry = None if decision.verdict is Verdict.ALREADY_CHAMPION else {
-            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "fingerprint": challenger.ref.fingerprint,
-            rule.metric: round(value, 6), "test_rows": challenger.test_rows,
-            f"champion_{rule.metric}": None if champion_figures is None else round(champion_figures[rule.metric], 6),
-            "champion": previous.fingerprint if previous else None,
-            "overrides": challenger.overrides, "decision": decision.text}
+        entry = (
+            None
+            if decision.verdict is Verdict.ALREADY_CHAMPION
+            else {
+                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "fingerprint": challenger.ref.fingerprint,
+                rule.metric: round(value, 6),
+                "test_rows": challenger.test_rows,
+                f"champion_{rule.metric}": None
+                if champion_figures is None
+                else round(champion_figures[rule.metric], 6),
+                "champion": previous.fingerprint if previous else None,
+                "overrides": challenger.overrides,
+                "decision": decision.text,
+            }
+        )
         history = champion_store.history(exports_dir, entry)
     shown = champion_figures or _known_figures(challenger, previous)
-    log.info(f"promotion gate: {decision.text}; challenger {rule.metric}={value:.4f} on {challenger.test_rows} test "
-             f"rows" + (f", champion on the same rows {shown[rule.metric]:.4f}" if shown else ""))
+    log.info(
+        f"promotion gate: {decision.text}; challenger {rule.metric}={value:.4f} on {challenger.test_rows} test "
+        f"rows" + (f", champion on the same rows {shown[rule.metric]:.4f}" if shown else "")
+    )
     return champion or challenger.ref, {
         "decision": decision.text,
         "promoted": decision.promoted,
@@ -166,8 +199,14 @@ def decide(challenger: Challenger, exports_dir: Path, rule: Rule, log,
     }
 
 
-def _decision(challenger: Challenger, champion: ArtifactRef | None, rule: Rule, value: float, exports_dir: Path,
-              score: Callable[[ArtifactRef], dict]) -> tuple[Decision, dict | None]:
+def _decision(
+    challenger: Challenger,
+    champion: ArtifactRef | None,
+    rule: Rule,
+    value: float,
+    exports_dir: Path,
+    score: Callable[[ArtifactRef], dict],
+) -> tuple[Decision, dict | None]:
     """The gate's decision, and the champion's figures on the challenger's rows where it was compared."""
     variant = challenger.variant
     unusable = [] if math.isfinite(value) else [f"its {rule.metric} is {value}, which cannot be compared"]
@@ -180,10 +219,15 @@ def _decision(challenger: Challenger, champion: ArtifactRef | None, rule: Rule, 
     try:
         figures = _champion_figures(challenger, champion, score)
     except Exception as exc:  # an export the current recipe cannot score (labels changed, ...)
-        return Decision(Verdict.NOT_PROMOTED, (
-            f"the champion {champion.path} could not be scored on the challenger's test rows "
-            f"({type(exc).__name__}: {exc}); if the recipe changed what the model predicts, retire the champion "
-            f"by deleting {exports_dir / champion_store.CHAMPION}",), variant), None
+        return Decision(
+            Verdict.NOT_PROMOTED,
+            (
+                f"the champion {champion.path} could not be scored on the challenger's test rows "
+                f"({type(exc).__name__}: {exc}); if the recipe changed what the model predicts, retire the champion "
+                f"by deleting {exports_dir / champion_store.CHAMPION}",
+            ),
+            variant,
+        ), None
     won = rule.beats(value, float(figures[rule.metric]))
     return Decision(Verdict.PROMOTED if won else Verdict.KEPT, variant=variant), figures
 

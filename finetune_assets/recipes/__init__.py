@@ -7,8 +7,7 @@ and the shipped recipes themselves. It knows nothing
 about Dagster, training or data: it only says what a job is.
 """
 
-from finetune_assets.recipes.loading import (SHIPPED_DIR, load_recipe, load_recipes, recipe_folders, save_resolved,
-                                             scan)
+from finetune_assets.recipes.loading import SHIPPED_DIR, load_recipe, load_recipes, recipe_folders, save_resolved, scan
 from finetune_assets.recipes.schema import Recipe
 
 __all__ = ["SHIPPED_DIR", "Recipe", "load_recipe", "load_recipes", "recipe_folders", "save_resolved", "scan"]

@@ -41,8 +41,9 @@ def load_recipe(path: str | Path) -> Recipe:
     if path.suffix == ".json":
         return _load_resolved(path)
     if not re.fullmatch(NAME_PATTERN, path.stem):
-        raise RecipeError(f"{path}: the file name is the recipe's asset group name; use letters, digits "
-                          "and underscores only")
+        raise RecipeError(
+            f"{path}: the file name is the recipe's asset group name; use letters, digits and underscores only"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -127,9 +128,15 @@ def scan(*folders: str | Path) -> Scan:
                 found.broken.append((path, exc))
                 continue
             if recipe.name in seen:
-                found.broken.append((path, RecipeError(
-                    f"{path}: recipe name '{recipe.name}' is already used by {seen[recipe.name]}; "
-                    "rename one of the files")))
+                found.broken.append(
+                    (
+                        path,
+                        RecipeError(
+                            f"{path}: recipe name '{recipe.name}' is already used by {seen[recipe.name]}; "
+                            "rename one of the files"
+                        ),
+                    )
+                )
                 continue
             seen[recipe.name] = path
             found.recipes.append(recipe)

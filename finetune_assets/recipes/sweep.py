@@ -36,10 +36,19 @@ SHARED = {
     "training.seed": "it picks the sampled test rows every variant is scored on",
     "training.eval_batch_size": "the test rows are scored alike for every variant",
 }
-ALIASES = {"training.learning_rate": "lr", "training.epochs": "epochs", "training.batch_size": "batch",
-           "training.gradient_accumulation_steps": "accum", "training.weight_decay": "wd",
-           "training.warmup": "warmup", "training.max_train_samples": "train_rows", "lora.r": "r",
-           "lora.alpha": "alpha", "lora.dropout": "lora_dropout", "lora.target_modules": "targets"}
+ALIASES = {
+    "training.learning_rate": "lr",
+    "training.epochs": "epochs",
+    "training.batch_size": "batch",
+    "training.gradient_accumulation_steps": "accum",
+    "training.weight_decay": "wd",
+    "training.warmup": "warmup",
+    "training.max_train_samples": "train_rows",
+    "lora.r": "r",
+    "lora.alpha": "alpha",
+    "lora.dropout": "lora_dropout",
+    "lora.target_modules": "targets",
+}
 AS_WRITTEN = "as-written"  # the name of an empty override: the recipe itself
 
 
@@ -69,8 +78,10 @@ def variant(recipe: Recipe, name: str) -> Recipe:
     for made in variants(recipe):
         if made.name == name:
             return made.recipe
-    raise RecipeError(f"{recipe.source_file}: the sweep has no variant {name!r} (it has "
-                      f"{', '.join(v.name for v in variants(recipe))}); was the sweep edited since?")
+    raise RecipeError(
+        f"{recipe.source_file}: the sweep has no variant {name!r} (it has "
+        f"{', '.join(v.name for v in variants(recipe))}); was the sweep edited since?"
+    )
 
 
 def _override_sets(recipe: Recipe) -> list[dict[str, Any]]:
@@ -85,19 +96,28 @@ def _override_sets(recipe: Recipe) -> list[dict[str, Any]]:
     if isinstance(sweep, list) and sweep:
         for position, overrides in enumerate(sweep, start=1):
             if not isinstance(overrides, dict):
-                _fail(recipe, f"sweep[{position}]: each entry is a mapping of settings, e.g. "
-                              f"{{training.learning_rate: 1.0e-4}} (got {overrides!r})")
+                _fail(
+                    recipe,
+                    f"sweep[{position}]: each entry is a mapping of settings, e.g. "
+                    f"{{training.learning_rate: 1.0e-4}} (got {overrides!r})",
+                )
             for key in overrides:
                 _check_key(recipe, key)
         return [dict(overrides) for overrides in sweep]
-    _fail(recipe, "sweep: a grid {training.learning_rate: [5.0e-5, 1.0e-4], method: [full, lora]} or a list "
-                  f"of overrides [{{method: full}}, {{method: lora, lora.r: 16}}] (got {sweep!r})")
+    _fail(
+        recipe,
+        "sweep: a grid {training.learning_rate: [5.0e-5, 1.0e-4], method: [full, lora]} or a list "
+        f"of overrides [{{method: full}}, {{method: lora, lora.r: 16}}] (got {sweep!r})",
+    )
 
 
 def _check_key(recipe: Recipe, key: object) -> None:
     if not isinstance(key, str) or not (key.startswith(SWEEPABLE) or key == "method"):
-        _fail(recipe, f"sweep.{key}: a sweep varies training.*, lora.* and method only (dotted keys, e.g. "
-                      "training.learning_rate); the data stages are shared by every variant")
+        _fail(
+            recipe,
+            f"sweep.{key}: a sweep varies training.*, lora.* and method only (dotted keys, e.g. "
+            "training.learning_rate); the data stages are shared by every variant",
+        )
     if key in SHARED:
         _fail(recipe, f"sweep.{key}: every variant must share it: {SHARED[key]}")
 
@@ -122,12 +142,19 @@ def _apply(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
         if error["type"] == "extra_forbidden":
             _fail(recipe, f"sweep.{where}: unknown key")
         key = next((key for key in overrides if where == key or where.startswith(f"{key}.")), None)
-        _fail(recipe, f"sweep.{key}: {error['msg']} (got {overrides[key]!r})" if key
-              else f"sweep variant {name}: {where or 'recipe'}: {error['msg']}")
+        _fail(
+            recipe,
+            f"sweep.{key}: {error['msg']} (got {overrides[key]!r})"
+            if key
+            else f"sweep variant {name}: {where or 'recipe'}: {error['msg']}",
+        )
     if made.method == "full" and any(key.startswith("lora.") for key in overrides):
-        _fail(recipe, f"sweep variant {name}: sets lora.* with method full, which does not use it (the grid "
-                      "trains the same model twice); list the variants instead: [{method: full}, "
-                      "{method: lora, lora.r: 16}]")
+        _fail(
+            recipe,
+            f"sweep variant {name}: sets lora.* with method full, which does not use it (the grid "
+            "trains the same model twice); list the variants instead: [{method: full}, "
+            "{method: lora, lora.r: 16}]",
+        )
     return made
 
 
@@ -135,8 +162,9 @@ def _name(overrides: dict[str, Any]) -> str:
     """``lr=5e-05,method=lora``: aliases for common keys, the key's last part for others, sorted."""
     if not overrides:
         return AS_WRITTEN
-    return ",".join(sorted(f"{ALIASES.get(key, key.split('.')[-1])}={_shown(value)}"
-                           for key, value in overrides.items()))
+    return ",".join(
+        sorted(f"{ALIASES.get(key, key.split('.')[-1])}={_shown(value)}" for key, value in overrides.items())
+    )
 
 
 def _shown(value: Any) -> str:

@@ -21,7 +21,7 @@ def without_front_matter(card: str) -> str:
     if card.startswith("---\n"):
         end = card.find("\n---\n", 4)
         if end != -1:
-            return card[end + len("\n---\n"):].lstrip("\n")
+            return card[end + len("\n---\n") :].lstrip("\n")
     return card
 
 
@@ -29,10 +29,10 @@ def model_card(task: TaskFamily, report: dict, lineage: dict, figures: dict, wei
     """The card of the export written to ``folder``; its usage code loads the model from there."""
     recipe = task.recipe
     tuned, baseline = report["tuned"]["metrics"], report["baseline"]["metrics"]
-    rows = "\n".join(f"| {name} | {tuned[name]:.4f} | {baseline.get(name, float('nan')):.4f} |"
-                     for name in tuned)
-    upstream = "\n".join(f"- `{name}`: fingerprint `{ref['fingerprint']}` at `{ref['path']}`"
-                         for name, ref in sorted(lineage.items()))
+    rows = "\n".join(f"| {name} | {tuned[name]:.4f} | {baseline.get(name, float('nan')):.4f} |" for name in tuned)
+    upstream = "\n".join(
+        f"- `{name}`: fingerprint `{ref['fingerprint']}` at `{ref['path']}`" for name, ref in sorted(lineage.items())
+    )
     return f"""---
 library_name: transformers
 pipeline_tag: {task.pipeline_task}
@@ -80,26 +80,35 @@ def _method_lines(recipe: Recipe, figures: dict) -> str:
         lines.append("- trained as plain LoRA: no CUDA GPU for 4-bit weights (quantization.cpu_fallback: true)")
     elif figures["method_trained"] == "qlora":
         spec = recipe.quantization
-        lines.append(f"- base loaded in 4 bits for training: {spec.quant_type}, double quantization "
-                     f"{spec.double_quant}, compute dtype {spec.compute_dtype}")
+        lines.append(
+            f"- base loaded in 4 bits for training: {spec.quant_type}, double quantization "
+            f"{spec.double_quant}, compute dtype {spec.compute_dtype}"
+        )
     if recipe.method != "full":
-        lines.append(f"- LoRA: r={recipe.lora.r}, alpha={recipe.lora.alpha}, dropout={recipe.lora.dropout}, "
-                     f"target modules {', '.join(figures['lora_target_modules'])}; merged into an "
-                     "unquantized copy of the base here, the adapter alone is in `adapter/` (load it onto "
-                     "the base with `peft.PeftModel.from_pretrained(base, \"adapter\")`)")
-    lines.append(f"- trainable parameters: {figures['trainable_parameters']:,} of {figures['total_parameters']:,} "
-                 f"({figures['trainable_fraction']:.4%})")
+        lines.append(
+            f"- LoRA: r={recipe.lora.r}, alpha={recipe.lora.alpha}, dropout={recipe.lora.dropout}, "
+            f"target modules {', '.join(figures['lora_target_modules'])}; merged into an "
+            "unquantized copy of the base here, the adapter alone is in `adapter/` (load it onto "
+            'the base with `peft.PeftModel.from_pretrained(base, "adapter")`)'
+        )
+    lines.append(
+        f"- trainable parameters: {figures['trainable_parameters']:,} of {figures['total_parameters']:,} "
+        f"({figures['trainable_fraction']:.4%})"
+    )
     return "\n".join(lines)
 
 
 def _precision_line(figures: dict, report: dict, weights_dtype: str) -> str:
     """The precision training and evaluation ran in and why (what the machine had), and the dtype
     of the weights in this folder."""
+
     def named(name: str) -> str:
         return "float32" if name == "fp32" else f"{name} mixed precision"
 
-    line = (f"- precision: trained in {named(figures['precision'])} ({figures['precision_reason']}); "
-            f"weights saved in {weights_dtype}")
+    line = (
+        f"- precision: trained in {named(figures['precision'])} ({figures['precision_reason']}); "
+        f"weights saved in {weights_dtype}"
+    )
     if report["precision"] != figures["precision"]:
         return line + f"; evaluated in {named(report['precision'])} ({report['precision_reason']})"
     return line + "; evaluated in the same precision"

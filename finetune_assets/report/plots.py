@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no screen on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from finetune_assets.promotion.decision import was_promoted  # noqa: E402
-from finetune_assets.report.values import Markdown  # noqa: E402
+from finetune_assets.promotion.decision import was_promoted
+from finetune_assets.report.values import Markdown
 
 
 def as_markdown(png: Path, title: str) -> Markdown:
@@ -50,8 +50,7 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str], title: str, tar
     peak = max((max(row) for row in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
-            ax.text(j, i, str(count), ha="center", va="center",
-                    color="white" if count > peak / 2 else "black")
+            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046)
     return _save(fig, target)
 
@@ -74,8 +73,9 @@ def accuracy_breakdown(by_label: list[dict], by_length: list[dict], overall: flo
     return _save(fig, target)
 
 
-def metric_bars(tuned: dict[str, float], baseline: dict[str, float], names: list[str], title: str,
-                target: Path) -> Path:
+def metric_bars(
+    tuned: dict[str, float], baseline: dict[str, float], names: list[str], title: str, target: Path
+) -> Path:
     """Base and fine-tuned model side by side for each metric in ``names`` (same scale)."""
     fig, ax = plt.subplots(figsize=(1.0 + 1.2 * len(names), 3.5))
     positions = range(len(names))
@@ -98,11 +98,22 @@ def metric_history(history: list[dict], metric: str, target: Path) -> Path:
     ax.plot([i for i, _ in rows], [row[metric] for _, row in rows], color="grey", alpha=0.6)
     for i, row in rows:
         promoted = was_promoted(row)
-        ax.scatter(i, row[metric], color="tab:green" if promoted else "tab:red", zorder=3,
-                   label="promoted" if promoted else "not promoted")
+        ax.scatter(
+            i,
+            row[metric],
+            color="tab:green" if promoted else "tab:red",
+            zorder=3,
+            label="promoted" if promoted else "not promoted",
+        )
         if row.get(f"champion_{metric}") is not None:
-            ax.scatter(i, row[f"champion_{metric}"], facecolors="none", edgecolors="tab:blue", zorder=3,
-                       label="champion on the same rows")
+            ax.scatter(
+                i,
+                row[f"champion_{metric}"],
+                facecolors="none",
+                edgecolors="tab:blue",
+                zorder=3,
+                label="champion on the same rows",
+            )
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     if unique:

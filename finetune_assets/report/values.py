@@ -60,7 +60,11 @@ def rounded(value):
         return {key: rounded(item) for key, item in value.items()}
     if type(value) in (list, tuple):
         return type(value)(rounded(item) for item in value)
-    if not isinstance(value, numbers.Real) or isinstance(value, numbers.Integral) or not math.isfinite(value) \
-            or value == 0:
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, numbers.Integral)
+        or not math.isfinite(value)
+        or value == 0
+    ):
         return value
     return round(float(value), max(3 - math.floor(math.log10(abs(value))), 0))

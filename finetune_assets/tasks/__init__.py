@@ -28,8 +28,7 @@ from finetune_assets.tasks.summarization import Summarization
 if TYPE_CHECKING:
     from finetune_assets.recipes import Recipe
 
-REGISTRY: dict[str, type[TaskFamily]] = {family.name: family for family in (Classification, Summarization,
-                                                                            Instruction)}
+REGISTRY: dict[str, type[TaskFamily]] = {family.name: family for family in (Classification, Summarization, Instruction)}
 
 
 def get_task(recipe: Recipe) -> TaskFamily:

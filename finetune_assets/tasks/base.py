@@ -220,8 +220,7 @@ class ExportSide(BoundToRecipe, ABC):
 
     def usage_code(self, folder: str) -> str:
         """Python that loads the export from ``folder``, for the model card."""
-        return ("from transformers import pipeline\n"
-                f'model = pipeline("{self.pipeline_task}", model="{folder}")')
+        return f'from transformers import pipeline\nmodel = pipeline("{self.pipeline_task}", model="{folder}")'
 
 
 class TaskFamily(DataSide, TrainingSide, EvaluationSide, ExportSide):

@@ -43,7 +43,8 @@ class Classification(TaskFamily):
             shown = ", ".join(f"row {i}: {v!r}" for i, v in sample.head(5).items())
             raise DataError(
                 f"{unknown.sum()} row(s) have a label outside the recipe's mapping ({shown}). Known: "
-                f"{sorted(lookup)}. Add it to dataset.label_aliases or dataset.drop_labels.")
+                f"{sorted(lookup)}. Add it to dataset.label_aliases or dataset.drop_labels."
+            )
         dropped = {"label excluded by recipe": frame[excluded]}
         kept = frame[~excluded].copy()
         kept["label"] = raw_labels[~excluded].map(lookup).astype("int64")
@@ -72,8 +73,13 @@ class Classification(TaskFamily):
 
         names = _label_names(self.recipe)
         return AutoModelForSequenceClassification.from_pretrained(
-            location, num_labels=len(names), id2label=dict(enumerate(names)),
-            label2id={n: i for i, n in enumerate(names)}, **weights_options(self.recipe), **options)
+            location,
+            num_labels=len(names),
+            id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)},
+            **weights_options(self.recipe),
+            **options,
+        )
 
     def tokenize(self, splits, tokenizer):
         from finetune_assets.models.tokenizer import tokenize_and_cut, tokenizing_processes
@@ -95,8 +101,8 @@ class Classification(TaskFamily):
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
         from transformers import Trainer, TrainingArguments
 
-        from finetune_assets.metrics import load_metric
         from finetune_assets.inference import batching
+        from finetune_assets.metrics import load_metric
 
         names = _label_names(self.recipe)
         args = batching.inference_arguments(TrainingArguments, workdir, self.recipe.training.eval_batch_size)
@@ -108,7 +114,8 @@ class Classification(TaskFamily):
         predicted, confidence = probabilities.argmax(-1), probabilities.max(-1)
         truth = np.asarray(test["label"])
         scores = load_metric("classification").compute(
-            predictions=predicted.tolist(), references=truth.tolist(), num_labels=len(names))
+            predictions=predicted.tolist(), references=truth.tolist(), num_labels=len(names)
+        )
         metrics = {k: scores[k] for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro")}
         details = {k: scores[k] for k in ("precision", "recall", "f1", "support", "confusion_matrix")}
         details["majority_class_rate"] = float(np.bincount(truth).max() / len(truth))
@@ -116,46 +123,66 @@ class Classification(TaskFamily):
         details["confidences"] = [round(float(c), 4) for c in confidence]  # the predicted label's probability
         details["accuracy_by_length"] = _accuracy_by_length(np.asarray(test["length"]), predicted == truth)
         details["confident_mistakes"] = _confident_mistakes(test["text"], truth, predicted, confidence, names)
-        return Evaluation(metrics=metrics, details=details,
-                          samples=_samples(test["text"], truth, predicted, names))
+        return Evaluation(metrics=metrics, details=details, samples=_samples(test["text"], truth, predicted, names))
 
-    def report_plots(self, tuned: Evaluation, baseline: Evaluation,
-                     folder: Path) -> dict[str, Path]:
+    def report_plots(self, tuned: Evaluation, baseline: Evaluation, folder: Path) -> dict[str, Path]:
         from finetune_assets.report import plots
 
         names = _label_names(self.recipe)
-        by_label = [{"name": name, "accuracy": recall, "rows": rows} for name, recall, rows in
-                    zip(names, tuned.details["recall"], tuned.details["support"])]
+        by_label = [
+            {"name": name, "accuracy": recall, "rows": rows}
+            for name, recall, rows in zip(names, tuned.details["recall"], tuned.details["support"])
+        ]
         return {
             "confusion_matrix": plots.confusion_matrix(
-                tuned.details["confusion_matrix"], names, "Fine-tuned model", folder / "confusion_matrix.png"),
+                tuned.details["confusion_matrix"], names, "Fine-tuned model", folder / "confusion_matrix.png"
+            ),
             "accuracy_by_label_and_length": plots.accuracy_breakdown(
-                by_label, tuned.details["accuracy_by_length"], tuned.metrics["accuracy"],
-                folder / "accuracy_by_label_and_length.png"),
+                by_label,
+                tuned.details["accuracy_by_length"],
+                tuned.metrics["accuracy"],
+                folder / "accuracy_by_label_and_length.png",
+            ),
             "baseline_confusion_matrix": plots.confusion_matrix(
-                baseline.details["confusion_matrix"], names, "Base model (untrained head)",
-                folder / "baseline_confusion_matrix.png"),
+                baseline.details["confusion_matrix"],
+                names,
+                "Base model (untrained head)",
+                folder / "baseline_confusion_matrix.png",
+            ),
         }
 
     def report_metadata(self, tuned: Evaluation, baseline: Evaluation) -> dict:
         names = _label_names(self.recipe)
         details = tuned.details
-        per_class = [{"label": names[i], "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
-                      "support": n} for i, (p, r, f, n) in enumerate(
-                          zip(details["precision"], details["recall"], details["f1"], details["support"]))]
-        matrix = [{"true \\ predicted": names[i], **{names[j]: n for j, n in enumerate(row)}}
-                  for i, row in enumerate(details["confusion_matrix"])]
+        per_class = [
+            {"label": names[i], "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4), "support": n}
+            for i, (p, r, f, n) in enumerate(
+                zip(details["precision"], details["recall"], details["f1"], details["support"])
+            )
+        ]
+        matrix = [
+            {"true \\ predicted": names[i], **{names[j]: n for j, n in enumerate(row)}}
+            for i, row in enumerate(details["confusion_matrix"])
+        ]
         majority = details["majority_class_rate"]
         return {
             "majority_class_rate": majority,
             "accuracy_points_over_majority": round(100 * (tuned.metrics["accuracy"] - majority), 2),
             "per_class": Markdown(markdown_table(per_class)),
             "confusion_matrix_table": Markdown(markdown_table(matrix)),
-            "accuracy_by_length": Markdown(markdown_table(
-                [{"input length": row["name"], "test rows": row["rows"], "accuracy": round(row["accuracy"], 4)}
-                 for row in details["accuracy_by_length"]])),
-            "most_confident_mistakes": Markdown(markdown_table(details["confident_mistakes"])
-                                                if details["confident_mistakes"] else "no wrong prediction"),
+            "accuracy_by_length": Markdown(
+                markdown_table(
+                    [
+                        {"input length": row["name"], "test rows": row["rows"], "accuracy": round(row["accuracy"], 4)}
+                        for row in details["accuracy_by_length"]
+                    ]
+                )
+            ),
+            "most_confident_mistakes": Markdown(
+                markdown_table(details["confident_mistakes"])
+                if details["confident_mistakes"]
+                else "no wrong prediction"
+            ),
         }
 
     def prepare_export(self, model, tokenizer, folder: Path) -> None:
@@ -201,8 +228,9 @@ def _label_lookup(recipe: Recipe, names: list[str]) -> dict[str, int]:
     lookup.update({str(i): i for i in range(len(names))})
     for alias, target in recipe.dataset.label_aliases.items():
         if _normalise_label(target) not in lookup:
-            raise DataError(f"{recipe.source_file}: dataset.label_aliases.{alias}: '{target}' is not "
-                            f"one of dataset.labels {names}")
+            raise DataError(
+                f"{recipe.source_file}: dataset.label_aliases.{alias}: '{target}' is not one of dataset.labels {names}"
+            )
         lookup[_normalise_label(alias)] = lookup[_normalise_label(target)]
     return lookup
 
@@ -214,8 +242,9 @@ def _accuracy_by_length(lengths: np.ndarray, correct: np.ndarray, buckets: int =
     found, low = [], int(lengths.min())
     for high in edges[1:] if len(edges) > 1 else edges:
         inside = (lengths >= low) & (lengths <= high)
-        found.append({"name": f"{low}-{int(high)} tokens", "accuracy": float(correct[inside].mean()),
-                      "rows": int(inside.sum())})
+        found.append(
+            {"name": f"{low}-{int(high)} tokens", "accuracy": float(correct[inside].mean()), "rows": int(inside.sum())}
+        )
         low = int(high) + 1
     return found
 
@@ -224,13 +253,27 @@ def _confident_mistakes(texts, truth, predicted, confidence, names, shown: int =
     """The wrong predictions the model was surest of: where it learned something misleading, or where
     the data's label is itself wrong."""
     wrong = [i for i in np.argsort(-confidence, kind="stable") if truth[i] != predicted[i]][:shown]
-    return [{"text": texts[i][:160], "true label": names[truth[i]], "predicted": names[predicted[i]],
-             "confidence": round(float(confidence[i]), 3)} for i in wrong]
+    return [
+        {
+            "text": texts[i][:160],
+            "true label": names[truth[i]],
+            "predicted": names[predicted[i]],
+            "confidence": round(float(confidence[i]), 3),
+        }
+        for i in wrong
+    ]
 
 
 def _samples(texts, truth, predicted, names, per_kind: int = 4) -> list[dict]:
     """A few right and a few wrong predictions, in test order."""
     right = [i for i in range(len(truth)) if truth[i] == predicted[i]][:per_kind]
     wrong = [i for i in range(len(truth)) if truth[i] != predicted[i]][:per_kind]
-    return [{"text": texts[i][:300], "label": names[truth[i]], "predicted": names[predicted[i]],
-             "correct": bool(truth[i] == predicted[i])} for i in right + wrong]
+    return [
+        {
+            "text": texts[i][:300],
+            "label": names[truth[i]],
+            "predicted": names[predicted[i]],
+            "correct": bool(truth[i] == predicted[i]),
+        }
+        for i in right + wrong
+    ]

@@ -29,8 +29,11 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
     """``(step, path)`` of every checkpoint folder, newest first."""
-    found = [(int(m.group(1)), path) for path in folder.glob("checkpoint-*")
-             if path.is_dir() and (m := _CHECKPOINT.match(path.name))]
+    found = [
+        (int(m.group(1)), path)
+        for path in folder.glob("checkpoint-*")
+        if path.is_dir() and (m := _CHECKPOINT.match(path.name))
+    ]
     return sorted(found, reverse=True)
 
 
@@ -53,12 +56,14 @@ def claim(folder: Path, fingerprint: str, processes: int) -> None:
         raise RecipeError(
             f"{folder} holds checkpoints of another training (fingerprint {owner.get('fingerprint', 'unknown')}, "
             f"this one is {fingerprint}): its data or settings differ, so they are not resumed. Pass another "
-            "checkpoint folder, or delete this one to let it go")
+            "checkpoint folder, or delete this one to let it go"
+        )
     if owner.get("processes") != processes:
         raise RecipeError(
             f"{folder}: its checkpoints were written by {owner.get('processes')} process(es) and this launch "
             f"has {processes}; the Trainer resumes each process's RNG and data position, so launch as many "
-            "(compute.processes) or delete the folder to start over")
+            "(compute.processes) or delete the folder to start over"
+        )
 
 
 def mark(folder: Path, fingerprint: str, processes: int) -> None:

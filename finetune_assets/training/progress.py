@@ -35,8 +35,10 @@ class RunLogProgress(TrainerCallback):
         self.started, self.first_step = self.clock(), state.global_step
         self.reported = (state.global_step, self.started)
         numerics = "bf16 mixed precision" if args.bf16 else "fp16 mixed precision" if args.fp16 else "float32"
-        self.log.info(f"training: {state.max_steps} optimizer steps, {args.num_train_epochs:g} epoch(s), {numerics}"
-                      + (f", resumed at step {state.global_step}" if state.global_step else ""))
+        self.log.info(
+            f"training: {state.max_steps} optimizer steps, {args.num_train_epochs:g} epoch(s), {numerics}"
+            + (f", resumed at step {state.global_step}" if state.global_step else "")
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.started is None:
@@ -73,5 +75,7 @@ class RunLogProgress(TrainerCallback):
         done = max(state.global_step - self.first_step, 1)
         eta = elapsed / done * max(state.max_steps - state.global_step, 0)
         latest = figures or (f"last loss={self.loss[1]:.4g} at step {self.loss[0]}" if self.loss else "")
-        return (f"step {state.global_step}/{state.max_steps} ({state.global_step / max(state.max_steps, 1):.0%}, "
-                f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s)" + (f": {latest}" if latest else ""))
+        return (
+            f"step {state.global_step}/{state.max_steps} ({state.global_step / max(state.max_steps, 1):.0%}, "
+            f"{elapsed:.0f}s elapsed, ETA {eta:.0f}s)" + (f": {latest}" if latest else "")
+        )

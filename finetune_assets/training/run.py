@@ -34,37 +34,49 @@ import sys
 from pathlib import Path
 
 from finetune_assets.errors import BAD_INPUT, RecipeError
+from finetune_assets.models import precision
 from finetune_assets.pipeline.artifacts import ArtifactRef, fingerprint
 from finetune_assets.pipeline.caching import load as load_record
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.pipeline.quiet import no_progress_bars
+from finetune_assets.pipeline.stage_names import FINETUNED_MODEL
 from finetune_assets.recipes import Recipe, load_recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.training import tracking
-from finetune_assets.training import command
-from finetune_assets.models import precision
-from finetune_assets.pipeline.stage_names import FINETUNED_MODEL
+from finetune_assets.training import command, tracking
 
 EXIT_BAD_INPUT = 2
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
-    cli = argparse.ArgumentParser(prog="python -m finetune_assets.training.run", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli = argparse.ArgumentParser(
+        prog="python -m finetune_assets.training.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     inputs = cli.add_argument_group("what to train")
-    inputs.add_argument("--recipe", type=Path, required=True,
-                        help="a recipe file (.yaml), or the recipe.json a run saved next to its weights")
+    inputs.add_argument(
+        "--recipe",
+        type=Path,
+        required=True,
+        help="a recipe file (.yaml), or the recipe.json a run saved next to its weights",
+    )
     inputs.add_argument("--splits", type=Path, required=True, help="the tokenized splits (a tokenized_splits folder)")
     outputs = cli.add_argument_group("where it goes")
     outputs.add_argument("--out", type=Path, required=True, help="folder for the trained weights (created)")
-    outputs.add_argument("--checkpoints", type=Path,
-                         help="checkpoint folder kept across crashes (default: <out>-checkpoints)")
-    outputs.add_argument("--fingerprint",
-                         help="whose checkpoints --checkpoints holds (default: computed from the recipe and "
-                              "the splits, as the pipeline names its artifacts)")
-    outputs.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                         help="the precision the launching pipeline resolved training.precision to (its "
-                              "fingerprint names it); refuse to train if this machine resolves another")
+    outputs.add_argument(
+        "--checkpoints", type=Path, help="checkpoint folder kept across crashes (default: <out>-checkpoints)"
+    )
+    outputs.add_argument(
+        "--fingerprint",
+        help="whose checkpoints --checkpoints holds (default: computed from the recipe and "
+        "the splits, as the pipeline names its artifacts)",
+    )
+    outputs.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        help="the precision the launching pipeline resolved training.precision to (its "
+        "fingerprint names it); refuse to train if this machine resolves another",
+    )
     return cli.parse_args(argv)
 
 
@@ -84,10 +96,12 @@ def check_precision(recipe: Recipe, expected: str | None) -> None:
     may resolve ``training.precision: auto`` differently."""
     here = precision.resolve(recipe)
     if expected and here.name != expected:
-        raise RecipeError(f"{recipe.source_file.name}: training.precision: {recipe.training.precision} resolves to "
-                          f"{here.name} on this machine ({here.reason}) but to {expected} where the pipeline "
-                          "runs, which named the model by it. Set training.precision to the precision you "
-                          "want (fp32 or bf16) so both machines agree.")
+        raise RecipeError(
+            f"{recipe.source_file.name}: training.precision: {recipe.training.precision} resolves to "
+            f"{here.name} on this machine ({here.reason}) but to {expected} where the pipeline "
+            "runs, which named the model by it. Set training.precision to the precision you "
+            "want (fp32 or bf16) so both machines agree."
+        )
 
 
 @contextlib.contextmanager
@@ -100,8 +114,11 @@ def channel():
         with open_dagster_pipes() as pipes:
             yield pipes.log, lambda figures: pipes.report_asset_materialization(metadata=figures)
         return
-    logging.basicConfig(level=logging.INFO if command.rank() == 0 else logging.WARNING, stream=sys.stderr,
-                        format=f"%(asctime)s rank {command.rank()} %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if command.rank() == 0 else logging.WARNING,
+        stream=sys.stderr,
+        format=f"%(asctime)s rank {command.rank()} %(levelname)s %(message)s",
+    )
     yield logging.getLogger("finetune_assets.training"), lambda figures: None
 
 
@@ -129,7 +146,8 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             check_precision(recipe, args.precision)
             no_progress_bars()
             identity = args.fingerprint or CHAIN[FINETUNED_MODEL].fingerprint(
-                recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))])
+                recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))]
+            )
             args.out.mkdir(parents=True, exist_ok=True)
             checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
             from finetune_assets.training.trainer import train  # after the checks and spare_imports

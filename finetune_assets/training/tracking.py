@@ -31,7 +31,8 @@ def require_trackers(recipe: Recipe) -> None:
             raise RecipeError(
                 f"{recipe.source_file.name}: training.report_to: {tracker} needs the '{PACKAGES[tracker][0]}' "
                 f"package, which is not installed here; pip install {PACKAGES[tracker][0]}, or take {tracker} "
-                "out of training.report_to")
+                "out of training.report_to"
+            )
 
 
 @contextlib.contextmanager

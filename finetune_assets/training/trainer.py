@@ -24,14 +24,13 @@ import torch
 from datasets import Dataset, load_from_disk
 from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 
-from finetune_assets.recipes import save_resolved
+from finetune_assets.models import methods
+from finetune_assets.models.tokenizer import load_tokenizer
+from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.training import checkpoints, tracking
-from finetune_assets.training import command
-from finetune_assets.models import methods
+from finetune_assets.training import checkpoints, command, tracking
 from finetune_assets.training.progress import RunLogProgress
-from finetune_assets.models.tokenizer import load_tokenizer
 
 
 def device_name() -> str:
@@ -42,9 +41,10 @@ def peak_memory() -> dict:
     """This process's peak resident memory so far (``peak_rss_mib``) and, on CUDA, the peak GPU
     memory torch allocated (``cuda_peak_mib``; None without CUDA): what a run needs of a machine."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return {"peak_rss_mib": round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1),
-            "cuda_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available()
-            else None}
+    return {
+        "peak_rss_mib": round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1),
+        "cuda_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
+    }
 
 
 def take(split: Dataset, limit: int | None, seed: int) -> Dataset:
@@ -54,8 +54,9 @@ def take(split: Dataset, limit: int | None, seed: int) -> Dataset:
     return split.shuffle(seed=seed).select(range(limit))
 
 
-def train(task: TaskFamily, splits_dir: Path, out_dir: Path, log, checkpoint_dir: Path | None = None,
-          fingerprint: str = "") -> dict:
+def train(
+    task: TaskFamily, splits_dir: Path, out_dir: Path, log, checkpoint_dir: Path | None = None, fingerprint: str = ""
+) -> dict:
     """Train the recipe's model and save it into ``out_dir``; return figures for the asset metadata.
 
     Checkpoints go into ``checkpoint_dir`` every ``training.save_steps``; when it already holds
@@ -75,31 +76,19 @@ def train(task: TaskFamily, splits_dir: Path, out_dir: Path, log, checkpoint_dir
     validation_rows = take(splits["validation"], spec.max_eval_samples, spec.seed)
     model = methods.prepare(methods.load_base(task, method), task)
     trainable, total = methods.parameter_counts(model)
-    log.info(f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
-             f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows, "
-             f"{task.precision}")
+    log.info(
+        f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
+        f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows, "
+        f"{task.precision}"
+    )
     with contextlib.ExitStack() as scratch:
         if checkpoint_dir is None:
-            checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-",
-                                                                                    dir=out_dir)))
-        callbacks = [RunLogProgress(log)]
-        if spec.early_stopping_patience:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience))
-        with tracking.event_files_into(out_dir, recipe):
-            trainer = task.trainer_class()(
-                model=model, args=training_arguments(task, checkpoint_dir, processes),
-                train_dataset=train_rows, eval_dataset=validation_rows,
-                data_collator=task.collator(tokenizer, model), processing_class=tokenizer, callbacks=callbacks)
-        trainer.remove_callback(PrinterCallback)  # it prints each log as a raw dict; RunLogProgress logs them
+            checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-", dir=out_dir)))
+        args = training_arguments(task, checkpoint_dir, processes)
+        trainer = _trainer(task, model, tokenizer, args, (train_rows, validation_rows), log, out_dir)
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
         seconds = time.monotonic() - started
-    if trainer.is_world_process_zero():
-        model.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
-        (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-        save_resolved(recipe, out_dir)
-        plots.loss_curve(trainer.state.log_history, out_dir / "loss_curve.png")
     figures = {
         "train_seconds": round(seconds, 2),
         "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
@@ -114,8 +103,40 @@ def train(task: TaskFamily, splits_dir: Path, out_dir: Path, log, checkpoint_dir
         "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
     }
     if trainer.is_world_process_zero():
-        (out_dir / "training_figures.json").write_text(json.dumps(figures, indent=2))
+        _save(trainer, model, tokenizer, recipe, out_dir, figures)
     return figures
+
+
+def _trainer(task: TaskFamily, model, tokenizer, args, rows: tuple[Dataset, Dataset], log, out_dir: Path):
+    """The task's Trainer with progress in the run log, early stopping where the recipe asks, and the
+    trackers' event files kept with the model."""
+    callbacks = [RunLogProgress(log)]
+    patience = task.recipe.training.early_stopping_patience
+    if patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    with tracking.event_files_into(out_dir, task.recipe):
+        trainer = task.trainer_class()(
+            model=model,
+            args=args,
+            train_dataset=rows[0],
+            eval_dataset=rows[1],
+            data_collator=task.collator(tokenizer, model),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    trainer.remove_callback(PrinterCallback)  # it prints each log as a raw dict; RunLogProgress logs them
+    return trainer
+
+
+def _save(trainer, model, tokenizer, recipe: Recipe, out_dir: Path, figures: dict) -> None:
+    """What the training leaves in ``out_dir``: weights (or adapter), tokenizer, log history, the recipe
+    as trained, the loss curve and the figures."""
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    save_resolved(recipe, out_dir)
+    plots.loss_curve(trainer.state.log_history, out_dir / "loss_curve.png")
+    (out_dir / "training_figures.json").write_text(json.dumps(figures, indent=2))
 
 
 def training_arguments(task: TaskFamily, checkpoint_dir: Path, processes: int):
@@ -156,17 +177,24 @@ def training_arguments(task: TaskFamily, checkpoint_dir: Path, processes: int):
 def _trainer_state(state) -> dict:
     """What the Trainer's state says about the run: its last validation loss, epochs and steps."""
     eval_losses = [row["eval_loss"] for row in state.log_history if "eval_loss" in row]
-    return {"final_validation_loss": round(eval_losses[-1], 4) if eval_losses else None,
-            "epochs_run": round(state.epoch or 0, 3), "optimizer_steps": state.global_step,
-            "checkpoint_every_steps": state.save_steps}
+    return {
+        "final_validation_loss": round(eval_losses[-1], 4) if eval_losses else None,
+        "epochs_run": round(state.epoch or 0, 3),
+        "optimizer_steps": state.global_step,
+        "checkpoint_every_steps": state.save_steps,
+    }
 
 
 def _model_figures(model, trainable: int, total: int) -> dict:
     """The trained model's size and where it ran: what a run needs of a machine."""
-    return {"trainable_parameters": trainable, "total_parameters": total,
-            "trainable_fraction": round(trainable / total, 6), "lora_target_modules": methods.lora_targets(model),
-            "device": device_name(),
-            **peak_memory()}  # rank 0's process: the model, optimizer state and activations of one device
+    return {
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "trainable_fraction": round(trainable / total, 6),
+        "lora_target_modules": methods.lora_targets(model),
+        "device": device_name(),
+        **peak_memory(),
+    }  # rank 0's process: the model, optimizer state and activations of one device
 
 
 def _resume_point(folder: Path | None, fingerprint: str, processes: int, log) -> tuple[int, Path] | None:
@@ -181,6 +209,8 @@ def _resume_point(folder: Path | None, fingerprint: str, processes: int, log) ->
             log.warning(f"removed {path.name}: cut short before it was complete")
         checkpoints.mark(folder, fingerprint, processes)
     if newest:
-        log.info(f"resuming from {newest[1]} (step {newest[0]}): weights, optimizer, scheduler, RNG and "
-                 "data position as they were")
+        log.info(
+            f"resuming from {newest[1]} (step {newest[0]}): weights, optimizer, scheduler, RNG and "
+            "data position as they were"
+        )
     return newest

@@ -40,6 +40,8 @@ def _rows(file: Path, encoding: str) -> list[dict]:
     for conversation in data["conversations"]:
         items = conversation if isinstance(conversation, list) and conversation else [conversation]
         question, *answers = ["" if item is None else str(item) for item in items]
-        rows += [{"prompt": question, "response": answer, "category": category, "file": file.name}
-                 for answer in answers or [""]]
+        rows += [
+            {"prompt": question, "response": answer, "category": category, "file": file.name}
+            for answer in answers or [""]
+        ]
     return rows

@@ -41,8 +41,13 @@ class BadLine:
         return f"line {self.line}" if self.last_line == self.line else f"lines {self.line}-{self.last_line}"
 
     def receipt(self) -> dict:
-        return {"file": self.file, "line": self.line, "last_line": self.last_line, "problem": self.problem,
-                "text": self.text}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "last_line": self.last_line,
+            "problem": self.problem,
+            "text": self.text,
+        }
 
 
 def decode(path: Path, encoding: str) -> str:
@@ -51,14 +56,17 @@ def decode(path: Path, encoding: str) -> str:
     try:
         text = data.decode(encoding)
     except LookupError:
-        raise SourceError(f"{path}: dataset.encoding '{encoding}' is not an encoding Python knows; use a name "
-                          "such as utf-8, latin-1 or cp1252") from None
+        raise SourceError(
+            f"{path}: dataset.encoding '{encoding}' is not an encoding Python knows; use a name "
+            "such as utf-8, latin-1 or cp1252"
+        ) from None
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise SourceError(
             f"{path}: byte {exc.start} (offset from the file's start, on line {line}: "
-            f"{data[exc.start:exc.end]!r}) is not valid {encoding} ({exc.reason}); set dataset.encoding in the "
-            "recipe to the file's encoding (for example latin-1)") from None
+            f"{data[exc.start : exc.end]!r}) is not valid {encoding} ({exc.reason}); set dataset.encoding in the "
+            "recipe to the file's encoding (for example latin-1)"
+        ) from None
     return text.removeprefix("\ufeff")  # a byte-order mark is not part of the first column's name
 
 
@@ -71,8 +79,10 @@ def read_csv(path: Path, text: str, on_bad_lines: str) -> tuple[pd.DataFrame, li
     def bad_line(first: int, last: int, problem: str) -> None:
         found = BadLine(str(path), numbers[first], numbers[last], problem, lines[first][:SHOWN_CHARS].rstrip())
         if header is None or on_bad_lines == "error":
-            raise SourceError(f"{path}: {found.where()}: malformed csv: {problem} ({found.text!r}); fix it, or set "
-                              "dataset.on_bad_lines: skip to drop such lines with a receipt")
+            raise SourceError(
+                f"{path}: {found.where()}: malformed csv: {problem} ({found.text!r}); fix it, or set "
+                "dataset.on_bad_lines: skip to drop such lines with a receipt"
+            )
         bad.append(found)
 
     start = 0
@@ -88,9 +98,13 @@ def read_csv(path: Path, text: str, on_bad_lines: str) -> tuple[pd.DataFrame, li
                     break
                 except csv.Error as exc:  # only this line is dropped: reading resumes on the next
                     noticed = numbers[start + reader.line_num - 1]
-                    bad_line(first, first, f"broken quoting ({exc}, noticed on line {noticed}): a quoted field "
-                             "must end with a quote followed by a comma or the line's end, and a quote inside "
-                             'it is written twice ("")')
+                    bad_line(
+                        first,
+                        first,
+                        f"broken quoting ({exc}, noticed on line {noticed}): a quoted field "
+                        "must end with a quote followed by a comma or the line's end, and a quote inside "
+                        'it is written twice ("")',
+                    )
                     start = first + 1
                     break
                 last = start + reader.line_num - 1
@@ -122,8 +136,10 @@ def read_jsonl(path: Path, text: str, on_bad_lines: str) -> tuple[pd.DataFrame, 
             problem = f"a JSON {type(value).__name__}, not an object"
         found = BadLine(str(path), number, number, problem, line[:SHOWN_CHARS].rstrip())
         if on_bad_lines == "error":
-            raise SourceError(f"{path}: line {number}: malformed jsonl: {problem} ({found.text!r}); fix it, or set "
-                              "dataset.on_bad_lines: skip to drop such lines with a receipt")
+            raise SourceError(
+                f"{path}: line {number}: malformed jsonl: {problem} ({found.text!r}); fix it, or set "
+                "dataset.on_bad_lines: skip to drop such lines with a receipt"
+            )
         bad.append(found)
     return pd.DataFrame.from_records(records), bad
 
@@ -132,8 +148,10 @@ def _column_names(path: Path, header: list[str]) -> list[str]:
     names = [name if name.strip() else f"Unnamed: {i}" for i, name in enumerate(header)]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise SourceError(f"{path}: line 1: column name(s) {repeated} appear more than once in the header; "
-                          "rename them so each column can be mapped")
+        raise SourceError(
+            f"{path}: line 1: column name(s) {repeated} appear more than once in the header; "
+            "rename them so each column can be mapped"
+        )
     return names
 
 

@@ -8,6 +8,7 @@ a column before columns are checked, and :func:`as_text` turns list and object v
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -24,7 +25,7 @@ def with_nested_columns(frame: pd.DataFrame, paths: Iterable[str]) -> pd.DataFra
     for path in paths:
         head, _, rest = path.partition(".")
         if path not in frame.columns and rest and head in frame.columns:
-            added[path] = frame[head].map(lambda value: _lookup(value, rest.split(".")))
+            added[path] = frame[head].map(functools.partial(_lookup, keys=rest.split(".")))
     return frame.assign(**added) if added else frame
 
 

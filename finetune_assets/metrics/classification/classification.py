@@ -24,7 +24,8 @@ class Classification(evaluate.Metric):
     def _compute(self, predictions, references, num_labels):
         labels = list(range(num_labels))
         precision, recall, f1, support = precision_recall_fscore_support(
-            references, predictions, labels=labels, zero_division=0)
+            references, predictions, labels=labels, zero_division=0
+        )
         return {
             "accuracy": float(accuracy_score(references, predictions)),
             "precision_macro": float(precision.mean()),

@@ -45,8 +45,7 @@ def with_chat_template(tokenizer):
     return tokenizer
 
 
-def conversation(prompt: str, response: str | None = None, system: str = "",
-                 history: list[dict] = ()) -> list[dict]:
+def conversation(prompt: str, response: str | None = None, system: str = "", history: list[dict] = ()) -> list[dict]:
     """The turns of one exchange after ``history``; an empty system message leaves the template's
     default, and without ``response`` the conversation ends with the question."""
     turns = [{"role": "system", "content": system}] if system else []
@@ -82,8 +81,14 @@ def encode(tokenizer, turns: list[dict], max_length: int | None) -> dict:
     if max_length is not None and len(ids) > max_length:
         ids, labels = _cut(ids, labels, max_length)
         truncated = True
-    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "length": len(ids),
-            "truncated": truncated, "turns_dropped": dropped}
+    return {
+        "input_ids": ids,
+        "attention_mask": [1] * len(ids),
+        "labels": labels,
+        "length": len(ids),
+        "truncated": truncated,
+        "turns_dropped": dropped,
+    }
 
 
 def masked_tokens(tokenizer, turns: list[dict]) -> tuple[list[int], list[int]]:
@@ -96,18 +101,19 @@ def masked_tokens(tokenizer, turns: list[dict]) -> tuple[list[int], list[int]]:
         if turn["role"] != "assistant":
             continue
         before = _tokens(tokenizer, _render(tokenizer, turns[:index], generation_prompt=True))
-        through = _tokens(tokenizer, _render(tokenizer, turns[:index + 1]))
-        if through[:len(before)] != before or ids[:len(through)] != through:
-            shorter, longer = (before, through) if through[:len(before)] != before else (through, ids)
+        through = _tokens(tokenizer, _render(tokenizer, turns[: index + 1]))
+        if through[: len(before)] != before or ids[: len(through)] != through:
+            shorter, longer = (before, through) if through[: len(before)] != before else (through, ids)
             raise TemplateError(_unstable(tokenizer, index, shorter, longer))
-        answer = through[len(before):]
+        answer = through[len(before) :]
         if tokenizer.eos_token_id not in answer:
             raise TemplateError(
                 f"{describe_template(tokenizer)} does not end an assistant turn with the EOS token "
                 f"{tokenizer.eos_token!r} (turn {index} renders as {tokenizer.decode(answer)!r}), so a model "
-                "trained on it could not learn to stop. Use a template that writes eos_token after each answer.")
+                "trained on it could not learn to stop. Use a template that writes eos_token after each answer."
+            )
         end = len(before) + answer.index(tokenizer.eos_token_id) + 1
-        labels[len(before):end] = ids[len(before):end]
+        labels[len(before) : end] = ids[len(before) : end]
     return ids, labels
 
 
@@ -144,9 +150,9 @@ def _answers(turns: list[dict]) -> int:
 def _without_oldest_exchange(turns: list[dict]) -> list[dict]:
     """``turns`` without the first user turn and everything up to and including its answer."""
     system = turns[:1] if turns[0]["role"] == "system" else []
-    rest = turns[len(system):]
+    rest = turns[len(system) :]
     first_answer = next(i for i, turn in enumerate(rest) if turn["role"] == "assistant")
-    return system + rest[first_answer + 1:]
+    return system + rest[first_answer + 1 :]
 
 
 def _through_last_answer(ids: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
@@ -159,17 +165,19 @@ def _cut(ids: list[int], labels: list[int], max_length: int) -> tuple[list[int],
     first (it keeps at least half the budget when it needs it), then the answer's last ones."""
     start = next(i for i, label in enumerate(labels) if label != IGNORE)
     asked, answer = ids[:start], ids[start:]
-    answer = answer[:max_length - min(len(asked), max_length // 2)]
-    asked = asked[len(asked) - (max_length - len(answer)):]
+    answer = answer[: max_length - min(len(asked), max_length // 2)]
+    asked = asked[len(asked) - (max_length - len(answer)) :]
     return asked + answer, [IGNORE] * len(asked) + answer
 
 
 def _unstable(tokenizer, index: int, shorter: list[int], longer: list[int]) -> str:
     at = next((i for i, (a, b) in enumerate(zip(shorter, longer)) if a != b), len(shorter))
-    return (f"{describe_template(tokenizer)} is not prefix-stable: rendering the conversation up to assistant turn "
-            f"{index} gives tokens that its longer rendering does not start with (from token {at}: "
-            f"{tokenizer.decode(shorter[at:at + 12])!r} against {tokenizer.decode(longer[at:at + 12])!r}). The loss "
-            "mask is read off the template and generation renders only the beginning of a conversation, so "
-            "both need a template that renders earlier turns the same way whatever follows; templates that "
-            "rewrite earlier turns (e.g. drop an earlier answer's reasoning) cannot be used here. Set "
-            "tokenizer.chat_template to a prefix-stable template.")
+    return (
+        f"{describe_template(tokenizer)} is not prefix-stable: rendering the conversation up to assistant turn "
+        f"{index} gives tokens that its longer rendering does not start with (from token {at}: "
+        f"{tokenizer.decode(shorter[at : at + 12])!r} against {tokenizer.decode(longer[at : at + 12])!r}). The loss "
+        "mask is read off the template and generation renders only the beginning of a conversation, so "
+        "both need a template that renders earlier turns the same way whatever follows; templates that "
+        "rewrite earlier turns (e.g. drop an earlier answer's reasoning) cannot be used here. Set "
+        "tokenizer.chat_template to a prefix-stable template."
+    )

@@ -30,7 +30,13 @@ def perplexity(model, tokenizer, batch_size: int) -> float:
     from finetune_assets.tasks.causal_lm.scoring import collator, response_nll
 
     ids = [tokenizer(text)["input_ids"] for text in probe_texts()]
-    rows = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids],
-                              "labels": ids, "length": [len(row) for row in ids]})
+    rows = Dataset.from_dict(
+        {
+            "input_ids": ids,
+            "attention_mask": [[1] * len(row) for row in ids],
+            "labels": ids,
+            "length": [len(row) for row in ids],
+        }
+    )
     sums, counts = response_nll(model, rows, collator(tokenizer), batch_size)
     return math.exp(float(sums.sum() / counts.sum()))

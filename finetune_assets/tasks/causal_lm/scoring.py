@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from finetune_assets.tasks.causal_lm.chat import IGNORE
 from finetune_assets.inference import batching
+from finetune_assets.tasks.causal_lm.chat import IGNORE
 
 
 def device() -> str:
@@ -50,8 +50,7 @@ def response_nll(model, rows, collator, batch_size: int) -> tuple[np.ndarray, np
         batch = {key: value.to(device()) for key, value in collator([features[i] for i in indices]).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]  # the token at t+1 is predicted from position t
-        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE,
-                              reduction="none")
+        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
         return list(zip(nll.sum(dim=1).tolist(), (labels != IGNORE).sum(dim=1).tolist()))
 
     sums, counts = zip(*batching.map_batches(rows["length"], batch_size, score))
@@ -68,15 +67,21 @@ def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 8) ->
     stops = set(stops) if isinstance(stops, list) else {stops}
 
     def answer(indices: list[int]) -> list[dict]:
-        batch = tokenizer.pad({"input_ids": [prompts[i] for i in indices]}, padding_side="left",
-                              return_tensors="pt").to(device())
+        batch = tokenizer.pad(
+            {"input_ids": [prompts[i] for i in indices]}, padding_side="left", return_tensors="pt"
+        ).to(device())
         answers = []
-        for ids in model.generate(**batch)[:, batch["input_ids"].shape[1]:].tolist():
+        for ids in model.generate(**batch)[:, batch["input_ids"].shape[1] :].tolist():
             end = next((i for i, token in enumerate(ids) if token in stops), None)
             stopped = end is not None
             ids = ids[:end] if stopped else ids
-            answers.append({"text": tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                            "tokens": len(ids), "stopped_at_eos": stopped})
+            answers.append(
+                {
+                    "text": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                    "tokens": len(ids),
+                    "stopped_at_eos": stopped,
+                }
+            )
         return answers
 
     return batching.map_batches([len(prompt) for prompt in prompts], batch_size, answer)

@@ -38,8 +38,10 @@ def unpack(raw: pd.DataFrame, found: str) -> pd.DataFrame:
     """The rows as ``prompt``, ``response``, ``system``, ``history`` and ``problem`` columns."""
     if found == "alpaca":
         inputs = raw["input"] if "input" in raw.columns else pd.Series("", index=raw.index)
-        rows = [_row([("user", _question(instruction, extra)), ("assistant", _text(output))])
-                for instruction, extra, output in zip(raw["instruction"], inputs, raw["output"])]
+        rows = [
+            _row([("user", _question(instruction, extra)), ("assistant", _text(output))])
+            for instruction, extra, output in zip(raw["instruction"], inputs, raw["output"])
+        ]
     else:
         role_key, text_key = FORMATS[found]
         rows = [_row(_turns(record, role_key, text_key)) for record in raw[found]]
@@ -58,8 +60,11 @@ def is_history(value: str) -> bool:
     except (TypeError, ValueError):
         return False
     expected = ["user", "assistant"] * (len(turns) // 2)
-    return (isinstance(turns, list) and [t.get("role") if isinstance(t, dict) else None for t in turns] == expected
-            and all(isinstance(t.get("content"), str) for t in turns))
+    return (
+        isinstance(turns, list)
+        and [t.get("role") if isinstance(t, dict) else None for t in turns] == expected
+        and all(isinstance(t.get("content"), str) for t in turns)
+    )
 
 
 def user_text(prompt: str, history: str) -> str:
@@ -75,8 +80,7 @@ def _turns(record, role_key: str, text_key: str) -> list[tuple[str, str]] | str:
     for number, turn in enumerate(record, start=1):
         role = str(turn.get(role_key, "")) if isinstance(turn, dict) else ""
         if role.lower() not in ROLES:
-            return (f"turn {number} has role {role!r}; known roles are "
-                    f"{', '.join(sorted(ROLES))} (in '{role_key}')")
+            return f"turn {number} has role {role!r}; known roles are {', '.join(sorted(ROLES))} (in '{role_key}')"
         pairs.append((ROLES[role.lower()], _text(turn.get(text_key))))
     return pairs
 
@@ -96,11 +100,18 @@ def _row(turns: list[tuple[str, str]] | str) -> dict:
         return {**empty, "problem": f"a system message at turn {roles.index('system') + 1 + opened}, after the start"}
     if roles != ["user", "assistant"] * (len(roles) // 2):
         wrong = next(i for i, role in enumerate(roles) if role != ("user", "assistant")[i % 2])
-        return {**empty, "problem": f"turns do not alternate user and assistant (turn {wrong + 1 + opened} "
-                                    f"is {roles[wrong]})"}
+        return {
+            **empty,
+            "problem": f"turns do not alternate user and assistant (turn {wrong + 1 + opened} is {roles[wrong]})",
+        }
     history = [{"role": role, "content": text} for role, text in rest[:-2]]
-    return {"prompt": rest[-2][1], "response": rest[-1][1], "system": system,
-            "history": json.dumps(history, ensure_ascii=False), "problem": ""}
+    return {
+        "prompt": rest[-2][1],
+        "response": rest[-1][1],
+        "system": system,
+        "history": json.dumps(history, ensure_ascii=False),
+        "problem": "",
+    }
 
 
 def _question(instruction, extra) -> str:

@@ -94,8 +94,10 @@ class Instruction(TaskFamily):
     def input_keys(self, rows: pd.DataFrame) -> pd.Series:
         """All the user turns of a conversation (the prompt alone for one exchange)."""
         history = rows["history"] if "history" in rows.columns else pd.Series("[]", index=rows.index)
-        return pd.Series([comparison_key(conversations.user_text(prompt, turns))
-                          for prompt, turns in zip(rows["prompt"], history)], index=rows.index)
+        return pd.Series(
+            [comparison_key(conversations.user_text(prompt, turns)) for prompt, turns in zip(rows["prompt"], history)],
+            index=rows.index,
+        )
 
     def split_groups(self, rows: pd.DataFrame) -> pd.Series:
         return self.input_keys(rows)
@@ -126,38 +128,57 @@ class Instruction(TaskFamily):
         return collator(tokenizer)
 
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
-        from finetune_assets.tasks.causal_lm import general_text, scoring
         from finetune_assets.inference.generation import apply_generation_settings
+        from finetune_assets.tasks.causal_lm import general_text, scoring
 
         chat.with_chat_template(tokenizer)
         scoring.stop_at_eos(model, tokenizer)
         apply_generation_settings(model, self.recipe)
-        sums, counts = scoring.response_nll(model, test, self.collator(tokenizer, model),
-                                            self.recipe.training.eval_batch_size)
+        sums, counts = scoring.response_nll(
+            model, test, self.collator(tokenizer, model), self.recipe.training.eval_batch_size
+        )
         loss = float(sums.sum() / counts.sum())
-        metrics = {"perplexity": math.exp(loss), "test_loss": loss,
-                   "general_text_perplexity": general_text.perplexity(model, tokenizer, self.recipe.training.eval_batch_size)}
+        metrics = {
+            "perplexity": math.exp(loss),
+            "test_loss": loss,
+            "general_text_perplexity": general_text.perplexity(model, tokenizer, self.recipe.training.eval_batch_size),
+        }
         shown = test.select(range(min(self.recipe.evaluation.num_examples, len(test))))
-        answers = scoring.generate(model, tokenizer, [chat.prompt_before_last_answer(row["input_ids"], row["labels"])
-                                                      for row in shown])
+        answers = scoring.generate(
+            model, tokenizer, [chat.prompt_before_last_answer(row["input_ids"], row["labels"]) for row in shown]
+        )
         if answers:
             metrics["eos_stop_rate"] = float(np.mean([a["stopped_at_eos"] for a in answers]))
             metrics["answer_tokens_mean"] = float(np.mean([a["tokens"] for a in answers]))
-        samples = [{"text": _asked(row), "reference": row["response"], "prediction": answer["text"],
-                    "stopped_at_eos": answer["stopped_at_eos"]} for row, answer in zip(shown, answers)]
+        samples = [
+            {
+                "text": _asked(row),
+                "reference": row["response"],
+                "prediction": answer["text"],
+                "stopped_at_eos": answer["stopped_at_eos"],
+            }
+            for row, answer in zip(shown, answers)
+        ]
         return Evaluation(metrics=metrics, details={"row_loss": (sums / counts).tolist()}, samples=samples)
 
-    def report_plots(self, tuned: Evaluation, baseline: Evaluation,
-                     folder: Path) -> dict[str, Path]:
+    def report_plots(self, tuned: Evaluation, baseline: Evaluation, folder: Path) -> dict[str, Path]:
         from finetune_assets.report import plots
 
-        return {"perplexity_plot": plots.metric_bars(
-            tuned.metrics, baseline.metrics, ["perplexity"], "Perplexity on held-out answers (lower is better)",
-            folder / "perplexity.png")}
+        return {
+            "perplexity_plot": plots.metric_bars(
+                tuned.metrics,
+                baseline.metrics,
+                ["perplexity"],
+                "Perplexity on held-out answers (lower is better)",
+                folder / "perplexity.png",
+            )
+        }
 
     def report_metadata(self, tuned: Evaluation, baseline: Evaluation) -> dict:
-        side_by_side = [{"prompt": t["text"], "reference": t["reference"], "base model": _shown(b),
-                         "fine-tuned": _shown(t)} for t, b in zip(tuned.samples, baseline.samples)]
+        side_by_side = [
+            {"prompt": t["text"], "reference": t["reference"], "base model": _shown(b), "fine-tuned": _shown(t)}
+            for t, b in zip(tuned.samples, baseline.samples)
+        ]
         change = tuned.metrics["perplexity"] / baseline.metrics["perplexity"] - 1
         return {
             "perplexity_change_pct": round(100 * change, 2),
@@ -171,14 +192,16 @@ class Instruction(TaskFamily):
             "distinct_prompts": int(frame["prompt"].map(comparison_key).nunique()),
             "rows_with_system": int((frame["system"] != "").sum()),
             "multi_turn_conversations": int((frame["history"] != "[]").sum()),
-            "assistant_turns": int(len(frame) + frame["history"].map(lambda h: len(conversations.turns_of(h)) // 2).sum()),
+            "assistant_turns": int(
+                len(frame) + frame["history"].map(lambda h: len(conversations.turns_of(h)) // 2).sum()
+            ),
         }
 
     def prepare_export(self, model, tokenizer, folder: Path) -> None:
         """The chat template (or the plain one) into the tokenizer, the recipe's decoding with EOS
         as the stop token into generation_config.json."""
-        from finetune_assets.tasks.causal_lm.scoring import stop_at_eos
         from finetune_assets.inference.generation import apply_generation_settings
+        from finetune_assets.tasks.causal_lm.scoring import stop_at_eos
 
         chat.with_chat_template(tokenizer)
         stop_at_eos(model, tokenizer)
@@ -201,8 +224,14 @@ class Instruction(TaskFamily):
         answers are never the same twice."""
         if self.recipe.generation.do_sample:
             return []
-        cases = [(chat.conversation(row["prompt"], None, row["system"], conversations.turns_of(row["history"] or "[]")),
-                  sample["prediction"]) for row, sample in zip(test, tuned["samples"]) if not row["truncated"]]
+        cases = [
+            (
+                chat.conversation(row["prompt"], None, row["system"], conversations.turns_of(row["history"] or "[]")),
+                sample["prediction"],
+            )
+            for row, sample in zip(test, tuned["samples"])
+            if not row["truncated"]
+        ]
         return cases[:rows]
 
     def usage_code(self, folder: str) -> str:

@@ -33,8 +33,8 @@ def load(location: str, recipe: Recipe, **options):
 def tokenize(splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
     """Prompt and summary as one sequence, labels on the summary and its EOS; ``truncated`` marks
     rows whose document or summary was cut."""
-    from finetune_assets.tasks.summarization.summarization_pipeline import cut, user_turn
     from finetune_assets.models.tokenizer import tokenizing_processes
+    from finetune_assets.tasks.summarization.summarization_pipeline import cut, user_turn
 
     spec = recipe.training
     chat.with_chat_template(tokenizer)
@@ -44,7 +44,8 @@ def tokenize(splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
         summary, summary_cut = cut(tokenizer, row["summary"], spec.max_target_length - 1)  # EOS ends it
         encoded = chat.encode(tokenizer, [*turns, {"role": "assistant", "content": summary}], max_length=None)
         return {key: encoded[key] for key in ("input_ids", "attention_mask", "labels", "length")} | {
-            "truncated": document_cut or summary_cut}
+            "truncated": document_cut or summary_cut
+        }
 
     return splits.map(encode, num_proc=tokenizing_processes(splits), desc="formatting and tokenizing")
 

@@ -28,8 +28,10 @@ def load(location: str, config, recipe: Recipe, **options):
     if config.is_encoder_decoder:
         return AutoModelForSeq2SeqLM.from_pretrained(location, **weights_options(recipe), **options)
     if options:
-        raise ValueError(f"{location}: {sorted(options)} (e.g. method qlora) need a sequence-to-sequence "
-                         "base model; an encoder is warm-started into an encoder-decoder in full precision")
+        raise ValueError(
+            f"{location}: {sorted(options)} (e.g. method qlora) need a sequence-to-sequence "
+            "base model; an encoder is warm-started into an encoder-decoder in full precision"
+        )
     return _warm_start(location, recipe)
 
 
@@ -72,16 +74,20 @@ def predict(model, tokenizer, test, recipe: Recipe, workdir: Path) -> tuple[list
 
     from finetune_assets.inference import batching
 
-    args = batching.inference_arguments(Seq2SeqTrainingArguments, workdir, recipe.training.eval_batch_size,
-                                        predict_with_generate=True)
-    trainer = Seq2SeqTrainer(model=model, args=args, data_collator=collator(tokenizer, model),
-                             processing_class=tokenizer)
+    args = batching.inference_arguments(
+        Seq2SeqTrainingArguments, workdir, recipe.training.eval_batch_size, predict_with_generate=True
+    )
+    trainer = Seq2SeqTrainer(
+        model=model, args=args, data_collator=collator(tokenizer, model), processing_class=tokenizer
+    )
     # Labels stay in: DataCollatorForSeq2Seq always sets a "labels" key, and Seq2SeqTrainer then
     # runs a loss pass that fails on labels=None.
     ids = batching.predict_longest_first(trainer, test, ["input_ids", "attention_mask", "labels"])
     ids = np.where(ids == -100, tokenizer.pad_token_id, ids)  # -100 pads batches to one width
-    predictions = [text.strip() for text in tokenizer.batch_decode(
-        ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)]
+    predictions = [
+        text.strip()
+        for text in tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    ]
     return predictions, float(np.isin(ids, tokenizer.all_special_ids, invert=True).sum(axis=1).mean())
 
 
@@ -103,12 +109,15 @@ def _warm_start(location: str, recipe: Recipe):
     start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     if start is None or end is None or tokenizer.pad_token_id is None:
-        raise ValueError(f"{location}: the tokenizer needs start ([CLS]/BOS), end ([SEP]/EOS) and pad tokens "
-                        "to warm-start an encoder-decoder from this encoder")
+        raise ValueError(
+            f"{location}: the tokenizer needs start ([CLS]/BOS), end ([SEP]/EOS) and pad tokens "
+            "to warm-start an encoder-decoder from this encoder"
+        )
     with torch.random.fork_rng():
         torch.manual_seed(recipe.training.seed)
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(location, location, encoder_use_safetensors=True,
-                                                                    decoder_use_safetensors=True)
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+            location, location, encoder_use_safetensors=True, decoder_use_safetensors=True
+        )
     ids = {"decoder_start_token_id": start, "eos_token_id": end, "pad_token_id": tokenizer.pad_token_id}
     for config in (model.config, model.generation_config):
         for key, value in ids.items():

@@ -23,8 +23,9 @@ from transformers import Pipeline
 def custom_pipelines(decoder_only: bool) -> dict:
     """The ``config.custom_pipelines`` entry that names this class, with the model class it loads."""
     model_class = "AutoModelForCausalLM" if decoder_only else "AutoModelForSeq2SeqLM"
-    return {"summarization": {"impl": "summarization_pipeline.SummarizationPipeline", "pt": [model_class],
-                              "type": "text"}}
+    return {
+        "summarization": {"impl": "summarization_pipeline.SummarizationPipeline", "pt": [model_class], "type": "text"}
+    }
 
 
 def cut(tokenizer, text: str, max_tokens: int | None) -> tuple[str, bool]:
@@ -74,8 +75,11 @@ class SummarizationPipeline(Pipeline):
     def preprocess(self, document: str, truncation=True):
         limit = self._input_limit(truncation)
         if self.model.config.is_encoder_decoder:
-            return dict(self.tokenizer((self.prefix or "") + document, truncation=limit is not None,
-                                       max_length=limit, return_tensors="pt"))
+            return dict(
+                self.tokenizer(
+                    (self.prefix or "") + document, truncation=limit is not None, max_length=limit, return_tensors="pt"
+                )
+            )
         turns, _ = user_turn(self.tokenizer, document, self.prefix or "", limit)
         ids = torch.tensor([prompt_ids(self.tokenizer, turns)])
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -83,10 +87,15 @@ class SummarizationPipeline(Pipeline):
     def _forward(self, model_inputs, **generate_kwargs):
         output = self.model.generate(**model_inputs, **self._prepare_generate_kwargs(generate_kwargs))
         if not self.model.config.is_encoder_decoder:  # a causal LM returns the prompt before the summary
-            output = output[:, model_inputs["input_ids"].shape[1]:]
+            output = output[:, model_inputs["input_ids"].shape[1] :]
         return {"output_ids": output}
 
     def postprocess(self, model_outputs):
-        return [{"summary_text": self.tokenizer.decode(ids, skip_special_tokens=True,
-                                                       clean_up_tokenization_spaces=True).strip()}
-                for ids in model_outputs["output_ids"]]
+        return [
+            {
+                "summary_text": self.tokenizer.decode(
+                    ids, skip_special_tokens=True, clean_up_tokenization_spaces=True
+                ).strip()
+            }
+            for ids in model_outputs["output_ids"]
+        ]

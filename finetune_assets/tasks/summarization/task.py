@@ -28,8 +28,7 @@ from finetune_assets.data.formats.nested import as_text
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import Markdown
 from finetune_assets.tasks.base import Evaluation, TaskFamily
-from finetune_assets.tasks.summarization import decoder_only
-from finetune_assets.tasks.summarization import encoder_decoder
+from finetune_assets.tasks.summarization import decoder_only, encoder_decoder
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -88,8 +87,8 @@ class Summarization(TaskFamily):
         return collator(tokenizer)
 
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
-        from finetune_assets.metrics import load_metric
         from finetune_assets.inference.generation import apply_generation_settings
+        from finetune_assets.metrics import load_metric
 
         apply_generation_settings(model, self.recipe)
         if model.config.is_encoder_decoder:
@@ -102,24 +101,35 @@ class Summarization(TaskFamily):
         # A model that ignores its input writes one summary for every document; ROUGE alone hides that.
         metrics["distinct_predictions"] = len(set(predictions)) / max(len(predictions), 1)
         metrics["own_document_overlap"], metrics["other_document_overlap"] = document_overlap(
-            predictions, list(test["document"]))
+            predictions, list(test["document"])
+        )
         if self.recipe.evaluation.bleu:
             metrics.update(load_metric("bleu").compute(predictions=predictions, references=references))
         shown = range(min(self.recipe.evaluation.num_examples, len(test)))
-        samples = [{"text": test[i]["document"][:400], "reference": references[i], "prediction": predictions[i]}
-                   for i in shown]
+        samples = [
+            {"text": test[i]["document"][:400], "reference": references[i], "prediction": predictions[i]} for i in shown
+        ]
         return Evaluation(metrics=metrics, details={"predictions": predictions}, samples=samples)
 
-    def report_plots(self, tuned: Evaluation, baseline: Evaluation,
-                     folder: Path) -> dict[str, Path]:
+    def report_plots(self, tuned: Evaluation, baseline: Evaluation, folder: Path) -> dict[str, Path]:
         from finetune_assets.report import plots
 
-        return {"rouge_scores": plots.metric_bars(tuned.metrics, baseline.metrics, ROUGE,
-                                                  "ROUGE F-measure on the test split", folder / "rouge.png")}
+        return {
+            "rouge_scores": plots.metric_bars(
+                tuned.metrics, baseline.metrics, ROUGE, "ROUGE F-measure on the test split", folder / "rouge.png"
+            )
+        }
 
     def report_metadata(self, tuned: Evaluation, baseline: Evaluation) -> dict:
-        side_by_side = [{"document": t["text"], "reference": t["reference"], "base model": b["prediction"],
-                         "fine-tuned": t["prediction"]} for t, b in zip(tuned.samples, baseline.samples)]
+        side_by_side = [
+            {
+                "document": t["text"],
+                "reference": t["reference"],
+                "base model": b["prediction"],
+                "fine-tuned": t["prediction"],
+            }
+            for t, b in zip(tuned.samples, baseline.samples)
+        ]
         gain = tuned.metrics[self.primary_metric] - baseline.metrics[self.primary_metric]
         return {
             "rougeL_points_over_baseline": round(100 * gain, 2),
@@ -138,8 +148,8 @@ class Summarization(TaskFamily):
         """Generation settings into generation_config.json, the input prefix and the summarization
         pipeline (removed from transformers 5) into config.json, and the pipeline's file alongside;
         a decoder-only model also gets its chat template, EOS as the stop token and its input budget."""
-        from finetune_assets.tasks.summarization import summarization_pipeline
         from finetune_assets.inference.generation import apply_generation_settings
+        from finetune_assets.tasks.summarization import summarization_pipeline
 
         apply_generation_settings(model, self.recipe)
         causal = not model.config.is_encoder_decoder
@@ -157,8 +167,13 @@ class Summarization(TaskFamily):
 
         from finetune_assets.tasks.summarization import summarization_pipeline
 
-        return pipeline("summarization", model=str(folder), device="cpu", model_kwargs={"use_safetensors": True},
-                        pipeline_class=summarization_pipeline.SummarizationPipeline)
+        return pipeline(
+            "summarization",
+            model=str(folder),
+            device="cpu",
+            model_kwargs={"use_safetensors": True},
+            pipeline_class=summarization_pipeline.SummarizationPipeline,
+        )
 
     def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:
         """The first test documents, with the summaries the report generated for them (none when
@@ -197,11 +212,15 @@ def document_overlap(predictions: list[str], documents: list[str], others: int =
     own, other = [], []
     for i, prediction in enumerate(predictions):
         said = content_words(prediction)
-        share = (lambda found: len(said & found) / len(said)) if said else (lambda found: 0.0)
-        own.append(share(words[i]))
+        own.append(_share(said, words[i]))
         neighbours = [words[(i + k) % len(words)] for k in range(1, min(others, len(words) - 1) + 1)]
-        other.append(float(np.mean([share(found) for found in neighbours])) if neighbours else 0.0)
+        other.append(float(np.mean([_share(said, found) for found in neighbours])) if neighbours else 0.0)
     return float(np.mean(own)) if own else 0.0, float(np.mean(other)) if other else 0.0
+
+
+def _share(said: set[str], found: set[str]) -> float:
+    """The share of the words ``said`` that are ``found`` (0.0 when nothing was said)."""
+    return len(said & found) / len(said) if said else 0.0
 
 
 def model_config(location: str, trust_remote_code: bool):
