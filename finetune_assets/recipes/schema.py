@@ -272,6 +272,43 @@ class PromotionSpec(_Strict):
     allow_warnings: bool = Field(False, description="failed WARN checks on the lineage do not block promotion")
 
 
+class MlflowTarget(_Strict):
+    """The MLflow Model Registry: every promoted champion becomes a new version of a registered model,
+    and the alias ``champion`` moves to it."""
+
+    tracking_uri: str | None = Field(
+        None, description="the tracking server; default: the mlflow resource's config, then MLFLOW_TRACKING_URI"
+    )
+    model_name: str | None = Field(None, description="the registered model's name; default: the recipe's name")
+
+
+class HubTarget(_Strict):
+    """The Hugging Face Hub: the export folder uploaded in one commit; the token comes only from
+    HF_TOKEN or the user's cached login."""
+
+    repo_id: str = Field(description="the model repository, e.g. my-org/my-model")
+    private: bool = Field(True, description="create the repository private (the default) or public")
+
+
+class GgufSpec(_Strict):
+    """GGUF files of the merged model for llama.cpp and Ollama (decoder-only models), verified before
+    the promotion gate decides."""
+
+    types: list[Literal["f16", "bf16", "q8_0"]] = Field(
+        ["f16", "q8_0"], min_length=1, description="the GGUF files written, one per weight type"
+    )
+    ollama: bool = Field(True, description="write an Ollama Modelfile beside the GGUF files")
+
+
+class PublishSpec(_Strict):
+    """Where a promoted champion goes besides the local ``current`` folder; nothing is published when
+    the gate keeps the champion."""
+
+    mlflow: MlflowTarget | None = Field(None, description="register each champion in the MLflow Model Registry")
+    hub: HubTarget | None = Field(None, description="upload each champion to the Hugging Face Hub")
+    gguf: GgufSpec | None = Field(None, description="GGUF files and an Ollama Modelfile in the export")
+
+
 class ScheduleSpec(_Strict):
     """Periodic retraining; the schedule is created stopped and started from the UI."""
 
@@ -309,6 +346,7 @@ class Recipe(_Strict):
     cleaning: CleaningSpec = Field(CleaningSpec(), description="the cleaning rules, each switchable")
     checks: ChecksSpec = Field(ChecksSpec(), description="thresholds of the data checks and quality gates")
     promotion: PromotionSpec = Field(PromotionSpec(), description="when an export replaces the champion")
+    publish: PublishSpec = Field(PublishSpec(), description="where a promoted champion is published")
     schedule: ScheduleSpec | None = Field(
         None, description="retrain the whole group on a cron schedule (created stopped)"
     )
