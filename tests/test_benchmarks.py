@@ -32,9 +32,13 @@ def test_compute_efficiency_quick_prints_its_ratio_last():
     )  # a hang guard, not a target
     assert done.returncode == 0, done.stderr[-3000:]
     figures = figures_at_the_end(done.stdout, "compute_efficiency")
+    emulated = "bf16 is emulated" in figures["matmul"]  # a CPU without AVX-512 BF16 or AMX
     for dtype in ("fp32", "bf16"):  # training set against both peaks of this machine
         assert float(figures[f"matmul_{dtype}_flops_per_s"]) > 0
-        assert 0 < float(figures[f"ratio_training_to_{dtype}_matmul"]) < 2
+        if dtype == "bf16" and emulated:
+            assert f"ratio_training_to_{dtype}_matmul" not in figures
+        else:
+            assert 0 < float(figures[f"ratio_training_to_{dtype}_matmul"]) < 2
     assert float(figures["training_flops_per_s"]) > 0
     ratio = float(figures["training_flops_per_s"]) / float(figures["matmul_fp32_flops_per_s"])
     assert float(figures["ratio_training_to_fp32_matmul"]) == pytest.approx(ratio, abs=0.001)
