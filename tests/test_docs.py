@@ -107,14 +107,18 @@ def test_the_ui_tour_shows_exactly_the_screenshots_the_ui_test_takes():
     assert len(taken) == 10
 
 
-def test_the_task_families_table_is_the_registry_and_the_shipped_recipes():
-    page = (DOCS / "task-families.md").read_text().split("## Adding a family")[0]
-    rows = {
+def table_rows(page: str) -> dict[str, list[str]]:
+    """The rows of the markdown tables in ``page`` whose first cell is code, by that cell."""
+    return {
         cells[0].strip("` "): cells
         for line in page.splitlines()
         if line.startswith("| `")
         for cells in [line.strip("|").split(" | ")]
     }
+
+
+def test_the_task_families_table_is_the_registry_and_the_shipped_recipes():
+    rows = table_rows((DOCS / "task-families.md").read_text().split("## Adding a family")[0])
     assert set(rows) == set(REGISTRY)
     shipped = {}
     for recipe in load_recipes():
@@ -127,13 +131,7 @@ def test_the_task_families_table_is_the_registry_and_the_shipped_recipes():
 def test_the_task_interface_sides_table_names_each_sides_required_methods():
     from finetune_assets.tasks import base
 
-    page = (DOCS / "task-families.md").read_text().split("## Adding a family")[1]
-    rows = {
-        cells[0].strip("` "): cells
-        for line in page.splitlines()
-        if line.startswith("| `")
-        for cells in [line.strip("|").split(" | ")]
-    }
+    rows = table_rows((DOCS / "task-families.md").read_text().split("## Adding a family")[1])
     sides = {name: getattr(base, name) for name in ("DataSide", "TrainingSide", "EvaluationSide", "ExportSide")}
     assert set(rows) == set(sides)
     for name, side in sides.items():
