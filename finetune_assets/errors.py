@@ -43,3 +43,9 @@ BAD_INPUT = (RecipeError, SourceError, DataError, MethodError)  # what a retry c
 class ProcessFailed(RuntimeError):
     """A process the pipeline launched (the training) exited with an error; its own log says why.
     Not a bad input: a retry (Dagster's ``RetryPolicy``) may succeed, resuming where it stopped."""
+
+
+class PublishError(RuntimeError):
+    """A publishing target that could not be reached or refused the champion; the message names the
+    target and its address (never a credential). Not bad input: the local champion stays promoted and
+    a re-run publishes it."""

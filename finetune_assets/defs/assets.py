@@ -103,6 +103,8 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
             failed_checks=_failed_checks(context, recipe, stage, upstream) if stage.finish else None,
             overrides=run_settings.overrides(),
             promote_with_overrides=run_settings.promote,
+            run_id=context.run_id,
+            tracking_uri=context.resources.mlflow.tracking_uri if stage.publishes else "",
         )
         _tag_run(context, facts, run_settings.describe_settings())
         try:
@@ -149,10 +151,12 @@ def _description(recipe: Recipe, stage: Stage, partitioned: bool, reads_choice: 
 
 def _training_options(recipe: Recipe, stage: Stage) -> dict:
     """The training stage holds a device (the recipe's concurrency pool), gets the ``training``
-    resource and retries (its ``RetryPolicy``); the other stages none of these."""
+    resource and retries (its ``RetryPolicy``); the other stages none of these. The publishing stage
+    gets the ``mlflow`` resource."""
     compute = recipe.compute
+    own = {"training"} if stage.trains else {"mlflow"} if stage.publishes else set()
     return {
-        "required_resource_keys": {"artifacts", "run_settings"} | ({"training"} if stage.trains else set()),
+        "required_resource_keys": {"artifacts", "run_settings"} | own,
         "pool": compute.pool if stage.trains else None,
         "retry_policy": RetryPolicy(max_retries=compute.retries, delay=compute.retry_delay_seconds)
         if stage.trains and compute.retries

@@ -25,9 +25,11 @@ from dagster import AssetKey, AssetsDefinition, Definitions, asset, get_dagster_
 from finetune_assets.defs import automation
 from finetune_assets.defs.assets import build_assets
 from finetune_assets.defs.checks import build_checks
-from finetune_assets.defs.resources import ArtifactRefIOManager, ArtifactStore, RunSettings
+from finetune_assets.defs.publishing import rollback_job
+from finetune_assets.defs.resources import ArtifactRefIOManager, ArtifactStore, MlflowSettings, RunSettings
 from finetune_assets.defs.training import LocalTraining, TrainingHost
 from finetune_assets.errors import RecipeError
+from finetune_assets.publishing.step import publishes
 from finetune_assets.recipes import Recipe, scan
 
 BROKEN_GROUP = "broken_recipes"
@@ -87,6 +89,7 @@ def _shared(artifacts_root: str, training: TrainingHost | None) -> Definitions:
             "artifact_refs": ArtifactRefIOManager(root=artifacts_root),
             "run_settings": RunSettings(),
             "training": training or LocalTraining(),
+            "mlflow": MlflowSettings(),
         },
         # One heavy process per run: stages run one after another and share the loaded libraries.
         executor=in_process_executor,
@@ -94,12 +97,13 @@ def _shared(artifacts_root: str, training: TrainingHost | None) -> Definitions:
 
 
 def recipe_definitions(recipe: Recipe) -> Definitions:
-    """One recipe's asset group, checks, job, and its optional schedule and sensors."""
+    """One recipe's asset group, checks, job, its optional schedule and sensors, and (when it publishes
+    its champion) its rollback job."""
     job = automation.recipe_job(recipe)
     return Definitions(
         assets=build_assets(recipe),
         asset_checks=build_checks(recipe),
-        jobs=[job],
+        jobs=[job, *([rollback_job(recipe)] if publishes(recipe) else [])],
         schedules=[s for s in (automation.recipe_schedule(recipe, job),) if s is not None],
         sensors=[
             s for s in (automation.new_data_sensor(recipe, job), automation.automation_sensor(recipe)) if s is not None

@@ -141,3 +141,12 @@ class RunSettings(ConfigurableResource):
 
     def forced(self, recipe: Recipe) -> bool:
         return self.force or recipe.force_recompute
+
+
+class MlflowSettings(ConfigurableResource):
+    """Where the MLflow Model Registry is, for recipes whose `publish:` names `mlflow` and do not name a
+    server themselves (their `publish.mlflow.tracking_uri` wins). Empty: `MLFLOW_TRACKING_URI`."""
+
+    tracking_uri: str = Field(
+        "", description="The MLflow tracking server, e.g. http://mlflow:5000; empty: $MLFLOW_TRACKING_URI."
+    )

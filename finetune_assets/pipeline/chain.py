@@ -11,7 +11,9 @@ declared in :mod:`finetune_assets.checks`.
 
 A recipe with a ``sweep:`` trains each variant side by side: ``finetuned_model`` and
 ``evaluation_report`` are made once per variant (``per_variant``), and :data:`SWEEP_REPORT` compares
-them on the same test rows before ``exported_model``, which exports the variant it chose.
+them on the same test rows before ``exported_model``, which exports the variant it chose. A recipe
+whose ``publish:`` names a target (``mlflow``, ``hub``) gets :data:`PUBLISHED_MODEL` after
+``exported_model``: the champion the gate leaves in place, published (:mod:`finetune_assets.publishing`).
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ from finetune_assets.pipeline.stage_names import (
     TOKENIZED_SPLITS,
 )
 from finetune_assets.pipeline.stage_names import (
+    PUBLISHED_MODEL as PUBLISHED_MODEL_NAME,
+)
+from finetune_assets.pipeline.stage_names import (
     SWEEP_REPORT as SWEEP_REPORT_NAME,
 )
 from finetune_assets.pipeline.stages import Inputs, Result, StageWork
 from finetune_assets.promotion import champion_scores, gate, sweep_report
+from finetune_assets.publishing import step as publishing
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks import get_task
 
@@ -88,6 +94,8 @@ class Stage:
     per_variant: bool = False
     compares: str = ""  # the per-variant stage whose every variant this stage reads (the sweep report)
     machine: OnThisMachine | None = None
+    # The publishing stage: gets the run's id and the mlflow resource's settings in its RunFacts.
+    publishes: bool = False
 
     def describe(self, recipe: Recipe) -> str:
         """What this stage's asset is for ``recipe``, in words a person reading the UI understands."""
@@ -199,7 +207,7 @@ STAGES = (
         'The fine-tuned model as a self-contained folder that `transformers.pipeline("{pipeline_task}")` '
         "loads, with its model card; the promotion gate decides whether it replaces the champion.",
         code_version="5",
-        reads=("generation",),
+        reads=("generation", "publish.mlflow", "publish.hub"),  # the model card says where it is published
         run=stages.exported_model,
         finish=gate.gate,
         kinds=("python", "huggingface"),
@@ -225,9 +233,32 @@ SWEEP_REPORT = Stage(
     compares=EVALUATION_REPORT,
 )
 
-CHAIN = {stage.name: stage for stage in (*STAGES, SWEEP_REPORT)}
+
+def _publish(recipe: Recipe, root: Path, log, ref: ArtifactRef, facts: RunFacts) -> tuple[ArtifactRef, dict]:
+    """``published_model``'s finish step, told each stage's code version (the published champion's tags)."""
+    versions = {stage.name: stage.version(recipe) for stage in stages_of(recipe)}
+    return publishing.publish(recipe, root, log, ref, facts, versions)
+
+
+PUBLISHED_MODEL = Stage(
+    PUBLISHED_MODEL_NAME,
+    (EXPORTED_MODEL,),
+    publishing.TARGETS,
+    "The champion the promotion gate leaves in place, published to the targets of the recipe's publish: "
+    "section (the MLflow Model Registry, the Hugging Face Hub); a champion already published there is "
+    "found by its fingerprint and reused, never published twice.",
+    code_version="1",
+    reads=("publish.mlflow", "publish.hub"),
+    run=publishing.plan,
+    finish=_publish,
+    publishes=True,
+)
+
+CHAIN = {stage.name: stage for stage in (*STAGES, SWEEP_REPORT, PUBLISHED_MODEL)}
 
 
 def stages_of(recipe: Recipe) -> tuple[Stage, ...]:
-    """The chain of one recipe: the six stages, and with a ``sweep:`` its comparison before the export."""
-    return STAGES if recipe.sweep is None else (*STAGES[:-1], SWEEP_REPORT, STAGES[-1])
+    """The chain of one recipe: the six stages, with a ``sweep:`` its comparison before the export,
+    and with a publishing target the publishing after it."""
+    chain = STAGES if recipe.sweep is None else (*STAGES[:-1], SWEEP_REPORT, STAGES[-1])
+    return (*chain, PUBLISHED_MODEL) if publishing.publishes(recipe) else chain

@@ -35,6 +35,8 @@ class RunFacts:
     # the stage's own checks that failed on the artifact it made (set by the runner; the export's
     # merge_verified and export_reloads)
     own_failures: tuple[FailedCheck, ...] = ()
+    run_id: str = ""  # the Dagster run ("" for a plain Python caller): published champions are tagged with it
+    tracking_uri: str = ""  # the mlflow resource's tracking URI, for the publishing stage ("" when not set)
 
     def describe_overrides(self) -> str:
         return ", ".join(f"{key}={value}" for key, value in sorted(self.overrides.items()))

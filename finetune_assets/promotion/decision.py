@@ -21,11 +21,12 @@ class Verdict(StrEnum):
     KEPT = "kept champion"
     NOT_PROMOTED = "not promoted"
     ALREADY_CHAMPION = "already champion"
+    ROLLED_BACK = "rolled back"  # a person made an earlier champion the champion again (rollback)
 
     @property
     def promotes(self) -> bool:
-        """Whether the challenger becomes the champion."""
-        return self in (Verdict.PROMOTED_FIRST, Verdict.PROMOTED)
+        """Whether the export the row names becomes the champion."""
+        return self in (Verdict.PROMOTED_FIRST, Verdict.PROMOTED, Verdict.ROLLED_BACK)
 
     @classmethod
     def of_text(cls, text: str) -> Verdict | None:

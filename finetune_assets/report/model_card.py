@@ -2,7 +2,9 @@
 
 It records the metrics of tuned and base model on the test split, the method and its trainable
 share, the base model, the data, the fingerprints of everything upstream and the recipe as it was
-written, then how to load the folder from where it was written. YAML front matter at the top lets
+written, then how to load the folder from where it was written and, for a recipe whose ``publish:``
+names targets, how to get the champion from each of them (the MLflow registry's ``champion`` alias,
+the Hub repository). YAML front matter at the top lets
 the Hugging Face hub index the folder when a user uploads it; :func:`without_front_matter` is the
 card as a page shows it (the Dagster UI would render the front matter as one bold heading).
 """
@@ -70,7 +72,7 @@ tags: [finetune_assets, {recipe.task}, {recipe.method}]
 ```python
 {task.usage_code(folder)}
 ```
-"""
+{_published_where(recipe)}"""
 
 
 def _method_lines(recipe: Recipe, figures: dict) -> str:
@@ -112,3 +114,28 @@ def _precision_line(figures: dict, report: dict, weights_dtype: str) -> str:
     if report["precision"] != figures["precision"]:
         return line + f"; evaluated in {named(report['precision'])} ({report['precision_reason']})"
     return line + "; evaluated in the same precision"
+
+
+def _published_where(recipe: Recipe) -> str:
+    """How to get the champion from each target of the recipe's ``publish:`` ("" when it names none).
+    The card is written before the gate decides: these name where the champion is, once promoted."""
+    spec, ways = recipe.publish, []
+    if spec.mlflow is not None:
+        name = spec.mlflow.model_name or recipe.name
+        ways.append(
+            f"- MLflow Model Registry: the registered model `{name}`, alias `champion`:\n\n"
+            f'  ```python\n  import mlflow\n  model = mlflow.pyfunc.load_model("models:/{name}@champion")\n'
+            '  print(model.predict(["A text"]))  # the export\'s pipeline, from the registry\n  ```'
+        )
+    if spec.hub is not None:
+        ways.append(
+            f"- Hugging Face Hub: `{spec.hub.repo_id}` "
+            f"({'private' if spec.hub.private else 'public'}), the commit named after this model's fingerprint:\n\n"
+            f'  ```python\n  from transformers import pipeline\n  model = pipeline(model="{spec.hub.repo_id}")\n  ```'
+        )
+    if not ways:
+        return ""
+    joined = "\n".join(ways)
+    return (
+        f"\n## Where the champion is published\n\nWhen this export is the champion, it is published to:\n\n{joined}\n"
+    )
