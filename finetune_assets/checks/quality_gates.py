@@ -16,7 +16,8 @@ artifact or not, and a changed threshold is judged again without retraining:
 - ``evaluation_report/forgetting`` (WARN, instruction): perplexity on general text did not rise far
   above the base model's.
 
-The export's checks (``merge_verified``, ``export_reloads``) need a model loaded: the export stage
+The export's checks (``merge_verified``, ``export_reloads``, and ``gguf_verified`` with
+``publish.gguf``) need a model loaded: the export stage
 computes them (:mod:`finetune_assets.export`) and records the outcome with its artifact, which
 :func:`recorded` hands on.
 """
@@ -254,6 +255,11 @@ def has_general_text_probe(recipe: Recipe) -> bool:
     return bool(get_task(recipe).general_text_probe)
 
 
+def publishes_gguf(recipe: Recipe) -> bool:
+    """Whether the recipe asks for GGUF files (``publish.gguf``): ``gguf_verified``'s condition."""
+    return recipe.publish.gguf is not None
+
+
 WARN, IN_STAGE = always(Severity.WARN), JudgedBy.STAGE
 
 GATES = (
@@ -333,6 +339,19 @@ GATES = (
         "evaluated (a changed or missing file, another label mapping or decoding setting): it is never promoted "
         "(ERROR); export again.",
         recorded("export_reloads"),
+        judged_by=IN_STAGE,
+    ),
+    Check(
+        "gguf_verified",
+        EXPORTED_MODEL,
+        "With publish.gguf: the GGUF files written by llama.cpp's converter, read back by transformers' GGUF loader, "
+        "give the merged model's greedy answers on 4 test rows (f16 and bf16: all 4, q8_0: at least 3) with logits "
+        "within tolerance (1 % of the largest logit for f16, 2 % for bf16, 5 % for q8_0), their tokenizer turns the "
+        "rows into training's tokens, and the Ollama Modelfile's TEMPLATE renders test conversations as the chat "
+        "template does. Failing means llama.cpp or Ollama users would get another model or prompt: it is never "
+        "promoted (ERROR); check the converter and the chat template, then export again.",
+        recorded("gguf_verified"),
+        applies=publishes_gguf,
         judged_by=IN_STAGE,
     ),
 )

@@ -43,7 +43,7 @@ def verify(task: TaskFamily, checkpoint: Path, export: Path, rows) -> dict:
     tokenizer = load_tokenizer(str(export), recipe)
     exported = task.load_model(str(export)).eval()
     trained = _as_trained(checkpoint, task).eval()
-    renders = _same_tokens(task, tokenizer, rows)
+    renders = same_tokens(task, tokenizer, rows)
     features = [
         {key: row[key] for key in ("input_ids", "attention_mask", "labels", "label") if key in row} for row in rows
     ]
@@ -55,15 +55,15 @@ def verify(task: TaskFamily, checkpoint: Path, export: Path, rows) -> dict:
         expected, found = trained(**inputs).logits.float(), exported(**inputs).logits.float()
     difference = float((expected - found).abs().max())
     tolerance = ATOL + RTOL * float(expected.abs().max())
-    same_answers = _same_answers(trained, exported, rows, expected, found)
+    agreeing = same_answers(trained, exported, rows, expected, found)
     figures = {
         "probe_rows": len(rows),
         "logits_max_abs_difference": difference,
         "logits_tolerance": tolerance,
-        "same_greedy_answers": f"{sum(same_answers)} of {len(rows)}",
+        "same_greedy_answers": f"{sum(agreeing)} of {len(rows)}",
         "same_tokenization": f"{sum(renders)} of {len(rows)}",
     }
-    return _outcome(recipe.method, figures, _problems(difference, tolerance, same_answers, renders), len(rows))
+    return _outcome(recipe.method, figures, _problems(difference, tolerance, agreeing, renders), len(rows))
 
 
 def _problems(difference: float, tolerance: float, same_answers: list[bool], renders: list[bool]) -> list[str]:
@@ -119,7 +119,7 @@ def _as_trained(checkpoint: Path, task: TaskFamily):
     return PeftModel.from_pretrained(task.load_model(task.base_location), str(checkpoint))
 
 
-def _same_tokens(task: TaskFamily, tokenizer, rows) -> list[bool]:
+def same_tokens(task: TaskFamily, tokenizer, rows) -> list[bool]:
     """Per row: the exported tokenizer gives the input ids and labels that training used."""
     clean_columns = [c for c in task.schema().to_schema().columns if c in rows.column_names]
     again = task.tokenize(DatasetDict({"probe": rows.select_columns(clean_columns)}), tokenizer)["probe"]
@@ -127,7 +127,7 @@ def _same_tokens(task: TaskFamily, tokenizer, rows) -> list[bool]:
     return [all(old[key] == new[key] for key in compared) for old, new in zip(rows, again)]
 
 
-def _same_answers(trained, exported, rows, expected, found) -> list[bool]:
+def same_answers(trained, exported, rows, expected, found) -> list[bool]:
     """Per row: the same greedy tokens (generative models, from the row's prompt) or class."""
     if not exported.can_generate():
         return (expected.argmax(-1) == found.argmax(-1)).tolist()

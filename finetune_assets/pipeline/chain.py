@@ -206,8 +206,8 @@ STAGES = (
         "",
         'The fine-tuned model as a self-contained folder that `transformers.pipeline("{pipeline_task}")` '
         "loads, with its model card; the promotion gate decides whether it replaces the champion.",
-        code_version="5",
-        reads=("generation", "publish.mlflow", "publish.hub"),  # the model card says where it is published
+        code_version="6",
+        reads=("generation", "publish"),  # the GGUF files, and the model card says where it is published
         run=stages.exported_model,
         finish=gate.gate,
         kinds=("python", "huggingface"),

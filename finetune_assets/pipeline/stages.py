@@ -155,6 +155,7 @@ def tokenized_splits(work: StageWork, clean_ref: ArtifactRef) -> Result:
 def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     """Train in a process of its own, started the way ``compute.launcher`` says, through
     ``work.start_process``; checkpoints go to ``work.checkpoints``, which a retry resumes from."""
+    from finetune_assets.export.gguf import require_decoder_only
     from finetune_assets.recipes import save_resolved
     from finetune_assets.report import plots
     from finetune_assets.training.command import check_splits, training_command
@@ -162,6 +163,7 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     recipe, splits = work.recipe, Path(splits_ref.path)
     processes = recipe.compute.processes if recipe.compute.launcher == "torchrun" else 1
     check_splits(recipe, splits, processes)  # bad settings fail here, not in a retried process
+    require_decoder_only(recipe, get_task(recipe).base_location)  # publish.gguf: a causal LM, before training
     # the fingerprint names the precision resolved here; the process must train in that one
     command = training_command(
         recipe,
@@ -227,8 +229,10 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
     reloads = reload_check.verify(task, work.staging, report, rows, work.final)
     answers = Markdown(reloads.pop("answers"))
     kept = {key: report_ref.info[key] for key in ("metrics", "test_rows", "rows_key") if key in report_ref.info}
-    return {**kept, "checks": {merge_check.CHECK: merge, reload_check.CHECK: reloads}}, {
+    gguf_checks, gguf_metadata = _gguf_files(work, rows) if recipe.publish.gguf else ({}, {})
+    return {**kept, "checks": {merge_check.CHECK: merge, reload_check.CHECK: reloads, **gguf_checks}}, {
         "pipeline_task": task.pipeline_task,
+        **gguf_metadata,
         "pipeline_probe": Json(probe),
         **{f"merge_check_{key}": value for key, value in merge["figures"].items()},
         "export_reloads_answers": answers,
@@ -236,4 +240,23 @@ def exported_model(work: StageWork, model_ref: ArtifactRef, report_ref: Artifact
         "model_card": Markdown(without_front_matter((work.staging / "README.md").read_text())),
         **{name: float(value) for name, value in report["tuned"]["metrics"].items()},
         "test_rows": report["test_rows"],
+    }
+
+
+def _gguf_files(work: StageWork, rows) -> Result:
+    """``publish.gguf``: the GGUF files and Modelfile written into the export, then ``gguf_verified``
+    (its outcome for the export's checks, and metadata: each file's size and sha256)."""
+    from finetune_assets.export import gguf, gguf_check
+    from finetune_assets.models.tokenizer import load_tokenizer
+
+    task = get_task(work.recipe)
+    started = time.monotonic()
+    files = gguf.write(work.recipe, work.staging, load_tokenizer(str(work.staging), work.recipe))
+    seconds = time.monotonic() - started
+    work.log.info(f"GGUF files written in {seconds:.1f}s: {', '.join(path.name for path in files)}")
+    outcome = gguf_check.verify(task, work.staging, rows)
+    return {gguf_check.CHECK: outcome}, {
+        "gguf_files": Json(gguf.describe(files)),
+        "gguf_seconds": round(seconds, 1),
+        **{f"gguf_check_{key}": value for key, value in outcome["figures"].items()},
     }
