@@ -277,6 +277,9 @@ def test_the_model_card_says_where_each_target_has_the_champion(make_recipe):
     assert _published_where(make_recipe()) == ""
     said = _published_where(make_recipe("films", publish={"mlflow": {}, "hub": {"repo_id": "me/films"}}))
     assert 'mlflow.pyfunc.load_model("models:/films@champion")' in said and "`me/films` (private)" in said
+    with_gguf = _published_where(make_recipe("chat", publish={"gguf": {}}))
+    assert "ollama create chat -f Modelfile" in with_gguf
+    assert "ollama" not in _published_where(make_recipe("quiet", publish={"gguf": {"ollama": False}}))
 
 
 def test_a_hub_that_cannot_be_reached_fails_naming_the_repository_not_the_token(tmp_path, make_recipe, monkeypatch):

@@ -133,6 +133,11 @@ def _published_where(recipe: Recipe) -> str:
             f"({'private' if spec.hub.private else 'public'}), the commit named after this model's fingerprint:\n\n"
             f'  ```python\n  from transformers import pipeline\n  model = pipeline(model="{spec.hub.repo_id}")\n  ```'
         )
+    if spec.gguf is not None and spec.gguf.ollama:
+        ways.append(
+            "- Ollama and llama.cpp: the GGUF files in this folder and its `Modelfile`:\n\n"
+            f"  ```bash\n  ollama create {recipe.name} -f Modelfile  # in this folder\n  ollama run {recipe.name}\n  ```"
+        )
     if not ways:
         return ""
     joined = "\n".join(ways)
