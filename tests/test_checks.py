@@ -146,7 +146,7 @@ WARN_CHECKS = {"duplicate_rate", "class_balance", "truncation_rate", "loss_decre
 
 def test_each_data_check_and_gate_is_declared_once():
     names = [check.name for check in CHECKS]
-    assert len(names) == len(set(names)) == 14
+    assert len(names) == len(set(names)) == 15
     assert {check.name for check in DATA_CHECKS} == {
         "schema_valid",
         "duplicate_rate",
@@ -164,6 +164,7 @@ def test_each_data_check_and_gate_is_declared_once():
         "forgetting",
         "merge_verified",
         "export_reloads",
+        "gguf_verified",
     }
     assert {check.judged_by for check in DATA_CHECKS} == {JudgedBy.DAGSTER}, "Dagster judges the data checks"
     assert {check.judged_by for check in GATES} == {JudgedBy.STAGE}, "the stages judge their own artifact"
@@ -176,7 +177,7 @@ def test_every_check_converts_to_one_spec_blocking_exactly_when_its_severity_is_
     recipe = make_recipe(checks={"leakage": leakage})
     specs = check_specs(tmp_path)
     declared = checks_for(recipe)
-    assert set(specs) == ERROR_CHECKS | WARN_CHECKS == {check.name for check in declared}, "no forgetting check"
+    assert set(specs) == ERROR_CHECKS | WARN_CHECKS == {check.name for check in declared}, "no forgetting, no gguf"
     errors = ERROR_CHECKS - ({"no_train_test_leakage"} if leakage == "warn" else set())
     assert {name for name, spec in specs.items() if spec.blocking} == errors
     for check in declared:  # each says what it compares and how bad a failure is
