@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from conftest import write_films_recipe
 from datasets import Dataset, DatasetDict
 from peft import LoraConfig, get_peft_model
-from test_merge_check import ROWS, check_evaluations, export, write_project
+from test_merge_check import ROWS, check_evaluations, export, lora_checkpoint, write_project
 from tiny_models import LLAMA2_TEMPLATE, ZEPHYR_TEMPLATE
 
 from finetune_assets.errors import RecipeError, TemplateError
@@ -42,33 +41,8 @@ def exported(tmp_path_factory, tiny_llama, converter):
     """A LoRA checkpoint on the tiny Llama, its merged export with GGUF files and a Modelfile, and
     tokenized test rows."""
     folder = tmp_path_factory.mktemp("gguf")
-    (folder / "tiny.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "task": "instruction",
-                "base_model": str(tiny_llama),
-                "dataset": {"source": "unused.jsonl"},
-                "method": "lora",
-                "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-                "training": {"max_length": 64},
-                "generation": {"max_new_tokens": 8},
-                "publish": GGUF,
-            }
-        )
-    )
-    recipe = load_recipe(folder / "tiny.yaml")
-    tokenizer = load_tokenizer(str(tiny_llama), recipe)
-    rows = get_task(recipe).tokenize(DatasetDict({"test": Dataset.from_list(ROWS)}), tokenizer)["test"]
-    torch.manual_seed(0)
-    adapted = get_peft_model(
-        get_task(recipe).load_model(str(tiny_llama)),
-        LoraConfig(
-            task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
-        ),
-    )
-    adapted.save_pretrained(folder / "checkpoint")
-    tokenizer.save_pretrained(folder / "checkpoint")
-    out = export(recipe, folder / "checkpoint", folder / "export")
+    recipe, checkpoint, rows = lora_checkpoint(folder, tiny_llama, generation={"max_new_tokens": 8}, publish=GGUF)
+    out = export(recipe, checkpoint, folder / "export")
     gguf.write(recipe, out, load_tokenizer(str(out), recipe))
     return recipe, out, rows
 

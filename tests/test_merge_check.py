@@ -26,10 +26,9 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_llama):
-    """A recipe, a LoRA checkpoint on the tiny Llama with non-zero adapters, and tokenized test rows."""
-    folder = tmp_path_factory.mktemp("merge")
+def lora_checkpoint(folder: Path, tiny_llama: Path, **settings):
+    """A recipe in ``folder`` (LoRA on the tiny Llama, plus ``settings``), a checkpoint of it with
+    non-zero adapters, and tokenized test rows."""
     (folder / "tiny.yaml").write_text(
         yaml.safe_dump(
             {
@@ -39,6 +38,7 @@ def trained(tmp_path_factory, tiny_llama):
                 "method": "lora",
                 "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
                 "training": {"max_length": 64},
+                **settings,
             }
         )
     )
@@ -56,6 +56,12 @@ def trained(tmp_path_factory, tiny_llama):
     adapted.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
     return recipe, checkpoint, rows
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_llama):
+    """A recipe, a LoRA checkpoint on the tiny Llama with non-zero adapters, and tokenized test rows."""
+    return lora_checkpoint(tmp_path_factory.mktemp("merge"), tiny_llama)
 
 
 def export(recipe, checkpoint: Path, folder: Path, spoil=None) -> Path:
