@@ -7,12 +7,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,8 +20,9 @@ from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.chain import stages_of
 from finetune_assets.pipeline.stage_names import EXPORTED_MODEL, PUBLISHED_MODEL, RAW_DATASET
 from finetune_assets.promotion import champion as champion_store
+from finetune_assets.publish import main as publish_cli
 from finetune_assets.publishing import hub
-from finetune_assets.publishing.mlflow_registry import tracking_uri
+from finetune_assets.publishing.mlflow_registry import MlflowRegistry, tracking_uri
 from finetune_assets.publishing.targets import Champion, publish_everywhere
 from finetune_assets.recipes import load_recipe
 from finetune_assets.rollback import main as rollback_cli
@@ -49,45 +44,13 @@ class Log:
         self.lines.append(message)
 
 
-class Server:
-    """``mlflow server`` on 127.0.0.1 with a sqlite backend and a local artifact root."""
-
-    def __init__(self, folder: Path):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.folder, self.uri, self.process = folder, f"http://127.0.0.1:{self.port}", None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}"]
-        command += ["--default-artifact-root", str(self.folder / "artifacts"), "--workers", "1"]
-        log = (self.folder / "server.log").open("a")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (self.folder / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise AssertionError(f"mlflow server did not answer at {self.uri}")
-
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)  # the server and the workers it started
-        self.process.wait(60)
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     pytest.importorskip("mlflow", reason="mlflow is not installed (pip install -e '.[mlflow]')")
-    server = Server(tmp_path_factory.mktemp("mlflow"))
-    server.start()
-    yield server
-    if server.process.poll() is None:
-        server.stop()
+    from finetune_assets.publishing.local_mlflow import LocalMlflowServer
+
+    with LocalMlflowServer(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
 
 
 def run(recipes: Path, artifacts: Path, uri: str):
@@ -110,6 +73,10 @@ def test_two_promotions_in_mlflow_then_a_server_down_then_rollbacks(mlflow_serve
     reviews(0).to_csv(recipes / "data" / "reviews.csv", index=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a stopped server fails at once
     client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
+    write_films_recipe(recipes, training=WEAK, publish=PUBLISH, promotion={**PROMOTION, "min_test_rows": 10_000})
+    result, unpromoted = run(recipes, artifacts, mlflow_server.uri)  # no champion yet: nothing to publish
+    assert result.success and unpromoted[EXPORTED_MODEL]["decision"].startswith("not promoted")
+    assert unpromoted[PUBLISHED_MODEL]["published"].startswith("nothing") and not client.search_registered_models()
     write_films_recipe(recipes, training=WEAK, publish=PUBLISH, promotion=PROMOTION)
     result, first = run(recipes, artifacts, mlflow_server.uri)
     assert result.success and first[EXPORTED_MODEL]["decision"] == "promoted (first export)"
@@ -130,6 +97,7 @@ def test_two_promotions_in_mlflow_then_a_server_down_then_rollbacks(mlflow_serve
     _assert_a_stopped_server_fails_the_step_only(mlflow_server, recipes, artifacts)
     mlflow_server.start()
     _assert_rollbacks(mlflow_server, client, recipes, artifacts, first, champion, monkeypatch)
+    _assert_the_command_publishes_a_recipe_without_targets(mlflow_server, client, recipes, artifacts, champion)
 
 
 def _assert_tags(tags: dict, champion: ArtifactRef, run_id: str, recipes: Path) -> None:
@@ -167,7 +135,7 @@ def _assert_loads_and_predicts(uri: str, recipes: Path, champion: ArtifactRef, m
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
 
 
-def _assert_a_stopped_server_fails_the_step_only(server: Server, recipes: Path, artifacts: Path) -> None:
+def _assert_a_stopped_server_fails_the_step_only(server, recipes: Path, artifacts: Path) -> None:
     folder = artifacts / "films" / EXPORTED_MODEL
     before = ((folder / "champion.json").read_text(), os.readlink(folder / "current"))
     server.stop()
@@ -201,6 +169,53 @@ def _assert_rollbacks(server, client, recipes: Path, artifacts: Path, first: dic
     assert rollback_cli(["films", "--to", gone.name, "--reason", "try", *common]) == 1
     assert champion_store.read(folder).fingerprint == second.fingerprint
     assert rollback_cli(["films", "--to", "0123456789abcdef", "--reason", "try", *common]) == 1
+
+
+def _assert_the_command_publishes_a_recipe_without_targets(server, client, recipes, artifacts, champion) -> None:
+    """The current champion of a recipe with no ``publish:`` sent to a registry by the command, once."""
+    write_films_recipe(recipes, training=STRONG, promotion=PROMOTION)  # publish: gone
+    paths = ["--recipes", str(recipes), "--artifacts", str(artifacts)]
+    assert publish_cli(["films", *paths]) == 1  # no target named anywhere
+    command = ["films", "--mlflow", server.uri, "--model-name", "films_later", *paths]
+    assert publish_cli(command) == 0
+    registered = client.get_model_version_by_alias("films_later", "champion")
+    assert registered.version == "1" and registered.tags["finetune_assets.fingerprint"] == champion.fingerprint
+    recipe = load_recipe(recipes / "films.yaml")
+    versions = {stage.name: stage.version(recipe) for stage in stages_of(recipe)}
+    assert registered.tags[f"code_version.{EXPORTED_MODEL}"] == versions[EXPORTED_MODEL]
+    assert publish_cli(command) == 0  # found by its fingerprint: no second version
+    assert len(client.search_model_versions("name = 'films_later'")) == 1
+
+
+def test_the_publish_command_names_what_is_missing(films_project, capsys):
+    recipes, artifacts = films_project
+    paths = ["--recipes", str(recipes), "--artifacts", str(artifacts)]
+    assert publish_cli(["films", *paths]) == 1
+    assert "--mlflow [URI] or --hub REPO_ID" in capsys.readouterr().err
+    assert publish_cli(["films", "--mlflow", "http://127.0.0.1:9", *paths]) == 1
+    assert f"films: no champion to publish under {artifacts}" in capsys.readouterr().err
+    assert publish_cli(["nofilms", "--mlflow", "http://127.0.0.1:9", *paths]) == 1
+    assert "nofilms: no recipe of that name" in capsys.readouterr().err
+
+
+def test_a_chat_export_in_mlflow_answers_as_its_own_pipeline(mlflow_server, tmp_path, tiny_llama, monkeypatch):
+    """A chat export (tiny Llama, merged LoRA) registered and loaded back: the same greedy answers as
+    the export's pipeline, with the recipe's decoding by default and ``params`` honoured."""
+    import mlflow.pyfunc
+    from test_merge_check import export, lora_checkpoint
+    from transformers import pipeline
+
+    recipe, checkpoint, _ = lora_checkpoint(tmp_path, tiny_llama, generation={"max_new_tokens": 6})
+    folder = export(recipe, checkpoint, tmp_path / "exports" / "0123456789abcdef")
+    champion = Champion(recipe, ArtifactRef(str(folder), "0123456789abcdef"), decision="promoted")
+    [published] = publish_everywhere(champion, [MlflowRegistry(mlflow_server.uri, "tiny_chat")], Log())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    served = mlflow.pyfunc.load_model(published.uri)
+    local = pipeline("text-generation", model=str(folder), device="cpu")
+    conversations = [[{"role": "user", "content": "What is 2 plus 2?"}], [{"role": "user", "content": "Hi"}]]
+    assert served.predict(conversations) == local(conversations)
+    shorter = served.predict(conversations, params={"max_new_tokens": 2})
+    assert shorter == local(conversations, max_new_tokens=2) != local(conversations)
 
 
 def test_rollback_refusals_name_the_export(films_project, capsys):

@@ -125,5 +125,23 @@ def _save(champion: Champion, folder: Path) -> None:
         python_model=ExportPipeline(),
         artifacts={"export": str(champion.folder)},
         model_config={"pipeline_task": get_task(champion.recipe).pipeline_task},
+        signature=_signature(champion.recipe),
         pip_requirements=[f"{name}=={importlib.metadata.version(name)}" for name in PINNED],
     )
+
+
+def _signature(recipe: Recipe):
+    """For a model that generates, the decoding settings ``predict`` accepts as ``params`` (defaults: the
+    recipe's ``generation:``, which the export's ``generation_config.json`` holds too); MLflow drops
+    params a signature does not declare. None for a classifier."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    from finetune_assets.inference.generation import generation_settings
+
+    if get_task(recipe).pipeline_task == "text-classification":
+        return None
+    settings = {**generation_settings(recipe), "temperature": recipe.generation.temperature}
+    settings.setdefault("top_p", recipe.generation.top_p)
+    kinds = {bool: "boolean", int: "long", float: "double"}
+    return ModelSignature(params=ParamSchema([ParamSpec(k, kinds[type(v)], v) for k, v in settings.items()]))

@@ -16,11 +16,10 @@ from pathlib import Path
 
 from finetune_assets.pipeline.artifacts import ArtifactRef
 from finetune_assets.pipeline.facts import RunFacts
-from finetune_assets.pipeline.stage_names import EXPORTED_MODEL
 from finetune_assets.pipeline.stages import Result, StageWork
 from finetune_assets.promotion import champion as champion_store
 from finetune_assets.promotion.decision import was_promoted
-from finetune_assets.publishing.targets import Champion, Target, publish_everywhere
+from finetune_assets.publishing.targets import Champion, Published, Target, publish_everywhere
 from finetune_assets.recipes import Recipe
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import Json, Markdown
@@ -60,24 +59,38 @@ def publish(
 ) -> tuple[ArtifactRef, dict]:
     """The finish step: each target finds the champion or receives it; metadata links to each.
     ``code_versions``: each stage's, from the chain's table (which imports this module)."""
-    exported = facts.upstream[EXPORTED_MODEL]
-    decision = decision_of(root, recipe.name, exported.fingerprint)
-    champion = Champion(recipe, exported, facts.run_id, decision, code_versions)
-    done = publish_everywhere(champion, targets_of(recipe, facts.tracking_uri), log)
+    done = publish_champion(recipe, root, targets_of(recipe, facts.tracking_uri), log, facts.run_id, code_versions)
+    if done is None:
+        return ref, {"published": "nothing: no champion yet (the gate promoted no export)"}
+    champion, published = done
     links = {}
-    for published in done:
-        links[f"{published.target}_uri"] = published.uri
-        links[f"{published.target}_version"] = published.version
-        links[f"{published.target}_address"] = published.address
-        links[f"{published.target}_created"] = published.created
+    for entry in published:
+        links[f"{entry.target}_uri"] = entry.uri
+        links[f"{entry.target}_version"] = entry.version
+        links[f"{entry.target}_address"] = entry.address
+        links[f"{entry.target}_created"] = entry.created
     return ref, {
         "champion_fingerprint": champion.fingerprint,
         **links,
-        "published": Json([published.to_dict() for published in done]),
+        "published": Json([entry.to_dict() for entry in published]),
         "publications": Markdown(
-            markdown_table([{k: v for k, v in p.to_dict().items() if k != "details"} for p in done])
+            markdown_table([{k: v for k, v in p.to_dict().items() if k != "details"} for p in published])
         ),
     }
+
+
+def publish_champion(
+    recipe: Recipe, root: Path, targets: list[Target], log, run_id: str = "", code_versions: dict | None = None
+) -> tuple[Champion, list[Published]] | None:
+    """The recipe's current champion (``champion.json``, not whatever export the run made: an export the
+    gate did not promote is never published) handed to each target; None when there is no champion."""
+    ref = champion_store.read(champion_store.exports_dir(root, recipe.name))
+    if ref is None:
+        log.info(f"{recipe.name}: no champion yet, nothing published")
+        return None
+    decision = decision_of(root, recipe.name, ref.fingerprint)
+    champion = Champion(recipe, ref, run_id, decision, code_versions or {})
+    return champion, publish_everywhere(champion, targets, log)
 
 
 def decision_of(root: Path, recipe: str, fingerprint: str) -> str:
