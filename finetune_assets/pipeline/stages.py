@@ -254,9 +254,11 @@ def _gguf_files(work: StageWork, rows) -> Result:
     files = gguf.write(work.recipe, work.staging, load_tokenizer(str(work.staging), work.recipe))
     seconds = time.monotonic() - started
     work.log.info(f"GGUF files written in {seconds:.1f}s: {', '.join(path.name for path in files)}")
+    started = time.monotonic()
     outcome = gguf_check.verify(task, work.staging, rows)
     return {gguf_check.CHECK: outcome}, {
         "gguf_files": Json(gguf.describe(files)),
         "gguf_seconds": round(seconds, 1),
+        "gguf_check_seconds": round(time.monotonic() - started, 1),
         **{f"gguf_check_{key}": value for key, value in outcome["figures"].items()},
     }
