@@ -429,3 +429,38 @@ def blocked(instance) -> bool:
         for run in instance.get_runs()
         for entry in instance.all_logs(run.run_id)
     )
+
+
+def test_a_training_that_raises_says_why_and_is_not_retried_before_its_first_step(tmp_path, tiny_bert):
+    broken = Path(shutil.copytree(tiny_bert, tmp_path / "broken_bert"))
+    (broken / "model.safetensors").write_bytes(b"{not the weights}")  # the tokenizer and config still load
+    recipes = project(tmp_path, "broken", tiny_recipe(broken))
+    done = run(build_definitions([recipes], str(tmp_path / "artifacts")), DagsterInstance.ephemeral(), "broken")
+    assert not done.result.success
+    assert not [e for e in done.result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    [step_failure] = done.result.get_step_failure_events()
+    said = step_failure.step_failure_data.user_failure_data.description
+    assert said.startswith("training failed: ") and "at optimizer step 0" in said, said
+    assert "Error while deserializing header" in said, "the exception's own message reaches the step"
+    assert "trainer.py:" in said and "<- run.py:" in said, "with the last frames of the project's code"
+    assert "Not retried: it failed before the first optimizer step" in said
+    assert any(line.startswith("training failed: ") for line in done.logs), "the process said it in the run log"
+
+
+def test_a_retry_is_refused_for_the_same_exception_at_the_same_step(tmp_path):
+    from finetune_assets.errors import ProcessFailed
+    from finetune_assets.training import failure
+
+    def attempt(message: str, step: int) -> failure.TrainingFailed:
+        started = time.time()
+        error = RuntimeError(message)
+        error.training_step = step
+        failure.record(tmp_path, error)
+        return failure.explain(ProcessFailed("exited with code 1"), tmp_path, started)
+
+    assert attempt("NaN in the loss", 7).retryable  # the first time at step 7: a retry may help
+    again = attempt("NaN in the loss", 7)
+    assert not again.retryable and "the same exception at the same step" in str(again)
+    assert attempt("NaN in the loss", 9).retryable  # it moved on: another retry may help
+    killed = failure.explain(ProcessFailed("exited with code -9"), tmp_path, time.time() + 1)
+    assert killed.retryable and "probably killed" in str(killed)

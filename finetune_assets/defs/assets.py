@@ -60,6 +60,7 @@ from finetune_assets.pipeline.runner import run_stage
 from finetune_assets.promotion import sweep_report
 from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.sweep import variant, variants
+from finetune_assets.training.failure import TrainingFailed
 
 OVERRIDES_TAG = "finetune_assets/run_overrides"
 SETTINGS_TAG = "finetune_assets/run_settings"
@@ -120,6 +121,8 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
             if not stage.trains:
                 raise
             raise Failure(description=str(error), allow_retries=False) from error
+        except TrainingFailed as error:  # what failed; retried (RetryPolicy) only where a retry can help
+            raise Failure(description=str(error), allow_retries=error.retryable) from error
         yield from _results(stage, active, facts, ref, metadata, checks)
 
     return _asset

@@ -15,9 +15,11 @@ import warnings
 from pathlib import Path
 
 from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocessClient, PreviewWarning
+from dagster._core.errors import DagsterPipesExecutionError  # a Pipes process exited non-zero (not public)
 from pydantic import Field
 
 from finetune_assets.defs.kubernetes import pod_spec
+from finetune_assets.errors import ProcessFailed
 from finetune_assets.pipeline.processes import StartProcess
 from finetune_assets.recipes import Recipe
 
@@ -50,7 +52,10 @@ class LocalTraining(TrainingHost):
                 # Dagster's own Pipes session reads a property it marks as preview, and warns on
                 # every run it launches; nothing here uses that property.
                 warnings.filterwarnings("ignore", "Function `PipesMessageReader.expected_writer_count`", PreviewWarning)
-                return reported_figures(client.run(context=context, command=list(command), env=dict(env)))
+                try:
+                    return reported_figures(client.run(context=context, command=list(command), env=dict(env)))
+                except DagsterPipesExecutionError as error:  # the stage tells what failed, from its record
+                    raise ProcessFailed(str(error)) from error
 
         return start
 
@@ -86,6 +91,9 @@ class KubernetesTraining(TrainingHost):
 
         def start(command, env, report):
             arguments = self.run_arguments(recipe, artifacts_root, command, env)
-            return reported_figures(client.run(context=context, **arguments))
+            try:
+                return reported_figures(client.run(context=context, **arguments))
+            except DagsterPipesExecutionError as error:
+                raise ProcessFailed(str(error)) from error
 
         return start

@@ -155,9 +155,11 @@ def tokenized_splits(work: StageWork, clean_ref: ArtifactRef) -> Result:
 def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     """Train in a process of its own, started the way ``compute.launcher`` says, through
     ``work.start_process``; checkpoints go to ``work.checkpoints``, which a retry resumes from."""
+    from finetune_assets.errors import ProcessFailed
     from finetune_assets.export.gguf import require_decoder_only
     from finetune_assets.recipes import save_resolved
     from finetune_assets.report import plots
+    from finetune_assets.training import failure
     from finetune_assets.training.command import check_splits, training_command
 
     recipe, splits = work.recipe, Path(splits_ref.path)
@@ -175,7 +177,13 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
         get_task(recipe).precision.name,
     )
     work.log.info(f"starting: {' '.join(command)}")
-    figures = work.start_process(command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json")
+    started = time.time()
+    try:
+        figures = work.start_process(
+            command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json"
+        )
+    except ProcessFailed as error:  # what failed, from the process's own record, and whether to retry
+        raise failure.explain(error, work.checkpoints, started) from error
     return {"method": recipe.method}, {
         **{k: v for k, v in figures.items() if v is not None and k != "lora_target_modules"},
         "lora_target_modules": ", ".join(figures.get("lora_target_modules") or []) or "none (full fine-tuning)",

@@ -15,7 +15,9 @@ tracker of ``training.report_to`` that is not installed, a splits folder without
 validation, a batch that does not divide over the processes, a QLoRA recipe on a machine without
 CUDA (unless it allows the LoRA fallback), a ``--precision`` other than the one
 ``training.precision`` resolves to on this machine. These exit with code 2 and a message naming
-the setting; a crash exits non-zero as usual.
+the setting; a crash exits non-zero as usual. Either way rank 0 records the failure (the exception,
+our frames, the step reached) in the checkpoint folder for the launching step to report and judge
+(:mod:`finetune_assets.training.failure`).
 
 Outside Dagster it logs plainly to stderr. Launched by Dagster (``PipesSubprocessClient``,
 ``PipesK8sClient``), rank 0 opens Dagster Pipes: its progress (step, loss, ETA) goes to the run's
@@ -42,7 +44,7 @@ from finetune_assets.pipeline.quiet import no_progress_bars
 from finetune_assets.pipeline.stage_names import FINETUNED_MODEL
 from finetune_assets.recipes import Recipe, load_recipe
 from finetune_assets.tasks import get_task
-from finetune_assets.training import command, tracking
+from finetune_assets.training import command, failure, tracking
 
 EXIT_BAD_INPUT = 2
 
@@ -136,6 +138,7 @@ def spare_imports(recipe: Recipe) -> None:
 def main(argv: list[str] | None = None, process: bool = False) -> int:
     """Train as ``argv`` says; ``process``: this is the training process itself (``__main__``)."""
     args = arguments(argv)
+    checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
     with channel() as (log, report):
         try:
             recipe = load_recipe(args.recipe)
@@ -149,7 +152,6 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
                 recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))]
             )
             args.out.mkdir(parents=True, exist_ok=True)
-            checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
             from finetune_assets.training.trainer import train  # after the checks and spare_imports
 
             # train() refuses another training's checkpoints and a method this machine cannot
@@ -157,11 +159,21 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             figures = train(get_task(recipe), args.splits, args.out, log, checkpoint_dir, identity)
         except BAD_INPUT as error:
             log.error(str(error))
+            _record(checkpoint_dir, error, bad_input=True)
             return EXIT_BAD_INPUT
+        except Exception as error:  # said here and recorded for the step that launched this process
+            log.error(f"training failed: {failure.describe(_record(checkpoint_dir, error))}")
+            raise
         if command.rank() == 0:
             report({key: value for key, value in figures.items() if value is not None})
     _leave_process_group()
     return 0
+
+
+def _record(checkpoint_dir: Path, error: Exception, bad_input: bool = False) -> dict:
+    """The failure, recorded by rank 0 for the launching step (:mod:`finetune_assets.training.failure`)."""
+    entry = failure.record(checkpoint_dir, error, bad_input) if command.rank() == 0 else {}
+    return entry or {"type": type(error).__name__, "message": str(error), "frames": [], "step": 0}
 
 
 def _leave_process_group() -> None:

@@ -87,7 +87,11 @@ def train(
         args = training_arguments(task, checkpoint_dir, processes)
         trainer = _trainer(task, model, tokenizer, args, (train_rows, validation_rows), log, out_dir)
         started = time.monotonic()
-        result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+        except Exception as error:
+            error.training_step = trainer.state.global_step  # for the failure record (training/failure.py)
+            raise
         seconds = time.monotonic() - started
     figures = {
         "train_seconds": round(seconds, 2),
