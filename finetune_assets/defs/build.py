@@ -20,11 +20,12 @@ import os
 import re
 from pathlib import Path
 
-from dagster import AssetKey, AssetsDefinition, Definitions, asset, get_dagster_logger, in_process_executor
+from dagster import AssetKey, AssetsDefinition, Definitions, asset, get_dagster_logger
 
 from finetune_assets.defs import automation
 from finetune_assets.defs.assets import build_assets
 from finetune_assets.defs.checks import build_checks
+from finetune_assets.defs.executor import executor_that_frees_dead_runs, sleep_while_waiting_for_a_pool
 from finetune_assets.defs.publishing import rollback_job
 from finetune_assets.defs.resources import ArtifactRefIOManager, ArtifactStore, MlflowSettings, RunSettings
 from finetune_assets.defs.training import LocalTraining, TrainingHost
@@ -83,6 +84,7 @@ def _default_shared() -> Definitions:
 
 
 def _shared(artifacts_root: str, training: TrainingHost | None) -> Definitions:
+    sleep_while_waiting_for_a_pool()
     return Definitions(
         resources={
             "artifacts": ArtifactStore(root=artifacts_root),
@@ -91,8 +93,9 @@ def _shared(artifacts_root: str, training: TrainingHost | None) -> Definitions:
             "training": training or LocalTraining(),
             "mlflow": MlflowSettings(),
         },
-        # One heavy process per run: stages run one after another and share the loaded libraries.
-        executor=in_process_executor,
+        # One heavy process per run: stages run one after another and share the loaded libraries;
+        # first it frees the pool slots of runs whose process died (defs/executor.py).
+        executor=executor_that_frees_dead_runs,
     )
 
 

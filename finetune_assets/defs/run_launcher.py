@@ -25,18 +25,24 @@ class LocalRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run) -> CheckRunHealthResult:
-        if run.tags.get(HOST_TAG) != socket.gethostname():
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "not a run this machine can check")
-        started = self._instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
-        if not started or started[0].event_log_entry.dagster_event.pid is None:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not started a process yet")
-        entry = started[0].event_log_entry
-        pid = entry.dagster_event.pid
-        try:
-            process = psutil.Process(pid)
-            alive = process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= entry.timestamp + 1
-        except psutil.Error:
-            alive = False
-        if alive:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {pid} is running")
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"the process that ran it (pid {pid}) is gone")
+        return run_process_health(self._instance, run)
+
+
+def run_process_health(instance, run) -> CheckRunHealthResult:
+    """Whether the process that started ``run`` on this machine still lives (RUNNING), is gone
+    (FAILED), or cannot be told (UNKNOWN: another machine's run, or no process started yet)."""
+    if run.tags.get(HOST_TAG) != socket.gethostname():
+        return CheckRunHealthResult(WorkerStatus.UNKNOWN, "not a run this machine can check")
+    started = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    if not started or started[0].event_log_entry.dagster_event.pid is None:
+        return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not started a process yet")
+    entry = started[0].event_log_entry
+    pid = entry.dagster_event.pid
+    try:
+        process = psutil.Process(pid)
+        alive = process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= entry.timestamp + 1
+    except psutil.Error:
+        alive = False
+    if alive:
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {pid} is running")
+    return CheckRunHealthResult(WorkerStatus.FAILED, f"the process that ran it (pid {pid}) is gone")
