@@ -153,9 +153,9 @@ def test_setup_installs_the_pinned_extra_and_ci_installs_the_server_before_the_t
 
 
 def schedule_one_tick(recipes: Path) -> datetime.datetime:
-    """The scheduled recipe's cron set to tick once, at the next minute at least 20 s away (time to
+    """The scheduled recipe's cron set to tick once, at the next minute at least 45 s away (time to
     start the schedule before it), daily: no second tick while the test runs."""
-    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=20)
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=45)
     at = at.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
     dataset = {**FILMS["dataset"], "source": SCHEDULED}
     write_films_recipe(recipes, SCHEDULED, dataset=dataset, schedule={"cron": f"{at.minute} {at.hour} * * *"})
@@ -177,7 +177,7 @@ def wait_for_scheduled_run(instance: DagsterInstance, seconds: float):
 def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, tmp_path):
     home, env = project
     dagster = str(VENV_BIN / "dagster")
-    schedule_one_tick(Path(env["FINETUNE_RECIPES"]))
+    tick = schedule_one_tick(Path(env["FINETUNE_RECIPES"]))
     daemon_log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(
         [VENV_BIN / "dagster-daemon", "run", "-m", MODULE],
@@ -188,8 +188,6 @@ def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, t
         start_new_session=True,
     )
     try:
-        start = [dagster, "schedule", "start", f"{SCHEDULED}_schedule", "-m", MODULE]
-        subprocess.run(start, env=env, cwd=tmp_path, check=True)
         materializing = [
             subprocess.Popen(
                 [dagster, "asset", "materialize", "-m", MODULE, "--select", f"group:{name}"],
@@ -201,6 +199,9 @@ def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, t
             )
             for name in CLI_RECIPES
         ]
+        start = [dagster, "schedule", "start", f"{SCHEDULED}_schedule", "-m", MODULE]
+        subprocess.run(start, env=env, cwd=tmp_path, check=True)
+        assert datetime.datetime.now(datetime.UTC) < tick, "the schedule started after its one tick"
         outputs = [process.communicate(timeout=300)[0] for process in materializing]
         assert [process.returncode for process in materializing] == [0, 0], "\n".join(o[-3000:] for o in outputs)
         with DagsterInstance.get() as instance:
