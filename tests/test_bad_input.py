@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import NO_QUALITY_GATES
+from conftest import FILMS, NO_QUALITY_GATES, reviews, write_films_recipe
 from dagster import DagsterInstance, materialize
 
 from finetune_assets.data import sources
 from finetune_assets.defs import build_definitions
+from finetune_assets.models.positions import position_limit
 
 GOOD_ROWS = [(f"I really loved moment number {i} of this film", "pos") for i in range(40)] + [
     (f"I truly hated scene number {i} of this film", "neg") for i in range(40)
@@ -213,3 +214,33 @@ def test_skipped_lines_are_listed_in_the_raw_dataset_metadata(tmp_path, tiny_ber
     assert "broken quoting" in metadata["skipped_lines_table"].value
     receipt = Path(metadata["path"].value).parent / "skipped_lines.json"
     assert [row["line"] for row in json.loads(receipt.read_text())] == [82, 84]
+
+
+def test_max_length_above_the_models_positions_fails_in_tokenized_splits_before_training(films_project):
+    """The tiny BERT has 512 positions; asking for 100000 tokens stops the run before it trains."""
+    recipes, artifacts = films_project
+    reviews(0).to_csv(recipes / "data" / "reviews.csv", index=False)
+    write_films_recipe(recipes, training={**FILMS["training"], "max_length": 100000})
+    result = run(build_definitions([recipes], str(artifacts)))
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "tokenized_splits" in failure.step_key
+    message = failure.event_specific_data.error.to_string()
+    assert "training.max_length is 100000" in message and "at most 512 tokens" in message, message
+    materialized = {e.asset_key.path[1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"raw_dataset", "clean_dataset"}
+    assert not (artifacts / "films" / "finetuned_model").exists()
+    assert not (artifacts / "films" / "checkpoints").exists()
+
+
+def test_the_position_limit_is_read_from_the_models_config(tmp_path, tiny_bert):
+    from transformers import GPT2Config, RobertaConfig, T5Config
+
+    assert position_limit(str(tiny_bert)) == 512
+    for name, config, limit in (
+        ("gpt2", GPT2Config(n_positions=64), 64),
+        ("roberta", RobertaConfig(max_position_embeddings=514, pad_token_id=1), 512),  # positions after padding
+        ("t5", T5Config(), None),  # relative positions: any length
+    ):
+        config.save_pretrained(tmp_path / name)
+        assert position_limit(str(tmp_path / name)) == limit, name

@@ -129,9 +129,11 @@ def tokenized_splits(work: StageWork, clean_ref: ArtifactRef) -> Result:
     from datasets import Dataset, DatasetDict
 
     from finetune_assets.data.splitting import split_rows
+    from finetune_assets.models.positions import require_max_length_fits
     from finetune_assets.models.tokenizer import load_tokenizer
 
     recipe, task = work.recipe, get_task(work.recipe)
+    require_max_length_fits(recipe, task.base_location)  # before any work: training would crash on it
     rows = pd.read_parquet(clean_ref.path)
     parts = split_rows(rows, recipe, task.stratify_column(), task.split_groups(rows))
     tokenizer = load_tokenizer(task.base_location, recipe)

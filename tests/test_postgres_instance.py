@@ -1,0 +1,260 @@
+"""The Dagster instance on PostgreSQL (``dagster_home/dagster-postgres.yaml``) against a real server:
+concurrent CLI materializations of several recipes and one schedule tick through the daemon, with
+nothing lost (every run's events stored, every asset materialized once).
+
+The server is Debian's ``postgresql`` package (``.ci/run`` installs it), started in a temporary
+data directory on a free local port. PostgreSQL refuses to run as root, and CI runs as root, so the
+server's commands then run as the ``postgres`` user the package creates. Without the package the
+test is skipped, except under CI (``CI=true``), where it fails.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from importlib.metadata import version
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import FILMS, reviews, write_films_recipe
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster_dev import free_port, stop
+
+from finetune_assets.defs import build_definitions
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+MODULE = "finetune_assets.definitions"
+CLI_RECIPES = ("films_a", "films_b")  # materialized by two `dagster asset materialize` at once
+SCHEDULED = "films_c"  # its schedule, started, ticks in the daemon while those two run
+USER, PASSWORD, DATABASE = "dagster", "not-a-secret", "finetune"
+
+
+def server_binaries() -> Path | None:
+    """The newest PostgreSQL's bin folder (Debian keeps it off PATH), else the one on PATH."""
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3]))
+    if debian:
+        return debian[-1].parent
+    found = shutil.which("postgres")
+    return Path(found).resolve().parent if found else None
+
+
+def as_postgres(command: list) -> list[str]:
+    """``command`` as the ``postgres`` user when this process is root (the server refuses root)."""
+    command = [str(part) for part in command]
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+
+    def env(self) -> dict[str, str]:
+        """The variables dagster-postgres.yaml reads."""
+        return {
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_DB": DATABASE,
+            "DAGSTER_PG_USERNAME": USER,
+            "DAGSTER_PG_PASSWORD": PASSWORD,
+        }
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Server]:
+    """A PostgreSQL server of its own: a data directory in a new temporary folder (owned by
+    ``postgres`` when run as root), password authentication, 127.0.0.1 and a free port only."""
+    binaries = server_binaries()
+    if binaries is None:
+        message = "PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(message)
+        pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="finetune-postgres-"))  # not under pytest's root-only folder
+    (root / "password").write_text(PASSWORD)
+    if os.geteuid() == 0:
+        for path in (root, root / "password"):
+            shutil.chown(path, "postgres")
+    data, server = root / "data", Server(free_port())
+    pg_ctl = [binaries / "pg_ctl", "-D", data, "-w", "-t", "60"]
+    options = f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1"
+    initdb = [binaries / "initdb", "-D", data, "-U", USER, "--pwfile", root / "password", "-A", "scram-sha-256"]
+    try:  # cwd: the postgres user may not enter this process's working directory
+        subprocess.run(as_postgres([*initdb, "-E", "UTF8", "--locale", "C"]), cwd=root, check=True)
+        subprocess.run(as_postgres([*pg_ctl, "-l", root / "server.log", "-o", options, "start"]), cwd=root, check=True)
+        subprocess.run(
+            [binaries / "createdb", "-h", "127.0.0.1", "-p", str(server.port), "-U", USER, DATABASE],
+            env={**os.environ, "PGPASSWORD": PASSWORD},
+            check=True,
+        )
+        yield server
+    finally:
+        subprocess.run(as_postgres([*pg_ctl, "-m", "fast", "stop"]), cwd=root, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def project(postgres, tmp_path_factory, tiny_bert) -> Iterator[tuple[Path, dict[str, str]]]:
+    """``(home, env)``: a DAGSTER_HOME holding dagster-postgres.yaml as its dagster.yaml, its tables
+    created the way scripts/init_dagster_home.sh creates them, and the environment every process of
+    the test runs with (the server, three tiny recipes, their artifacts root)."""
+    root = tmp_path_factory.mktemp("postgres_instance")
+    (root / "bert").symlink_to(tiny_bert)
+    recipes, home = root / "recipes", root / "home"
+    for seed, name in enumerate((*CLI_RECIPES, SCHEDULED)):
+        (recipes / name).mkdir(parents=True)
+        reviews(seed, per_label=30).to_csv(recipes / name / "reviews.csv", index=False)
+        write_films_recipe(recipes, name, dataset={**FILMS["dataset"], "source": name})
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster-postgres.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        **postgres.env(),
+        "DAGSTER_HOME": str(home),
+        "FINETUNE_RECIPES": str(recipes),
+        "FINETUNE_ARTIFACTS_DIR": str(root / "artifacts"),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    init = REPO / "scripts" / "init_dagster_home.sh"
+    subprocess.run(["bash", init, home], check=True, env={**env, "DAGSTER": str(VENV_BIN / "dagster")})
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("DAGSTER_HOME", *postgres.env()):
+            patch.setenv(key, env[key])
+        yield home, env
+
+
+def test_the_postgres_instance_differs_from_the_default_in_its_storage_only():
+    default, postgres = (
+        yaml.safe_load((REPO / "dagster_home" / name).read_text()) for name in ("dagster.yaml", "dagster-postgres.yaml")
+    )
+    assert "sqlite" in default.pop("storage") and "postgres" in postgres.pop("storage")
+    assert postgres == default
+
+
+def test_setup_installs_the_pinned_extra_and_ci_installs_the_server_before_the_tests():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["postgres"] == [f"dagster-postgres=={version('dagster-postgres')}"]  # the one installed
+    assert version("dagster-postgres").split(".")[2] == version("dagster").split(".")[2]  # released together
+    assert "postgres]" in (REPO / "scripts" / "setup.sh").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.index("apt-get install -y -qq postgresql") < ci.index("bash scripts/test.sh")
+
+
+def schedule_one_tick(recipes: Path) -> datetime.datetime:
+    """The scheduled recipe's cron set to tick once, at the next minute at least 45 s away (time to
+    start the schedule before it), daily: no second tick while the test runs."""
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=45)
+    at = at.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+    dataset = {**FILMS["dataset"], "source": SCHEDULED}
+    write_films_recipe(recipes, SCHEDULED, dataset=dataset, schedule={"cron": f"{at.minute} {at.hour} * * *"})
+    return at
+
+
+def wait_for_scheduled_run(instance: DagsterInstance, seconds: float):
+    """The run the schedule's tick started, once it has finished."""
+    deadline = time.monotonic() + seconds
+    tagged = RunsFilter(tags={"dagster/schedule_name": f"{SCHEDULED}_schedule"})
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(tagged)
+        if runs and runs[0].is_finished:
+            return runs[0]
+        time.sleep(2)
+    pytest.fail(f"no finished run of {SCHEDULED}_schedule within {seconds} s: {instance.get_runs(tagged)}")
+
+
+def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, tmp_path):
+    home, env = project
+    dagster = str(VENV_BIN / "dagster")
+    tick = schedule_one_tick(Path(env["FINETUNE_RECIPES"]))
+    daemon_log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [VENV_BIN / "dagster-daemon", "run", "-m", MODULE],
+        env=env,
+        cwd=tmp_path,
+        stdout=daemon_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        materializing = [
+            subprocess.Popen(
+                [dagster, "asset", "materialize", "-m", MODULE, "--select", f"group:{name}"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for name in CLI_RECIPES
+        ]
+        start = [dagster, "schedule", "start", f"{SCHEDULED}_schedule", "-m", MODULE]
+        subprocess.run(start, env=env, cwd=tmp_path, check=True)
+        assert datetime.datetime.now(datetime.UTC) < tick, "the schedule started after its one tick"
+        outputs = [process.communicate(timeout=300)[0] for process in materializing]
+        assert [process.returncode for process in materializing] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+        with DagsterInstance.get() as instance:
+            scheduled = wait_for_scheduled_run(instance, 240)
+    finally:
+        stop(daemon)
+        daemon_log.close()
+    assert scheduled.status == DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[-3000:]
+    check_nothing_lost(home, env)
+
+
+def check_nothing_lost(home: Path, env: dict[str, str]) -> None:
+    """One successful run per recipe, each with all its events; each asset materialized once, by
+    its recipe's run; the trainings one at a time (the pool's one slot); and all of it in Postgres."""
+    import psycopg2
+
+    defs = build_definitions([Path(env["FINETUNE_RECIPES"])], env["FINETUNE_ARTIFACTS_DIR"])
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert Counter(run.tags.get("dagster/schedule_name") for run in runs) == {None: 2, f"{SCHEDULED}_schedule": 1}
+        assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
+        trainings = []
+        for run in runs:
+            events = [entry.dagster_event for entry in instance.all_logs(run.run_id) if entry.is_dagster_event]
+            kinds = Counter(event.event_type for event in events)
+            [recipe] = {event.asset_key.path[0] for event in events if event.asset_key}
+            recipe_keys = {key for key in keys if key.path[0] == recipe}
+            assert kinds[DagsterEventType.RUN_START] == kinds[DagsterEventType.RUN_SUCCESS] == 1, recipe
+            assert kinds[DagsterEventType.STEP_START] == kinds[DagsterEventType.STEP_SUCCESS] > 0, recipe
+            assert kinds[DagsterEventType.ASSET_MATERIALIZATION] == len(recipe_keys), recipe
+            for key in recipe_keys:
+                [record] = instance.fetch_materializations(key, limit=5).records
+                assert record.run_id == run.run_id, key
+            trainings.append(training_interval(instance, run.run_id))
+        assert instance.event_log_storage.get_concurrency_info("training").slot_count == 1
+    trainings.sort()
+    assert all(end <= start for (_, end), (start, _) in pairwise(trainings)), trainings
+    assert not list(home.rglob("*.db")), "nothing went to SQLite"
+    server = {"host": "127.0.0.1", "port": env["DAGSTER_PG_PORT"], "user": USER, "password": PASSWORD}
+    with closing(psycopg2.connect(**server, dbname=DATABASE)) as connection, connection.cursor() as cursor:
+        cursor.execute("select count(*) from runs")
+        assert cursor.fetchone()[0] == 3
+        cursor.execute("select count(*) from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'")
+        assert cursor.fetchone()[0] == len(keys)
+    assert AssetKey([SCHEDULED, "finetuned_model"]) in keys
+
+
+def training_interval(instance: DagsterInstance, run_id: str) -> tuple[float, float]:
+    """When the run's training step started and succeeded."""
+    times = {
+        entry.dagster_event.event_type: entry.timestamp
+        for entry in instance.all_logs(run_id)
+        if entry.is_dagster_event and "finetuned_model" in (entry.step_key or "")
+    }
+    return times[DagsterEventType.STEP_START], times[DagsterEventType.STEP_SUCCESS]
