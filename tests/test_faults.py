@@ -27,6 +27,7 @@ from finetune_assets.defs import executor
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 BLOCKED = "blocked by limit for pool training"
+CHILD = "finetune_assets.training.run"
 
 
 @pytest.fixture
@@ -143,3 +144,25 @@ def _training_figures(instance) -> dict:
 
     event = instance.get_latest_materialization_event(AssetKey(["crash", "finetuned_model"]))
     return {key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()}
+
+
+def test_sigterm_ends_a_training_run_within_seconds_and_its_checkpoints_resume(cli_project, monkeypatch):
+    root, env = cli_project
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    first = start(env, root / "first.log")
+    checkpoints = root / "artifacts" / "crash" / "checkpoints"
+    wait_for(lambda: any(checkpoints.glob("*/checkpoint-*/trainer_state.json")), 300, "a complete checkpoint")
+    training = [p for p in psutil.Process(first.pid).children(recursive=True) if CHILD in " ".join(p.cmdline())]
+    assert training, "the training process runs"
+    sent = time.monotonic()
+    first.send_signal(signal.SIGTERM)  # the Dagster process alone, as a service manager stops it
+    first.wait(30)
+    assert time.monotonic() - sent < 10, "SIGTERM ends a training run within seconds"
+    psutil.wait_procs(training, timeout=10)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in training), "training stopped"
+    instance = instance_of(env)
+    [stopped] = instance.get_runs()
+    assert stopped.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+    second = start(env, root / "second.log")
+    assert second.wait(600) == 0, (root / "second.log").read_text()[-3000:]
+    assert _training_figures(instance)["resumed_from_step"] >= 6, "its checkpoints were resumed"

@@ -43,6 +43,7 @@ from dagster import (
     asset,
 )
 from dagster._check import CheckError
+from dagster._core.errors import DagsterExecutionInterruptedError
 
 from finetune_assets.checks.registry import checks_for
 from finetune_assets.defs import automation
@@ -63,6 +64,10 @@ from finetune_assets.recipes.sweep import variant, variants
 from finetune_assets.training.failure import TrainingFailed
 
 OVERRIDES_TAG = "finetune_assets/run_overrides"
+INTERRUPTED = (
+    "interrupted (SIGTERM or SIGINT): the training process was stopped and the run ends; "
+    "its checkpoints stay, and the next run resumes from the newest"
+)
 SETTINGS_TAG = "finetune_assets/run_settings"
 
 
@@ -123,6 +128,13 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
             raise Failure(description=str(error), allow_retries=False) from error
         except TrainingFailed as error:  # what failed; retried (RetryPolicy) only where a retry can help
             raise Failure(description=str(error), allow_retries=error.retryable) from error
+        except (DagsterExecutionInterruptedError, KeyboardInterrupt) as error:
+            if not stage.trains:
+                raise
+            # Dagster retries an interrupted step that has a RetryPolicy, in the same run: SIGTERM
+            # would resume the training instead of stopping the run. The Pipes client has already
+            # sent the training process SIGINT; its checkpoints stay for the next run.
+            raise Failure(description=INTERRUPTED, allow_retries=False) from error
         yield from _results(stage, active, facts, ref, metadata, checks)
 
     return _asset

@@ -15,7 +15,9 @@ import warnings
 from pathlib import Path
 
 from dagster import AssetExecutionContext, ConfigurableResource, PipesSubprocessClient, PreviewWarning
-from dagster._core.errors import DagsterPipesExecutionError  # a Pipes process exited non-zero (not public)
+from dagster._core.errors import (
+    DagsterPipesExecutionError,  # a Pipes process exited non-zero (not public)
+)
 from pydantic import Field
 
 from finetune_assets.defs.kubernetes import pod_spec
