@@ -19,7 +19,9 @@ from dagster._utils.test.data_versions import get_stale_status_resolver
 from test_merge_check import write_project
 
 from finetune_assets.defs import build_definitions
-from finetune_assets.errors import RecipeError
+from finetune_assets.errors import RecipeError, SourceError
+from finetune_assets.pipeline.artifacts import ArtifactRef
+from finetune_assets.promotion import base_champion, champion
 from finetune_assets.recipes import load_recipe, scan
 
 FILMS_EXPORT = AssetKey(["films", "exported_model"])
@@ -198,3 +200,25 @@ def test_an_instruction_recipe_trains_its_adapter_on_the_merged_champion(tmp_pat
     base = made[("chat", "evaluation_report")]["baseline_perplexity"].value
     assert base == pytest.approx(made[("sums", "evaluation_report")]["perplexity"].value, rel=1e-2)
     assert made[("chat", "exported_model")]["merge_check_same_greedy_answers"].value == "4 of 4"
+
+
+def test_a_lineage_keeps_the_champion_it_started_from_when_another_is_promoted_meanwhile(project):
+    """No model is loaded: the pinning alone, on champion folders written the way the gate writes them."""
+    recipes, artifacts = project
+    follow = load_recipe(recipes / "follow.yaml")
+    exports = champion.exports_dir(artifacts, "films")
+    first, newer = (exports / "aaaa", exports / "bbbb")
+    for folder in (first, newer):
+        folder.mkdir(parents=True)
+    with champion.locked(exports):
+        champion.write(exports, ArtifactRef(str(newer), "bbbb"))
+    assert base_champion.pin(follow, artifacts, [], uses_base=False).base_champion is None, "the data needs no base"
+    assert base_champion.pin(follow, artifacts, [], uses_base=True).base_champion.fingerprint == "bbbb"
+    started = {"recipe": "films", "path": str(first), "fingerprint": "aaaa"}
+    splits = ArtifactRef("splits", "s1", {base_champion.KEY: started})
+    model = ArtifactRef("model", "m1", {}, {"tokenized_splits": {"path": "splits", "fingerprint": "s1", **splits.info}})
+    for upstream in ([splits], [model]):  # finetuned_model reads its splits; exported_model its model's lineage
+        assert base_champion.pin(follow, artifacts, upstream, uses_base=True).base_champion.fingerprint == "aaaa"
+    first.rmdir()
+    with pytest.raises(SourceError, match="the champion aaaa this lineage started from is gone"):
+        base_champion.pin(follow, artifacts, [splits], uses_base=True)
