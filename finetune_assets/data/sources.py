@@ -1,4 +1,5 @@
-"""Where data and models come from: a hub id, a local path, or ``package:<pkg>/<path>``.
+"""Where data and models come from: a hub id, a local path, ``package:<pkg>/<path>``, or (models
+only) ``recipe:<name>``, another recipe's champion as a run pinned it.
 
 One resolver serves datasets and models alike, so a recipe switches from the offline default to
 the hub by changing a string, not code. Hub tokens are never handled here: ``huggingface_hub``
@@ -19,6 +20,7 @@ from finetune_assets.data.formats import gguf, line_files
 from finetune_assets.data.formats.chatterbot import read_corpus
 from finetune_assets.data.formats.line_files import BadLine
 from finetune_assets.errors import SourceError
+from finetune_assets.recipes.schema import RECIPE_PREFIX, BaseChampion
 
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 
@@ -162,9 +164,17 @@ def read_dataset(recipe) -> DatasetRead:
     return DatasetRead(frame, source.describe(), skipped)
 
 
-def model_location(ref: str, relative_to: Path) -> str:
+def model_location(ref: str, relative_to: Path, pinned: BaseChampion | None = None) -> str:
     """What ``from_pretrained`` should receive: a local folder or a hub id (a GGUF file becomes
-    its dequantized copy, see :mod:`finetune_assets.data.formats.gguf`)."""
+    its dequantized copy, see :mod:`finetune_assets.data.formats.gguf`); for ``recipe:<name>``, the
+    champion export a run ``pinned`` (:mod:`finetune_assets.promotion.base_champion`)."""
+    if ref.startswith(RECIPE_PREFIX):
+        if pinned is None:
+            raise SourceError(
+                f"base_model {ref}: another recipe's champion is pinned by a pipeline run; run the recipe's "
+                "assets, or hand the training process the recipe.json a run saved next to its weights"
+            )
+        return pinned.path
     source = resolve(ref, relative_to)
     if source.kind != "hub" and source.location.endswith(".gguf"):
         return str(gguf.plain_copy(Path(source.location)))
@@ -184,6 +194,8 @@ def require_safetensors(ref: str, relative_to: Path) -> None:
     loaded with ``use_safetensors=True``; this check says so in the first stage instead of the
     fourth. Hub ids are left to that same load, which refuses a pickle-only repository.
     """
+    if ref.startswith(RECIPE_PREFIX):  # a champion export, which this project writes as safetensors
+        return
     source = resolve(ref, relative_to)
     if source.kind == "hub" or source.location.endswith(".gguf"):  # GGUF holds no pickle either
         return

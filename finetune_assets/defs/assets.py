@@ -24,6 +24,10 @@ and recipe, so the promotion gate judges that variant. A recipe without a sweep 
 The checks a stage judges itself (the quality gates of ``finetuned_model`` and ``evaluation_report``,
 the export's ``merge_verified`` and ``export_reloads``) are the asset's ``check_specs``: the asset
 reports their results itself, judged before its finish step decided (:mod:`finetune_assets.defs.checks`).
+
+A recipe whose ``base_model`` is ``recipe:<name>`` starts from that recipe's champion: its first stage
+that uses the base (``tokenized_splits``) depends on ``<name>/exported_model``, whose data version is
+the champion's fingerprint, so the graph shows the lineage and a new champion marks the recipe stale.
 """
 
 import socket
@@ -89,7 +93,7 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         key=key,
         group_name=recipe.name,
         ins=_inputs(recipe, stage, reads_choice),
-        deps=[AssetDep(AssetKey([recipe.name, stage.compares]))] if stage.compares else None,
+        deps=_deps(recipe, stage),
         partitions_def=sweep if partitioned else None,
         description=_description(recipe, stage, partitioned, reads_choice),
         code_version=stage.version(recipe),
@@ -138,6 +142,16 @@ def stage_asset(recipe: Recipe, stage: Stage, sweep: StaticPartitionsDefinition 
         yield from _results(stage, active, facts, ref, metadata, checks)
 
     return _asset
+
+
+def _deps(recipe: Recipe, stage: Stage) -> list[AssetDep] | None:
+    """Upstream assets read from disk rather than handed in: the sweep report's per-variant
+    evaluations, and for the first stage that uses a ``recipe:<name>`` base, ``<name>/exported_model``."""
+    deps = [AssetDep(AssetKey([recipe.name, stage.compares]))] if stage.compares else []
+    followed = automation.base_champion_asset(recipe)
+    if followed and stage is next(step for step in stages_of(recipe) if step.uses_base):
+        deps.append(AssetDep(followed))
+    return deps or None
 
 
 def _inputs(recipe: Recipe, stage: Stage, reads_choice: bool) -> dict[str, AssetIn]:

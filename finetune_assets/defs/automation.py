@@ -13,6 +13,11 @@ it once per cron period, only when every blocking check on their upstream assets
 (``on_cron`` and ``all_deps_blocking_checks_passed``). With ``retrain`` alone, the data assets run
 on the cron too (a cache hit when the data did not change). The recipe's ``<recipe>_automation``
 sensor evaluates the conditions; like every sensor here it is created stopped.
+
+A recipe whose ``base_model`` is ``recipe:<name>`` follows ``<name>/exported_model`` (an edge into its
+``tokenized_splits``): with ``data: eager`` a new materialization there refreshes ``tokenized_splits``
+at once (a cache hit unless the champion changed); ``retrain``'s cron does not wait for it, and picks
+up a new champion through the fingerprints.
 """
 
 import hashlib
@@ -37,7 +42,7 @@ from dagster import (
 from finetune_assets.data.sources import FILE_FORMATS, resolve
 from finetune_assets.errors import RecipeError
 from finetune_assets.pipeline.chain import Stage, stages_of
-from finetune_assets.pipeline.stage_names import RAW_DATASET
+from finetune_assets.pipeline.stage_names import EXPORTED_MODEL, RAW_DATASET
 from finetune_assets.recipes import Recipe
 from finetune_assets.recipes.schema import ScheduleSpec
 from finetune_assets.recipes.sweep import variants
@@ -171,8 +176,18 @@ def _retrains(recipe: Recipe, stage: Stage) -> bool:
 
 
 def _on_cron(recipe: Recipe, spec: ScheduleSpec) -> AutomationCondition:
+    """Once per cron period, when the recipe's own upstream assets were updated since the tick: the
+    champion a ``recipe:<name>`` base names need not be (a new one is picked up by the fingerprints)."""
     _valid_cron(recipe, "automation.retrain", spec)
-    return AutomationCondition.on_cron(spec.cron, spec.timezone)
+    on_cron = AutomationCondition.on_cron(spec.cron, spec.timezone)
+    followed = base_champion_asset(recipe)
+    return on_cron.ignore(AssetSelection.assets(followed)) if followed else on_cron
+
+
+def base_champion_asset(recipe: Recipe) -> AssetKey | None:
+    """``<name>/exported_model`` for a recipe whose ``base_model`` is ``recipe:<name>``: its data
+    version is the champion's fingerprint, so a new champion marks the recipe's assets stale."""
+    return AssetKey([recipe.base_recipe, EXPORTED_MODEL]) if recipe.base_recipe else None
 
 
 def _valid_cron(recipe: Recipe, key: str, spec: ScheduleSpec) -> None:

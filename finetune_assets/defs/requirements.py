@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from finetune_assets.data.sources import resolve
 from finetune_assets.recipes import Recipe
+from finetune_assets.recipes.schema import RECIPE_PREFIX
 
 TAG_PREFIX = "finetune_assets/"
 
@@ -41,7 +42,7 @@ def needs(recipe: Recipe) -> dict[str, str]:
 
 
 def _on_the_hub(ref: str, recipe: Recipe) -> bool:
-    return not ref.startswith("package:") and resolve(ref, recipe.source_file.parent).kind == "hub"
+    return not ref.startswith(("package:", RECIPE_PREFIX)) and resolve(ref, recipe.source_file.parent).kind == "hub"
 
 
 def requirement_tags(recipe: Recipe) -> dict[str, str]:

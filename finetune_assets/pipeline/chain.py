@@ -106,11 +106,18 @@ class Stage:
         editing a recipe marks exactly the affected assets stale in the UI."""
         return f"{self.code_version}-{fingerprint(recipe.section(*self.reads))}"
 
+    @property
+    def uses_base(self) -> bool:
+        """Whether the stage loads the base model (its tokenizer or weights)."""
+        return "base_model" in self.reads
+
     def fingerprint(self, recipe: Recipe, upstream: list[ArtifactRef], *extra: str) -> str:
         """What names the stage's artifact: upstream fingerprints, :meth:`version`, ``extra`` (the raw
-        data's content hash) and what :attr:`machine` resolves on this machine (the precision)."""
+        data's content hash), what :attr:`machine` resolves on this machine (the precision) and, for a
+        stage that uses a ``recipe:<name>`` base, the pinned champion's fingerprint."""
         resolved = (self.machine(recipe),) if self.machine else ()
-        return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra, *resolved)
+        base = (recipe.base_champion.fingerprint,) if self.uses_base and recipe.base_champion else ()
+        return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra, *resolved, *base)
 
 
 METHOD_WORDS = {

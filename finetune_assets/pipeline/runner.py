@@ -34,6 +34,7 @@ from finetune_assets.pipeline.facts import FailedCheck, RunFacts
 from finetune_assets.pipeline.processes import StartProcess, run_process
 from finetune_assets.pipeline.quiet import no_progress_bars
 from finetune_assets.pipeline.stages import StageWork
+from finetune_assets.promotion import base_champion
 from finetune_assets.recipes import Recipe
 
 
@@ -53,7 +54,9 @@ def run_stage(
     facts: RunFacts | None = None,
     start_process: StartProcess = run_process,
 ) -> StageResult:
-    """Reuse or compute ``stage``'s artifact under ``root``; return its ref, metadata and checks."""
+    """Reuse or compute ``stage``'s artifact under ``root``; return its ref, metadata and checks. A
+    ``base_model: recipe:<name>`` is pinned first (:mod:`finetune_assets.promotion.base_champion`)."""
+    recipe = base_champion.pin(recipe, root, upstream, stage.uses_base)
     inputs = stage.read_inputs(recipe, log, root, upstream) if stage.read_inputs else None
     fp = stage.fingerprint(recipe, upstream, *([inputs.digest] if inputs else []))
     folder = artifact_folder(root, recipe.name, stage.name, fp)
@@ -74,6 +77,8 @@ def run_stage(
             work = StageWork(recipe, log, staging, folder, inputs, fp, checkpoints, start_process)
             no_progress_bars()
             info, metadata = stage.run(work, *upstream)
+            if stage.uses_base:
+                info, metadata = base_champion.record(recipe, info, metadata)
             ref = ArtifactRef(
                 str(folder / stage.artifact) if stage.artifact else str(folder),
                 fp,

@@ -3,7 +3,8 @@
 A recipe is one YAML file (``*.yaml``) declaring one fine-tuning job; the file name is the recipe
 and asset-group name. This folder holds the schema (:mod:`.schema`), the loader and the rules for
 which folders are read (:mod:`.loading`), a recipe's ``sweep:`` and its variants (:mod:`.sweep`),
-and the shipped recipes themselves. It knows nothing
+``base_model: recipe:<name>`` checked across the loaded recipes (:mod:`.chaining`), and the shipped
+recipes themselves. It knows nothing
 about Dagster, training or data: it only says what a job is.
 """
 

@@ -25,13 +25,13 @@ import yaml
 from pydantic import ValidationError
 
 from finetune_assets.errors import RecipeError
-from finetune_assets.recipes.schema import Recipe
+from finetune_assets.recipes.chaining import broken_chains
+from finetune_assets.recipes.schema import NAME_PATTERN, Recipe
 from finetune_assets.recipes.sweep import variants
 
 SHIPPED_DIR = Path(__file__).parent
 SHIPPED = "shipped"
 ENV_VAR = "FINETUNE_RECIPES"
-NAME_PATTERN = r"[A-Za-z0-9_]+"  # a recipe name is an asset key prefix and a group name
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -62,6 +62,10 @@ def load_recipe(path: str | Path) -> Recipe:
             raise RecipeError(f"{path}: key '{reserved}' is not allowed; the file name is the recipe name")
     if "variant" in data:
         raise RecipeError(f"{path}: key 'variant' is not allowed; a sweep names its variants (see sweep:)")
+    if "base_champion" in data:
+        raise RecipeError(
+            f"{path}: key 'base_champion' is not allowed; each run pins it (see base_model: recipe:<name>)"
+        )
     return recipe_from_mapping(data, path.stem, path)
 
 
@@ -113,7 +117,9 @@ class Scan:
 
 def scan(*folders: str | Path) -> Scan:
     """Load every ``*.yaml`` in ``folders`` (default: :func:`recipe_folders`), keeping going past
-    broken files. A second file with an already used name is broken: one name, one asset group."""
+    broken files. A second file with an already used name is broken: one name, one asset group; so
+    is a recipe whose ``base_model: recipe:<name>`` names no loaded recipe or a cycle
+    (:mod:`.chaining`)."""
     found = Scan()
     seen: dict[str, Path] = {}
     for folder in folders or recipe_folders():
@@ -140,7 +146,10 @@ def scan(*folders: str | Path) -> Scan:
                 continue
             seen[recipe.name] = path
             found.recipes.append(recipe)
-    found.recipes.sort(key=lambda recipe: recipe.name)
+    chained = broken_chains(found.recipes, [path for path, _ in found.broken])
+    found.broken.extend(chained)
+    unfit = {path for path, _ in chained}
+    found.recipes = sorted((r for r in found.recipes if r.source_file not in unfit), key=lambda recipe: recipe.name)
     return found
 
 

@@ -7,6 +7,7 @@ name the file and the dotted key. The ``task:`` choices are :data:`TaskName`, on
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # The task families a recipe may name (finetune_assets.tasks.REGISTRY has one class per name; a test
 # keeps the two equal). Named here so that reading a recipe imports no task family and no pandera.
 TaskName = Literal["classification", "summarization", "instruction"]
+
+NAME_PATTERN = r"[A-Za-z0-9_]+"  # a recipe name is an asset key prefix and a group name
+RECIPE_PREFIX = "recipe:"  # base_model: recipe:<name> starts from that recipe's champion
 
 
 class _Strict(BaseModel):
@@ -328,6 +332,15 @@ class AutomationSpec(_Strict):
     )
 
 
+class BaseChampion(_Strict):
+    """The champion export a ``base_model: recipe:<name>`` starts from, as a run pinned it
+    (:mod:`finetune_assets.promotion.base_champion`)."""
+
+    recipe: str = Field(description="the recipe whose champion it is")
+    path: str = Field(description="the champion's export folder")
+    fingerprint: str = Field(description="the champion's fingerprint: part of the fingerprints that use the base")
+
+
 # Settings that change how a run is watched, not what it makes: left out of every fingerprint and
 # code version, so choosing a tracker neither retrains nor marks anything stale.
 NOT_FINGERPRINTED = {"training": {"report_to"}}
@@ -340,7 +353,10 @@ class Recipe(_Strict):
     source_file: Path = Field(description="the recipe file (set by the loader; not allowed in a file)")
     description: str = Field("", description="a sentence on the job, shown in each asset's description")
     task: TaskName = Field(description="the task family (docs/task-families.md)")
-    base_model: str = Field(description="hub model id, local folder, package:<pkg>/<path>, or a .gguf file")
+    base_model: str = Field(
+        description="hub model id, local folder, package:<pkg>/<path>, a .gguf file, or recipe:<name> "
+        "(that recipe's current champion export)"
+    )
     trust_remote_code: bool = Field(False, description="let transformers run code shipped with the model or data")
     dataset: DatasetSpec = Field(description="where the rows come from and how their columns map")
     cleaning: CleaningSpec = Field(CleaningSpec(), description="the cleaning rules, each switchable")
@@ -368,6 +384,27 @@ class Recipe(_Strict):
         "[5.0e-5, 1.0e-4], method: [full, lora]} or a list of overrides; see recipes/sweep.py",
     )
     variant: str = Field("", description="the sweep variant this recipe is (set by the sweep, never in a file)")
+    base_champion: BaseChampion | None = Field(
+        None, description="the champion a base_model: recipe:<name> starts from (pinned by each run, never in a file)"
+    )
+
+    @field_validator("base_model")
+    @classmethod
+    def _other_recipe(cls, value: str, info) -> str:
+        """``recipe:<name>`` names another recipe by its file name (whether it is loaded is checked
+        across the loaded recipes, :mod:`finetune_assets.recipes.chaining`)."""
+        if value.startswith(RECIPE_PREFIX):
+            name = value.removeprefix(RECIPE_PREFIX)
+            if not re.fullmatch(NAME_PATTERN, name):
+                raise ValueError(f"recipe:<name> names a recipe by its file name (letters, digits, _), not {name!r}")
+            if name == info.data.get("name"):
+                raise ValueError(f"{value} is this recipe itself; name the recipe whose champion it starts from")
+        return value
+
+    @property
+    def base_recipe(self) -> str | None:
+        """The recipe whose champion ``base_model`` names (``recipe:<name>``), else None."""
+        return self.base_model.removeprefix(RECIPE_PREFIX) if self.base_model.startswith(RECIPE_PREFIX) else None
 
     def section(self, *keys: str) -> dict:
         """The settings under ``keys`` (dotted for nested, e.g. ``training.max_length``) as plain

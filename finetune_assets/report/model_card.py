@@ -38,14 +38,13 @@ def model_card(task: TaskFamily, report: dict, lineage: dict, figures: dict, wei
     return f"""---
 library_name: transformers
 pipeline_tag: {task.pipeline_task}
-base_model: {recipe.base_model}
-tags: [finetune_assets, {recipe.task}, {recipe.method}]
+{_front_matter_base(recipe)}tags: [finetune_assets, {recipe.task}, {recipe.method}]
 ---
 # {recipe.name}
 
 {recipe.description.strip() or f"A {recipe.task} model fine-tuned by finetune_assets."}
 
-- base model: `{recipe.base_model}`
+- base model: {_base_line(recipe)}
 {_method_lines(recipe, figures)}
 {_precision_line(figures, report, weights_dtype)}
 - data: `{recipe.dataset.source}`
@@ -73,6 +72,19 @@ tags: [finetune_assets, {recipe.task}, {recipe.method}]
 {task.usage_code(folder)}
 ```
 {_published_where(recipe)}"""
+
+
+def _front_matter_base(recipe: Recipe) -> str:
+    """The hub's ``base_model`` key names a hub id: a ``recipe:<name>`` base is in the card's text only."""
+    return "" if recipe.base_recipe else f"base_model: {recipe.base_model}\n"
+
+
+def _base_line(recipe: Recipe) -> str:
+    """The base model as written, and for ``recipe:<name>`` the champion the run started from."""
+    pinned = recipe.base_champion
+    if pinned is None:
+        return f"`{recipe.base_model}`"
+    return f"`{recipe.base_model}`: the champion `{pinned.fingerprint}` of recipe {pinned.recipe} (`{pinned.path}`)"
 
 
 def _method_lines(recipe: Recipe, figures: dict) -> str:

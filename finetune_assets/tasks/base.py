@@ -71,7 +71,7 @@ class BoundToRecipe:
         """What ``from_pretrained`` receives for the recipe's base model (a folder or a hub id)."""
         from finetune_assets.data import sources
 
-        return sources.model_location(self.recipe.base_model, self.recipe.source_file.parent)
+        return sources.model_location(self.recipe.base_model, self.recipe.source_file.parent, self.recipe.base_champion)
 
 
 class DataSide(BoundToRecipe, ABC):
