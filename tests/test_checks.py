@@ -146,11 +146,12 @@ WARN_CHECKS = {"duplicate_rate", "class_balance", "truncation_rate", "loss_decre
 
 def test_each_data_check_and_gate_is_declared_once():
     names = [check.name for check in CHECKS]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 16
     assert {check.name for check in DATA_CHECKS} == {
         "schema_valid",
         "duplicate_rate",
         "class_balance",
+        "length_bias",
         "min_rows_per_split",
         "labels_in_every_split",
         "no_train_test_leakage",

@@ -67,6 +67,11 @@ CASES = {
         "rows": [{"prompt": p, "response": r} for p, r in QUESTIONS],
         "recipe": {"training": {"max_length": 64}, "generation": {"max_new_tokens": 6}},
     },
+    "preference": {
+        "model": "tiny_llama",
+        "rows": [{"prompt": p, "chosen": r, "rejected": "I would rather not say."} for p, r in QUESTIONS],
+        "recipe": {"training": {"max_length": 64}, "generation": {"max_new_tokens": 6}},
+    },
 }
 
 

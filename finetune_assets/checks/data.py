@@ -56,6 +56,26 @@ def class_balance(recipe: Recipe, ref: ArtifactRef) -> Outcome:
     )
 
 
+def length_bias(recipe: Recipe, ref: ArtifactRef) -> Outcome:
+    """Preference pairs whose chosen answer is longer than the rejected one: if nearly all are, the
+    model can learn that longer is better instead of what makes the chosen answer better."""
+    from finetune_assets.tasks.preference.task import chosen_longer_share
+
+    rows = pd.read_parquet(ref.path)
+    pairs = rows[rows["paired"]]
+    share = chosen_longer_share(pairs) if len(pairs) else 0.0
+    limit = recipe.checks.max_chosen_longer_share
+    return Outcome(
+        share <= limit,
+        f"the chosen answer is the longer one in {share:.1%} of {len(pairs)} pairs (limit {limit:.0%})",
+        {"chosen_longer_share": share, "pairs": len(pairs), "limit": limit},
+    )
+
+
+def is_preference(recipe: Recipe) -> bool:
+    return recipe.task == "preference"
+
+
 def _splits(ref: ArtifactRef):
     from datasets import load_from_disk  # heavy; only when a check runs
 
@@ -159,6 +179,17 @@ DATA_CHECKS = (
         class_balance,
         always(Severity.WARN),
         has_labels,
+    ),
+    Check(
+        "length_bias",
+        CLEAN_DATASET,
+        "Preference pairs: the chosen answer is the longer one in at most checks.max_chosen_longer_share of "
+        "the pairs. Failing means length alone separates chosen from rejected, so the model may learn to "
+        "answer at length rather than well; add pairs whose better answer is the shorter one, or raise the "
+        "limit if length is what you prefer.",
+        length_bias,
+        always(Severity.WARN),
+        is_preference,
     ),
     Check(
         "min_rows_per_split",

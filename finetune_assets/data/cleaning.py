@@ -60,10 +60,10 @@ def clean(raw: pd.DataFrame, task: TaskFamily) -> Cleaned:
         rows[column] = rows[column].map(lambda value: _clean_text(value, rules))
     for column in task.conversation_columns:
         rows[column] = rows[column].map(lambda value: _map_turns(value, lambda text: _clean_text(text, rules)))
-    steps = []
+    steps = task.row_rules()
     if rules.drop_empty:
-        steps.append(("empty text", lambda f: (_lengths(f, task) == 0).any(axis=1)))
-    steps.append(("shorter than min_chars", lambda f: _lengths(f, task).min(axis=1) < rules.min_chars))
+        steps.append(("empty text", lambda f: (_needed_lengths(f, task) == 0).any(axis=1)))
+    steps.append(("shorter than min_chars", lambda f: _needed_lengths(f, task).min(axis=1) < rules.min_chars))
     if rules.max_chars:
         steps.append(("longer than max_chars", lambda f: _lengths(f, task).max(axis=1) > rules.max_chars))
     if rules.drop_duplicates:
@@ -120,6 +120,15 @@ def _lengths(frame: pd.DataFrame, task: TaskFamily) -> pd.DataFrame:
         lengths[f"{column} shortest turn"] = turns.map(lambda sizes: min(sizes, default=None))
         lengths[f"{column} longest turn"] = turns.map(lambda sizes: max(sizes, default=None))
     return lengths
+
+
+def _needed_lengths(frame: pd.DataFrame, task: TaskFamily) -> pd.DataFrame:
+    """:func:`_lengths` without the cells the task leaves empty on purpose (``TaskFamily.may_be_empty``)."""
+    lengths = _lengths(frame, task)
+    optional = task.may_be_empty(frame)
+    if optional is None:
+        return lengths
+    return lengths.mask(optional.reindex(columns=lengths.columns, fill_value=False) & (lengths == 0))
 
 
 def _turns(value: str) -> list[dict]:

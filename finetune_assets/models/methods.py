@@ -83,19 +83,24 @@ def default_targets(model_type: str) -> list[str]:
     return list(targets)
 
 
-def prepare(model, task: TaskFamily):
-    """Return the model to hand to the Trainer for the recipe's ``method``."""
+def adapter_config(model, task: TaskFamily) -> LoraConfig | None:
+    """The LoRA adapter the recipe's ``method`` puts on ``model`` (None for full fine-tuning)."""
     if task.recipe.method == "full":
-        return model
+        return None
     spec = task.recipe.lora
-    config = LoraConfig(
+    return LoraConfig(
         task_type=task.peft_task_type(model),
         r=spec.r,
         lora_alpha=spec.alpha,
         lora_dropout=spec.dropout,
         target_modules=spec.target_modules or default_targets(model.config.model_type),
     )
-    return get_peft_model(model, config)
+
+
+def prepare(model, task: TaskFamily):
+    """Return the model to hand to the Trainer for the recipe's ``method``."""
+    config = adapter_config(model, task)
+    return model if config is None else get_peft_model(model, config)
 
 
 def parameter_counts(model) -> tuple[int, int]:

@@ -187,7 +187,7 @@ STAGES = (
         "`{base_model}` fine-tuned on the training split ({method}): the checkpoint, its loss curve and "
         "training figures.",
         code_version="5",
-        reads=("base_model", "method", "lora", "quantization", "training"),
+        reads=("base_model", "method", "lora", "quantization", "training", "preference"),
         run=stages.finetuned_model,
         kinds=("python", "huggingface"),
         trains=True,

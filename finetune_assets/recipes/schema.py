@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # The task families a recipe may name (finetune_assets.tasks.REGISTRY has one class per name; a test
 # keeps the two equal). Named here so that reading a recipe imports no task family and no pandera.
-TaskName = Literal["classification", "summarization", "instruction"]
+TaskName = Literal["classification", "summarization", "instruction", "preference"]
 
 NAME_PATTERN = r"[A-Za-z0-9_]+"  # a recipe name is an asset key prefix and a group name
 RECIPE_PREFIX = "recipe:"  # base_model: recipe:<name> starts from that recipe's champion
@@ -153,6 +153,47 @@ class TrainingSpec(_Strict):
         return self
 
 
+class PreferenceSpec(_Strict):
+    """Preference tuning (``task: preference``): which of TRL's trainers and losses, and their knobs.
+    See docs/preference.md."""
+
+    method: Literal["dpo", "orpo", "kto"] = Field(
+        "dpo",
+        description="dpo: pairs against a frozen reference (the starting model); orpo: pairs, no reference "
+        "model (an odds-ratio term on top of the chosen answer's loss); kto: rows labelled desirable or "
+        "undesirable, pairs split into one of each",
+    )
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field(
+        "sigmoid",
+        description="dpo's loss: sigmoid (the DPO paper), ipo (squared distance to 1/(2 beta), less "
+        "overconfident on deterministic preferences), hinge (SLiC: a margin of 1/beta)",
+    )
+    beta: float = Field(
+        0.1,
+        gt=0,
+        description="how far the model may move from the reference: higher stays closer (dpo, kto); for "
+        "orpo the weight of the odds-ratio term",
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="dpo sigmoid: the share of pairs assumed mislabelled (conservative DPO); 0 trusts every pair",
+    )
+    desirable_weight: float = Field(1.0, gt=0, description="kto: weight of the desirable rows' loss")
+    undesirable_weight: float = Field(
+        1.0, gt=0, description="kto: weight of the undesirable rows' loss (raise it when they are fewer)"
+    )
+
+    @model_validator(mode="after")
+    def _settings_of_the_method(self) -> PreferenceSpec:
+        if self.method != "dpo" and (self.loss_type != "sigmoid" or self.label_smoothing):
+            raise ValueError(f"loss_type and label_smoothing are dpo settings; method is {self.method}")
+        if self.method != "kto" and (self.desirable_weight != 1 or self.undesirable_weight != 1):
+            raise ValueError(f"desirable_weight and undesirable_weight are kto settings; method is {self.method}")
+        return self
+
+
 class KubernetesSpec(_Strict):
     """What the training pod asks of a cluster when training runs on Kubernetes (the
     ``KubernetesTraining`` resource); the image and volume are the deployment's, set on the resource."""
@@ -244,6 +285,13 @@ class ChecksSpec(_Strict):
         ge=0,
         description="no_overfitting (WARN): how far the final validation loss may exceed the final "
         "training loss, in nats",
+    )
+    max_chosen_longer_share: float = Field(
+        0.75,
+        ge=0.5,
+        le=1,
+        description="length_bias (WARN, preference): the share of pairs whose chosen answer is longer than the "
+        "rejected one may be at most this; above it a model can learn length, not quality",
     )
     max_general_perplexity_rise: float = Field(
         0.2,
@@ -375,6 +423,9 @@ class Recipe(_Strict):
     lora: LoraSpec = Field(LoraSpec(), description="the adapter of method lora and qlora")
     quantization: QuantizationSpec = Field(QuantizationSpec(), description="the 4-bit base of method qlora")
     training: TrainingSpec = Field(TrainingSpec(), description="hyperparameters of the training process")
+    preference: PreferenceSpec = Field(
+        PreferenceSpec(), description="task preference: the trainer (dpo, orpo, kto), its loss and beta"
+    )
     generation: GenerationSpec = Field(GenerationSpec(), description="decoding in evaluation and in the export")
     evaluation: EvaluationSpec = Field(EvaluationSpec(), description="what the report shows beyond the metrics")
     compute: ComputeSpec = Field(ComputeSpec(), description="where and how the training process runs")
@@ -405,6 +456,12 @@ class Recipe(_Strict):
     def base_recipe(self) -> str | None:
         """The recipe whose champion ``base_model`` names (``recipe:<name>``), else None."""
         return self.base_model.removeprefix(RECIPE_PREFIX) if self.base_model.startswith(RECIPE_PREFIX) else None
+
+    @model_validator(mode="after")
+    def _preference_only_for_its_task(self) -> Recipe:
+        if self.task != "preference" and self.preference != PreferenceSpec():
+            raise ValueError(f"preference: is a setting of task: preference, not of task: {self.task}")
+        return self
 
     def section(self, *keys: str) -> dict:
         """The settings under ``keys`` (dotted for nested, e.g. ``training.max_length``) as plain

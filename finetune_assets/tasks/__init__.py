@@ -1,4 +1,5 @@
-"""Task families: one plug-in per kind of job (classification, summarization, instruction tuning).
+"""Task families: one plug-in per kind of job (classification, summarization, instruction tuning,
+preference tuning).
 
 A task family is everything that differs between those jobs, behind the interface in
 :mod:`.base` (four sides: data, training, evaluation, export): its columns and pandera schema, how
@@ -7,8 +8,8 @@ export loads. :func:`get_task` binds a family to one recipe, so the pipeline ask
 ``get_task(recipe).schema()``, never passing the recipe twice. Helpers only one family uses live
 inside its folder (``instruction/`` reads chat record formats, ``summarization/`` holds one module
 per kind of base model and the pipeline class its exports ship); what both generative families
-do with a causal LM (chat formatting, the loss mask, perplexity, batched generation) lives once in
-``causal_lm/``, which is no family itself. Nothing here knows about Dagster or about training
+do with a causal LM (chat formatting, the loss mask, perplexity, batched generation, the chat
+model's export) lives once in ``causal_lm/``, which is no family itself. Nothing here knows about Dagster or about training
 methods.
 
 :data:`REGISTRY` is what a recipe's ``task:`` may name (:data:`finetune_assets.recipes.schema.TaskName`
@@ -23,12 +24,15 @@ from typing import TYPE_CHECKING
 from finetune_assets.tasks.base import TaskFamily
 from finetune_assets.tasks.classification import Classification
 from finetune_assets.tasks.instruction import Instruction
+from finetune_assets.tasks.preference import Preference
 from finetune_assets.tasks.summarization import Summarization
 
 if TYPE_CHECKING:
     from finetune_assets.recipes import Recipe
 
-REGISTRY: dict[str, type[TaskFamily]] = {family.name: family for family in (Classification, Summarization, Instruction)}
+REGISTRY: dict[str, type[TaskFamily]] = {
+    family.name: family for family in (Classification, Summarization, Instruction, Preference)
+}
 
 
 def get_task(recipe: Recipe) -> TaskFamily:

@@ -19,6 +19,7 @@ Torch, transformers and datasets are imported inside the methods that use them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -92,6 +93,17 @@ class DataSide(BoundToRecipe, ABC):
     def canonical_rows(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         """The rows in the task's columns with converted values (e.g. labels to ids), and the rows
         left out on purpose by reason (e.g. ``label excluded by recipe``), for the cleaning receipt."""
+
+    def may_be_empty(self, rows: pd.DataFrame) -> pd.DataFrame | None:
+        """Which text cells of ``rows`` may be empty on purpose (True), by text column: cleaning's
+        ``empty text`` and ``min_chars`` rules pass them over (a KTO row holds one answer of two).
+        None: every text must be there."""
+        return None
+
+    def row_rules(self) -> list[tuple[str, Callable[[pd.DataFrame], pd.Series]]]:
+        """The family's own cleaning rules, each a reason and the rows it drops (e.g. a pair whose
+        two answers are the same); they run after the text is cleaned, before the generic rules."""
+        return []
 
     def label_names(self) -> list[str] | None:
         """The class labels in id order when rows carry a ``label`` column (classification), else
@@ -167,8 +179,19 @@ class TrainingSide(BoundToRecipe, ABC):
         return TrainingArguments
 
     def extra_training_arguments(self) -> dict:
-        """Task-specific training arguments (e.g. ``predict_with_generate``) on top of the common ones."""
+        """Task-specific training arguments (e.g. ``predict_with_generate``) on top of the common ones,
+        which they override."""
         return {}
+
+    # Whether the trainer class wraps the model in the LoRA adapter itself (TRL's trainers: then a
+    # reference model is the base with the adapter off): it gets the base and the adapter's config.
+    trainer_applies_adapter: bool = False
+
+    def trainer_options(self, tokenizer, model, rows: tuple, adapter) -> dict:
+        """What the trainer class gets besides the model, arguments, tokenizer and callbacks: by
+        default the tokenized ``rows`` (train, validation) and the family's collator. ``adapter``: the
+        LoRA config where :attr:`trainer_applies_adapter` and the method is LoRA, else None."""
+        return {"train_dataset": rows[0], "eval_dataset": rows[1], "data_collator": self.collator(tokenizer, model)}
 
 
 class EvaluationSide(BoundToRecipe, ABC):

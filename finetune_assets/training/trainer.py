@@ -74,18 +74,22 @@ def train(
     splits = load_from_disk(str(splits_dir))
     train_rows = take(splits["train"], spec.max_train_samples, spec.seed)
     validation_rows = take(splits["validation"], spec.max_eval_samples, spec.seed)
-    model = methods.prepare(methods.load_base(task, method), task)
-    trainable, total = methods.parameter_counts(model)
-    log.info(
-        f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
-        f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows, "
-        f"{task.precision}"
-    )
+    model = methods.load_base(task, method)
+    adapter = methods.adapter_config(model, task) if task.trainer_applies_adapter else None
+    if not task.trainer_applies_adapter:
+        model = methods.prepare(model, task)
     with contextlib.ExitStack() as scratch:
         if checkpoint_dir is None:
             checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-", dir=out_dir)))
         args = training_arguments(task, checkpoint_dir, processes)
-        trainer = _trainer(task, model, tokenizer, args, (train_rows, validation_rows), log, out_dir)
+        trainer = _trainer(task, (model, adapter), tokenizer, args, (train_rows, validation_rows), log, out_dir)
+        model = trainer.model  # the trainer's, wrapped in the adapter where it applies it
+        trainable, total = methods.parameter_counts(model)
+        log.info(
+            f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
+            f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows, "
+            f"{task.precision}"
+        )
         started = time.monotonic()
         try:
             result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
@@ -113,7 +117,9 @@ def train(
 
 def _trainer(task: TaskFamily, model, tokenizer, args, rows: tuple[Dataset, Dataset], log, out_dir: Path):
     """The task's Trainer with progress in the run log, early stopping where the recipe asks, and the
-    trackers' event files kept with the model."""
+    trackers' event files kept with the model. ``model``: the model and the LoRA config the trainer
+    applies itself (None where the model comes wrapped, or trains in full)."""
+    model, adapter = model
     callbacks = [RunLogProgress(log)]
     patience = task.recipe.training.early_stopping_patience
     if patience:
@@ -122,11 +128,9 @@ def _trainer(task: TaskFamily, model, tokenizer, args, rows: tuple[Dataset, Data
         trainer = task.trainer_class()(
             model=model,
             args=args,
-            train_dataset=rows[0],
-            eval_dataset=rows[1],
-            data_collator=task.collator(tokenizer, model),
             processing_class=tokenizer,
             callbacks=callbacks,
+            **task.trainer_options(tokenizer, model, rows, adapter),
         )
     trainer.remove_callback(PrinterCallback)  # it prints each log as a raw dict; RunLogProgress logs them
     return trainer
@@ -149,7 +153,7 @@ def training_arguments(task: TaskFamily, checkpoint_dir: Path, processes: int):
     spec = task.recipe.training
     early = bool(spec.early_stopping_patience)  # keeps the best checkpoint: validate at every one
     save_steps = spec.save_steps if spec.save_steps < 1 else int(spec.save_steps)
-    return task.training_arguments_class()(
+    common = dict(
         output_dir=str(checkpoint_dir),
         num_train_epochs=spec.epochs,
         learning_rate=spec.learning_rate,
@@ -174,8 +178,8 @@ def training_arguments(task: TaskFamily, checkpoint_dir: Path, processes: int):
         ddp_backend=("nccl" if task.precision.device == "cuda" else "gloo") if processes > 1 else None,
         report_to=list(spec.report_to),  # experiment trackers (training/tracking.py)
         disable_tqdm=True,
-        **task.extra_training_arguments(),
     )
+    return task.training_arguments_class()(**{**common, **task.extra_training_arguments()})
 
 
 def _trainer_state(state) -> dict:

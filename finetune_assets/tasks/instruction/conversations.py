@@ -39,12 +39,12 @@ def unpack(raw: pd.DataFrame, found: str) -> pd.DataFrame:
     if found == "alpaca":
         inputs = raw["input"] if "input" in raw.columns else pd.Series("", index=raw.index)
         rows = [
-            _row([("user", _question(instruction, extra)), ("assistant", _text(output))])
+            exchange_row([("user", _question(instruction, extra)), ("assistant", text_of(output))])
             for instruction, extra, output in zip(raw["instruction"], inputs, raw["output"])
         ]
     else:
         role_key, text_key = FORMATS[found]
-        rows = [_row(_turns(record, role_key, text_key)) for record in raw[found]]
+        rows = [exchange_row(role_turns(record, role_key, text_key)) for record in raw[found]]
     return pd.DataFrame(rows, index=raw.index)
 
 
@@ -72,7 +72,7 @@ def user_text(prompt: str, history: str) -> str:
     return " ".join([turn["content"] for turn in turns_of(history) if turn["role"] == "user"] + [prompt])
 
 
-def _turns(record, role_key: str, text_key: str) -> list[tuple[str, str]] | str:
+def role_turns(record, role_key: str, text_key: str) -> list[tuple[str, str]] | str:
     """``(role, text)`` pairs with the roles named as in :data:`ROLES`, or what is wrong."""
     if isinstance(record, str) or not hasattr(record, "__iter__"):
         return f"not a list of turns ({type(record).__name__})"
@@ -81,11 +81,13 @@ def _turns(record, role_key: str, text_key: str) -> list[tuple[str, str]] | str:
         role = str(turn.get(role_key, "")) if isinstance(turn, dict) else ""
         if role.lower() not in ROLES:
             return f"turn {number} has role {role!r}; known roles are {', '.join(sorted(ROLES))} (in '{role_key}')"
-        pairs.append((ROLES[role.lower()], _text(turn.get(text_key))))
+        pairs.append((ROLES[role.lower()], text_of(turn.get(text_key))))
     return pairs
 
 
-def _row(turns: list[tuple[str, str]] | str) -> dict:
+def exchange_row(turns: list[tuple[str, str]] | str) -> dict:
+    """A conversation ending with an answer as one row (``prompt``, ``response``, ``system``,
+    ``history``, ``problem``), or a row that only says what is wrong (``turns`` is the problem)."""
     empty = {"prompt": "", "response": "", "system": "", "history": "[]"}
     if isinstance(turns, str):
         return {**empty, "problem": turns}
@@ -115,9 +117,10 @@ def _row(turns: list[tuple[str, str]] | str) -> dict:
 
 
 def _question(instruction, extra) -> str:
-    instruction, extra = _text(instruction), _text(extra)
+    instruction, extra = text_of(instruction), text_of(extra)
     return f"{instruction}\n\n{extra}" if extra.strip() else instruction
 
 
-def _text(value) -> str:
+def text_of(value) -> str:
+    """A cell as text: missing values (None, NaN) are empty."""
     return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)

@@ -31,28 +31,24 @@ from pandera.typing import Series
 from finetune_assets.data.cleaning import comparison_key
 from finetune_assets.report.tables import markdown_table
 from finetune_assets.report.values import Markdown
-from finetune_assets.tasks.base import Evaluation, TaskFamily, weights_options
+from finetune_assets.tasks.base import Evaluation
 from finetune_assets.tasks.causal_lm import chat
+from finetune_assets.tasks.causal_lm.chat_model import ChatModel
 from finetune_assets.tasks.instruction import conversations
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
 
-class Instruction(TaskFamily):
+class Instruction(ChatModel):
     """Answers a prompt the way the data does; baseline is the untuned base model, same prompts."""
 
     name = "instruction"
     text_columns = ("prompt", "response")
     conversation_columns = ("history",)
     required_columns = ("prompt", "response")
-    pipeline_task = "text-generation"
     primary_metric = "perplexity"
     primary_metric_higher_is_better = False
-    general_text_probe = True
-
-    def peft_task_type(self, model) -> str:
-        return "CAUSAL_LM"
 
     def unpack_records(self, raw: pd.DataFrame) -> pd.DataFrame:
         mapped = self.recipe.dataset.columns
@@ -102,13 +98,6 @@ class Instruction(TaskFamily):
     def split_groups(self, rows: pd.DataFrame) -> pd.Series:
         return self.input_keys(rows)
 
-    def load_model(self, location: str, **options):
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        options.setdefault("dtype", torch.float32)  # "auto" would train bf16 hub weights in bf16
-        return AutoModelForCausalLM.from_pretrained(location, **weights_options(self.recipe), **options)
-
     def tokenize(self, splits: DatasetDict, tokenizer) -> DatasetDict:
         from finetune_assets.models.tokenizer import tokenizing_processes
 
@@ -128,12 +117,9 @@ class Instruction(TaskFamily):
         return collator(tokenizer)
 
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
-        from finetune_assets.inference.generation import apply_generation_settings
         from finetune_assets.tasks.causal_lm import general_text, scoring
 
-        chat.with_chat_template(tokenizer)
-        scoring.stop_at_eos(model, tokenizer)
-        apply_generation_settings(model, self.recipe)
+        self.ready_to_generate(model, tokenizer)
         sums, counts = scoring.response_nll(
             model, test, self.collator(tokenizer, model), self.recipe.training.eval_batch_size
         )
@@ -196,49 +182,6 @@ class Instruction(TaskFamily):
                 len(frame) + frame["history"].map(lambda h: len(conversations.turns_of(h)) // 2).sum()
             ),
         }
-
-    def prepare_export(self, model, tokenizer, folder: Path) -> None:
-        """The chat template (or the plain one) into the tokenizer, the recipe's decoding with EOS
-        as the stop token into generation_config.json."""
-        from finetune_assets.inference.generation import apply_generation_settings
-        from finetune_assets.tasks.causal_lm.scoring import stop_at_eos
-
-        chat.with_chat_template(tokenizer)
-        stop_at_eos(model, tokenizer)
-        apply_generation_settings(model, self.recipe)
-
-    def load_pipeline(self, folder: Path):
-        """The export's text-generation pipeline, asked a question (text) or a whole conversation
-        (turns); returns the answer's text."""
-        generator = super().load_pipeline(folder)
-
-        def reply(asked) -> str:
-            turns = chat.conversation(asked) if isinstance(asked, str) else asked
-            return generator(turns)[0]["generated_text"][-1]["content"]
-
-        return reply
-
-    def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:
-        """The test conversations the report generated answers for, ending with the question; rows
-        cut to fit ``max_length`` are left out (the pipeline would read them whole), and sampled
-        answers are never the same twice."""
-        if self.recipe.generation.do_sample:
-            return []
-        cases = [
-            (
-                chat.conversation(row["prompt"], None, row["system"], conversations.turns_of(row["history"] or "[]")),
-                sample["prediction"],
-            )
-            for row, sample in zip(test, tuned["samples"])
-            if not row["truncated"]
-        ]
-        return cases[:rows]
-
-    def usage_code(self, folder: str) -> str:
-        return f"""from transformers import pipeline
-chat = pipeline("text-generation", model="{folder}")
-reply = chat([{{"role": "user", "content": "Hello, who are you?"}}])
-print(reply[0]["generated_text"][-1]["content"])"""
 
 
 def _asked(row: dict) -> str:
