@@ -306,3 +306,24 @@ def test_a_hub_that_cannot_be_reached_fails_naming_the_repository_not_the_token(
     with pytest.raises(PublishError) as raised:
         publish_everywhere(champion, [hub.HubRepo("me/films")], Log())
     assert "hub at me/films failed" in str(raised.value) and "hf_NOT_A_REAL" not in str(raised.value)
+
+
+def test_the_publish_command_names_its_targets_over_the_recipes(make_recipe, monkeypatch):
+    """``--mlflow`` without a URI keeps the recipe's server (else MLFLOW_TRACKING_URI); ``--hub`` is
+    private unless ``--public``; without any flag the recipe's own ``publish:`` is used."""
+    from finetune_assets.publish import _arguments, with_targets
+    from finetune_assets.publishing.step import targets_of
+
+    named = make_recipe("films", publish={"mlflow": {"tracking_uri": "http://recipe:5000", "model_name": "kept"}})
+    mlflow = with_targets(named, _arguments(["films", "--mlflow"])).publish.mlflow
+    assert (mlflow.tracking_uri, mlflow.model_name) == ("http://recipe:5000", "kept")
+    given = with_targets(named, _arguments(["films", "--mlflow", "http://given:5000", "--model-name", "other"]))
+    assert (given.publish.mlflow.tracking_uri, given.publish.mlflow.model_name) == ("http://given:5000", "other")
+    assert with_targets(named, _arguments(["films"])).publish == named.publish
+    plain = make_recipe("films")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    [registry] = targets_of(with_targets(plain, _arguments(["films", "--mlflow"])))
+    assert (registry.address, registry.model_name) == ("http://from-env:5000", "films")
+    hub_spec = with_targets(plain, _arguments(["films", "--hub", "me/films"])).publish.hub
+    assert (hub_spec.repo_id, hub_spec.private) == ("me/films", True)
+    assert with_targets(plain, _arguments(["films", "--hub", "me/films", "--public"])).publish.hub.private is False
