@@ -53,7 +53,7 @@ def free_dead_runs(instance, this_run_id: str) -> list[str]:
         if run is None:
             continue  # a slot claimed outside any run this instance knows: not ours to judge
         if run.status in UNFINISHED:
-            health = run_process_health(instance, run)
+            health = run_process_health(run, lambda: instance)
             if health.status != WorkerStatus.FAILED:
                 continue
             instance.report_run_failed(run, f"marked failed by run {this_run_id}: {health.msg}")

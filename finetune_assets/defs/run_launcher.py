@@ -11,9 +11,10 @@ monitoring on; the daemon that ``dagster dev`` starts polls it.
 """
 
 import socket
+from collections.abc import Callable
 
 import psutil
-from dagster import DagsterEventType, DefaultRunLauncher
+from dagster import DagsterEventType, DagsterInstance, DefaultRunLauncher
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 HOST_TAG = "finetune_assets/host"
@@ -25,15 +26,16 @@ class LocalRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run) -> CheckRunHealthResult:
-        return run_process_health(self._instance, run)
+        return run_process_health(run, lambda: self._instance)
 
 
-def run_process_health(instance, run) -> CheckRunHealthResult:
+def run_process_health(run, instance: Callable[[], DagsterInstance]) -> CheckRunHealthResult:
     """Whether the process that started ``run`` on this machine still lives (RUNNING), is gone
-    (FAILED), or cannot be told (UNKNOWN: another machine's run, or no process started yet)."""
+    (FAILED), or cannot be told (UNKNOWN: another machine's run, or no process started yet).
+    ``instance`` gives the instance, asked only for a run of this machine."""
     if run.tags.get(HOST_TAG) != socket.gethostname():
         return CheckRunHealthResult(WorkerStatus.UNKNOWN, "not a run this machine can check")
-    started = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    started = instance().get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
     if not started or started[0].event_log_entry.dagster_event.pid is None:
         return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not started a process yet")
     entry = started[0].event_log_entry

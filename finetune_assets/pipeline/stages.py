@@ -185,7 +185,7 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
             command, {"TOKENIZERS_PARALLELISM": "false"}, work.staging / "training_figures.json"
         )
     except ProcessFailed as error:  # what failed, from the process's own record, and whether to retry
-        raise failure.explain(error, work.checkpoints, started) from error
+        raise failure.explain(error, work.checkpoints, started, work.staging) from error
     return {"method": recipe.method}, {
         **{k: v for k, v in figures.items() if v is not None and k != "lora_target_modules"},
         "lora_target_modules": ", ".join(figures.get("lora_target_modules") or []) or "none (full fine-tuning)",

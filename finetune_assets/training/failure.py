@@ -3,7 +3,9 @@ decide whether a retry can help.
 
 The training process runs apart from the Dagster step (another process, maybe another machine), and
 a non-zero exit code alone says nothing. So on its way out the process appends one record to
-``failures.jsonl`` in its checkpoint folder, which every attempt of the same training shares: the
+``failures.jsonl`` in its checkpoint folder, which every attempt of the same training shares (bad
+input goes to the attempt's own output folder instead: the checkpoint folder may be another
+training's, which is never written to): the
 exception's type and message, the last frames of this project's code it passed through, the
 optimizer step it had reached, and whether it was bad input. ``finetuned_model`` reads the record
 of the attempt that just failed (:func:`explain`) and raises :class:`TrainingFailed`, whose message
@@ -65,18 +67,21 @@ def describe(entry: dict) -> str:
     return f"{entry['type']}: {entry['message']}{where}, at optimizer step {entry['step']}"
 
 
-def explain(error: ProcessFailed, folder: Path, started: float) -> TrainingFailed:
+def explain(error: ProcessFailed, folder: Path, started: float, attempt_folder: Path | None = None) -> TrainingFailed:
     """The failure of the attempt started at ``started`` (epoch seconds), told and judged from the
-    records the process left in ``folder``; ``error``: what the launcher saw (an exit code)."""
+    records the process left in ``folder`` (the checkpoints, shared by the attempts) or, for bad
+    input, in ``attempt_folder`` (its ``--out``: the checkpoints may be another training's, left
+    untouched); ``error``: what the launcher saw (an exit code)."""
     entries = _entries(folder)
-    this = [entry for entry in entries if entry["time"] >= started]
+    this = [entry for entry in entries + _entries(attempt_folder) if entry["time"] >= started]
     if not this:
         return TrainingFailed(
             f"the training process failed without saying why ({error}): it was probably killed (out of "
             "memory, a signal, a lost machine). A retry resumes from the newest checkpoint.",
             retryable=True,
         )
-    entry, earlier = this[-1], entries[: entries.index(this[-1])]
+    entry = this[-1]
+    earlier = entries[: entries.index(entry)] if entry in entries else entries
     retry, why = retryable(entry, earlier[-1] if earlier else None)
     return TrainingFailed(f"training failed: {describe(entry)}. {why}", retryable=retry)
 
@@ -96,7 +101,9 @@ def retryable(entry: dict, previous: dict | None) -> tuple[bool, str]:
     return True, "A retry resumes from the newest checkpoint."
 
 
-def _entries(folder: Path) -> list[dict]:
+def _entries(folder: Path | None) -> list[dict]:
+    if folder is None:
+        return []
     path = folder / FAILURES
     if not path.is_file():
         return []
