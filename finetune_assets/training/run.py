@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             figures = train(get_task(recipe), args.splits, args.out, log, checkpoint_dir, identity)
         except BAD_INPUT as error:
             log.error(str(error))
-            _record(args.out, error, bad_input=True)  # never into checkpoints it may have refused
+            if args.out.is_dir():  # the launching step's folder; never checkpoints it may have refused
+                _record(args.out, error, bad_input=True)
             return EXIT_BAD_INPUT
         except Exception as error:  # said here and recorded for the step that launched this process
             log.error(f"training failed: {failure.describe(_record(checkpoint_dir, error))}")
