@@ -40,14 +40,14 @@ class TrainingFailed(ProcessFailed):
         self.retryable = retryable
 
 
-def record(folder: Path, error: BaseException, bad_input: bool = False) -> dict:
-    """Append the failure of this attempt to ``folder``'s record and return it."""
+def entry_of(error: BaseException, bad_input: bool = False) -> dict:
+    """The failure as a record: the exception, our last frames, the step it reached."""
     frames = [
         f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
         for frame in traceback.extract_tb(error.__traceback__)
         if "finetune_assets" in frame.filename
     ]
-    entry = {
+    return {
         "time": time.time(),
         "type": type(error).__name__,
         "message": str(error).strip()[:2000],
@@ -55,6 +55,11 @@ def record(folder: Path, error: BaseException, bad_input: bool = False) -> dict:
         "step": int(getattr(error, "training_step", 0)),
         "bad_input": bad_input,
     }
+
+
+def record(folder: Path, error: BaseException, bad_input: bool = False) -> dict:
+    """Append the failure of this attempt to ``folder``'s record and return it."""
+    entry = entry_of(error, bad_input)
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / FAILURES).open("a") as file:
         file.write(json.dumps(entry) + "\n")

@@ -16,8 +16,8 @@ validation, a batch that does not divide over the processes, a QLoRA recipe on a
 CUDA (unless it allows the LoRA fallback), a ``--precision`` other than the one
 ``training.precision`` resolves to on this machine. These exit with code 2 and a message naming
 the setting; a crash exits non-zero as usual. Either way rank 0 records the failure (the exception,
-our frames, the step reached) in the checkpoint folder for the launching step to report and judge
-(:mod:`finetune_assets.training.failure`).
+our frames, the step reached) for the launching step to report and judge: a crash in the checkpoint
+folder, bad input in the ``--out`` folder the step made (:mod:`finetune_assets.training.failure`).
 
 Outside Dagster it logs plainly to stderr. Launched by Dagster (``PipesSubprocessClient``,
 ``PipesK8sClient``), rank 0 opens Dagster Pipes: its progress (step, loss, ETA) goes to the run's
@@ -171,10 +171,9 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
     return 0
 
 
-def _record(checkpoint_dir: Path, error: Exception, bad_input: bool = False) -> dict:
-    """The failure, recorded by rank 0 for the launching step (:mod:`finetune_assets.training.failure`)."""
-    entry = failure.record(checkpoint_dir, error, bad_input) if command.rank() == 0 else {}
-    return entry or {"type": type(error).__name__, "message": str(error), "frames": [], "step": 0}
+def _record(folder: Path, error: Exception, bad_input: bool = False) -> dict:
+    """The failure, written by rank 0 alone for the launching step (:mod:`finetune_assets.training.failure`)."""
+    return failure.record(folder, error, bad_input) if command.rank() == 0 else failure.entry_of(error, bad_input)
 
 
 def _leave_process_group() -> None:
