@@ -351,3 +351,81 @@ def test_a_preference_recipe_trains_end_to_end_and_reports_preference_accuracy(
     if method == "lora":
         assert checks["merge_verified"] and checks["export_reloads"], checks
     assert Path(exported["path"].value, "model.safetensors").exists()
+
+
+def greedy_answer(model_dir: Path, question: str, new_tokens: int) -> str:
+    """The model's greedy answer to ``question`` under its chat template, by transformers alone (no
+    token twice: the tiny random Llama would otherwise say only newlines)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    text = tokenizer.apply_chat_template([said("user", question)], tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    out = model.generate(
+        ids, max_new_tokens=new_tokens, do_sample=False, no_repeat_ngram_size=1, eos_token_id=tokenizer.eos_token_id
+    )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
+
+def test_self_play_pairs_the_data_answer_with_the_starting_models_own(tmp_path, tiny_llama):
+    """``rejected: starting_model`` on a ``recipe:`` base: clean_dataset asks the champion (an edge
+    from its asset), writes its greedy answer as the rejected one (each prompt once), drops the pair
+    where it already says the data's answer, and a new champion makes the cleaning stale."""
+    from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
+
+    from finetune_assets.defs import build_definitions
+    from finetune_assets.promotion import champion
+
+    recipes, artifacts = tmp_path / "recipes", tmp_path / "artifacts"
+    recipes.mkdir()
+    questions = [f"What is {i} plus {i}?" for i in range(6)]
+    own = greedy_answer(tiny_llama, questions[0], 6)
+    assert own, "the tiny model says something to the first question"
+    rows = [{"question": q, "answer": f"It is {2 * i}."} for i, q in enumerate(questions)]
+    rows += [{"question": questions[0], "answer": own}, {"question": questions[1], "answer": "Two times one."}]
+    (recipes / "qa.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    sft = {"task": "instruction", "base_model": str(tiny_llama), "dataset": {"source": "qa.jsonl"}}
+    (recipes / "sft.yaml").write_text(yaml.safe_dump(sft))
+    dpo = {
+        "task": "preference",
+        "base_model": "recipe:sft",
+        "dataset": {"source": "qa.jsonl", "columns": {"prompt": "question", "chosen": "answer"}},
+        "preference": {"rejected": "starting_model"},
+        "generation": {"max_new_tokens": 6, "no_repeat_ngram_size": 1},
+    }
+    (recipes / "dpo.yaml").write_text(yaml.safe_dump(dpo))
+    exports = champion.exports_dir(artifacts, "sft")
+    exports.mkdir(parents=True)
+    with champion.locked(exports):
+        champion.write(exports, ArtifactRef(str(tiny_llama), "aaaa"))
+
+    defs = build_definitions([recipes], str(artifacts))
+    graph = defs.resolve_asset_graph()
+    followers = {key for key in graph.get_all_asset_keys() if AssetKey(["sft", "exported_model"]) in graph.get(key).parent_keys}
+    assert followers == {AssetKey(["dpo", "clean_dataset"])}, "self-play's cleaning is the first stage using the base"
+
+    def clean_dpo():
+        instance = DagsterInstance.ephemeral()
+        result = materialize(
+            [*defs.assets, *defs.asset_checks],
+            selection=AssetSelection.assets(AssetKey(["dpo", "raw_dataset"]), AssetKey(["dpo", "clean_dataset"])),
+            resources=defs.resources,
+            instance=instance,
+        )
+        event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "clean_dataset")
+        return event.materialization.metadata, [entry.user_message for entry in instance.all_logs(result.run_id)]
+
+    metadata, logs = clean_dpo()
+    assert "sft champion aaaa" in metadata["base_champion"].value
+    assert metadata["dropped_chosen_equals_rejected"].value == 1, "the pair whose answer is the model's own"
+    assert any("self-play: the starting model answered 6 of 6 distinct prompts" in line for line in logs), logs
+    cleaned = pd.read_parquet(metadata["path"].value)
+    assert len(cleaned) == len(rows) - 1
+    assert set(cleaned.loc[cleaned["prompt"] == questions[0], "rejected"]) == {own}
+    assert cleaned.groupby("prompt")["rejected"].nunique().eq(1).all(), "one answer per prompt, however often asked"
+
+    with champion.locked(exports):
+        champion.write(exports, ArtifactRef(str(tiny_llama), "bbbb"))  # a new champion: the rejected answers change
+    again, _ = clean_dpo()
+    assert again["cache_hit"].value is False and "sft champion bbbb" in again["base_champion"].value

@@ -49,8 +49,9 @@ def check_columns(raw: pd.DataFrame, task: TaskFamily) -> None:
             )
 
 
-def clean(raw: pd.DataFrame, task: TaskFamily) -> Cleaned:
-    """Canonical columns, then each enabled rule in a fixed order. ``raw`` itself is not modified."""
+def clean(raw: pd.DataFrame, task: TaskFamily, log=None) -> Cleaned:
+    """Canonical columns, cleaned text, what the family writes itself (:meth:`complete_rows`, with
+    progress on ``log``), then each enabled rule in a fixed order. ``raw`` itself is not modified."""
     recipe = task.recipe
     raw = task.unpack_records(with_nested_columns(raw, recipe.dataset.columns.values()))
     check_columns(raw, task)
@@ -60,6 +61,7 @@ def clean(raw: pd.DataFrame, task: TaskFamily) -> Cleaned:
         rows[column] = rows[column].map(lambda value: _clean_text(value, rules))
     for column in task.conversation_columns:
         rows[column] = rows[column].map(lambda value: _map_turns(value, lambda text: _clean_text(text, rules)))
+    rows = task.complete_rows(rows, log)
     steps = task.row_rules()
     if rules.drop_empty:
         steps.append(("empty text", lambda f: (_needed_lengths(f, task) == 0).any(axis=1)))

@@ -26,8 +26,9 @@ the export's ``merge_verified`` and ``export_reloads``) are the asset's ``check_
 reports their results itself, judged before its finish step decided (:mod:`finetune_assets.defs.checks`).
 
 A recipe whose ``base_model`` is ``recipe:<name>`` starts from that recipe's champion: its first stage
-that uses the base (``tokenized_splits``) depends on ``<name>/exported_model``, whose data version is
-the champion's fingerprint, so the graph shows the lineage and a new champion marks the recipe stale.
+that uses the base (``tokenized_splits``; ``clean_dataset`` where the starting model writes preference
+pairs' rejected answers) depends on ``<name>/exported_model``, whose data version is the champion's
+fingerprint, so the graph shows the lineage and a new champion marks the recipe stale.
 """
 
 import socket
@@ -149,7 +150,7 @@ def _deps(recipe: Recipe, stage: Stage) -> list[AssetDep] | None:
     evaluations, and for the first stage that uses a ``recipe:<name>`` base, ``<name>/exported_model``."""
     deps = [AssetDep(AssetKey([recipe.name, stage.compares]))] if stage.compares else []
     followed = automation.base_champion_asset(recipe)
-    if followed and stage is next(step for step in stages_of(recipe) if step.uses_base):
+    if followed and stage is next(step for step in stages_of(recipe) if step.uses_base(recipe)):
         deps.append(AssetDep(followed))
     return deps or None
 

@@ -96,27 +96,34 @@ class Stage:
     machine: OnThisMachine | None = None
     # The publishing stage: gets the run's id and the mlflow resource's settings in its RunFacts.
     publishes: bool = False
+    # Sections the stage reads for some recipes only, as the recipe's task family says (preference
+    # pairs whose rejected answers the starting model writes: their cleaning loads the base model);
+    # the other recipes' fingerprints do not change with settings they never use.
+    reads_for: Callable[[Recipe], tuple[str, ...]] | None = None
 
     def describe(self, recipe: Recipe) -> str:
         """What this stage's asset is for ``recipe``, in words a person reading the UI understands."""
         return self.description.format(**recipe_terms(recipe))
 
+    def sections(self, recipe: Recipe) -> tuple[str, ...]:
+        """The recipe sections this stage reads for ``recipe``: :attr:`reads` and :attr:`reads_for`'s."""
+        return self.reads + (self.reads_for(recipe) if self.reads_for else ())
+
     def version(self, recipe: Recipe) -> str:
         """The stage's code version plus the recipe sections it reads: Dagster's code version, so
         editing a recipe marks exactly the affected assets stale in the UI."""
-        return f"{self.code_version}-{fingerprint(recipe.section(*self.reads))}"
+        return f"{self.code_version}-{fingerprint(recipe.section(*self.sections(recipe)))}"
 
-    @property
-    def uses_base(self) -> bool:
-        """Whether the stage loads the base model (its tokenizer or weights)."""
-        return "base_model" in self.reads
+    def uses_base(self, recipe: Recipe) -> bool:
+        """Whether the stage loads the base model (its tokenizer or weights) for ``recipe``."""
+        return "base_model" in self.sections(recipe)
 
     def fingerprint(self, recipe: Recipe, upstream: list[ArtifactRef], *extra: str) -> str:
         """What names the stage's artifact: upstream fingerprints, :meth:`version`, ``extra`` (the raw
         data's content hash), what :attr:`machine` resolves on this machine (the precision) and, for a
         stage that uses a ``recipe:<name>`` base, the pinned champion's fingerprint."""
         resolved = (self.machine(recipe),) if self.machine else ()
-        base = (recipe.base_champion.fingerprint,) if self.uses_base and recipe.base_champion else ()
+        base = (recipe.base_champion.fingerprint,) if self.uses_base(recipe) and recipe.base_champion else ()
         return fingerprint([ref.fingerprint for ref in upstream], self.version(recipe), *extra, *resolved, *base)
 
 
@@ -167,6 +174,7 @@ STAGES = (
         "schema; every dropped row is counted by reason and kept in dropped.parquet.",
         code_version="1",
         reads=("task", "dataset", "cleaning"),
+        reads_for=lambda recipe: get_task(recipe).cleaning_reads(),
         run=stages.clean_dataset,
         row_schema=lambda recipe: get_task(recipe).schema(),
     ),
@@ -187,7 +195,8 @@ STAGES = (
         "`{base_model}` fine-tuned on the training split ({method}): the checkpoint, its loss curve and "
         "training figures.",
         code_version="5",
-        reads=("base_model", "method", "lora", "quantization", "training", "preference"),
+        reads=("base_model", "method", "lora", "quantization", "training"),
+        reads_for=lambda recipe: get_task(recipe).training_reads(),
         run=stages.finetuned_model,
         kinds=("python", "huggingface"),
         trains=True,

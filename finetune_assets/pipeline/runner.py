@@ -56,7 +56,7 @@ def run_stage(
 ) -> StageResult:
     """Reuse or compute ``stage``'s artifact under ``root``; return its ref, metadata and checks. A
     ``base_model: recipe:<name>`` is pinned first (:mod:`finetune_assets.promotion.base_champion`)."""
-    recipe = base_champion.pin(recipe, root, upstream, stage.uses_base)
+    recipe = base_champion.pin(recipe, root, upstream, stage.uses_base(recipe))
     inputs = stage.read_inputs(recipe, log, root, upstream) if stage.read_inputs else None
     fp = stage.fingerprint(recipe, upstream, *([inputs.digest] if inputs else []))
     folder = artifact_folder(root, recipe.name, stage.name, fp)
@@ -77,7 +77,7 @@ def run_stage(
             work = StageWork(recipe, log, staging, folder, inputs, fp, checkpoints, start_process)
             no_progress_bars()
             info, metadata = stage.run(work, *upstream)
-            if stage.uses_base:
+            if stage.uses_base(recipe):
                 info, metadata = base_champion.record(recipe, info, metadata)
             ref = ArtifactRef(
                 str(folder / stage.artifact) if stage.artifact else str(folder),

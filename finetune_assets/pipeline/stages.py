@@ -103,7 +103,7 @@ def clean_dataset(work: StageWork, raw: ArtifactRef) -> Result:
 
     task = get_task(work.recipe)
     rows_in = pd.read_parquet(raw.path)
-    cleaned = clean(rows_in, task)
+    cleaned = clean(rows_in, task, work.log)
     dropped = pd.concat([frame.assign(reason=reason) for reason, frame in cleaned.dropped.items()])
     cleaned.rows.to_parquet(work.staging / "rows.parquet", index=False)
     dropped.astype(str).to_parquet(work.staging / "dropped.parquet")

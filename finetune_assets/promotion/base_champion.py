@@ -3,7 +3,8 @@
 The champion of recipe ``<name>`` is its current export (:mod:`.champion`): a merged, self-contained
 folder that loads like any model folder. A run pins it once per lineage, so every stage of one
 model starts from the same champion even when ``<name>`` promotes a new one meanwhile: the first
-stage that uses the base (``tokenized_splits``) pins the champion of the moment and records it in
+stage that uses the base (``tokenized_splits``, or ``clean_dataset`` where the starting model writes
+the rejected answers of preference pairs) pins the champion of the moment and records it in
 its reference; the stages after it find it in their upstream references. Pinned, it is
 ``recipe.base_champion`` (path and fingerprint): the task's ``base_location`` is its folder, the
 fingerprints of the stages that read ``base_model`` include its fingerprint (a new champion of

@@ -180,6 +180,12 @@ class PreferenceSpec(_Strict):
         lt=0.5,
         description="dpo sigmoid: the share of pairs assumed mislabelled (conservative DPO); 0 trusts every pair",
     )
+    rejected: Literal["data", "starting_model"] = Field(
+        "data",
+        description="where a pair's rejected answer comes from: data (the rows hold it); starting_model "
+        "(self-play: rows hold a prompt and a good answer, chosen, and the starting model's own answer to "
+        "the prompt, as the recipe's generation settings decode it, is the rejected one)",
+    )
     desirable_weight: float = Field(1.0, gt=0, description="kto: weight of the desirable rows' loss")
     undesirable_weight: float = Field(
         1.0, gt=0, description="kto: weight of the undesirable rows' loss (raise it when they are fewer)"

@@ -33,7 +33,7 @@ from finetune_assets.tasks.base import Evaluation
 from finetune_assets.tasks.causal_lm import chat
 from finetune_assets.tasks.causal_lm.chat_model import ChatModel
 from finetune_assets.tasks.instruction import conversations
-from finetune_assets.tasks.preference import forms, scoring, trainers
+from finetune_assets.tasks.preference import forms, scoring, self_play, trainers
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -54,6 +54,8 @@ class Preference(ChatModel):
         source names (the generic column check and :meth:`select_columns` read them there)."""
         mapped = self.recipe.dataset.columns
         named = raw.rename(columns={source: column for column, source in mapped.items()})
+        if self.writes_rejected:
+            named = self._awaiting_rejected(named)
         form = forms.detect(named.columns)
         if form is None:
             raise DataError(
@@ -63,6 +65,36 @@ class Preference(ChatModel):
             )
         rows = forms.unpack(named, form, self.recipe.dataset.source)
         return rows.rename(columns={column: mapped.get(column, column) for column in self.required_columns})
+
+    @property
+    def writes_rejected(self) -> bool:
+        """Whether the starting model writes the rejected answers (:mod:`.self_play`)."""
+        return self.recipe.preference.rejected == "starting_model"
+
+    def _awaiting_rejected(self, named: pd.DataFrame) -> pd.DataFrame:
+        """Rows of prompts and good answers as pairs whose rejected answer is still to be written."""
+        where = f"{self.recipe.source_file.name}: preference.rejected: starting_model"
+        if "chosen" not in named.columns:
+            raise DataError(
+                f"{where} reads a prompt and a good answer per row, in a column 'chosen' (map yours with "
+                f"dataset.columns.chosen); {self.recipe.dataset.source} has columns {list(named.columns)}"
+            )
+        if "rejected" in named.columns or "completion" in named.columns:
+            raise DataError(
+                f"{where} writes the rejected answers, but {self.recipe.dataset.source} has them already "
+                "(a column 'rejected' or 'completion'); use preference.rejected: data for such rows"
+            )
+        return named.assign(rejected="")
+
+    def cleaning_reads(self) -> tuple[str, ...]:
+        """Self-play's cleaning asks the starting model, decoding as ``generation:`` says."""
+        return ("base_model", "generation", "preference.rejected") if self.writes_rejected else ()
+
+    def complete_rows(self, rows: pd.DataFrame, log) -> pd.DataFrame:
+        return self_play.write_rejected(self, rows, log) if self.writes_rejected else rows
+
+    def training_reads(self) -> tuple[str, ...]:
+        return ("preference",)
 
     def canonical_rows(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         frame = self.select_columns(raw)

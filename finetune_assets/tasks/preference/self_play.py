@@ -1,0 +1,58 @@
+"""Rejected answers written by the starting model itself (``preference.rejected: starting_model``).
+
+Self-play in the sense of SPIN (Chen et al., 2024, "Self-Play Fine-Tuning Converts Weak Language
+Models to Strong Language Models"): the rows hold a prompt and a good answer (a human's, the data's
+``chosen``), and the rejected answer of each pair is what the starting model itself answers, decoded
+with the recipe's ``generation:`` settings. The preference is real wherever the starting model still
+prefers its own answer to the human one, which :mod:`.scoring` measures on held-out pairs before
+training (the starting model's ``preference_accuracy``); preference tuning then moves it from its own
+habits toward the data's answers. A prompt the model already answers exactly as the data does makes
+a pair whose answers are the same, which cleaning drops and counts (``chosen equals rejected``).
+
+Each distinct conversation (system, earlier turns, prompt) is answered once, however often it
+repeats, and the log shows how far the answers have got.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+
+from finetune_assets.tasks.causal_lm import chat
+
+PROGRESS_EVERY = 64  # prompts answered between two progress lines
+
+
+def write_rejected(task, rows: pd.DataFrame, log) -> pd.DataFrame:
+    """``rows`` with the starting model's answer as the rejected answer of every pair that has none."""
+    from finetune_assets.models.tokenizer import load_tokenizer
+    from finetune_assets.tasks.causal_lm.scoring import generate
+
+    todo = rows["paired"].astype(bool) & (rows["rejected"] == "")
+    if not todo.any():
+        return rows
+    keys = list(zip(rows.loc[todo, "system"], rows.loc[todo, "history"], rows.loc[todo, "prompt"]))
+    distinct = list(dict.fromkeys(keys))
+    tokenizer = load_tokenizer(task.base_location, task.recipe)
+    model = task.load_model(task.base_location)
+    task.ready_to_generate(model, tokenizer)
+    prompts = [
+        chat.prompt_ids(tokenizer, chat.conversation(prompt, None, system, json.loads(history or "[]")))
+        for system, history, prompt in distinct
+    ]
+    batch = task.recipe.training.eval_batch_size
+    started, answers = time.monotonic(), []
+    for start in range(0, len(prompts), PROGRESS_EVERY):
+        answers += generate(model, tokenizer, prompts[start : start + PROGRESS_EVERY], batch)
+        if log is not None:
+            seconds = time.monotonic() - started
+            log.info(
+                f"self-play: the starting model answered {len(answers)} of {len(prompts)} distinct prompts "
+                f"({seconds:.0f} s, {sum(a['tokens'] for a in answers) / seconds:.0f} tokens/s)"
+            )
+    written = dict(zip(distinct, (answer["text"] for answer in answers)))
+    rows = rows.copy()
+    rows.loc[todo, "rejected"] = [written[key] for key in keys]
+    return rows
