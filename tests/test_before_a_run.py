@@ -32,6 +32,7 @@ def node(graph, recipe: str, stage: str):
     ("recipe", "needs"),
     [
         ("tweet_sentiment", set()),  # packaged model and data
+        ("chatbot_dpo", set()),  # packaged data, another recipe's champion
         ("imdb_distilbert", {"network"}),  # hub model and hub data
         ("medqa_tinyllama_qlora", {"network", "cuda-gpu"}),  # and QLoRA without the CPU fallback
     ],

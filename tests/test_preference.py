@@ -400,9 +400,18 @@ def test_self_play_pairs_the_data_answer_with_the_starting_models_own(tmp_path, 
     with champion.locked(exports):
         champion.write(exports, ArtifactRef(str(tiny_llama), "aaaa"))
 
+    from finetune_assets.pipeline.chain import CHAIN
+
+    follows, starts = (load_recipe(recipes / f"{name}.yaml") for name in ("dpo", "sft"))
+    assert {"base_model", "generation", "preference.rejected"} <= set(CHAIN["clean_dataset"].sections(follows))
+    assert CHAIN["clean_dataset"].sections(starts) == ("task", "dataset", "cleaning"), "no model, no generation"
+    assert "preference" in CHAIN["finetuned_model"].sections(follows)
+    assert "preference" not in CHAIN["finetuned_model"].sections(starts), "other families train free of it"
     defs = build_definitions([recipes], str(artifacts))
     graph = defs.resolve_asset_graph()
-    followers = {key for key in graph.get_all_asset_keys() if AssetKey(["sft", "exported_model"]) in graph.get(key).parent_keys}
+    followers = {
+        key for key in graph.get_all_asset_keys() if AssetKey(["sft", "exported_model"]) in graph.get(key).parent_keys
+    }
     assert followers == {AssetKey(["dpo", "clean_dataset"])}, "self-play's cleaning is the first stage using the base"
 
     def clean_dpo():

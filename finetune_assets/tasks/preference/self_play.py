@@ -27,6 +27,7 @@ PROGRESS_EVERY = 64  # prompts answered between two progress lines
 
 def write_rejected(task, rows: pd.DataFrame, log) -> pd.DataFrame:
     """``rows`` with the starting model's answer as the rejected answer of every pair that has none."""
+    from finetune_assets.inference.batching import longest_first
     from finetune_assets.models.tokenizer import load_tokenizer
     from finetune_assets.tasks.causal_lm.scoring import generate
 
@@ -43,16 +44,18 @@ def write_rejected(task, rows: pd.DataFrame, log) -> pd.DataFrame:
         for system, history, prompt in distinct
     ]
     batch = task.recipe.training.eval_batch_size
-    started, answers = time.monotonic(), []
-    for start in range(0, len(prompts), PROGRESS_EVERY):
-        answers += generate(model, tokenizer, prompts[start : start + PROGRESS_EVERY], batch)
+    order = longest_first([len(prompt) for prompt in prompts]).tolist()  # similar lengths share a chunk
+    started, answers = time.monotonic(), {}
+    for start in range(0, len(order), PROGRESS_EVERY):
+        chunk = order[start : start + PROGRESS_EVERY]
+        answers.update(zip(chunk, generate(model, tokenizer, [prompts[i] for i in chunk], batch)))
         if log is not None:
             seconds = time.monotonic() - started
             log.info(
                 f"self-play: the starting model answered {len(answers)} of {len(prompts)} distinct prompts "
-                f"({seconds:.0f} s, {sum(a['tokens'] for a in answers) / seconds:.0f} tokens/s)"
+                f"({seconds:.0f} s, {sum(a['tokens'] for a in answers.values()) / seconds:.0f} tokens/s)"
             )
-    written = dict(zip(distinct, (answer["text"] for answer in answers)))
+    written = {key: answers[i]["text"] for i, key in enumerate(distinct)}
     rows = rows.copy()
     rows.loc[todo, "rejected"] = [written[key] for key in keys]
     return rows
