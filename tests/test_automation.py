@@ -57,20 +57,35 @@ def cache_hits(events) -> dict[str, bool]:
     return {name: m.metadata["cache_hit"].value for name, m in events.items()}
 
 
-def test_second_run_reuses_everything_and_a_hyperparameter_recomputes_from_the_checkpoint(project):
-    recipes, artifacts = project
-    first, first_seconds = run(recipes, artifacts)
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_bert):
+    """Whole runs of the films recipe, one after another on one artifacts root: ``first`` (nothing
+    cached), ``second`` (the same recipe), ``forced`` (``force``), ``third`` (a new learning rate),
+    ``smaller`` (``max_train_samples``), each as (materializations, seconds)."""
+    root = tmp_path_factory.mktemp("automation_runs")
+    (root / "bert").symlink_to(tiny_bert)
+    recipes, artifacts = root / "recipes", root / "artifacts"
+    (recipes / "data").mkdir(parents=True)
+    write_films_recipe(recipes)
+    pd.DataFrame(ROWS, columns=["review", "sentiment"]).to_csv(recipes / "data" / "reviews.csv", index=False)
+    done = {"first": run(recipes, artifacts), "second": run(recipes, artifacts)}
+    done["forced"] = run(recipes, artifacts, force=True)
+    write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})
+    done["third"] = run(recipes, artifacts)
+    done["smaller"] = run(recipes, artifacts, max_train_samples=16)
+    return done
+
+
+def test_second_run_reuses_everything_and_a_hyperparameter_recomputes_from_the_checkpoint(runs):
+    (first, first_seconds), (second, second_seconds) = runs["first"], runs["second"]
     assert not any(cache_hits(first).values())
-    second, second_seconds = run(recipes, artifacts)
     assert all(cache_hits(second).values())
     assert second_seconds < first_seconds
     for name, materialization in second.items():  # same fingerprint, same data version, same path
         assert materialization.metadata["fingerprint"] == first[name].metadata["fingerprint"]
         assert materialization.tags["dagster/data_version"] == first[name].metadata["fingerprint"].value
     assert second["exported_model"].metadata["decision"].value == "already champion"
-
-    write_films_recipe(recipes, training={"max_length": 32, "learning_rate": 5e-4, "epochs": 1})
-    third, _ = run(recipes, artifacts)
+    third, _ = runs["third"]  # after a forced run of the same recipe, which changed no fingerprint
     assert cache_hits(third) == {
         "raw_dataset": True,
         "clean_dataset": True,
@@ -81,13 +96,10 @@ def test_second_run_reuses_everything_and_a_hyperparameter_recomputes_from_the_c
     }
 
 
-def test_run_config_forces_recomputation_and_overrides_training(project):
-    recipes, artifacts = project
-    first, _ = run(recipes, artifacts)
-    forced, _ = run(recipes, artifacts, force=True)
+def test_run_config_forces_recomputation_and_overrides_training(runs):
+    (first, _), (forced, _), (smaller, _) = runs["first"], runs["forced"], runs["smaller"]
     assert not any(cache_hits(forced).values())
     assert forced["finetuned_model"].metadata["fingerprint"] == first["finetuned_model"].metadata["fingerprint"]
-    smaller, _ = run(recipes, artifacts, max_train_samples=16)
     assert smaller["finetuned_model"].metadata["training_rows"].value == 16
     assert cache_hits(smaller)["tokenized_splits"] and not cache_hits(smaller)["finetuned_model"]
 

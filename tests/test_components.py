@@ -260,13 +260,19 @@ def test_workspace_yaml_loads_the_code_location(tmp_path):
     assert "Validation successful for code location finetune_assets.definitions" in output
 
 
-def test_dash_m_finetune_assets_finds_the_same_definitions(tmp_path):
+@pytest.fixture(scope="module")
+def module_asset_keys(tmp_path_factory) -> list[str]:
+    """``dagster asset list -m finetune_assets.definitions``: the asset keys, listed once."""
+    return dagster("asset", "list", "-m", "finetune_assets.definitions", home=tmp_path_factory.mktemp("home")).split()
+
+
+def test_dash_m_finetune_assets_finds_the_same_definitions(tmp_path, module_asset_keys):
     package = dagster("asset", "list", "-m", "finetune_assets", home=tmp_path).split()
     assert "tweet_sentiment/exported_model" in package
-    assert package == dagster("asset", "list", "-m", "finetune_assets.definitions", home=tmp_path).split()
+    assert package == module_asset_keys
 
 
-def test_dagster_dev_with_workspace_yaml_serves_every_group(tmp_path):
+def test_dagster_dev_with_workspace_yaml_serves_every_group(tmp_path, module_asset_keys):
     home = tmp_path / "home"
     subprocess.run(
         ["bash", str(REPO / "scripts" / "init_dagster_home.sh"), str(home)],
@@ -302,7 +308,6 @@ def test_dagster_dev_with_workspace_yaml_serves_every_group(tmp_path):
             nodes = json.load(answer)["data"]["assetNodes"]
     finally:
         stop(server)
-    listed = dagster("asset", "list", "-m", "finetune_assets.definitions", home=tmp_path).split()
-    assert {node["groupName"] for node in nodes} == {key.split("/")[0] for key in listed}
+    assert {node["groupName"] for node in nodes} == {key.split("/")[0] for key in module_asset_keys}
     # the name plain `dagster dev` gives it (pyproject's [tool.dagster]), which UI links carry
     assert {node["repository"]["location"]["name"] for node in nodes} == {"finetune_assets.definitions"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,11 +15,12 @@ import yaml
 from conftest import write_films_recipe
 from datasets import Dataset, DatasetDict
 from peft import LoraConfig, get_peft_model
-from test_merge_check import ROWS, check_evaluations, export, lora_checkpoint, write_project
+from test_merge_check import ROWS, check_evaluations, export, write_project
 from tiny_models import LLAMA2_TEMPLATE, ZEPHYR_TEMPLATE
 
 from finetune_assets.errors import RecipeError, TemplateError
 from finetune_assets.export import gguf, gguf_check, go_template, llama_cpp, modelfile
+from finetune_assets.inference.evaluation import scored_rows
 from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.recipes import load_recipe
 from finetune_assets.recipes.schema import GenerationSpec
@@ -37,26 +39,36 @@ def converter():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny_llama, converter):
-    """A LoRA checkpoint on the tiny Llama, its merged export with GGUF files and a Modelfile, and
-    tokenized test rows."""
-    folder = tmp_path_factory.mktemp("gguf")
-    recipe, checkpoint, rows = lora_checkpoint(folder, tiny_llama, generation={"max_new_tokens": 8}, publish=GGUF)
-    out = export(recipe, checkpoint, folder / "export")
-    gguf.write(recipe, out, load_tokenizer(str(out), recipe))
-    return recipe, out, rows
+def promoted(tmp_path_factory, tiny_llama, materialize_recipes, converter):
+    """A whole Dagster run of a tiny LoRA recipe on the tiny Llama with ``publish.gguf``: its export
+    (merged model, GGUF files and Modelfile) checked by ``gguf_verified`` before the gate decides."""
+    root = tmp_path_factory.mktemp("gguf")
+    _write_gguf_project(root, tiny_llama, max_new_tokens=4)
+    recipe = load_recipe(root / "recipes" / "sums.yaml")
+    return SimpleNamespace(root=root, recipe=recipe, run=materialize_recipes(root))
+
+
+@pytest.fixture(scope="module")
+def exported(promoted):
+    """The run's recipe, its export's folder and the test rows its checks probed."""
+    metadata = promoted.run.metadata
+    rows = scored_rows(promoted.recipe, Path(metadata["tokenized_splits"]["path"].value))
+    return promoted.recipe, Path(metadata["exported_model"]["path"].value), rows
 
 
 def copy_of(folder: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(folder, tmp_path / "export"))
 
 
-def test_a_faithful_gguf_export_passes(exported):
-    recipe, folder, rows = exported
-    assert {p.name for p in folder.glob("*.gguf")} == {"tiny-f16.gguf", "tiny-q8_0.gguf"}
-    outcome = gguf_check.verify(get_task(recipe), folder, rows)
-    assert outcome["passed"], outcome["description"]
-    figures = outcome["figures"]
+def test_a_faithful_gguf_export_passes(promoted):
+    evaluation = check_evaluations(promoted.run)["gguf_verified"]
+    assert evaluation.passed, evaluation.description
+    exported = promoted.run.metadata["exported_model"]
+    assert exported["decision"].value == "promoted (first export)"
+    assert set(exported["gguf_files"].value) == {"sums-f16.gguf", "sums-q8_0.gguf"}
+    folder = Path(exported["path"].value)
+    assert {p.name for p in folder.glob("*.gguf")} == {"sums-f16.gguf", "sums-q8_0.gguf"}
+    figures = {key.removeprefix("gguf_check_"): value.value for key, value in exported.items()}
     assert figures["f16_same_greedy_answers"] == "4 of 4" and figures["f16_same_tokenization"] == "4 of 4"
     assert int(figures["q8_0_same_greedy_answers"][0]) >= 3
     assert figures["modelfile_template_matches"] == "2 of 2"
@@ -67,7 +79,7 @@ def test_the_gguf_holds_the_tokenizer_and_chat_template(exported):
     recipe, folder, _ = exported
     from gguf import GGUFReader
 
-    reader = GGUFReader(folder / "tiny-q8_0.gguf")
+    reader = GGUFReader(folder / "sums-q8_0.gguf")
     fields = {name: field.contents() for name, field in reader.fields.items() if name.startswith(("general", "tok"))}
     tokenizer = load_tokenizer(str(folder), recipe)
     assert fields["general.architecture"] == "llama"
@@ -81,9 +93,9 @@ def test_the_gguf_holds_the_tokenizer_and_chat_template(exported):
 def test_the_modelfile(exported):
     _, folder, _ = exported
     text = (folder / "Modelfile").read_text()
-    assert text.startswith("FROM ./tiny-q8_0.gguf\n")
+    assert text.startswith("FROM ./sums-q8_0.gguf\n")
     assert 'PARAMETER stop "<|im_end|>"' in text
-    assert "PARAMETER temperature 0\n" in text and "PARAMETER num_predict 8\n" in text
+    assert "PARAMETER temperature 0\n" in text and "PARAMETER num_predict 4\n" in text
     turns = [{"role": "user", "content": "Hi"}]
     assert modelfile.render(folder / "Modelfile", turns) == (
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
@@ -96,7 +108,7 @@ def test_a_corrupted_tensor_is_caught(exported, tmp_path):
     folder = copy_of(folder, tmp_path)
     from gguf import GGUFReader
 
-    reader = GGUFReader(folder / "tiny-f16.gguf", "r+")
+    reader = GGUFReader(folder / "sums-f16.gguf", "r+")
     tensor = next(t for t in reader.tensors if t.name == "blk.0.ffn_down.weight")
     tensor.data[...] = np.random.default_rng(0).normal(0, 1, tensor.data.shape).astype(tensor.data.dtype)
     reader.data.flush()
@@ -113,14 +125,14 @@ def test_a_wrong_chat_template_in_the_gguf_or_the_modelfile_is_caught(exported, 
     template = folder / "chat_template.jinja"
     kept = template.read_text()
     template.write_text(PLAIN_TEMPLATE)
-    llama_cpp.convert(folder, folder / "tiny-f16.gguf", "f16")  # a GGUF with another chat template
+    llama_cpp.convert(folder, folder / "sums-f16.gguf", "f16")  # a GGUF with another chat template
     template.write_text(kept)
     path = folder / "Modelfile"
     path.write_text(path.read_text().replace("<|im_start|>assistant\n", "<|im_start|>assistant "))
     outcome = gguf_check.verify(get_task(recipe), folder, rows)
     assert not outcome["passed"]
     description = outcome["description"]
-    assert "f16: the tokenizer in tiny-f16.gguf (vocabulary and chat template) turns 4 of 4 test rows" in description
+    assert "f16: the tokenizer in sums-f16.gguf (vocabulary and chat template) turns 4 of 4 test rows" in description
     assert "the Modelfile's TEMPLATE renders a 4-turn conversation differently" in description
     assert outcome["figures"]["modelfile_template_matches"] == "0 of 2"
 
@@ -162,21 +174,14 @@ def test_gguf_needs_a_causal_language_model(tmp_path, tiny_bert):
         gguf.require_decoder_only(recipe, str(tiny_bert))
 
 
-def test_a_spoiled_gguf_fails_the_export_and_is_never_promoted(
-    tmp_path, tiny_llama, materialize_recipes, monkeypatch, converter
-):
-    _write_gguf_project(tmp_path, tiny_llama, max_new_tokens=4)
-    good = materialize_recipes(tmp_path)
-    assert check_evaluations(good)["gguf_verified"].passed
-    exported = good.metadata["exported_model"]
-    assert exported["decision"].value == "promoted (first export)"
-    assert set(exported["gguf_files"].value) == {"sums-f16.gguf", "sums-q8_0.gguf"}
-    champion = (tmp_path / "artifacts" / "sums" / "exported_model" / "champion.json").read_text()
-
+def test_a_spoiled_gguf_fails_the_export_and_is_never_promoted(promoted, tiny_llama, materialize_recipes, monkeypatch):
+    """After the promoted run: a Modelfile whose TEMPLATE is spoiled (one GGUF type is enough here)."""
+    champion = (promoted.root / "artifacts" / "sums" / "exported_model" / "champion.json").read_text()
     real_go_template = modelfile.go_template_of
     monkeypatch.setattr(modelfile, "go_template_of", lambda chat: real_go_template(chat).replace("\n", " ", 1))
-    _write_gguf_project(tmp_path, tiny_llama, max_new_tokens=6)  # a new evaluation and export, same training
-    bad = materialize_recipes(tmp_path)
+    # a new evaluation and export, same training
+    _write_gguf_project(promoted.root, tiny_llama, max_new_tokens=6, types=["f16"])
+    bad = materialize_recipes(promoted.root)
     failure = next(e for e in bad.result.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "sums__exported_model", "the blocking check fails the run"
     evaluation = check_evaluations(bad)["gguf_verified"]
@@ -184,13 +189,14 @@ def test_a_spoiled_gguf_fails_the_export_and_is_never_promoted(
     assert "the Modelfile's TEMPLATE renders" in evaluation.description
     decision = bad.metadata["exported_model"]["decision"].value
     assert decision.startswith("not promoted: check exported_model/gguf_verified (ERROR)")
-    assert (tmp_path / "artifacts" / "sums" / "exported_model" / "champion.json").read_text() == champion
+    assert (promoted.root / "artifacts" / "sums" / "exported_model" / "champion.json").read_text() == champion
 
 
-def _write_gguf_project(root: Path, base: Path, max_new_tokens: int) -> None:
+def _write_gguf_project(root: Path, base: Path, max_new_tokens: int, types=("f16", "q8_0")) -> None:
     write_project(root, base, max_new_tokens)
     path = root / "recipes" / "sums.yaml"
-    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "publish": GGUF}))
+    publish = {"gguf": {"types": list(types)}}
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "publish": publish}))
 
 
 def _with_template(tokenizer, template: str):

@@ -221,25 +221,42 @@ def test_lora_trains_a_small_fraction_and_checkpoints_only_the_adapter(pipeline_
     ).stat().st_size
 
 
+@pytest.fixture(scope="module")
+def reloaded(pipeline_run) -> dict[str, list[str]]:
+    """Each recipe's export loaded in one fresh process by transformers' own pipeline: the labels it
+    gives the test rows, by recipe."""
+    metadata = pipeline_run.metadata
+    exports = {
+        recipe: (
+            str(value(metadata, recipe, "exported_model", "path")),
+            str(value(metadata, recipe, "tokenized_splits", "path")),
+        )
+        for recipe in ("tweets_full", "tweets_lora")
+    }
+    script = f"""
+import json
+from datasets import load_from_disk
+from transformers import pipeline
+labels = {{}}
+for recipe, (export, splits) in {exports!r}.items():
+    classify = pipeline("text-classification", model=export, device="cpu")
+    texts = list(load_from_disk(splits)["test"]["text"])
+    labels[recipe] = [r["label"] for r in classify(texts, batch_size=32)]
+print(json.dumps(labels))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("recipe", ["tweets_full", "tweets_lora"])
-def test_export_reloads_in_a_fresh_process_and_reproduces_the_report(pipeline_run, recipe):
+def test_export_reloads_in_a_fresh_process_and_reproduces_the_report(pipeline_run, reloaded, recipe):
     metadata = pipeline_run.metadata
     export = Path(value(metadata, recipe, "exported_model", "path"))
     assert (export / "model.safetensors").exists()
     assert not (export / "adapter_config.json").exists(), "LoRA must be merged before export"
     assert not list(export.glob("*.bin")), "weights are safetensors only"
     report = json.loads(Path(value(metadata, recipe, "evaluation_report", "path")).read_text())
-    splits = Path(value(metadata, recipe, "tokenized_splits", "path"))
-    script = f"""
-import json, sys
-from datasets import load_from_disk
-from transformers import pipeline
-classify = pipeline("text-classification", model={str(export)!r}, device="cpu")
-texts = list(load_from_disk({str(splits)!r})["test"]["text"])
-print(json.dumps([r["label"] for r in classify(texts, batch_size=32)]))
-"""
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    labels = json.loads(out.stdout.strip().splitlines()[-1])
+    labels = reloaded[recipe]
     names = ["negative", "positive"]
     expected = [names[i] for i in report["tuned"]["details"]["predictions"]]
     agreement = sum(a == b for a, b in zip(labels, expected)) / len(expected)

@@ -155,9 +155,10 @@ def test_setup_installs_the_pinned_extra_and_ci_installs_the_server_before_the_t
 
 
 def schedule_one_tick(recipes: Path) -> datetime.datetime:
-    """The scheduled recipe's cron set to tick once, at the next minute at least 45 s away (time to
-    start the schedule before it), daily: no second tick while the test runs."""
-    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=45)
+    """The scheduled recipe's cron set to tick once, at the next minute at least 30 s away (time to
+    start the schedule before it, the one process then loading the definitions), daily: no second
+    tick while the test runs."""
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30)
     at = at.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
     dataset = {**FILMS["dataset"], "source": SCHEDULED}
     write_films_recipe(recipes, SCHEDULED, dataset=dataset, schedule={"cron": f"{at.minute} {at.hour} * * *"})
@@ -180,6 +181,9 @@ def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, t
     home, env = project
     dagster = str(VENV_BIN / "dagster")
     tick = schedule_one_tick(Path(env["FINETUNE_RECIPES"]))
+    start = [dagster, "schedule", "start", f"{SCHEDULED}_schedule", "-m", MODULE]
+    subprocess.run(start, env=env, cwd=tmp_path, check=True)  # first, alone: the tick comes sooner
+    assert datetime.datetime.now(datetime.UTC) < tick, "the schedule started after its one tick"
     daemon_log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(
         [VENV_BIN / "dagster-daemon", "run", "-m", MODULE],
@@ -201,9 +205,6 @@ def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, t
             )
             for name in CLI_RECIPES
         ]
-        start = [dagster, "schedule", "start", f"{SCHEDULED}_schedule", "-m", MODULE]
-        subprocess.run(start, env=env, cwd=tmp_path, check=True)
-        assert datetime.datetime.now(datetime.UTC) < tick, "the schedule started after its one tick"
         outputs = [process.communicate(timeout=300)[0] for process in materializing]
         assert [process.returncode for process in materializing] == [0, 0], "\n".join(o[-3000:] for o in outputs)
         with DagsterInstance.get() as instance:

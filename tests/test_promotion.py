@@ -415,6 +415,7 @@ def test_only_check_results_on_the_challengers_own_data_count(project):
 
 
 def test_a_failed_warning_on_the_lineage_blocks_promotion_unless_allowed(project):
+    """Then the export promoted is readable by another account (its own run saved)."""
     recipes, artifacts = project
     data = reviews(0)
     pd.concat([data, data.head(30)]).to_csv(recipes / "data" / "reviews.csv", index=False)  # 30 duplicates: WARN
@@ -425,6 +426,7 @@ def test_a_failed_warning_on_the_lineage_blocks_promotion_unless_allowed(project
     write_films_recipe(recipes, promotion={"min_test_rows": 10, "allow_warnings": True})
     allowed, _ = run(recipes, artifacts)
     assert allowed["exported_model"].metadata["decision"].value == "promoted (first export)"
+    assert_readable_by_another_account(Path(allowed["exported_model"].metadata["path"].value))
 
 
 def test_a_run_with_overrides_is_tagged_and_promotes_only_when_it_says_so(project):
@@ -462,10 +464,9 @@ def show(artifacts: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_export_is_readable_by_another_account(project):
-    recipes, artifacts = project
-    events, _ = run(recipes, artifacts)
-    export = Path(events["exported_model"].metadata["path"].value)
+def assert_readable_by_another_account(export: Path) -> None:
+    """Every file of the export readable by others, every folder enterable; as root, read for real
+    as user ``nobody``."""
     for path in [export, *export.rglob("*")]:
         mode = path.stat().st_mode & 0o777
         assert mode & 0o004, f"{path} is not readable by others ({oct(mode)})"
