@@ -92,19 +92,22 @@ def run_metadata(home: str) -> dict:
 
 
 def side_by_side(report: Path, count: int = 3) -> list[dict]:
-    """The first ``count`` test prompts: the corpus answer (chosen), the starting model's own answer
+    """The first ``count`` distinct test prompts: the corpus answer (chosen), the starting model's own answer
     (rejected), and what each model answers now."""
     both = json.loads(report.read_text())
-    return [
-        {
-            "prompt": tuned["text"],
-            "chosen (corpus)": tuned["reference"],
-            "rejected (starting model, when the data was made)": tuned["rejected"],
-            "starting model": start["prediction"],
-            "tuned": tuned["prediction"],
-        }
-        for tuned, start in list(zip(both["tuned"]["samples"], both["baseline"]["samples"]))[:count]
-    ]
+    shown = {}
+    for tuned, start in zip(both["tuned"]["samples"], both["baseline"]["samples"]):
+        shown.setdefault(
+            tuned["text"],
+            {
+                "prompt": tuned["text"],
+                "chosen (corpus)": tuned["reference"],
+                "rejected (starting model, when the data was made)": tuned["rejected"],
+                "starting model": start["prediction"],
+                "tuned": tuned["prediction"],
+            },
+        )
+    return list(shown.values())[:count]
 
 
 def figures_of(meta: dict, seconds: float, sft_seconds: float | None) -> dict:

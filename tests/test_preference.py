@@ -438,3 +438,11 @@ def test_self_play_pairs_the_data_answer_with_the_starting_models_own(tmp_path, 
         champion.write(exports, ArtifactRef(str(tiny_llama), "bbbb"))  # a new champion: the rejected answers change
     again, _ = clean_dpo()
     assert again["cache_hit"].value is False and "sft champion bbbb" in again["base_champion"].value
+
+
+def test_self_play_refuses_data_that_holds_rejected_answers_already(tmp_path):
+    task = preference_task(tmp_path, preference={"rejected": "starting_model"})
+    with pytest.raises(DataError, match=r"pairs.yaml: preference.rejected: starting_model writes the rejected"):
+        clean(pd.DataFrame([{"prompt": QUESTION, "chosen": GOOD, "rejected": BAD}]), task)
+    with pytest.raises(DataError, match=r"in a column 'chosen' \(map yours with dataset.columns.chosen\)"):
+        clean(pd.DataFrame([{"prompt": QUESTION, "response": GOOD}]), task)
