@@ -75,22 +75,6 @@ def materialize(env: dict, recipe: str) -> float:
     return seconds()
 
 
-def run_metadata(home: str) -> dict:
-    """Each ``chatbot_dpo`` asset's metadata in the run just made, unwrapped."""
-    from dagster import AssetKey, DagsterInstance
-
-    os.environ["DAGSTER_HOME"] = home
-    with DagsterInstance.get() as instance:
-        found = {}
-        for stage in STAGES:
-            event = instance.get_latest_materialization_event(AssetKey([RECIPE, stage]))
-            if event is None:
-                sys.exit(f"{RECIPE}/{stage} was not materialized; see the run log")
-            metadata = event.asset_materialization.metadata
-            found[stage] = {key: getattr(value, "value", value) for key, value in metadata.items()}
-    return found
-
-
 def side_by_side(report: Path, count: int = 3) -> list[dict]:
     """The first ``count`` distinct test prompts: the corpus answer (chosen), the starting model's own answer
     (rejected), and what each model answers now."""
@@ -137,7 +121,7 @@ def main() -> None:
         env = environment(work)
         sft_seconds = starting_champion(env, args.sft_artifacts)
         seconds = materialize(env, RECIPE)
-        meta = run_metadata(env["DAGSTER_HOME"])
+        meta = common.latest_metadata(env["DAGSTER_HOME"], RECIPE, STAGES)
         figures = figures_of(meta, seconds, sft_seconds)
         samples = side_by_side(Path(meta["evaluation_report"]["path"]))
     common.print_figures("chatbot_dpo", figures, quick=False)

@@ -233,3 +233,20 @@ def accuracy(output) -> float:
     """Accuracy of a ``PredictionOutput`` against its own ``label_ids``: with length grouping the
     evaluation sampler reorders rows, so dataset order would pair predictions with wrong labels."""
     return float((output.predictions.argmax(-1) == output.label_ids).mean())
+
+
+def latest_metadata(home: str, recipe: str, stages: tuple[str, ...]) -> dict:
+    """Each of ``recipe``'s ``stages``' newest materialization metadata on the instance at ``home``,
+    unwrapped; a stage never materialized ends the script, pointing at the run log."""
+    from dagster import AssetKey, DagsterInstance
+
+    os.environ["DAGSTER_HOME"] = home
+    with DagsterInstance.get() as instance:
+        found = {}
+        for stage in stages:
+            event = instance.get_latest_materialization_event(AssetKey([recipe, stage]))
+            if event is None:
+                sys.exit(f"{recipe}/{stage} was not materialized; see the run log")
+            metadata = event.asset_materialization.metadata
+            found[stage] = {key: getattr(value, "value", value) for key, value in metadata.items()}
+    return found

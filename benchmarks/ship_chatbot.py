@@ -67,23 +67,6 @@ def materialize(work: Path, tracking_uri: str) -> tuple[float, dict]:
     return seconds(), env
 
 
-def run_metadata(home: str) -> dict:
-    """Each asset's metadata in the run just made, unwrapped."""
-    from dagster import AssetKey, DagsterInstance
-
-    os.environ["DAGSTER_HOME"] = home
-    with DagsterInstance.get() as instance:
-        found = {}
-        for stage in STAGES:
-            event = instance.get_latest_materialization_event(AssetKey([RECIPE, stage]))
-            if event is None:
-                sys.exit(f"{RECIPE}/{stage} was not materialized; see the run log")
-            found[stage] = {
-                key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()
-            }
-    return found
-
-
 def first_question(report: Path) -> str:
     """The first test question the evaluation report shows."""
     return json.loads(report.read_text())["tuned"]["samples"][0]["text"]
@@ -129,7 +112,7 @@ def main() -> None:
         with LocalMlflowServer(work / "mlflow") as server:
             recipe_file(work / "recipes", server.uri, args.quick)
             seconds, env = materialize(work, server.uri)
-            meta = run_metadata(env["DAGSTER_HOME"])
+            meta = common.latest_metadata(env["DAGSTER_HOME"], RECIPE, STAGES)
             question = first_question(Path(meta["evaluation_report"]["path"]))
             figures = figures_of(meta, seconds, (question, registry_answer(server.uri, question)))
     common.print_figures("ship_chatbot", figures, args.quick)
