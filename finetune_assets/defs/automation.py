@@ -16,8 +16,8 @@ sensor evaluates the conditions; like every sensor here it is created stopped.
 
 A recipe whose ``base_model`` is ``recipe:<name>`` follows ``<name>/exported_model`` (an edge into its
 first stage that uses the base, ``tokenized_splits`` or self-play's ``clean_dataset``): with ``data:
-eager`` a new materialization there refreshes that stage at once (a cache hit unless the champion changed); ``retrain``'s cron does not wait for it, and picks
-up a new champion through the fingerprints.
+eager`` a new materialization there refreshes that stage at once (a cache hit unless the champion
+changed); ``retrain``'s cron does not wait for it, and picks up a new champion through the fingerprints.
 """
 
 import hashlib

@@ -5,9 +5,8 @@ The training process runs apart from the Dagster step (another process, maybe an
 a non-zero exit code alone says nothing. So on its way out the process appends one record to
 ``failures.jsonl`` in its checkpoint folder, which every attempt of the same training shares (bad
 input goes to the attempt's own output folder instead: the checkpoint folder may be another
-training's, which is never written to): the
-exception's type and message, the last frames of this project's code it passed through, the
-optimizer step it had reached, and whether it was bad input. ``finetuned_model`` reads the record
+training's, which is never written to): the exception's type and message, the last frames of this
+project's code it passed through, the optimizer step it had reached, and whether it was bad input. ``finetuned_model`` reads the record
 of the attempt that just failed (:func:`explain`) and raises :class:`TrainingFailed`, whose message
 is the step's failure in the UI and the CLI.
 

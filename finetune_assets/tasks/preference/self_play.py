@@ -15,12 +15,12 @@ repeats, and the log shows how far the answers have got.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pandas as pd
 
 from finetune_assets.tasks.causal_lm import chat
+from finetune_assets.tasks.instruction.conversations import turns_of
 
 PROGRESS_EVERY = 64  # prompts answered between two progress lines
 
@@ -40,7 +40,7 @@ def write_rejected(task, rows: pd.DataFrame, log) -> pd.DataFrame:
     model = task.load_model(task.base_location)
     task.ready_to_generate(model, tokenizer)
     prompts = [
-        chat.prompt_ids(tokenizer, chat.conversation(prompt, None, system, json.loads(history or "[]")))
+        chat.prompt_ids(tokenizer, chat.conversation(prompt, None, system, turns_of(history)))
         for system, history, prompt in distinct
     ]
     batch = task.recipe.training.eval_batch_size
