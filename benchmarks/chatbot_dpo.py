@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,19 +32,6 @@ RECIPE, STARTS_FROM = "chatbot_dpo", "chatbot_sft"
 STAGES = ("raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model", "evaluation_report", "exported_model")
 COMPARED = ("preference_accuracy", "logp_margin", "chosen_logp", "rejected_logp", "general_text_perplexity")
 REWARDS = ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward")
-
-
-def environment(work: Path) -> dict:
-    """A fresh, initialised instance and artifacts root under ``work``."""
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(work / "dagster_home"),
-        "FINETUNE_ARTIFACTS_DIR": str(work / "artifacts"),
-    }
-    subprocess.run(
-        ["bash", str(common.REPO / "scripts" / "init_dagster_home.sh"), env["DAGSTER_HOME"]], check=True, env=env
-    )
-    return env
 
 
 def starting_champion(env: dict, sft_artifacts: str | None) -> float | None:
@@ -65,14 +50,7 @@ def starting_champion(env: dict, sft_artifacts: str | None) -> float | None:
 
 def materialize(env: dict, recipe: str) -> float:
     """The CLI run of ``recipe``'s group; its seconds (the log goes next to the instance)."""
-    dagster = Path(sys.executable).parent / "dagster"
-    command = [str(dagster), "asset", "materialize", "-m", "finetune_assets.definitions", "--select", f"group:{recipe}"]
-    log_file = Path(env["DAGSTER_HOME"]).parent / f"{recipe}.log"
-    with common.stopwatch() as seconds, log_file.open("w") as log:
-        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode:
-        sys.exit(f"the {recipe} run failed; its log: {log_file}")
-    return seconds()
+    return common.cli_materialize(env, recipe, Path(env["DAGSTER_HOME"]).parent / f"{recipe}.log")
 
 
 def side_by_side(report: Path, count: int = 3) -> list[dict]:
@@ -118,7 +96,7 @@ def main() -> None:
     args = cli.parse_args()
     with tempfile.TemporaryDirectory(prefix="chatbot-dpo-") as scratch:
         work = Path(args.keep or scratch)
-        env = environment(work)
+        env = common.fresh_instance(work)
         sft_seconds = starting_champion(env, args.sft_artifacts)
         seconds = materialize(env, RECIPE)
         meta = common.latest_metadata(env["DAGSTER_HOME"], RECIPE, STAGES)

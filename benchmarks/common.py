@@ -15,6 +15,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -250,3 +251,28 @@ def latest_metadata(home: str, recipe: str, stages: tuple[str, ...]) -> dict:
             metadata = event.asset_materialization.metadata
             found[stage] = {key: getattr(value, "value", value) for key, value in metadata.items()}
     return found
+
+
+def fresh_instance(work: Path, **extra: str) -> dict:
+    """The environment of CLI runs on a new, initialised instance (``work/dagster_home``) and artifacts
+    root (``work/artifacts``), with ``extra`` variables (e.g. ``FINETUNE_RECIPES``)."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(work / "dagster_home"),
+        "FINETUNE_ARTIFACTS_DIR": str(work / "artifacts"),
+        **extra,
+    }
+    subprocess.run(["bash", str(REPO / "scripts" / "init_dagster_home.sh"), env["DAGSTER_HOME"]], check=True, env=env)
+    return env
+
+
+def cli_materialize(env: dict, group: str, log_file: Path) -> float:
+    """``dagster asset materialize`` of ``group`` in ``env``, its output into ``log_file``; its
+    seconds. A failed run ends the script, naming the log."""
+    dagster = Path(sys.executable).parent / "dagster"
+    command = [str(dagster), "asset", "materialize", "-m", "finetune_assets.definitions", "--select", f"group:{group}"]
+    with stopwatch() as seconds, log_file.open("w") as log:
+        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=log_file.parent)
+    if done.returncode:
+        sys.exit(f"the {group} run failed; its log: {log_file}")
+    return seconds()

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -48,23 +46,8 @@ def recipe_file(folder: Path, tracking_uri: str, quick: bool) -> None:
 
 def materialize(work: Path, tracking_uri: str) -> tuple[float, dict]:
     """The CLI run on a fresh instance; its seconds and the environment it ran with."""
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(work / "dagster_home"),
-        "FINETUNE_RECIPES": str(work / "recipes"),
-        "FINETUNE_ARTIFACTS_DIR": str(work / "artifacts"),
-        "MLFLOW_TRACKING_URI": tracking_uri,
-    }
-    subprocess.run(
-        ["bash", str(common.REPO / "scripts" / "init_dagster_home.sh"), env["DAGSTER_HOME"]], check=True, env=env
-    )
-    dagster = Path(sys.executable).parent / "dagster"
-    command = [str(dagster), "asset", "materialize", "-m", "finetune_assets.definitions", "--select", f"group:{RECIPE}"]
-    with common.stopwatch() as seconds, (work / "run.log").open("w") as log:
-        done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
-    if done.returncode:
-        sys.exit(f"the run failed; its log: {work / 'run.log'}")
-    return seconds(), env
+    env = common.fresh_instance(work, FINETUNE_RECIPES=str(work / "recipes"), MLFLOW_TRACKING_URI=tracking_uri)
+    return common.cli_materialize(env, RECIPE, work / "run.log"), env
 
 
 def first_question(report: Path) -> str:
