@@ -4,7 +4,8 @@ Why: the shipped preference recipe must run on two CPU cores in at most 10 minut
 something the starting model did not already do. This times ``dagster asset materialize --select
 'group:chatbot_dpo'`` on a new instance and prints what the evaluation report says of the tuned
 model against its starting model (``chatbot_sft``'s champion) on the same held-out pairs: preference
-accuracy, log-probability margin, DPO's implicit rewards, the general-text perplexity (forgetting),
+accuracy and margins of DPO's implicit reward, the plain-likelihood ranking and log-probability
+margin, the general-text perplexity (forgetting),
 and three test prompts answered by both models beside the corpus's answer.
 
 ``chatbot_dpo`` starts from ``chatbot_sft``'s champion, so one must exist: ``--sft-artifacts DIR``
@@ -30,8 +31,17 @@ import common
 
 RECIPE, STARTS_FROM = "chatbot_dpo", "chatbot_sft"
 STAGES = ("raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model", "evaluation_report", "exported_model")
-COMPARED = ("preference_accuracy", "logp_margin", "chosen_logp", "rejected_logp", "general_text_perplexity")
-REWARDS = ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward")
+COMPARED = (
+    "preference_accuracy",
+    "reward_margin",
+    "chosen_reward",
+    "rejected_reward",
+    "likelihood_accuracy",
+    "logp_margin",
+    "chosen_logp",
+    "rejected_logp",
+    "general_text_perplexity",
+)
 
 
 def starting_champion(env: dict, sft_artifacts: str | None) -> float | None:
@@ -84,7 +94,6 @@ def figures_of(meta: dict, seconds: float, sft_seconds: float | None) -> dict:
         "chosen_longer_share": cleaned.get("chosen_longer_share"),
         "test_pairs_scored": report.get("test_rows"),
         **{f"{key} (tuned / start)": (report.get(key), report.get(f"baseline_{key}")) for key in COMPARED},
-        **{key: report.get(key) for key in REWARDS},
         "decision": meta["exported_model"].get("decision"),
     }
 

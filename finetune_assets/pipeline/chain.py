@@ -211,6 +211,7 @@ STAGES = (
         "rows ({metric} says which is better), with plots and sample predictions.",
         code_version="4",
         reads=("generation", "evaluation"),
+        reads_for=lambda recipe: get_task(recipe).evaluation_reads(),
         run=stages.evaluation_report,
         finish=champion_scores.for_report,
         per_variant=True,

@@ -39,11 +39,11 @@ SETTINGS = (
 
 
 def rows_key(recipe: Recipe, splits: ArtifactRef) -> str:
-    """Names the scored test rows and settings, the precision this machine scores in included: two
-    evaluations with equal keys saw the same rows and computed alike."""
-    return fingerprint(
-        splits.fingerprint, recipe.section(*SETTINGS), CODE_VERSION, f"precision={get_task(recipe).precision.name}"
-    )
+    """Names the scored test rows and settings (the family's own among them), the precision this
+    machine scores in included: two evaluations with equal keys saw the same rows and computed alike."""
+    task = get_task(recipe)
+    settings = recipe.section(*SETTINGS, *task.evaluation_reads())
+    return fingerprint(splits.fingerprint, settings, CODE_VERSION, f"precision={task.precision.name}")
 
 
 def tuned_only(metrics: dict) -> dict:

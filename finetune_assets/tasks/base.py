@@ -232,6 +232,12 @@ class EvaluationSide(BoundToRecipe, ABC):
         """Extra figures and tables for the evaluation report's metadata."""
         return {}
 
+    def evaluation_reads(self) -> tuple[str, ...]:
+        """Recipe sections of the family's own that scoring reads (part of ``evaluation_report``'s
+        fingerprint and of the champion's scores' key), e.g. ``preference.beta``, which scales the
+        implicit reward; other families' fingerprints stay free of them."""
+        return ()
+
 
 class ExportSide(BoundToRecipe, ABC):
     """The exported folder: what goes into it, and how a user loads and asks it."""

@@ -1,14 +1,19 @@
-"""Scoring a chat model on held-out preference pairs: which answer it finds more likely, by how much,
-and the implicit reward of preference tuning against the starting model.
+"""Scoring a chat model on held-out preference pairs: DPO's implicit reward against the starting
+model, and which answer the model alone finds more likely.
 
 A model's log-probability of an answer is the sum over the answer's tokens (its EOS included) of
 log p(token | everything before it), read off the rows :mod:`finetune_assets.tasks.causal_lm.chat`
-encodes, exactly the tokens the loss is on. ``preference_accuracy`` is the share of pairs whose
-chosen answer gets the higher log-probability: measured on one model alone, so the starting model,
-the tuned model and the champion are compared on the same rows by the same figure. DPO's implicit
-reward r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x)) needs the reference too: :func:`rewards`
-computes it from the tuned and the starting model's figures on the same pairs (``reward_accuracy``:
-the share of pairs whose chosen answer earns the higher reward).
+encodes, exactly the tokens the loss is on. The implicit reward of preference tuning,
+r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x)), scores an answer by how much more likely the
+model makes it than the starting model (the reference) does. ``preference_accuracy``, the promotion
+metric, is the share of pairs whose chosen answer earns the higher reward. The starting model,
+scored against itself, gives every answer reward 0 and so ranks no pair: each tie counts a half,
+and its accuracy is 0.5, a coin's. Any model with the same tokenizer is scored the same way (the
+tuned model, the champion), always against the recipe's starting model on the same rows.
+
+``likelihood_accuracy`` needs no reference: the share of pairs whose chosen answer the model finds
+more likely. It says whether the model would now pick the chosen answer, which preference tuning
+approaches only as far as the starting model's own gap allows (docs/preference.md).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 ANSWER_COLUMNS = ("input_ids", "attention_mask", "labels", "length")
+# Rewards closer than this (beta * nats) are a tie: summed float log-probabilities of the same
+# model on the same rows differ in the last bits at most.
+TIE = 1e-4
 
 
 def answer_logps(model, pairs, tokenizer, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,24 +38,19 @@ def answer_logps(model, pairs, tokenizer, batch_size: int) -> tuple[np.ndarray, 
     return -chosen, -rejected
 
 
-def pair_metrics(chosen: np.ndarray, rejected: np.ndarray) -> dict[str, float]:
-    """The figures one model earns on the pairs."""
+def pair_metrics(logps: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray], beta: float) -> dict:
+    """The figures one model earns on the pairs, from its and the starting model's log-probabilities
+    (each a chosen and a rejected array, pair by pair)."""
+    chosen, rejected = logps
+    chosen_reward, rejected_reward = beta * (chosen - reference[0]), beta * (rejected - reference[1])
+    gap = chosen_reward - rejected_reward
     return {
-        "preference_accuracy": float(np.mean(chosen > rejected)),
+        "preference_accuracy": float(np.mean(gap > TIE) + 0.5 * np.mean(np.abs(gap) <= TIE)),
+        "reward_margin": float(np.mean(gap)),
+        "chosen_reward": float(np.mean(chosen_reward)),
+        "rejected_reward": float(np.mean(rejected_reward)),
+        "likelihood_accuracy": float(np.mean(chosen > rejected)),
         "logp_margin": float(np.mean(chosen - rejected)),
         "chosen_logp": float(np.mean(chosen)),
         "rejected_logp": float(np.mean(rejected)),
-    }
-
-
-def rewards(tuned: dict, base: dict, beta: float) -> dict[str, float]:
-    """The implicit rewards of the tuned model against the starting one, from both models' per-pair
-    log-probabilities (``details`` of their evaluations)."""
-    chosen = beta * (np.asarray(tuned["chosen_logp"]) - np.asarray(base["chosen_logp"]))
-    rejected = beta * (np.asarray(tuned["rejected_logp"]) - np.asarray(base["rejected_logp"]))
-    return {
-        "reward_accuracy": round(float(np.mean(chosen > rejected)), 4),
-        "reward_margin": round(float(np.mean(chosen - rejected)), 4),
-        "chosen_reward": round(float(np.mean(chosen)), 4),
-        "rejected_reward": round(float(np.mean(rejected)), 4),
     }

@@ -5,7 +5,7 @@ Models to Strong Language Models"): the rows hold a prompt and a good answer (a 
 ``chosen``), and the rejected answer of each pair is what the starting model itself answers, decoded
 with the recipe's ``generation:`` settings. The preference is real wherever the starting model still
 prefers its own answer to the human one, which :mod:`.scoring` measures on held-out pairs before
-training (the starting model's ``preference_accuracy``); preference tuning then moves it from its own
+training (the starting model's ``likelihood_accuracy``); preference tuning then moves it from its own
 habits toward the data's answers. A prompt the model already answers exactly as the data does makes
 a pair whose answers are the same, which cleaning drops and counts (``chosen equals rejected``).
 

@@ -11,13 +11,15 @@ Tokenized splits hold, per row, the conversation through its chosen answer (``in
 ``labels``: loss on the answer only, from :mod:`finetune_assets.tasks.causal_lm.chat`) and for
 pairs the same through the rejected one (``rejected_*``); evaluation scores both. Training hands
 the rows to TRL's trainer (:mod:`.trainers`), which renders them with the same chat template.
-The promotion metric is ``preference_accuracy`` (:mod:`.scoring`); the report adds the implicit
-rewards against the starting model, answers of both models side by side, and the general-text
-probe (the ``forgetting`` check).
+The promotion metric is ``preference_accuracy``, the share of held-out pairs whose chosen answer
+earns the higher implicit reward against the starting model (:mod:`.scoring`); the report adds the
+plain-likelihood figures, answers of both models side by side, and the general-text probe (the
+``forgetting`` check).
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -230,8 +232,9 @@ class Preference(ChatModel):
                 "two answers of held-out pairs, so the data needs pairs (KTO may train on unpaired rows besides)"
             )
         chosen, rejected = scoring.answer_logps(model, pairs, tokenizer, batch)
+        reference = self._reference_logps(pairs, tokenizer)
         metrics = {
-            **scoring.pair_metrics(chosen, rejected),
+            **scoring.pair_metrics((chosen, rejected), reference, self.recipe.preference.beta),
             "general_text_perplexity": general_text.perplexity(model, tokenizer, batch),
         }
         shown = pairs.select(range(min(self.recipe.evaluation.num_examples, len(pairs))))
@@ -251,6 +254,26 @@ class Preference(ChatModel):
         details = {"chosen_logp": chosen.tolist(), "rejected_logp": rejected.tolist()}
         return Evaluation(metrics=metrics, details=details, samples=samples)
 
+    def evaluation_reads(self) -> tuple[str, ...]:
+        return ("preference.beta",)
+
+    @cached_property
+    def _reference_cache(self) -> dict:
+        return {}
+
+    def _reference_logps(self, pairs, tokenizer) -> tuple:
+        """The starting model's log-probabilities of the pairs' answers, the implicit reward's
+        reference; computed once per set of rows (the base, the tuned model and the champion of one
+        evaluation share them), with the starting model loaded apart and freed after."""
+        cache = self._reference_cache
+        if pairs._fingerprint not in cache:
+            reference = self.load_model(self.base_location)
+            cache[pairs._fingerprint] = scoring.answer_logps(
+                reference, pairs, tokenizer, self.recipe.training.eval_batch_size
+            )
+            del reference
+        return cache[pairs._fingerprint]
+
     def report_plots(self, tuned: Evaluation, baseline: Evaluation, folder: Path) -> dict[str, Path]:
         from finetune_assets.report import plots
 
@@ -258,8 +281,8 @@ class Preference(ChatModel):
             "preference_plot": plots.metric_bars(
                 tuned.metrics,
                 baseline.metrics,
-                ["preference_accuracy"],
-                "Held-out pairs whose chosen answer the model finds more likely",
+                ["preference_accuracy", "likelihood_accuracy"],
+                "Held-out pairs ranked right: by implicit reward (0.5 = chance), by likelihood",
                 folder / "preference.png",
             )
         }
@@ -274,10 +297,7 @@ class Preference(ChatModel):
             }
             for t, b in zip(tuned.samples, baseline.samples)
         ]
-        return {
-            **scoring.rewards(tuned.details, baseline.details, self.recipe.preference.beta),
-            "side_by_side": Markdown(markdown_table(side_by_side)),
-        }
+        return {"side_by_side": Markdown(markdown_table(side_by_side))}
 
 
 def pairs_of(rows):
