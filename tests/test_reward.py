@@ -18,7 +18,7 @@ from finetune_assets.data.cleaning import clean
 from finetune_assets.errors import DataError, RecipeError, RewardError
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.pipeline.stage_names import FINETUNED_MODEL, TOKENIZED_SPLITS
-from finetune_assets.recipes import load_recipe
+from finetune_assets.recipes import load_recipe, load_recipes
 from finetune_assets.tasks import get_task
 from finetune_assets.tasks.reward import rewards
 
@@ -289,3 +289,16 @@ def test_a_grpo_recipe_trains_end_to_end_logs_reward_figures_and_reports_rewards
     checks = {e.asset_check_key.name: e.passed for e in run.result.get_asset_check_evaluations()}
     assert "loss_decreased" not in checks, "GRPO's loss says nothing about learning: not judged"
     assert checks["merge_verified"] and checks["export_reloads"], checks
+
+
+def test_the_shipped_word_problems_are_what_the_generator_writes_distinct_and_answered():
+    from finetune_assets.data import word_problems
+
+    shipped = Path(word_problems.__file__).parents[1] / "recipes" / "word_sums.jsonl"
+    rows = [json.loads(line) for line in shipped.read_text().splitlines()]
+    assert rows == word_problems.problems(), "regenerate: python -m finetune_assets.data.word_problems"
+    assert len({row["prompt"] for row in rows}) == len(rows) == word_problems.COUNT
+    assert all(isinstance(row["answer"], int) and row["answer"] >= 0 for row in rows)
+    (recipe,) = [recipe for recipe in load_recipes() if recipe.name == "word_sums"]
+    cleaned = clean(pd.read_json(shipped, lines=True), get_task(recipe))
+    assert len(cleaned.rows) == len(rows), cleaned.counts()

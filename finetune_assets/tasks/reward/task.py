@@ -136,9 +136,10 @@ class Reward(ChatModel):
         return GRPOConfig
 
     def extra_training_arguments(self) -> dict:
-        """GRPO's settings from ``reward``; a log (the rewards, their spread, KL, completion length) every
-        5 % of the steps; no validation pass (GRPO's validation would sample again, for figures the
-        evaluation report measures on the test prompts)."""
+        """GRPO's settings from ``reward``. A log (the rewards, their spread, KL, completion length) at
+        every step: each progress line (every 5 % of the steps) carries its step's figures, and the
+        reward curve has every step (a ratio of 0.05 would round up to a longer interval). No
+        validation pass: it would sample again, for figures the evaluation measures on the test prompts."""
         spec = self.recipe.reward
         return {
             "num_generations": spec.generations,
@@ -147,7 +148,7 @@ class Reward(ChatModel):
             "loss_type": spec.loss_type,
             "temperature": spec.temperature,
             "reward_weights": [function.weight for function in spec.functions],
-            "logging_steps": 0.05,
+            "logging_steps": 1,
             "eval_strategy": "no",
             "train_sampling_strategy": "random",
             "log_completions": False,
