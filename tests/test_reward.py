@@ -15,7 +15,7 @@ import yaml
 from conftest import NO_QUALITY_GATES
 
 from finetune_assets.data.cleaning import clean
-from finetune_assets.errors import DataError, RecipeError, RewardError
+from finetune_assets.errors import BAD_INPUT, DataError, RecipeError, RewardError
 from finetune_assets.pipeline.chain import CHAIN
 from finetune_assets.pipeline.stage_names import FINETUNED_MODEL, TOKENIZED_SPLITS
 from finetune_assets.recipes import load_recipe, load_recipes
@@ -150,6 +150,7 @@ def test_a_reward_function_that_raises_or_returns_no_number_is_named_with_the_co
         judge([[{"role": "user", "content": "Add 2 and 2."}]], [[{"role": "assistant", "content": "four-ish"}]])
     assert "sums.yaml: reward function 'judge'" in str(error.value)
     assert "'four-ish'" in str(error.value) and "'Add 2 and 2.'" in str(error.value)
+    assert isinstance(error.value, BAD_INPUT), "bad input: Dagster does not retry it"
 
 
 def test_editing_a_reward_functions_source_makes_finetuned_model_stale_and_only_it(tmp_path):
@@ -181,6 +182,22 @@ def test_reward_rows_keep_their_fields_drop_empty_answers_and_name_a_row_whose_a
     assert cleaned.counts()["empty answer"] == 1
     with pytest.raises(DataError, match=r"row 2, field 'answer': 'six' holds no number"):
         clean(raw.assign(answer=["4", "six", "8"]), task)
+    twice = pd.DataFrame({"q": ["What is 2 plus 2?", "what is 2 plus 2", "What is 5 plus 5?"], "answer": [4, 5, 10]})
+    assert clean(twice, task).counts()["conflicting duplicate"] == 2, "one prompt, two answers: neither is trusted"
+
+
+def test_pass_at_k_counts_prompts_with_one_sample_given_full_marks_by_every_function(tmp_path):
+    from finetune_assets.tasks.reward import scoring
+
+    functions = rewards.load(reward_recipe(tmp_path, [ANSWER, {**ANSWER, "name": "again", "weight": 0.5}]))
+    # 3 prompts x 2 samples x 2 functions: full marks from both only in prompt 0's second sample
+    sampled = np.array([[[1, 0], [1, 1]], [[1, 0], [0, 1]], [[0, 0], [0, 0]]], dtype=float)
+    greedy = np.array([[1, 1], [1, 0], [0, 0]], dtype=float)
+    figures = scoring.figures(functions, sampled, greedy, [3, 5])
+    assert figures["pass_at_k"] == pytest.approx(1 / 3) and figures["greedy_accuracy"] == pytest.approx(1 / 3)
+    assert figures["reward_exact_answer"] == pytest.approx(0.5) and figures["reward_again"] == pytest.approx(1 / 3)
+    assert figures["mean_reward"] == pytest.approx(0.5 + 0.5 / 3) and figures["greedy_reward"] == pytest.approx(2.5 / 3)
+    assert figures["mean_completion_tokens"] == 4
 
 
 def test_reward_settings_belong_to_their_task_and_need_a_function(tmp_path):
