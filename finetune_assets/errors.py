@@ -29,6 +29,11 @@ class MethodError(ValueError):
     """A method setting that cannot work with this model or machine."""
 
 
+class RewardError(ValueError):
+    """A reward function that cannot score: it raised, or returned something that is not a finite
+    number; the message names the function, the recipe and the completion it was scoring."""
+
+
 class PromotionError(ValueError):
     """The champion's record cannot be read or its export cannot be scored; the message names the file."""
 
@@ -37,7 +42,7 @@ class SweepError(ValueError):
     """A sweep with nothing to compare yet; the message says which variants to materialize."""
 
 
-BAD_INPUT = (RecipeError, SourceError, DataError, MethodError)  # what a retry cannot fix
+BAD_INPUT = (RecipeError, SourceError, DataError, MethodError, RewardError)  # what a retry cannot fix
 
 
 class ProcessFailed(RuntimeError):

@@ -39,6 +39,13 @@ QUESTIONS = [
     ("Do you sleep?", "Never."),
 ]
 
+# task: reward needs its reward functions: two of the shipped ones, sampling short completions
+REWARD = {
+    "functions": [{"function": "exact_answer"}, {"function": "length_band", "options": {"max_chars": 20}}],
+    "generations": 2,
+    "max_completion_length": 4,
+}
+
 CASES = {
     "classification": {
         "model": "tiny_bert",
@@ -72,6 +79,15 @@ CASES = {
         "rows": [{"prompt": p, "chosen": r, "rejected": "I would rather not say."} for p, r in QUESTIONS],
         "recipe": {"training": {"max_length": 64}, "generation": {"max_new_tokens": 6}},
     },
+    "reward": {
+        "model": "tiny_llama",
+        "rows": [{"prompt": p, "answer": str(n)} for n, (p, _) in enumerate(QUESTIONS)],
+        "recipe": {
+            "reward": REWARD,
+            "training": {"max_length": 64},
+            "generation": {"max_new_tokens": 6},
+        },
+    },
 }
 
 
@@ -98,7 +114,14 @@ def test_a_family_is_bound_to_its_recipe_and_no_method_takes_it_again(name, tiny
     ]
     assert takes_recipe == [], f"{name}: {takes_recipe} take the recipe, which the bound object already holds"
     (tmp_path / "bound.yaml").write_text(
-        yaml.safe_dump({"task": name, "base_model": "base", "dataset": {"source": "rows.jsonl", "labels": ["a", "b"]}})
+        yaml.safe_dump(
+            {
+                "task": name,
+                "base_model": "base",
+                "dataset": {"source": "rows.jsonl", "labels": ["a", "b"]},
+                **({"reward": REWARD} if name == "reward" else {}),
+            }
+        )
     )
     (tmp_path / "base").mkdir()
     recipe = load_recipe(tmp_path / "bound.yaml")

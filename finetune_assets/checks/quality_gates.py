@@ -255,6 +255,11 @@ def has_general_text_probe(recipe: Recipe) -> bool:
     return bool(get_task(recipe).general_text_probe)
 
 
+def loss_shows_learning(recipe: Recipe) -> bool:
+    """Whether the recipe's training loss falls as its model learns (not GRPO's): ``loss_decreased``'s condition."""
+    return bool(get_task(recipe).loss_shows_learning)
+
+
 def publishes_gguf(recipe: Recipe) -> bool:
     """Whether the recipe asks for GGUF files (``publish.gguf``): ``gguf_verified``'s condition."""
     return recipe.publish.gguf is not None
@@ -269,11 +274,12 @@ GATES = (
         "The training loss fell: the mean of the last quarter of the losses the Trainer logged is below the first "
         "quarter's (by more than checks.min_loss_decrease). Failing means the model learned little or nothing (a "
         "learning rate too small or so large that training diverged, broken labels); look at the loss curve, fix "
-        "the recipe or data and train again. WARN: shown, and the export is not promoted unless "
-        "promotion.allow_warnings.",
+        "the recipe or data and train again. Not for task: reward, whose GRPO loss stays near 0 while it "
+        "learns (its rewards show it). WARN: shown, and the export is not promoted unless promotion.allow_warnings.",
         loss_decreased,
         WARN,
-        judged_by=IN_STAGE,
+        loss_shows_learning,
+        IN_STAGE,
     ),
     Check(
         "beats_base_model",

@@ -141,11 +141,10 @@ def same_answers(trained, exported, rows, expected, found) -> list[bool]:
         model.generation_config = copy.deepcopy(greedy)
     same = []
     for row in rows:
-        prompt = (
-            row["input_ids"]
-            if exported.config.is_encoder_decoder
-            else prompt_before_last_answer(row["input_ids"], row["labels"])
-        )
+        # an encoder-decoder's input, and a row with no answer (task: reward: the prompt alone), are
+        # what generation starts from; a chat row ends with its answer, which is cut off
+        answered = not exported.config.is_encoder_decoder and "labels" in row
+        prompt = prompt_before_last_answer(row["input_ids"], row["labels"]) if answered else row["input_ids"]
         ids = torch.tensor([prompt])
         with torch.inference_mode():
             answers = [

@@ -100,6 +100,9 @@ class Stage:
     # pairs whose rejected answers the starting model writes: their cleaning loads the base model);
     # the other recipes' fingerprints do not change with settings they never use.
     reads_for: Callable[[Recipe], tuple[str, ...]] | None = None
+    # The user's code the stage runs for some recipes, by name, with the hash of its source (reward
+    # functions): part of the version, so editing that code makes the stage stale and retrains it.
+    code_for: Callable[[Recipe], dict[str, str]] | None = None
 
     def describe(self, recipe: Recipe) -> str:
         """What this stage's asset is for ``recipe``, in words a person reading the UI understands."""
@@ -110,9 +113,12 @@ class Stage:
         return self.reads + (self.reads_for(recipe) if self.reads_for else ())
 
     def version(self, recipe: Recipe) -> str:
-        """The stage's code version plus the recipe sections it reads: Dagster's code version, so
-        editing a recipe marks exactly the affected assets stale in the UI."""
-        return f"{self.code_version}-{fingerprint(recipe.section(*self.sections(recipe)))}"
+        """The stage's code version plus the recipe sections it reads (and the hashes of the user's code
+        it runs, :attr:`code_for`): Dagster's code version, so editing a recipe or that code marks
+        exactly the affected assets stale in the UI."""
+        code = self.code_for(recipe) if self.code_for else {}
+        read = recipe.section(*self.sections(recipe))
+        return f"{self.code_version}-{fingerprint(read, code) if code else fingerprint(read)}"
 
     def uses_base(self, recipe: Recipe) -> bool:
         """Whether the stage loads the base model (its tokenizer or weights) for ``recipe``."""
@@ -197,6 +203,7 @@ STAGES = (
         code_version="5",
         reads=("base_model", "method", "lora", "quantization", "training"),
         reads_for=lambda recipe: get_task(recipe).training_reads(),
+        code_for=lambda recipe: get_task(recipe).training_code(),
         run=stages.finetuned_model,
         kinds=("python", "huggingface"),
         trains=True,

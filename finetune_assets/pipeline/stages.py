@@ -191,8 +191,16 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
         "lora_target_modules": ", ".join(figures.get("lora_target_modules") or []) or "none (full fine-tuning)",
         "launcher": recipe.compute.launcher,
         "loss_curve": plots.as_markdown(work.staging / "loss_curve.png", "loss curve"),
+        **_reward_curve(work.staging / "reward_curve.png"),
         "path": FilePath(str(work.final)),
     }
+
+
+def _reward_curve(png: Path) -> dict:
+    """The reward curve beside the loss curve, where the training had rewards (task: reward)."""
+    from finetune_assets.report import plots
+
+    return {"reward_curve": plots.as_markdown(png, "reward curve")} if png.exists() else {}
 
 
 def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: ArtifactRef) -> Result:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # The task families a recipe may name (finetune_assets.tasks.REGISTRY has one class per name; a test
 # keeps the two equal). Named here so that reading a recipe imports no task family and no pandera.
-TaskName = Literal["classification", "summarization", "instruction", "preference"]
+TaskName = Literal["classification", "summarization", "instruction", "preference", "reward"]
 
 NAME_PATTERN = r"[A-Za-z0-9_]+"  # a recipe name is an asset key prefix and a group name
 RECIPE_PREFIX = "recipe:"  # base_model: recipe:<name> starts from that recipe's champion
@@ -197,6 +197,57 @@ class PreferenceSpec(_Strict):
             raise ValueError(f"loss_type and label_smoothing are dpo settings; method is {self.method}")
         if self.method != "kto" and (self.desirable_weight != 1 or self.undesirable_weight != 1):
             raise ValueError(f"desirable_weight and undesirable_weight are kto settings; method is {self.method}")
+        return self
+
+
+class RewardFunctionSpec(_Strict):
+    """One reward function of ``task: reward`` and its weight in the total reward."""
+
+    function: str = Field(
+        description="a shipped function (exact_answer, regex, length_band, json_schema) or module:function, "
+        "the user's own, imported from the recipe's folder (then sys.path); see docs/reward.md"
+    )
+    weight: float = Field(1.0, description="its weight in the total reward (the sum of weighted rewards)")
+    name: str | None = Field(None, description="its name in the run log and the report; default: the function's name")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of the function, e.g. {field: answer, kind: number} for exact_answer",
+    )
+
+
+class RewardSpec(_Strict):
+    """Reward-driven tuning (``task: reward``): TRL's GRPO, its reward functions and sampling. See
+    docs/reward.md."""
+
+    functions: list[RewardFunctionSpec] = Field(
+        default_factory=list, description="the reward functions (at least one) and their weights"
+    )
+    generations: int = Field(
+        4,
+        ge=2,
+        description="completions sampled per prompt (the group whose rewards are compared); training.batch_size "
+        "counts completions and must be a multiple of it",
+    )
+    max_completion_length: int = Field(64, gt=0, description="tokens sampled at most per completion")
+    beta: float = Field(
+        0.04,
+        ge=0,
+        description="KL coefficient: how strongly the policy is held near the starting model (its reference); "
+        "0 drops the KL term and the reference model",
+    )
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
+        "dapo",
+        description="the loss variant: grpo (per-sequence normalised, the paper's), dr_grpo (a constant "
+        "normaliser), dapo (per token over the accumulated batch, TRL's default), bnpo (per token, local batch)",
+    )
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of training and evaluation samples")
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> RewardSpec:
+        names = [spec.name or spec.function.rpartition(":")[2] for spec in self.functions]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two reward functions are named {', '.join(twice)}; give each a distinct name")
         return self
 
 
@@ -432,6 +483,9 @@ class Recipe(_Strict):
     preference: PreferenceSpec = Field(
         PreferenceSpec(), description="task preference: the trainer (dpo, orpo, kto), its loss and beta"
     )
+    reward: RewardSpec = Field(
+        RewardSpec(), description="task reward: the reward functions, their weights and GRPO's sampling and loss"
+    )
     generation: GenerationSpec = Field(GenerationSpec(), description="decoding in evaluation and in the export")
     evaluation: EvaluationSpec = Field(EvaluationSpec(), description="what the report shows beyond the metrics")
     compute: ComputeSpec = Field(ComputeSpec(), description="where and how the training process runs")
@@ -464,9 +518,13 @@ class Recipe(_Strict):
         return self.base_model.removeprefix(RECIPE_PREFIX) if self.base_model.startswith(RECIPE_PREFIX) else None
 
     @model_validator(mode="after")
-    def _preference_only_for_its_task(self) -> Recipe:
+    def _family_sections_only_for_their_task(self) -> Recipe:
         if self.task != "preference" and self.preference != PreferenceSpec():
             raise ValueError(f"preference: is a setting of task: preference, not of task: {self.task}")
+        if self.task != "reward" and self.reward != RewardSpec():
+            raise ValueError(f"reward: is a setting of task: reward, not of task: {self.task}")
+        if self.task == "reward" and not self.reward.functions:
+            raise ValueError("task: reward needs reward.functions: at least one reward function")
         return self
 
     def section(self, *keys: str) -> dict:

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no screen on servers and CI
 import matplotlib.pyplot as plt
@@ -32,6 +33,24 @@ def loss_curve(history: list[dict], target: Path) -> Path:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title("Loss during fine-tuning")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, target)
+
+
+def reward_curve(history: list[dict], target: Path) -> Path | None:
+    """The mean total reward of the sampled completions per logged step, with its standard deviation
+    as a band, from a reward-driven training's log history (None for other trainings: no reward)."""
+    rows = [(row["step"], row["reward"], row.get("reward_std") or 0.0) for row in history if "reward" in row]
+    if not rows:
+        return None
+    steps, means, spread = (np.asarray(column, dtype=float) for column in zip(*rows))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, means, marker=".", label="mean reward")
+    ax.fill_between(steps, means - spread, means + spread, alpha=0.2, label="± reward std")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("total reward")
+    ax.set_title("Reward of the sampled completions during training")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, target)

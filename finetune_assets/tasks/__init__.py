@@ -1,5 +1,5 @@
 """Task families: one plug-in per kind of job (classification, summarization, instruction tuning,
-preference tuning).
+preference tuning, reward-driven tuning).
 
 A task family is everything that differs between those jobs, behind the interface in
 :mod:`.base` (four sides: data, training, evaluation, export): its columns and pandera schema, how
@@ -25,13 +25,14 @@ from finetune_assets.tasks.base import TaskFamily
 from finetune_assets.tasks.classification import Classification
 from finetune_assets.tasks.instruction import Instruction
 from finetune_assets.tasks.preference import Preference
+from finetune_assets.tasks.reward import Reward
 from finetune_assets.tasks.summarization import Summarization
 
 if TYPE_CHECKING:
     from finetune_assets.recipes import Recipe
 
 REGISTRY: dict[str, type[TaskFamily]] = {
-    family.name: family for family in (Classification, Summarization, Instruction, Preference)
+    family.name: family for family in (Classification, Summarization, Instruction, Preference, Reward)
 }
 
 

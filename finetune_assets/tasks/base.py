@@ -200,6 +200,15 @@ class TrainingSide(BoundToRecipe, ABC):
         fingerprint), e.g. ``preference``; other families' fingerprints stay free of them."""
         return ()
 
+    # Whether a falling training loss says the model learned (the ``loss_decreased`` gate judges it);
+    # not for GRPO, whose loss stays near 0 while the rewards rise.
+    loss_shows_learning: bool = True
+
+    def training_code(self) -> dict[str, str]:
+        """The user's code training runs besides the project's (reward functions), by name, with a hash
+        of its source: part of ``finetuned_model``'s fingerprint, so editing it retrains. By default none."""
+        return {}
+
     # Whether the trainer class wraps the model in the LoRA adapter itself (TRL's trainers: then a
     # reference model is the base with the adapter off): it gets the base and the adapter's config.
     trainer_applies_adapter: bool = False

@@ -144,6 +144,7 @@ def _save(trainer, model, tokenizer, recipe: Recipe, out_dir: Path, figures: dic
     (out_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     save_resolved(recipe, out_dir)
     plots.loss_curve(trainer.state.log_history, out_dir / "loss_curve.png")
+    plots.reward_curve(trainer.state.log_history, out_dir / "reward_curve.png")
     (out_dir / "training_figures.json").write_text(json.dumps(figures, indent=2))
 
 

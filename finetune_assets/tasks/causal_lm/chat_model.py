@@ -67,7 +67,7 @@ class ChatModel(TaskFamily):
             return []
         cases = [
             (
-                chat.conversation(row["prompt"], None, row["system"], json.loads(row["history"] or "[]")),
+                chat.conversation(row["prompt"], None, row.get("system", ""), json.loads(row.get("history") or "[]")),
                 sample["prediction"],
             )
             for row, sample in zip(test, tuned["samples"])
