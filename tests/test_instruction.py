@@ -1,5 +1,5 @@
-"""Instruction tuning: chat formatting, loss masking, EOS, input formats, QLoRA on a CPU machine,
-and the export (adapter alone and merged).
+"""Instruction tuning: chat formatting, loss masking, EOS, input formats, QLoRA on the CPU (and
+where 4-bit weights cannot train), and the export (adapter alone and merged).
 
 The model is a tiny randomly initialised Llama with the real SmolLM2 tokenizer (chat template,
 EOS = pad = <|im_end|>), taken from the plain copy that :mod:`finetune_assets.data.formats.gguf` makes of the
@@ -11,7 +11,9 @@ local stand-in, as ``test_hub_recipe.py`` does.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -197,7 +199,7 @@ def test_answers_to_one_prompt_share_a_split(tmp_path):
     assert sum(map(len, parts.values())) == 80 and all(len(part) >= 12 for part in parts.values())
 
 
-# --- the shipped QLoRA recipe on a CPU machine ------------------------------------------------
+# --- the shipped QLoRA recipe on this machine ------------------------------------------------
 
 QUESTIONS = ["What causes {}?", "How is {} treated?", "What are the symptoms of {}?", "Who gets {}?"]
 TOPICS = [
@@ -265,51 +267,81 @@ def medqa_run(root: Path, base: Path, materialize_recipes, **overrides):
     return materialize_recipes(root, {"train": data / "train.parquet"})
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine QLoRA runs")
-def test_qlora_without_cuda_fails_before_any_data_is_read(tmp_path, tiny_llama, materialize_recipes):
-    run = medqa_run(tmp_path, tiny_llama, materialize_recipes)
-    assert not run.result.success
-    assert run.hub_calls == [], "the hub dataset was never asked for"
-    assert run.metadata == {}, "nothing was materialized"
-    failure = next(e for e in run.result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert failure.step_key == "medqa_tinyllama_qlora__raw_dataset", "the first stage stops the run"
-    message = failure.step_failure_data.error.to_string()
-    assert "MethodError: medqa_tinyllama_qlora.yaml: method qlora needs a CUDA GPU" in message
-    assert "quantization.cpu_fallback: true" in message
+@pytest.fixture
+def no_four_bit(monkeypatch):
+    """bitsandbytes absent from this process, as on a machine without it: 4-bit weights cannot train."""
+    from finetune_assets.models import quantization
+
+    quantization._probe.cache_clear()
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    yield
+    quantization._probe.cache_clear()
+
+
+def test_qlora_where_4_bit_cannot_train_fails_before_any_data_is_read_or_falls_back(tmp_path, tiny_llama, no_four_bit):
+    from finetune_assets.errors import MethodError
+    from finetune_assets.models import methods
+    from finetune_assets.pipeline.stages import read_raw_rows
+
+    settings = {"base_model": str(tiny_llama), "method": "qlora", "dataset": {"source": "not_there.jsonl"}}
+    recipe = write_recipe(tmp_path, "medqa", **settings)
+    with pytest.raises(MethodError) as refused:
+        read_raw_rows(recipe, logging.getLogger("test"), tmp_path, [])  # the data file does not exist
+    said = str(refused.value)
+    assert said.startswith("medqa.yaml: method qlora needs bitsandbytes 4-bit weights on the training device")
+    assert "bitsandbytes cannot be imported" in said and "quantization.cpu_fallback: true" in said
+    fallback = write_recipe(tmp_path, "medqa", **settings, quantization={"cpu_fallback": True})
+    assert methods.trained_method(fallback) == "lora"
+
+
+def test_qlora_trains_on_a_4_bit_base_wherever_bitsandbytes_can(make_recipe, monkeypatch):
+    from finetune_assets.models import methods, quantization
+
+    recipe = make_recipe("q", method="qlora", quantization={"cpu_fallback": True})
+    support = quantization.four_bit_support(recipe)
+    assert support.runs and support.device == ("cuda" if torch.cuda.is_available() else "cpu"), support
+    assert methods.trained_method(recipe) == "qlora", "no fallback where 4-bit weights train"
+    if not torch.cuda.is_available():  # compute_dtype auto follows the CPU's bf16 support
+        for bf16, dtype in (("1", "bfloat16"), ("0", "float32")):
+            monkeypatch.setenv("FINETUNE_CPU_BF16", bf16)
+            assert quantization.compute_dtype(recipe) == dtype
+    fixed = make_recipe("f", method="qlora", quantization={"compute_dtype": "bfloat16"})
+    assert quantization.compute_dtype(fixed) == "bfloat16"
 
 
 @pytest.fixture(scope="module")
-def fallback_run(tmp_path_factory, tiny_llama, materialize_recipes):
-    if torch.cuda.is_available():
-        pytest.skip("on a CUDA machine QLoRA runs: no fallback")
-    shipped = yaml.safe_load((SHIPPED_DIR / "medqa_tinyllama_qlora.yaml").read_text())
-    run = medqa_run(
-        tmp_path_factory.mktemp("medqa"),
-        tiny_llama,
-        materialize_recipes,
-        quantization={**shipped["quantization"], "cpu_fallback": True},
-    )
-    assert run.result.success
+def qlora_run(tmp_path_factory, tiny_llama, materialize_recipes):
+    """The shipped QLoRA recipe as it is (no fallback), on this machine's device: the CPU here."""
+    run = medqa_run(tmp_path_factory.mktemp("medqa"), tiny_llama, materialize_recipes)
+    assert run.result.success, run.logs[-5:]
     return run.metadata, run.hub_calls, run.logs
 
 
-def test_cpu_fallback_trains_plain_lora_and_records_it(fallback_run):
-    metadata, asked, logs = fallback_run
+def test_qlora_trains_the_4_bit_base_on_this_device_and_records_it(qlora_run, tiny_llama):
+    metadata, asked, logs = qlora_run
     assert asked == [("medalpaca/medical_meadow_medical_flashcards", "train")]
     model = metadata["finetuned_model"]
-    assert model["method_trained"].value == "lora" and model["qlora_cpu_fallback"].value is True
-    assert any("falls back to plain LoRA" in line for line in logs)
+    assert model["method_trained"].value == "qlora" and model["qlora_cpu_fallback"].value is False
+    device = "cpu" if not torch.cuda.is_available() else model["device"].value
+    assert model["four_bit_device"].value == device
+    assert model["four_bit_compute_dtype"].value == {"bf16": "bfloat16"}.get(model["precision"].value, "float32")
+    layers = json.loads((tiny_llama / "config.json").read_text())["num_hidden_layers"]
+    assert model["four_bit_layers"].value == 7 * layers, "q, k, v, o, gate, up and down of every layer in 4 bits"
+    assert any(f"method qlora trains on a 4-bit base on {device.split()[0]}" in line for line in logs)
     assert set(model["lora_target_modules"].value.split(", ")) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     trainable, total = model["trainable_parameters"].value, model["total_parameters"].value
     assert 0 < trainable < total
     assert model["trainable_fraction"].value == pytest.approx(trainable / total, rel=5e-4)  # 4 significant digits
     card = (Path(metadata["exported_model"]["path"].value) / "README.md").read_text()
-    assert "method: `qlora`" in card and "trained as plain LoRA" in card
+    assert (
+        "method: `qlora`" in card
+        and f"base loaded in 4 bits for training on {device} ({7 * layers} bitsandbytes" in card
+    )
     assert f"trainable parameters: {trainable:,} of {total:,}" in card
 
 
-def test_tokenized_rows_put_loss_on_the_answer_only(fallback_run, tokenizer):
-    metadata, _, _ = fallback_run
+def test_tokenized_rows_put_loss_on_the_answer_only(qlora_run, tokenizer):
+    metadata, _, _ = qlora_run
     train = datasets.load_from_disk(metadata["tokenized_splits"]["path"].value)["train"]
     for row in train.select(range(5)):
         answer = [label for label in row["labels"] if label != chat.IGNORE]
@@ -317,8 +349,8 @@ def test_tokenized_rows_put_loss_on_the_answer_only(fallback_run, tokenizer):
         assert "Answer this question truthfully" in tokenizer.decode(row["input_ids"])  # the system column
 
 
-def test_perplexity_of_base_and_tuned_on_the_answers(fallback_run):
-    metadata, _, _ = fallback_run
+def test_perplexity_of_base_and_tuned_on_the_answers(qlora_run):
+    metadata, _, _ = qlora_run
     report = metadata["evaluation_report"]
     tuned, base = report["perplexity"].value, report["baseline_perplexity"].value
     # The metadata shows 4 significant digits; report.json keeps every digit.
@@ -336,11 +368,11 @@ def test_perplexity_of_base_and_tuned_on_the_answers(fallback_run):
     assert not REGISTRY["instruction"].primary_metric_higher_is_better
 
 
-def test_export_has_the_adapter_alone_and_a_merged_model_that_agree(fallback_run, tokenizer):
+def test_export_has_the_adapter_alone_and_a_merged_model_that_agree(qlora_run, tokenizer):
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM, pipeline
 
-    metadata, _, _ = fallback_run
+    metadata, _, _ = qlora_run
     export = Path(metadata["exported_model"]["path"].value)
     adapter = export / "adapter"
     assert (adapter / "adapter_model.safetensors").exists() and not (adapter / "model.safetensors").exists()

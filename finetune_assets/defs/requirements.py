@@ -8,6 +8,10 @@ pressing *Materialize*, not learn it from a failed run. Each asset of a recipe's
   needs them. ``dagster asset list --select 'tag:finetune_assets/network'`` lists what needs a network;
 - definition metadata (free text): the base model, the data source, the recipe file, and ``needs``,
   a sentence saying what the recipe needs and why (``runs offline on a CPU`` when nothing).
+
+``method: qlora`` needs no GPU: bitsandbytes trains 4-bit weights on the CPU too. Whether they train
+on the machine that runs is decided there, before any data is read, by one real 4-bit step
+(:mod:`finetune_assets.models.quantization`), not by a tag fixed when the definitions load.
 """
 
 from __future__ import annotations
@@ -23,8 +27,6 @@ def needs(recipe: Recipe) -> dict[str, str]:
     """Each requirement (``cuda-gpu``, ``network``) the recipe has, with the reason in words."""
     found = {}
     gpu = []
-    if recipe.method == "qlora" and not recipe.quantization.cpu_fallback:
-        gpu.append("method: qlora loads the base model in 4 bits with bitsandbytes, which needs CUDA")
     if recipe.compute.kubernetes.gpus:
         gpu.append(f"compute.kubernetes.gpus asks for {recipe.compute.kubernetes.gpus}")
     if gpu:

@@ -4,9 +4,11 @@
 the recipe, else peft's per-architecture defaults) and trains only those plus the task head;
 checkpoints then hold the adapter alone, and :func:`load_trained` merges it back for use.
 ``qlora`` is LoRA on a base model loaded in 4 bits (bitsandbytes NF4 by default, settings in the
-recipe's ``quantization``), which needs a CUDA GPU. Without one it fails before any data is read
-(:func:`preflight`), or with ``quantization.cpu_fallback: true`` trains plain LoRA and says so.
-Merging always goes into an unquantized copy of the base, never into 4-bit weights.
+recipe's ``quantization``) on the device that trains: a CUDA GPU, or the CPU, wherever
+bitsandbytes trains 4-bit weights (:mod:`finetune_assets.models.quantization` asks it with a real
+step). Where it cannot, the run fails before any data is read (:func:`preflight`), or with
+``quantization.cpu_fallback: true`` trains plain LoRA and says so. Merging always goes into an
+unquantized copy of the base, never into 4-bit weights.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
 
 from finetune_assets.errors import MethodError
+from finetune_assets.models import quantization
 from finetune_assets.recipes import Recipe
 from finetune_assets.tasks.base import TaskFamily
 
@@ -30,45 +33,60 @@ EXTRA_DEFAULT_TARGETS = {
 
 
 def trained_method(recipe: Recipe) -> str:
-    """The method this machine will train: the recipe's, or ``lora`` for a ``qlora`` recipe on a
-    machine without CUDA whose recipe allows the fallback. Raises :class:`MethodError` otherwise."""
-    if recipe.method != "qlora" or torch.cuda.is_available():
+    """The method this machine will train: the recipe's, or ``lora`` for a ``qlora`` recipe whose
+    4-bit weights do not train here and whose recipe allows the fallback. Raises :class:`MethodError`
+    otherwise."""
+    if recipe.method != "qlora":
         return recipe.method
+    support = quantization.four_bit_support(recipe)
+    if support.runs:
+        return "qlora"
     if recipe.quantization.cpu_fallback:
         return "lora"
     raise MethodError(
-        f"{recipe.source_file.name}: method qlora needs a CUDA GPU (bitsandbytes 4-bit weights) and this "
-        "machine has none. Run it on a GPU machine, set method: lora, or set quantization.cpu_fallback: "
-        "true to train plain LoRA here instead."
+        f"{recipe.source_file.name}: method qlora needs bitsandbytes 4-bit weights on the training device "
+        f"({support.device}), and they do not train here: {support.reason}. Install a bitsandbytes that "
+        "supports 4-bit on this device, set method: lora, or set quantization.cpu_fallback: true to train "
+        "plain LoRA here instead."
     )
 
 
 def preflight(recipe: Recipe, log) -> str:
-    """Check the method against this machine before any data is read; log a fallback."""
+    """Check the method against this machine before any data is read; log where 4-bit weights train,
+    or the fallback."""
     method = trained_method(recipe)
+    if recipe.method != "qlora":
+        return method
+    support = quantization.four_bit_support(recipe)
     if method != recipe.method:
         log.warning(
-            f"{recipe.name}: no CUDA GPU, so method qlora falls back to plain LoRA "
-            "(quantization.cpu_fallback: true); the 4-bit base is not used"
+            f"{recipe.name}: 4-bit weights do not train on {support.device} here ({support.reason}), so "
+            "method qlora falls back to plain LoRA (quantization.cpu_fallback: true); the 4-bit base is not used"
         )
+    else:
+        log.info(f"{recipe.name}: method qlora trains on a 4-bit base on {support.device} ({support.reason})")
     return method
 
 
 def load_base(task: TaskFamily, method: str):
-    """The recipe's base model to train: as is, or for ``qlora`` in 4 bits and ready for k-bit training."""
+    """The recipe's base model to train: as is, or for ``qlora`` in 4 bits on the training device and
+    ready for k-bit training."""
     if method != "qlora":
         return task.load_model(task.base_location)
     from transformers import BitsAndBytesConfig
 
     spec = task.recipe.quantization
-    dtype = getattr(torch, spec.compute_dtype)
-    quantization = BitsAndBytesConfig(
+    dtype = getattr(torch, quantization.compute_dtype(task.recipe))
+    quantization_config = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=spec.quant_type,
         bnb_4bit_use_double_quant=spec.double_quant,
         bnb_4bit_compute_dtype=dtype,
     )
-    model = task.load_model(task.base_location, quantization_config=quantization, dtype=dtype, device_map={"": 0})
+    device = 0 if quantization.training_device() == "cuda" else "cpu"
+    model = task.load_model(
+        task.base_location, quantization_config=quantization_config, dtype=dtype, device_map={"": device}
+    )
     # Norms to float32, input gradients on; the Trainer turns on activation checkpointing itself.
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 

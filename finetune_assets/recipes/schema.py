@@ -68,14 +68,21 @@ class LoraSpec(_Strict):
 
 
 class QuantizationSpec(_Strict):
-    """4-bit loading for ``method: qlora`` (bitsandbytes NF4); needs a CUDA GPU."""
+    """4-bit loading for ``method: qlora`` (bitsandbytes NF4) on the device that trains: a CUDA GPU or
+    the CPU, wherever bitsandbytes trains 4-bit weights (see finetune_assets.models.quantization)."""
 
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type of the base weights")
     double_quant: bool = Field(True, description="quantize the quantization constants too (saves memory)")
-    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="dtype the 4-bit weights are computed in"
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto",
+        description="dtype the 4-bit weights are computed in; auto: the resolved training.precision's (bfloat16 "
+        "where the hardware has bf16, float16 on a GPU without it, else float32)",
     )
-    cpu_fallback: bool = Field(False, description="without CUDA, train plain LoRA instead of failing")
+    cpu_fallback: bool = Field(
+        False,
+        description="where bitsandbytes cannot train 4-bit weights on the training device (checked with one "
+        "real 4-bit step before any data is read), train plain LoRA instead of failing",
+    )
 
 
 class GenerationSpec(_Strict):
@@ -475,7 +482,7 @@ class Recipe(_Strict):
     force_recompute: bool = Field(False, description="ignore cached artifacts on every run")
     splits: SplitSpec = Field(SplitSpec(), description="validation and test shares and the seed")
     method: Literal["full", "lora", "qlora"] = Field(
-        "full", description="full fine-tuning, a LoRA adapter, or LoRA on a 4-bit base (QLoRA, CUDA only)"
+        "full", description="full fine-tuning, a LoRA adapter, or LoRA on a 4-bit base (QLoRA: CPU or CUDA GPU)"
     )
     lora: LoraSpec = Field(LoraSpec(), description="the adapter of method lora and qlora")
     quantization: QuantizationSpec = Field(QuantizationSpec(), description="the 4-bit base of method qlora")

@@ -91,12 +91,16 @@ def _method_lines(recipe: Recipe, figures: dict) -> str:
     """How the model was trained: method, LoRA and quantization settings, trainable share."""
     lines = [f"- method: `{recipe.method}`"]
     if figures.get("qlora_cpu_fallback"):
-        lines.append("- trained as plain LoRA: no CUDA GPU for 4-bit weights (quantization.cpu_fallback: true)")
+        lines.append(
+            f"- trained as plain LoRA: 4-bit weights do not train on {figures['device']} here "
+            "(quantization.cpu_fallback: true)"
+        )
     elif figures["method_trained"] == "qlora":
         spec = recipe.quantization
         lines.append(
-            f"- base loaded in 4 bits for training: {spec.quant_type}, double quantization "
-            f"{spec.double_quant}, compute dtype {spec.compute_dtype}"
+            f"- base loaded in 4 bits for training on {figures['four_bit_device']} "
+            f"({figures['four_bit_layers']} bitsandbytes Linear4bit layers): {spec.quant_type}, double "
+            f"quantization {spec.double_quant}, compute dtype {figures['four_bit_compute_dtype']}"
         )
     if recipe.method != "full":
         lines.append(

@@ -24,7 +24,7 @@ import torch
 from datasets import Dataset, load_from_disk
 from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 
-from finetune_assets.models import methods
+from finetune_assets.models import methods, quantization
 from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
@@ -109,6 +109,7 @@ def train(
         **task.precision.metadata(),
         "method_trained": method,
         "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
+        **_four_bit_figures(model, recipe, method),
     }
     if trainer.is_world_process_zero():
         _save(trainer, model, tokenizer, recipe, out_dir, figures)
@@ -204,6 +205,18 @@ def _model_figures(model, trainable: int, total: int) -> dict:
         "device": device_name(),
         **peak_memory(),
     }  # rank 0's process: the model, optimizer state and activations of one device
+
+
+def _four_bit_figures(model, recipe: Recipe, method: str) -> dict:
+    """For QLoRA, the proof that the base trained in 4 bits, and where: its ``Linear4bit`` layers, the
+    device they ran on and the dtype they were computed in (``None`` for the other methods)."""
+    if method != "qlora":
+        return {"four_bit_layers": None, "four_bit_device": None, "four_bit_compute_dtype": None}
+    return {
+        "four_bit_layers": quantization.four_bit_layers(model),
+        "four_bit_device": device_name(),
+        "four_bit_compute_dtype": quantization.compute_dtype(recipe),
+    }
 
 
 def _resume_point(folder: Path | None, fingerprint: str, processes: int, log) -> tuple[int, Path] | None:
