@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import NO_QUALITY_GATES
 
@@ -212,31 +213,51 @@ def test_reward_settings_belong_to_their_task_and_need_a_function(tmp_path):
         load_recipe(tmp_path / "chat.yaml")
 
 
-def test_a_raising_reward_function_stops_grpo_training_with_its_name(tmp_path, tiny_llama):
+def grpo_trainer(folder: Path, base: Path, function: str):
+    """TRL's GRPO trainer as the training process builds it (full fine-tuning), on 4 prompts."""
     from datasets import Dataset, DatasetDict
     from transformers import AutoTokenizer
 
     from finetune_assets.training.trainer import training_arguments
 
-    write_module(tmp_path, "broken_rewards", "def broken(completion, row):\n    raise RuntimeError('no answer key')\n")
     recipe = reward_recipe(
-        tmp_path,
-        [{"function": "broken_rewards:broken"}],
-        base=str(tiny_llama),
+        folder,
+        [{"function": function}],
+        base=str(base),
         reward={"max_completion_length": 4},
         training={"batch_size": 4},
     )
     task = get_task(recipe)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    tokenizer = AutoTokenizer.from_pretrained(base)
     rows = DatasetDict({"train": Dataset.from_list([{"prompt": f"What is {i} plus {i}?"} for i in range(4)])})
     rows = task.tokenize(rows, tokenizer)["train"]
-    model = task.load_model(str(tiny_llama))
-    trainer = task.trainer_class()(
+    model = task.load_model(str(base))
+    return task.trainer_class()(
         model=model,
-        args=training_arguments(task, tmp_path / "checkpoints", processes=1),
+        args=training_arguments(task, folder / "checkpoints", processes=1),
         processing_class=tokenizer,
         **task.trainer_options(tokenizer, model, (rows, None), None),
     )
+
+
+def test_full_fine_tuning_takes_a_grpo_step_and_a_raising_reward_function_stops_training_with_its_name(
+    tmp_path, tiny_llama
+):
+    (tmp_path / "works").mkdir(), (tmp_path / "fails").mkdir()
+    write_module(
+        tmp_path / "works", "spread_rewards", "def spread(completion, row):\n    return len(set(completion)) / 10\n"
+    )
+    trainer = grpo_trainer(tmp_path / "works", tiny_llama, "spread_rewards:spread")
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train()
+    logged = [row for row in trainer.state.log_history if "reward" in row]
+    assert len(logged) == trainer.state.global_step == 4, "a log at every step: 4 prompts, 4 samples a step"
+    assert all(row["rewards/spread/mean"] == row["reward"] > 0 and "kl" in row for row in logged)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters())), "every weight trains"
+    write_module(
+        tmp_path / "fails", "broken_rewards", "def broken(completion, row):\n    raise RuntimeError('no answer key')\n"
+    )
+    trainer = grpo_trainer(tmp_path / "fails", tiny_llama, "broken_rewards:broken")
     with pytest.raises(
         RewardError, match=r"'broken' \(reward.functions\[0\]: broken_rewards:broken\) raised RuntimeError"
     ):
