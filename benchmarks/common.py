@@ -132,6 +132,32 @@ def load_recipe(name: str, **training):
     return recipe.model_copy(update={"training": recipe.training.model_copy(update=training)}) if training else recipe
 
 
+def prepared_splits_and_base(recipe, work: Path) -> tuple[str, str]:
+    """The recipe's tokenized splits (the pipeline's own data stages, into a scratch store under
+    ``work``) and its base model's location (for a GGUF base, the plain copy), both made before
+    anything is measured."""
+    import logging
+
+    from finetune_assets.data import sources
+    from finetune_assets.pipeline.chain import CHAIN
+    from finetune_assets.pipeline.runner import run_stage
+
+    log = logging.getLogger("prepare")
+    upstream = []
+    for stage in ("raw_dataset", "clean_dataset", "tokenized_splits"):
+        upstream = [run_stage(CHAIN[stage], recipe, work / "artifacts", log, upstream)[0]]
+    return upstream[0].path, sources.model_location(recipe.base_model, recipe.source_file.parent)
+
+
+def cpu_model() -> str:
+    """The CPU's model name as ``/proc/cpuinfo`` gives it (figures name the CPU they come from)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
 def materialize(recipes_dir: Path, artifacts_root: Path, **settings):
     """Materialize every asset and check of ``recipes_dir`` in this process, on an ephemeral
     instance. Returns ``({asset name: materialization}, seconds)``; seconds include building the

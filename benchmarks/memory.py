@@ -79,20 +79,6 @@ def recipe_for(steps: int, checkpointing: str, compute: str = "recipe"):
     return recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update={"compute_dtype": compute})})
 
 
-def prepare(recipe, work: Path) -> tuple[str, str]:
-    """The tokenized splits (the pipeline's own data stages, into a scratch store) and the plain
-    copy of the GGUF base model, both made before any variant is measured."""
-    from finetune_assets.data import sources
-    from finetune_assets.pipeline.chain import CHAIN
-    from finetune_assets.pipeline.runner import run_stage
-
-    log = logging.getLogger("prepare")
-    upstream = []
-    for stage in ("raw_dataset", "clean_dataset", "tokenized_splits"):
-        upstream = [run_stage(CHAIN[stage], recipe, work / "artifacts", log, upstream)[0]]
-    return upstream[0].path, sources.model_location(recipe.base_model, recipe.source_file.parent)
-
-
 def measure(variant: str, args, splits: str, base: str, out: Path) -> dict:
     command = [
         sys.executable,
@@ -161,7 +147,7 @@ def main() -> None:
     variants = (["load"] if not args.quick else []) + ["full", "lora"] + (["qlora"] if four_bit.runs else [])
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         work = Path(tmp)
-        splits, base = prepare(recipe, work)
+        splits, base = common.prepared_splits_and_base(recipe, work)
         results = {v: measure(v, args, splits, base, work / v) for v in variants}
         on_disk = (mib(work / "lora", "adapter_model.safetensors"), mib(work / "full", "*.safetensors"))
     figures = {**setup(recipe, args.steps, four_bit), **variant_figures(results), **ratios(results, on_disk)}

@@ -61,13 +61,16 @@ def read_raw_rows(recipe: Recipe, log, root: Path, upstream: list[ArtifactRef]) 
     """The recipe's rows as the source holds them, hashed by content (the first stage: no upstream,
     nothing under ``root`` to read). What cannot work fails here, before any data is read: a base
     model without safetensors weights, a ``training.precision`` this machine cannot run, a tracker of
-    ``training.report_to`` that is not installed, a ``qlora`` recipe on a machine that cannot train it."""
+    ``training.report_to`` that is not installed, ``training.packing`` without its packer (TRL), a
+    ``qlora`` recipe on a machine that cannot train it."""
     from finetune_assets.models import precision
+    from finetune_assets.tasks.causal_lm import packing
     from finetune_assets.training import tracking
 
     sources.require_safetensors(recipe.base_model, recipe.source_file.parent)
     precision.resolve(recipe)
     tracking.require_trackers(recipe)
+    packing.require_packer(recipe)
     if recipe.method == "qlora":
         from finetune_assets.models import methods
 

@@ -131,6 +131,12 @@ class TrainingSpec(_Strict):
         None, gt=0, description="stop when validation loss has not improved for this many checkpoints"
     )
     group_by_length: bool = Field(True, description="batches of similar length, padded only to their longest row")
+    packing: bool = Field(
+        False,
+        description="task instruction: whole examples packed into rows of max_length, none attending to "
+        "another (position ids restart per example); batch_size then counts packed rows. See "
+        "finetune_assets/tasks/causal_lm/packing.py",
+    )
     logging_steps: int = Field(10, gt=0, description="optimizer steps between logged training losses")
     save_steps: float = Field(
         0.1,
@@ -532,6 +538,15 @@ class Recipe(_Strict):
             raise ValueError(f"reward: is a setting of task: reward, not of task: {self.task}")
         if self.task == "reward" and not self.reward.functions:
             raise ValueError("task: reward needs reward.functions: at least one reward function")
+        return self
+
+    @model_validator(mode="after")
+    def _packing_only_for_causal_lm_sft(self) -> Recipe:
+        if self.training.packing and self.task != "instruction":
+            raise ValueError(
+                f"training.packing packs causal-LM SFT rows (task: instruction), not task: {self.task}; "
+                "set training.packing: false"
+            )
         return self
 
     def section(self, *keys: str) -> dict:

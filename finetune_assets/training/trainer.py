@@ -78,18 +78,15 @@ def train(
     adapter = methods.adapter_config(model, task) if task.trainer_applies_adapter else None
     if not task.trainer_applies_adapter:
         model = methods.prepare(model, task)
+    rows, collator, packed = _packed(task, (train_rows, validation_rows), tokenizer, processes, log)
     with contextlib.ExitStack() as scratch:
         if checkpoint_dir is None:
             checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-", dir=out_dir)))
         args = training_arguments(task, checkpoint_dir, processes)
-        trainer = _trainer(task, (model, adapter), tokenizer, args, (train_rows, validation_rows), log, out_dir)
+        trainer = _trainer(task, (model, adapter), tokenizer, args, (rows, collator), log, out_dir)
         model = trainer.model  # the trainer's, wrapped in the adapter where it applies it
         trainable, total = methods.parameter_counts(model)
-        log.info(
-            f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
-            f"{f' x {processes} processes' if processes > 1 else ''}, {len(train_rows)} training rows, "
-            f"{task.precision}"
-        )
+        log.info(f"{method}: {trainable:,} of {total:,} parameters trainable on {_where(processes, train_rows, task)}")
         started = time.monotonic()
         try:
             result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
@@ -105,22 +102,49 @@ def train(
         "resumed_from_step": resume[0] if resume else None,
         "world_size": processes,
         "training_rows": len(train_rows),
+        **packed,
         **_model_figures(model, trainable, total),
         **task.precision.metadata(),
-        "method_trained": method,
-        "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
-        **_four_bit_figures(model, recipe, method),
+        **_method_figures(model, recipe, method),
     }
     if trainer.is_world_process_zero():
         _save(trainer, model, tokenizer, recipe, out_dir, figures)
     return figures
 
 
-def _trainer(task: TaskFamily, model, tokenizer, args, rows: tuple[Dataset, Dataset], log, out_dir: Path):
+def _packed(task: TaskFamily, rows: tuple[Dataset, Dataset], tokenizer, processes: int, log):
+    """The rows the Trainer gets, the collator that replaces the task's (None: the task's own), and
+    the packing figures: rows packed where ``training.packing`` asks (:mod:`.packing`)."""
+    if not task.recipe.training.packing:
+        return rows, None, {"packing": False}
+    from finetune_assets.tasks.causal_lm import packing
+
+    packed = packing.pack_for_training(rows, tokenizer, task.recipe.training, processes)
+    figures = packed.figures
+    log.info(
+        f"packing: {len(rows[0])} training rows into {figures['packed_rows']} rows of at most "
+        f"{task.recipe.training.max_length} tokens; padding share {figures['padding_share_unpacked']:.1%} "
+        f"unpacked, {figures['padding_share_packed']:.1%} packed"
+    )
+    return packed.rows, packed.collator, {"packing": True, **figures}
+
+
+def _where(processes: int, train_rows: Dataset, task: TaskFamily) -> str:
+    """Where and on what the training runs, for the run log."""
+    spread = f" x {processes} processes" if processes > 1 else ""
+    return f"{device_name()}{spread}, {len(train_rows)} training rows, {task.precision}"
+
+
+def _trainer(task: TaskFamily, model, tokenizer, args, rows, log, out_dir: Path):
     """The task's Trainer with progress in the run log, early stopping where the recipe asks, and the
     trackers' event files kept with the model. ``model``: the model and the LoRA config the trainer
-    applies itself (None where the model comes wrapped, or trains in full)."""
+    applies itself (None where the model comes wrapped, or trains in full); ``rows``: (train,
+    validation) and the collator that replaces the task's (None: the task's own)."""
     model, adapter = model
+    rows, collator = rows
+    options = task.trainer_options(tokenizer, model, rows, adapter)
+    if collator is not None:
+        options["data_collator"] = collator
     callbacks = [RunLogProgress(log)]
     patience = task.recipe.training.early_stopping_patience
     if patience:
@@ -131,7 +155,7 @@ def _trainer(task: TaskFamily, model, tokenizer, args, rows: tuple[Dataset, Data
             args=args,
             processing_class=tokenizer,
             callbacks=callbacks,
-            **task.trainer_options(tokenizer, model, rows, adapter),
+            **options,
         )
     trainer.remove_callback(PrinterCallback)  # it prints each log as a raw dict; RunLogProgress logs them
     return trainer
@@ -207,12 +231,18 @@ def _model_figures(model, trainable: int, total: int) -> dict:
     }  # rank 0's process: the model, optimizer state and activations of one device
 
 
-def _four_bit_figures(model, recipe: Recipe, method: str) -> dict:
-    """For QLoRA, the proof that the base trained in 4 bits, and where: its ``Linear4bit`` layers, the
-    device they ran on and the dtype they were computed in (``None`` for the other methods)."""
+def _method_figures(model, recipe: Recipe, method: str) -> dict:
+    """The method trained (a QLoRA recipe's fallback said) and, for QLoRA, the proof that the base
+    trained in 4 bits, and where: its ``Linear4bit`` layers, the device they ran on and the dtype
+    they were computed in (``None`` for the other methods)."""
+    trained = {
+        "method_trained": method,
+        "qlora_cpu_fallback": method != recipe.method if recipe.method == "qlora" else None,
+    }
     if method != "qlora":
-        return {"four_bit_layers": None, "four_bit_device": None, "four_bit_compute_dtype": None}
+        return {**trained, "four_bit_layers": None, "four_bit_device": None, "four_bit_compute_dtype": None}
     return {
+        **trained,
         "four_bit_layers": quantization.four_bit_layers(model),
         "four_bit_device": device_name(),
         "four_bit_compute_dtype": quantization.compute_dtype(recipe),

@@ -1,0 +1,148 @@
+"""Packed causal-LM training (``training.packing``) on the tiny real Llama with SmolLM2's chat
+template: a packed row attends only within each of its examples, the loss on the same examples is
+the same packed and unpacked, and a packed training run says what packing did."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+
+import pytest
+import torch
+import yaml
+from datasets import Dataset, DatasetDict
+
+from finetune_assets.errors import RecipeError
+from finetune_assets.pipeline.chain import CHAIN
+from finetune_assets.recipes import load_recipe
+from finetune_assets.tasks import get_task
+from finetune_assets.tasks.causal_lm import chat, packing
+from finetune_assets.tasks.causal_lm.scoring import collator
+
+# float32 on the CPU: the same example computes the same sums alone and in a packed row, up to the
+# order of a few additions (its keys are fewer alone: sdpa's softmax sees masked scores, not fewer)
+ATOL = 1e-5
+QUESTIONS = [
+    ("Hi", "Hello!"),
+    ("What is your favourite colour?", "Blue, like the sky on a clear day."),
+    ("Can you count to five?", "One, two, three, four, five."),
+    ("Who are you?", "A small chat model."),
+    ("Tell me a joke.", "Why did the robot cross the road? It was programmed to."),
+    ("Bye", "Goodbye, see you soon!"),
+]
+
+
+@pytest.fixture(scope="module")
+def examples(smollm_tokenizer):
+    return Dataset.from_list([chat.encode(smollm_tokenizer, chat.conversation(q, a), 96) for q, a in QUESTIONS])
+
+
+@pytest.fixture(scope="module")
+def model(tiny_llama):
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    assert loaded.config.use_cache, "the default this test guards against: a KV cache in training"
+    return loaded.train()  # as the Trainer runs it (dropout is 0 in the tiny Llama)
+
+
+def test_a_packed_row_attends_only_within_each_of_its_examples(examples, model, smollm_tokenizer):
+    rows = packing.pack(examples, 96)
+    assert len(rows) < len(examples) and max(rows["examples"]) > 1, "some rows hold several examples"
+    batch = packing.PackedCollator(smollm_tokenizer.pad_token_id)(list(rows))
+    assert "attention_mask" not in batch and batch["use_cache"] is False
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        packed = model(**batch).logits
+        leaky = model(**{**batch, "use_cache": True}).logits  # the library default: plain causal mask
+        alone = {tuple(ids): model(input_ids=torch.tensor([ids])).logits[0] for ids in examples["input_ids"]}
+    seen, differs = 0, False
+    for row, positions in enumerate(batch["position_ids"].tolist()):
+        starts = [i for i, position in enumerate(positions) if position == 0] + [len(positions)]
+        for start, end in itertools.pairwise(starts):
+            ids = tuple(batch["input_ids"][row, start:end].tolist())
+            if ids not in alone:  # the padding at the row's end: its own segment, no loss
+                assert (labels[row, start:end] == chat.IGNORE).all()
+                continue
+            torch.testing.assert_close(packed[row, start:end], alone[ids], atol=ATOL, rtol=0)
+            differs |= start > 0 and not torch.allclose(leaky[row, start:end], alone[ids], atol=ATOL)
+            assert labels[row, start] == chat.IGNORE, "an example's first token is never a target"
+            seen += 1
+    assert seen == len(examples), "every example found whole in some row"
+    assert differs, "with a KV cache the mask is causal over the whole row: the check above would fail"
+
+
+def test_the_loss_on_the_same_rows_is_the_same_packed_and_unpacked(examples, model, smollm_tokenizer):
+    unpacked = collator(smollm_tokenizer)(list(examples.select_columns(["input_ids", "attention_mask", "labels"])))
+    packed = packing.PackedCollator(smollm_tokenizer.pad_token_id)(list(packing.pack(examples, 96)))
+    assert (packed["labels"] != chat.IGNORE).sum() == (unpacked["labels"][:, 1:] != chat.IGNORE).sum()
+    with torch.no_grad():
+        loss = {name: model(**batch).loss.item() for name, batch in (("unpacked", unpacked), ("packed", packed))}
+    assert loss["packed"] == pytest.approx(loss["unpacked"], rel=1e-5), loss  # mean over the same answer tokens
+
+
+def test_padding_share_counts_the_pad_tokens_of_batches_padded_to_their_longest():
+    rows = [[0] * 4, [0] * 2, [0] * 2, [0] * 4]
+    assert packing.padding_share(rows, 4, grouped=False, seed=0) == pytest.approx(1 - 12 / 16)
+    assert packing.padding_share(rows, 1, grouped=True, seed=0) == 0
+
+
+def instruction_recipe(folder, tiny_llama, **training):
+    recipe = {
+        "task": "instruction",
+        "base_model": str(tiny_llama),
+        "dataset": {"source": "chat.jsonl"},
+        "method": "lora",
+        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+        "training": {"batch_size": 4, "max_length": 96, "learning_rate": 1e-2, "logging_steps": 1, **training},
+    }
+    (folder / "chat.yaml").write_text(yaml.safe_dump(recipe))
+    return load_recipe(folder / "chat.yaml")
+
+
+def test_packing_is_in_the_training_fingerprint_and_refused_outside_instruction(tmp_path, tiny_llama):
+    plain, packed = (instruction_recipe(tmp_path, tiny_llama, packing=on) for on in (False, True))
+    assert CHAIN["finetuned_model"].version(plain) != CHAIN["finetuned_model"].version(packed)
+    assert CHAIN["tokenized_splits"].version(plain) == CHAIN["tokenized_splits"].version(packed), "same rows"
+    (tmp_path / "films.yaml").write_text(
+        yaml.safe_dump(
+            {"task": "classification", "base_model": "m", "dataset": {"source": "f.csv"}, "training": {"packing": True}}
+        )
+    )
+    with pytest.raises(RecipeError) as refused:
+        load_recipe(tmp_path / "films.yaml")
+    said = str(refused.value)
+    assert (
+        "films.yaml: invalid recipe" in said and "training.packing packs causal-LM SFT rows (task: instruction)" in said
+    )
+
+
+def test_a_packed_training_run_records_what_packing_did(tmp_path, tiny_llama, smollm_tokenizer):
+    from finetune_assets.training.trainer import train
+
+    task = get_task(instruction_recipe(tmp_path, tiny_llama, packing=True, epochs=2, save_steps=100))
+    rows = [{"prompt": q, "response": a, "system": "", "history": "[]"} for q, a in QUESTIONS * 4]
+    splits = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:6])})
+    task.tokenize(splits, smollm_tokenizer).save_to_disk(tmp_path / "splits")
+    (tmp_path / "model").mkdir()
+    figures = train(task, tmp_path / "splits", tmp_path / "model", logging.getLogger("packing"))
+    assert figures["packing"] is True and figures["training_rows"] == 24
+    assert figures["packed_rows"] < 24 and figures["examples_per_packed_row"] == round(24 / figures["packed_rows"], 2)
+    assert 0 <= figures["padding_share_packed"] < figures["padding_share_unpacked"] < 1, figures
+    assert figures["optimizer_steps"] == 2 * -(-figures["packed_rows"] // 4), "batch_size counts packed rows"
+    history = json.loads((tmp_path / "model" / "log_history.json").read_text())
+    losses = [row["loss"] for row in history if "loss" in row]
+    assert losses[-1] < losses[0], losses
+
+
+def test_packing_without_trl_stops_before_any_data_is_read(tmp_path, tiny_llama, monkeypatch):
+    import importlib.util
+
+    from finetune_assets.pipeline.stages import read_raw_rows
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "trl" else real(name, *rest))
+    recipe = instruction_recipe(tmp_path, tiny_llama, packing=True)  # its chat.jsonl does not exist
+    with pytest.raises(RecipeError, match=r"chat.yaml: training.packing: true packs rows with TRL's pack_dataset"):
+        read_raw_rows(recipe, logging.getLogger("test"), tmp_path, [])
