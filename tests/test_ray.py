@@ -106,10 +106,10 @@ def cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def checkpoints_kept(artifacts: Path) -> list[int]:
+def checkpoints_kept(storage: Path) -> list[int]:
     """Steps of the checkpoints Ray Train has registered: its checkpoint manager's snapshot in the
     storage lists them once every rank reported (files alone in the storage may be half a checkpoint)."""
-    snapshots = artifacts.glob("*/checkpoints/*/*/checkpoint_manager_snapshot.json")
+    snapshots = storage.glob("*/checkpoint_manager_snapshot.json")
     try:
         return sorted(
             kept["metrics"]["step"] for path in snapshots for kept in json.loads(path.read_text())["checkpoint_results"]
@@ -122,7 +122,9 @@ def test_two_workers_on_two_nodes_survive_the_loss_of_one(cluster, tiny_bert, tm
     """One training shows both: its first start spreads the 2 workers over the 2 nodes; the worker
     node lost after the first checkpoint, the job resumes at that checkpoint's step on the head."""
     address, worker_node = cluster
-    recipe = tiny_recipe(tiny_bert, launcher="ray", ray={"address": address, "workers": 2, "max_failures": 1})
+    storage = tmp_path / "ray-storage"
+    ray = {"address": address, "workers": 2, "max_failures": 1, "storage": str(storage)}
+    recipe = tiny_recipe(tiny_bert, launcher="ray", ray=ray)
     # 48 rows, batch 4 over 2 workers: 12 steps an epoch; a checkpoint every 5 steps, never at an
     # epoch's start; longer texts: slower steps, time to lose the node between checkpoints
     recipe["training"].update(save_steps=5, epochs=2, max_length=64)
@@ -132,9 +134,9 @@ def test_two_workers_on_two_nodes_survive_the_loss_of_one(cluster, tiny_bert, tm
 
     def lose_the_worker_node():
         deadline = time.monotonic() + 300
-        while not checkpoints_kept(artifacts) and time.monotonic() < deadline:
+        while not checkpoints_kept(storage) and time.monotonic() < deadline:
             time.sleep(0.05)
-        killed_after.append(checkpoints_kept(artifacts))
+        killed_after.append(checkpoints_kept(storage))
         kill_node(worker_node)
 
     killer = threading.Thread(target=lose_the_worker_node)
@@ -158,4 +160,4 @@ def test_two_workers_on_two_nodes_survive_the_loss_of_one(cluster, tiny_bert, tm
     assert trained["ray_resumed_at_steps"] == f"0, {resumed}"
     assert any(f"resumed at step {resumed}" in line for line in done.logs)
     assert trained["optimizer_steps"] == 24
-    assert not list(artifacts.glob("*/checkpoints/*")), "a trained model leaves no checkpoints behind"
+    assert not list(storage.iterdir()), "a trained model leaves no checkpoints behind"
