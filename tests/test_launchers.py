@@ -51,6 +51,9 @@ def test_each_launcher_starts_the_same_module(make_recipe, tmp_path):
         "--nproc_per_node=4",
         *TAIL,
     ]
+    ray = make_recipe(compute={"launcher": "ray", "ray": {"workers": 3}})
+    assert training_command(ray, **PATHS) == [sys.executable, "-m", "finetune_assets.training.ray_job", *TAIL[2:]]
+    assert ray.compute.training_processes == 3  # what training.batch_size is split over
     (tmp_path / "fsdp.yaml").write_text("distributed_type: FSDP\n")
     accelerate = make_recipe(compute={"launcher": "accelerate", "accelerate_config": "fsdp.yaml"})
     assert training_command(accelerate, **PATHS) == [
@@ -83,13 +86,15 @@ def test_the_batch_must_split_evenly_over_the_processes(make_recipe, tmp_path):
         check_splits(recipe, tmp_path / "nowhere", 1)
 
 
-def test_run_config_moves_one_run_to_torchrun_without_changing_fingerprints(make_recipe):
+def test_run_config_or_ray_moves_training_without_changing_fingerprints(make_recipe):
     from finetune_assets.pipeline.chain import CHAIN
 
     recipe = make_recipe()
     moved = RunSettings(launcher="torchrun", processes=2).apply(recipe)
     assert (moved.compute.launcher, moved.compute.processes) == ("torchrun", 2)
     assert CHAIN["finetuned_model"].version(moved) == CHAIN["finetuned_model"].version(recipe)
+    on_ray = make_recipe(compute={"launcher": "ray", "ray": {"address": "ray://head:10001", "workers": 8}})
+    assert CHAIN["finetuned_model"].version(on_ray) == CHAIN["finetuned_model"].version(recipe)
     with pytest.raises(RecipeError, match=r"run_settings .*needs launcher: torchrun"):
         RunSettings(processes=2).apply(recipe)
 

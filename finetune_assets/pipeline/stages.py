@@ -168,8 +168,7 @@ def finetuned_model(work: StageWork, splits_ref: ArtifactRef) -> Result:
     from finetune_assets.training.command import check_splits, training_command
 
     recipe, splits = work.recipe, Path(splits_ref.path)
-    processes = recipe.compute.processes if recipe.compute.launcher == "torchrun" else 1
-    check_splits(recipe, splits, processes)  # bad settings fail here, not in a retried process
+    check_splits(recipe, splits, recipe.compute.training_processes)  # bad settings fail here, not in a retried process
     require_decoder_only(recipe, get_task(recipe).base_location)  # publish.gguf: a causal LM, before training
     # the fingerprint names the precision resolved here; the process must train in that one
     command = training_command(

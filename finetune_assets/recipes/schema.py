@@ -274,12 +274,42 @@ class KubernetesSpec(_Strict):
     node_selector: dict[str, str] = Field(default_factory=dict, description="node labels the pod must run on")
 
 
+class RaySpec(_Strict):
+    """The Ray Train job a training runs as with ``compute.launcher: ray`` (docs/scaling-out.md).
+    Every node must reach the artifacts root at the same path (the splits are read and the model is
+    written there), as a Kubernetes pod reaches it through its volume."""
+
+    address: str = Field(
+        "auto",
+        description="the cluster: auto (the one this machine is a node of), host:port of its head, or "
+        "ray://host:10001 (Ray Client)",
+    )
+    workers: int = Field(2, gt=0, description="training workers (DDP processes), one Ray actor each")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each worker reserves")
+    use_gpu: bool = Field(False, description="one GPU per worker (NCCL); false: CPU workers (gloo)")
+    placement: Literal["SPREAD", "STRICT_SPREAD", "PACK"] = Field(
+        "SPREAD",
+        description="SPREAD: workers on different nodes where they fit, the rest packed (a run goes on "
+        "after a lost node); STRICT_SPREAD: never two on one node (waits for a node to replace a lost one)",
+    )
+    storage: str | None = Field(
+        None,
+        description="where Ray Train keeps the checkpoints, reached by every node: a shared path or an "
+        "fsspec/pyarrow URI (s3://bucket/prefix); none: ray/ under the artifacts root",
+    )
+    max_failures: int = Field(
+        2, ge=0, description="times Ray Train restarts the workers after one fails or a node is lost (it resumes)"
+    )
+
+
 class ComputeSpec(_Strict):
     """Where and how the training process runs; none of it changes the trained model's fingerprint
     (``training.batch_size`` is the batch of one optimizer step, split over the processes)."""
 
-    launcher: Literal["local", "torchrun", "accelerate"] = Field(
-        "local", description="local: one process; torchrun: DDP over processes; accelerate: accelerate launch"
+    launcher: Literal["local", "torchrun", "accelerate", "ray"] = Field(
+        "local",
+        description="local: one process; torchrun: DDP over processes; accelerate: accelerate launch; "
+        "ray: a Ray Train job on a Ray cluster (compute.ray)",
     )
     processes: int = Field(1, gt=0, description="torchrun: processes (one per device) on this machine")
     accelerate_config: str | None = Field(
@@ -291,6 +321,13 @@ class ComputeSpec(_Strict):
     kubernetes: KubernetesSpec = Field(
         KubernetesSpec(), description="the training pod, when the training resource is KubernetesTraining"
     )
+    ray: RaySpec = Field(RaySpec(), description="the Ray Train job, when launcher is ray")
+
+    @property
+    def training_processes(self) -> int:
+        """How many processes train together (torchrun's processes, Ray's workers; else one), over
+        which ``training.batch_size`` is split."""
+        return {"torchrun": self.processes, "ray": self.ray.workers}.get(self.launcher, 1)
 
     @model_validator(mode="after")
     def _launcher_settings(self) -> ComputeSpec:

@@ -4,8 +4,10 @@ The training itself is one module command, ``python -m finetune_assets.training.
 recipe's ``compute.launcher`` only says what starts it: the interpreter alone (``local``),
 ``torch.distributed.run`` for data-parallel processes on this machine (``torchrun``), or
 ``accelerate launch`` with the recipe's config file (``accelerate``: FSDP, DeepSpeed and the rest
-pass through untouched). Both launchers set ``RANK`` and ``WORLD_SIZE`` in each process, which is
-how a process knows whether it is the one that logs, saves and reports.
+pass through untouched), or the Ray Train job's driver (``ray``: :mod:`finetune_assets.training.ray_job`
+takes the same arguments and runs the module's training in each Ray Train worker). Every launcher
+sets ``RANK`` and ``WORLD_SIZE`` in each process, which is how a process knows whether it is the
+one that logs, saves and reports.
 
 No torch here: the pipeline builds the command before any heavy import.
 """
@@ -21,6 +23,7 @@ from finetune_assets.errors import RecipeError
 from finetune_assets.recipes import Recipe
 
 ENTRY_POINT = "finetune_assets.training.run"
+RAY_DRIVER = "finetune_assets.training.ray_job"
 
 
 def rank() -> int:
@@ -79,6 +82,8 @@ def training_command(
         return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={spec.processes}", *arguments]
     if spec.launcher == "accelerate":
         return [python, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(recipe)), *arguments]
+    if spec.launcher == "ray":
+        return [python, "-m", RAY_DRIVER, *arguments[2:]]
     return [python, *arguments]
 
 

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from finetune_assets.errors import BAD_INPUT, RecipeError
@@ -92,6 +94,19 @@ def splits_fingerprint(splits: Path) -> str:
     return fingerprint([json.loads(path.read_text()).get("_fingerprint") for path in states])
 
 
+def checkpoint_folder(args: argparse.Namespace) -> Path:
+    """Where this training's checkpoints and failure records go: ``--checkpoints``, else beside ``--out``."""
+    return args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
+
+
+def training_identity(recipe: Recipe, args: argparse.Namespace) -> str:
+    """The fingerprint naming this training's checkpoints: ``--fingerprint``, else computed as the
+    pipeline names the trained model."""
+    return args.fingerprint or CHAIN[FINETUNED_MODEL].fingerprint(
+        recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))]
+    )
+
+
 def check_precision(recipe: Recipe, expected: str | None) -> None:
     """Refuse to train in another precision than the one the pipeline named the artifact by: the
     machine that launched this process (say a CPU without bf16) and the one running it (a GPU pod)
@@ -124,6 +139,19 @@ def channel():
     yield logging.getLogger("finetune_assets.training"), lambda figures: None
 
 
+@dataclasses.dataclass(frozen=True)
+class Host:
+    """What runs this training besides a plain process: Ray Train's worker
+    (:mod:`finetune_assets.training.ray_worker`) brings its own ``channel`` to the run log, keeps the
+    checkpoints in its storage (the Trainer writes them to ``checkpoints``, a scratch folder on the
+    node, and ``callbacks`` report each one to Ray) and hands back the one to ``resume``."""
+
+    channel: Callable = channel
+    checkpoints: Path | None = None
+    resume: tuple[int, Path] | None = None
+    callbacks: tuple = ()
+
+
 def spare_imports(recipe: Recipe) -> None:
     """Keep bitsandbytes out of a process that does not train QLoRA. The Trainer imports peft, and
     peft imports bitsandbytes whenever it is installed, which loads torch's compiler: several
@@ -135,11 +163,12 @@ def spare_imports(recipe: Recipe) -> None:
         sys.modules.setdefault("bitsandbytes", None)
 
 
-def main(argv: list[str] | None = None, process: bool = False) -> int:
-    """Train as ``argv`` says; ``process``: this is the training process itself (``__main__``)."""
+def main(argv: list[str] | None = None, process: bool = False, host: Host = Host()) -> int:
+    """Train as ``argv`` says; ``process``: this is the training process itself (``__main__``);
+    ``host``: what runs it, when not a plain process."""
     args = arguments(argv)
-    checkpoint_dir = args.checkpoints or args.out.with_name(f"{args.out.name}-checkpoints")
-    with channel() as (log, report):
+    checkpoint_dir = checkpoint_folder(args)
+    with host.channel() as (log, report):
         try:
             recipe = load_recipe(args.recipe)
             if process:
@@ -148,15 +177,22 @@ def main(argv: list[str] | None = None, process: bool = False) -> int:
             command.check_splits(recipe, args.splits, command.world_size())
             check_precision(recipe, args.precision)
             no_progress_bars()
-            identity = args.fingerprint or CHAIN[FINETUNED_MODEL].fingerprint(
-                recipe, [ArtifactRef(str(args.splits), splits_fingerprint(args.splits))]
-            )
+            identity = training_identity(recipe, args)
             args.out.mkdir(parents=True, exist_ok=True)
             from finetune_assets.training.trainer import train  # after the checks and spare_imports
 
             # train() refuses another training's checkpoints and a method this machine cannot
             # run before it loads any data or model
-            figures = train(get_task(recipe), args.splits, args.out, log, checkpoint_dir, identity)
+            figures = train(
+                get_task(recipe),
+                args.splits,
+                args.out,
+                log,
+                host.checkpoints or checkpoint_dir,
+                identity,
+                resume=host.resume,
+                callbacks=host.callbacks,
+            )
         except BAD_INPUT as error:
             log.error(str(error))
             if args.out.is_dir():  # the launching step's folder; never checkpoints it may have refused

@@ -18,11 +18,12 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from datasets import Dataset, load_from_disk
-from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
+from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback, set_seed
 
 from finetune_assets.models import methods, quantization
 from finetune_assets.models.tokenizer import load_tokenizer
@@ -55,25 +56,30 @@ def take(split: Dataset, limit: int | None, seed: int) -> Dataset:
 
 
 def train(
-    task: TaskFamily, splits_dir: Path, out_dir: Path, log, checkpoint_dir: Path | None = None, fingerprint: str = ""
+    task: TaskFamily,
+    splits_dir: Path,
+    out_dir: Path,
+    log,
+    checkpoint_dir: Path | None = None,
+    fingerprint: str = "",
+    resume: tuple[int, Path] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> dict:
     """Train the recipe's model and save it into ``out_dir``; return figures for the asset metadata.
 
-    Checkpoints go into ``checkpoint_dir`` every ``training.save_steps``; when it already holds
-    complete ones of this ``fingerprint`` (a crashed earlier attempt), training resumes from the
-    newest. Without ``checkpoint_dir`` they go to a scratch folder removed at the end. Under a
-    launcher with several processes (DDP) each trains on its share of every batch and only rank 0
-    writes ``out_dir``; the Trainer itself saves checkpoints from rank 0 alone.
+    Checkpoints go into ``checkpoint_dir`` (None: a scratch folder) every ``training.save_steps``. It
+    resumes from ``resume`` (step, folder) where the launcher keeps the checkpoints (Ray Train, whose
+    ``callbacks`` copy each to its storage), else from the newest complete one of this ``fingerprint``
+    in ``checkpoint_dir`` (a crashed attempt's). Under DDP each process trains on its share of every
+    batch; rank 0 alone writes ``out_dir`` and the checkpoints' weights.
     """
     recipe, spec = task.recipe, task.recipe.training
     method = methods.preflight(recipe, log)  # before any data is read
     processes = command.world_size()
-    resume = _resume_point(checkpoint_dir, fingerprint, processes, log)
+    resume = resume or _resume_point(checkpoint_dir, fingerprint, processes, log)
     set_seed(spec.seed)
     tokenizer = load_tokenizer(task.base_location, recipe)
-    splits = load_from_disk(str(splits_dir))
-    train_rows = take(splits["train"], spec.max_train_samples, spec.seed)
-    validation_rows = take(splits["validation"], spec.max_eval_samples, spec.seed)
+    train_rows, validation_rows = _rows(task, splits_dir)
     model = methods.load_base(task, method)
     adapter = methods.adapter_config(model, task) if task.trainer_applies_adapter else None
     if not task.trainer_applies_adapter:
@@ -83,10 +89,9 @@ def train(
         if checkpoint_dir is None:
             checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-", dir=out_dir)))
         args = training_arguments(task, checkpoint_dir, processes)
-        trainer = _trainer(task, (model, adapter), tokenizer, args, (rows, collator), log, out_dir)
+        trainer = _trainer(task, (model, adapter), tokenizer, args, (rows, collator), log, out_dir, callbacks)
         model = trainer.model  # the trainer's, wrapped in the adapter where it applies it
-        trainable, total = methods.parameter_counts(model)
-        log.info(f"{method}: {trainable:,} of {total:,} parameters trainable on {_where(processes, train_rows, task)}")
+        trainable, total = _announce(log, task, method, model, len(train_rows))
         started = time.monotonic()
         try:
             result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
@@ -129,23 +134,38 @@ def _packed(task: TaskFamily, rows: tuple[Dataset, Dataset], tokenizer, processe
     return packed.rows, packed.collator, {"packing": True, **figures}
 
 
-def _where(processes: int, train_rows: Dataset, task: TaskFamily) -> str:
-    """Where and on what the training runs, for the run log."""
-    spread = f" x {processes} processes" if processes > 1 else ""
-    return f"{device_name()}{spread}, {len(train_rows)} training rows, {task.precision}"
+def _announce(log, task: TaskFamily, method: str, model, rows: int) -> tuple[int, int]:
+    """Say what trains where; return the trainable and total parameter counts."""
+    trainable, total = methods.parameter_counts(model)
+    processes = command.world_size()
+    log.info(
+        f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
+        f"{f' x {processes} processes' if processes > 1 else ''}, {rows} training rows, {task.precision}"
+    )
+    return trainable, total
 
 
-def _trainer(task: TaskFamily, model, tokenizer, args, rows, log, out_dir: Path):
-    """The task's Trainer with progress in the run log, early stopping where the recipe asks, and the
-    trackers' event files kept with the model. ``model``: the model and the LoRA config the trainer
-    applies itself (None where the model comes wrapped, or trains in full); ``rows``: (train,
-    validation) and the collator that replaces the task's (None: the task's own)."""
+def _rows(task: TaskFamily, splits_dir: Path) -> tuple[Dataset, Dataset]:
+    """The training and validation rows, each cut to the recipe's ``max_*_samples``."""
+    spec = task.recipe.training
+    splits = load_from_disk(str(splits_dir))
+    return take(splits["train"], spec.max_train_samples, spec.seed), take(
+        splits["validation"], spec.max_eval_samples, spec.seed
+    )
+
+
+def _trainer(task: TaskFamily, model, tokenizer, args, rows, log, out_dir: Path, callbacks=()):
+    """The task's Trainer with progress in the run log, early stopping where the recipe asks, the
+    trackers' event files kept with the model, and the launcher's own ``callbacks``. ``model``: the
+    model and the LoRA config the trainer applies itself (None where the model comes wrapped, or
+    trains in full); ``rows``: (train, validation) and the collator that replaces the task's (None:
+    the task's own)."""
     model, adapter = model
     rows, collator = rows
     options = task.trainer_options(tokenizer, model, rows, adapter)
     if collator is not None:
         options["data_collator"] = collator
-    callbacks = [RunLogProgress(log)]
+    callbacks = [RunLogProgress(log), *callbacks]
     patience = task.recipe.training.early_stopping_patience
     if patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
