@@ -39,11 +39,14 @@ SETTINGS = (
 
 
 def rows_key(recipe: Recipe, splits: ArtifactRef) -> str:
-    """Names the scored test rows and settings (the family's own among them), the precision this
-    machine scores in included: two evaluations with equal keys saw the same rows and computed alike."""
+    """Names the scored test rows and settings (the family's own among them, and the source of the
+    user's code that scores them), the precision this machine scores in included: two evaluations
+    with equal keys saw the same rows and computed alike."""
     task = get_task(recipe)
     settings = recipe.section(*SETTINGS, *task.evaluation_reads())
-    return fingerprint(splits.fingerprint, settings, CODE_VERSION, f"precision={task.precision.name}")
+    scorers = task.training_code()  # the user's reward functions score the test rows as well
+    extra = (scorers,) if scorers else ()  # other families' keys stay as they were
+    return fingerprint(splits.fingerprint, settings, CODE_VERSION, f"precision={task.precision.name}", *extra)
 
 
 def tuned_only(metrics: dict) -> dict:

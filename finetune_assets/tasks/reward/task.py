@@ -160,6 +160,9 @@ class Reward(ChatModel):
     def training_code(self) -> dict[str, str]:
         return rewards.source_hashes(self.recipe)
 
+    def evaluation_reads(self) -> tuple[str, ...]:
+        return ("reward",)  # the functions and weights score the test prompts, sampled as the keys say
+
     def trainer_options(self, tokenizer, model, rows: tuple, adapter) -> dict:
         """The training prompts as chat messages with their fields, the reward functions, and the LoRA
         config for TRL to apply (the reference is then the base with the adapter off)."""
