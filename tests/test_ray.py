@@ -10,6 +10,8 @@ workers:
   checkpoint was kept by Ray Train, the job restarts its workers on the node left, resumes at the
   checkpoint's step and completes; the metadata records the failure and the step resumed at.
 
+Before the cluster starts, a driver pointed at no cluster names ``compute.ray.address``.
+
 One training shows both, to keep the suite short: a Ray cluster and a job's start take a minute
 on two cores.
 
@@ -116,6 +118,22 @@ def checkpoints_kept(storage: Path) -> list[int]:
         )
     except (OSError, ValueError):  # being written
         return []
+
+
+def test_no_cluster_at_the_address_is_an_error_naming_it(make_recipe, tmp_path, monkeypatch):
+    """Without a cluster at ``compute.ray.address`` the driver stops at once, names the setting, and
+    records the failure for the launching step (``failures.jsonl`` in the checkpoint folder). It runs
+    before the module's cluster starts: ``auto`` would find that one."""
+    from finetune_assets.errors import RecipeError
+    from finetune_assets.training import ray_job
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    recipe = make_recipe(compute={"launcher": "ray"})
+    arguments = ["--recipe", str(recipe.source_file), "--splits", str(tmp_path), "--out", str(tmp_path / "out")]
+    with pytest.raises(RecipeError, match=r"compute.ray.address: no Ray cluster at auto"):
+        ray_job.main([*arguments, "--checkpoints", str(tmp_path / "checkpoints"), "--fingerprint", "f00d"])
+    record = json.loads((tmp_path / "checkpoints" / "failures.jsonl").read_text())
+    assert record["type"] == "RecipeError" and record["step"] == 0
 
 
 def test_two_workers_on_two_nodes_survive_the_loss_of_one(cluster, tiny_bert, tmp_path):
