@@ -1,7 +1,7 @@
 """Arithmetic word problems with a numeric answer, generated deterministically: the data of the
 shipped reward recipe (``recipes/word_sums.yaml``, its rows in ``recipes/word_sums.jsonl``).
 
-Each problem adds or takes away small numbers of things a person has ("Mia has 7 pencils. She gets
+Each problem adds or takes away small numbers of things a person has ("Mia has 7 pencils. Mia gets
 5 more. How many pencils does Mia have now?"); its ``answer`` is the result, checked by the
 ``exact_answer`` reward. Every prompt is distinct, so the splits hold distinct problems. The file is
 what ``python -m finetune_assets.data.word_problems`` writes; a test checks the two agree.
