@@ -49,7 +49,7 @@ def require_packer(recipe: Recipe) -> None:
     if recipe.training.packing and importlib.util.find_spec("trl") is None:
         raise RecipeError(
             f"{recipe.source_file.name}: training.packing: true packs rows with TRL's pack_dataset, and trl "
-            "is not installed; install the preference extra (pip install 'finetune-assets[preference]') or "
+            "is not installed; install the project's preference extra (.[preference], which brings trl) or "
             "set training.packing: false"
         )
 
