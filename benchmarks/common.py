@@ -102,6 +102,14 @@ def print_figures(script: str, figures: dict, quick: bool) -> None:
         print(f"{name}: {shown}", flush=True)
 
 
+def print_side_by_side(samples: list[dict]) -> None:
+    """Answers compared after the figures: a numbered block a sample, one ``key: value`` per line."""
+    for number, sample in enumerate(samples, start=1):
+        print(f"\nside by side {number}:")
+        for key, value in sample.items():
+            print(f"  {key}: {value}")
+
+
 def package_dir(name: str) -> Path:
     """A package's folder without importing it (some packages have import side effects)."""
     return Path(importlib.util.find_spec(name).submodule_search_locations[0])

@@ -82,10 +82,7 @@ def main() -> None:
         figures = figures_of(meta, seconds)
         samples = side_by_side(Path(meta["evaluation_report"]["path"]))
     common.print_figures(RECIPE, figures, quick=False)
-    for number, sample in enumerate(samples, start=1):
-        print(f"\nside by side {number}:")
-        for key, value in sample.items():
-            print(f"  {key}: {value}")
+    common.print_side_by_side(samples)
 
 
 if __name__ == "__main__":
