@@ -1,5 +1,6 @@
-"""The executor of every recipe's runs: Dagster's in-process executor, which first frees the pool
-slots of runs whose process died, and which sleeps while a step waits for a pool.
+"""The executor of every recipe's runs: Dagster's in-process executor, which first creates the
+limits of the pools its steps claim and frees the pool slots of runs whose process died, and which
+sleeps while a step waits for a pool.
 
 A run whose whole process was killed (a machine crash, the OOM killer taking the Dagster process)
 stays STARTED and keeps its slot of the ``training`` pool. The daemon's run monitoring frees it
@@ -64,6 +65,29 @@ def free_dead_runs(instance, this_run_id: str) -> list[str]:
     return said
 
 
+def create_pool_limits(instance, execution_plan) -> list[str]:
+    """Create the default limit of each pool the plan's steps claim, where none exists yet; say which.
+
+    Dagster creates a pool's limit at the first claim of a slot in it. On Postgres, two runs making
+    that first claim together collide on the limits table's unique key, and one run fails
+    (``UniqueViolation`` in ``initialize_concurrency_limit_to_default``). Made here, before any claim,
+    the collision is harmless: the run beside this one made the limit, which is all that is needed.
+    """
+    storage = instance.event_log_storage
+    if instance.global_op_concurrency_default_limit is None:
+        return []  # Dagster makes no limit by itself either
+    pools = {step.pool for step in execution_plan.get_steps_to_execute_in_topo_order() if step.pool}
+    made = []
+    for pool in sorted(pools - storage.get_concurrency_keys()):
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except Exception:
+            if pool not in storage.get_concurrency_keys():  # not made beside us: a real failure
+                raise
+        made.append(f"pool {pool}: its default limit created before the first claim")
+    return made
+
+
 class FreesDeadRunsFirst(Executor):
     """An executor that frees dead runs' slots (:func:`free_dead_runs`), then executes as ``inner``."""
 
@@ -79,7 +103,8 @@ class FreesDeadRunsFirst(Executor):
         return self.inner.step_dependency_config
 
     def execute(self, plan_context, execution_plan) -> Iterator[DagsterEvent]:
-        for message in free_dead_runs(plan_context.instance, plan_context.run_id):
+        instance = plan_context.instance
+        for message in [*create_pool_limits(instance, execution_plan), *free_dead_runs(instance, plan_context.run_id)]:
             yield DagsterEvent.engine_event(plan_context, message, EngineEventData())
         yield from self.inner.execute(plan_context, execution_plan)
 
