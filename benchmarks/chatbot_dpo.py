@@ -30,7 +30,7 @@ from pathlib import Path
 import common
 
 RECIPE, STARTS_FROM = "chatbot_dpo", "chatbot_sft"
-STAGES = ("raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model", "evaluation_report", "exported_model")
+STAGES = common.SIX_STAGES
 COMPARED = (
     "preference_accuracy",
     "reward_margin",

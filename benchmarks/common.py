@@ -26,6 +26,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "finetune_assets" / "recipes"
 FIGURES_MARK = "== figures"
+# A recipe's six assets in chain order: the stages a whole-recipe benchmark reads the metadata of.
+SIX_STAGES = (
+    "raw_dataset",
+    "clean_dataset",
+    "tokenized_splits",
+    "finetuned_model",
+    "evaluation_report",
+    "exported_model",
+)
 
 
 def parser(doc: str) -> argparse.ArgumentParser:

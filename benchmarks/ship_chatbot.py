@@ -28,8 +28,7 @@ import common
 import yaml
 
 RECIPE = "chatbot_sft"
-STAGES = ("raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model", "evaluation_report")
-STAGES += ("exported_model", "published_model")
+STAGES = (*common.SIX_STAGES, "published_model")
 PUBLISH = {"gguf": {"types": ["f16", "q8_0"], "ollama": True}}
 QUICK = {"training": {"max_train_samples": 32, "max_eval_samples": 8}, "promotion": {"min_test_rows": 8}}
 

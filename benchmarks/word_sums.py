@@ -22,7 +22,7 @@ from pathlib import Path
 import common
 
 RECIPE = "word_sums"
-STAGES = ("raw_dataset", "clean_dataset", "tokenized_splits", "finetuned_model", "evaluation_report", "exported_model")
+STAGES = common.SIX_STAGES
 COMPARED = (
     "mean_reward",
     "reward_exact_answer",
