@@ -102,10 +102,13 @@ def source_hashes(recipe: Recipe) -> dict[str, str]:
     return {function.__name__: function.source_hash for function in load(recipe)}
 
 
-def row_fields(recipe: Recipe) -> tuple[str, ...]:
-    """The data fields the shipped functions read from each row (``exact_answer``'s ``field``)."""
+def row_fields(recipe: Recipe, numbers_only: bool = False) -> tuple[str, ...]:
+    """The data fields the shipped functions read from each row (``exact_answer``'s ``field``), each
+    once; ``numbers_only``: those compared as numbers (``kind: number``, the default)."""
     fields = [
-        spec.options.get("field", "answer") for spec in recipe.reward.functions if spec.function == "exact_answer"
+        spec.options.get("field", "answer")
+        for spec in recipe.reward.functions
+        if spec.function == "exact_answer" and (not numbers_only or spec.options.get("kind", "number") == "number")
     ]
     return tuple(dict.fromkeys(fields))
 

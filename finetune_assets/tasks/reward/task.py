@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 
+# What tokenize() adds to each row: the prompt as the model reads it, not a field for the rewards.
+TOKEN_COLUMNS = ("input_ids", "attention_mask", "length", "truncated")
+
+
 class Reward(ChatModel):
     """Samples answers to prompts and learns from the rewards programs give them (GRPO)."""
 
@@ -64,12 +68,7 @@ class Reward(ChatModel):
         return frame, {}
 
     def _numbers_where_needed(self, frame: pd.DataFrame) -> None:
-        numeric = [
-            spec.options.get("field", "answer")
-            for spec in self.recipe.reward.functions
-            if spec.function == "exact_answer" and spec.options.get("kind", "number") == "number"
-        ]
-        for field in numeric:
+        for field in rewards.row_fields(self.recipe, numbers_only=True):
             bad = frame[(frame[field] != "") & frame[field].map(lambda v: number_in(v) is None)]
             if len(bad):
                 row = bad.index[0]
@@ -167,7 +166,7 @@ class Reward(ChatModel):
         """The training prompts as chat messages with their fields, the reward functions, and the LoRA
         config for TRL to apply (the reference is then the base with the adapter off)."""
         chat.with_chat_template(tokenizer)
-        train = rows[0].remove_columns(["input_ids", "attention_mask", "length", "truncated"])
+        train = rows[0].remove_columns(list(TOKEN_COLUMNS))
         train = train.map(lambda row: {"prompt": chat.conversation(row["prompt"])})
         return {
             "train_dataset": train,
@@ -182,10 +181,7 @@ class Reward(ChatModel):
 
         self.ready_to_generate(model, tokenizer)
         functions, batch = rewards.load(self.recipe), self.recipe.training.eval_batch_size
-        rows = [
-            {k: v for k, v in row.items() if k not in ("input_ids", "attention_mask", "length", "truncated")}
-            for row in test
-        ]
+        rows = [{k: v for k, v in row.items() if k not in TOKEN_COLUMNS} for row in test]
         prompts = list(test["input_ids"])
         samples = scoring.sample(model, tokenizer, prompts, self.recipe.reward, self.recipe.training.seed, batch)
         greedy = generate(model, tokenizer, prompts, batch)
