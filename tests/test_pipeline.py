@@ -289,6 +289,8 @@ def test_precision_used_and_why_in_metadata_and_model_card(pipeline_run, recipe)
     for asset in ("finetuned_model", "evaluation_report"):
         assert value(metadata, recipe, asset, "precision") == expected.name
         assert value(metadata, recipe, asset, "precision_reason") == expected.reason
+    inference = value(metadata, recipe, "evaluation_report", "inference_precision")
+    assert inference == f"{expected.inference_weights} weights"
     export = Path(value(metadata, recipe, "exported_model", "path"))
     with safe_open(str(export / "model.safetensors"), "pt") as weights:
         assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.float32}  # noqa: SIM118 - safe_open is no dict
@@ -296,7 +298,7 @@ def test_precision_used_and_why_in_metadata_and_model_card(pipeline_run, recipe)
     trained = "float32" if expected.name == "fp32" else f"{expected.name} mixed precision"
     assert (
         f"- precision: trained in {trained} ({expected.reason}); weights saved in float32; "
-        "evaluated in the same precision"
+        "evaluated in the same precision" + ("" if inference == "fp32 weights" else f", {inference}")
     ) in card
 
 

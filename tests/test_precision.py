@@ -105,8 +105,9 @@ def test_fp16_on_a_cpu_fails_before_any_data_is_read(make_recipe):
 
 
 class WatchedClassification(Classification):
-    """The classification family whose models report, from inside their forward pass, the dtype
-    the classifier computed in, whether they were training, and whether autograd was off."""
+    """The classification family whose models report, from inside their forward pass, whether they
+    were training, the dtype the classifier computed in, whether autograd was off, and the dtype of
+    its weights."""
 
     def __init__(self, recipe):
         super().__init__(recipe)
@@ -116,7 +117,7 @@ class WatchedClassification(Classification):
         model = super().load_model(location, **options)
         model.classifier.register_forward_hook(
             lambda module, args, output: self.seen.append(
-                (module.training, output.dtype, torch.is_inference_mode_enabled())
+                (module.training, output.dtype, torch.is_inference_mode_enabled(), module.weight.dtype)
             )
         )
         return model
@@ -163,8 +164,8 @@ def test_resolved_precision_reaches_the_trainer_and_the_evaluation(
     # the Trainer's own arguments, as its progress callback reads them at the start of training
     started = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training:"))
     assert started.endswith("bf16 mixed precision" if override == "1" else "float32")
-    training = {d for is_training, d, _ in task.seen if is_training}
-    assert training == {dtype}, "every training forward pass computed in the resolved precision"
+    training = {(d, weights) for is_training, d, _, weights in task.seen if is_training}
+    assert training == {(dtype, torch.float32)}, "training computes in the resolved precision, float32 weights"
     with safe_open(str(checkpoint / "model.safetensors"), "pt") as weights:
         assert weights.get_tensor("classifier.weight").dtype == torch.float32, "weights are saved in float32"
 
@@ -172,11 +173,13 @@ def test_resolved_precision_reaches_the_trainer_and_the_evaluation(
     report_dir = tmp_path / "report"
     report_dir.mkdir()
     evaluate_both(task, splits, checkpoint, report_dir, log)
-    assert task.seen and set(task.seen) == {(False, dtype, True)}, (
-        "base and tuned model evaluated in the resolved precision, under inference_mode"
+    assert task.seen and set(task.seen) == {(False, dtype, True, dtype)}, (
+        "base and tuned model evaluated in the resolved precision, under inference_mode, with their "
+        "weights cast to bf16 where it is native"
     )
     report = json.loads((report_dir / "report.json").read_text())
     assert (report["precision"], report["precision_reason"]) == (numerics.name, numerics.reason)
+    assert report["inference_precision"] == ("bf16 weights" if override == "1" else "fp32 weights")
 
 
 # --- fingerprints --------------------------------------------------------------------------------
@@ -194,6 +197,14 @@ def test_the_resolved_precision_is_part_of_the_training_and_evaluation_fingerpri
     explicit = make_recipe(training={"precision": "fp32"})
     assert CHAIN["finetuned_model"].fingerprint(explicit, upstream) != on_fp32["finetuned_model"], (
         "the recipe's setting is part of the training section too"
+    )
+    forced = make_recipe(training={"precision": "bf16"})  # bf16 on a CPU that emulates it ...
+    emulated = {name: CHAIN[name].fingerprint(forced, upstream) for name in ("finetuned_model", "evaluation_report")}
+    monkeypatch.setenv(precision.CPU_OVERRIDE, "1")  # ... and on one that has it
+    native = {name: CHAIN[name].fingerprint(forced, upstream) for name in ("finetuned_model", "evaluation_report")}
+    assert emulated["finetuned_model"] == native["finetuned_model"], "both train under bf16 autocast"
+    assert emulated["evaluation_report"] != native["evaluation_report"], (
+        "the evaluation names its weights' dtype: float32 where bf16 is emulated, bf16 where native"
     )
 
 

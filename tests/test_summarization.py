@@ -180,8 +180,9 @@ def tiny_lora_run(tmp_path_factory, materialize_recipes):
 
 def export_agreement(run) -> float:
     """The share of test documents the export, loaded through the summarization pipeline, summarizes
-    exactly as the evaluation report's tuned model did (same generation settings, same precision:
-    a barely trained model's near-ties fall differently in bf16 and float32)."""
+    exactly as the evaluation report's tuned model did (same generation settings, precision and
+    weights' dtype: a barely trained model's near-ties fall differently in bf16 and float32)."""
+    import torch
     from transformers import pipeline
 
     from finetune_assets.models.precision import Precision
@@ -189,7 +190,14 @@ def export_agreement(run) -> float:
     export = Path(run["exported_model"]["path"].value)
     report = json.loads(Path(run["evaluation_report"]["path"].value).read_text())
     documents = list(datasets.load_from_disk(run["tokenized_splits"]["path"].value)["test"]["document"])
-    summarize = pipeline("summarization", model=str(export), device="cpu", pipeline_class=SummarizationPipeline)
+    weights = {"bf16 weights": torch.bfloat16}.get(report["inference_precision"], torch.float32)
+    summarize = pipeline(
+        "summarization",
+        model=str(export),
+        device="cpu",
+        pipeline_class=SummarizationPipeline,
+        model_kwargs={"dtype": weights},
+    )
     with Precision(report["precision"], "cpu", report["precision_reason"]).inference():
         outputs = [result[0]["summary_text"] for result in summarize(documents)]
     return sum(a == b for a, b in zip(outputs, report["tuned"]["details"]["predictions"])) / len(outputs)

@@ -4,8 +4,8 @@ The baseline is the base model loaded exactly as training started from it (same 
 same freshly initialised head): the gap between the two is what fine-tuning bought. The current
 champion (an export) is scored by :func:`score_export` on the same rows, so the promotion gate
 compares figures measured alike. Every model is scored under ``torch.inference_mode`` in the
-precision training used (bf16 autocast where this machine has it, see
-:mod:`finetune_assets.models.precision`).
+precision training used, its weights cast to bf16 where this machine multiplies bf16 natively (see
+:meth:`finetune_assets.models.precision.Precision.for_inference`).
 """
 
 from __future__ import annotations
@@ -40,15 +40,20 @@ def evaluate_both(
     tokenizer = load_tokenizer(str(checkpoint), task.recipe)
     log.info(f"evaluating the base model on {len(test)} test rows, {numerics}")
     set_seed(task.recipe.training.seed)
-    base_model = task.load_model(task.base_location)
+    base_model = numerics.for_inference(task.load_model(task.base_location))
     with numerics.inference():
         baseline = task.evaluate(base_model, tokenizer, test, out_dir / "scratch")
     log.info(f"evaluating the fine-tuned model on {len(test)} test rows")
-    tuned_model = methods.load_trained(checkpoint, task)
+    tuned_model = numerics.for_inference(methods.load_trained(checkpoint, task))
     with numerics.inference():
         tuned = task.evaluate(tuned_model, tokenizer, test, out_dir / "scratch")
     shutil.rmtree(out_dir / "scratch", ignore_errors=True)
-    report = {"test_rows": len(test), **numerics.metadata(), "tuned": tuned.__dict__, "baseline": baseline.__dict__}
+    report = {
+        "test_rows": len(test),
+        **numerics.inference_metadata(),
+        "tuned": tuned.__dict__,
+        "baseline": baseline.__dict__,
+    }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return tuned, baseline, task.report_plots(tuned, baseline, out_dir)
 
@@ -65,7 +70,7 @@ def score_export(task: TaskFamily, splits_dir: Path, export: Path, workdir: Path
     tokenizer = load_tokenizer(str(export), task.recipe)
     rows = task.tokenize(DatasetDict({"test": test.select_columns(clean_columns)}), tokenizer)["test"]
     log.info(f"evaluating the champion export on the same {len(rows)} test rows, {task.precision}")
-    model = task.load_model(str(export))
+    model = task.precision.for_inference(task.load_model(str(export)))
     with task.precision.inference():
         evaluation = task.evaluate(model, tokenizer, rows, workdir)
     shutil.rmtree(workdir, ignore_errors=True)

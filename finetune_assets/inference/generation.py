@@ -35,3 +35,10 @@ def apply_generation_settings(model, recipe: Recipe) -> GenerationConfig:
     """Update ``model.generation_config`` in place (token ids set by the model stay) and return it."""
     model.generation_config.update(**generation_settings(recipe))
     return model.generation_config
+
+
+def generation_batch_size(recipe: Recipe) -> int:
+    """Prompts decoded together: ``generation.batch_size``, else ``training.eval_batch_size``. Decoding
+    reads every weight once per step whatever the batch, so wider batches make more tokens per read;
+    scoring (a forward pass over whole rows) keeps the narrower ``eval_batch_size``."""
+    return recipe.generation.batch_size or recipe.training.eval_batch_size

@@ -7,6 +7,11 @@ products run several times faster than float32. A CUDA GPU without bf16 gets fp1
 Trainer's loss scaler; any other machine float32. Mixed precision is autocast: weights, optimizer
 state and the saved checkpoint stay float32, matrix products run in 16 bits.
 
+Inference (evaluation, sample answers, self-play) goes further where the 16-bit type is native:
+the weights themselves are cast to it (:meth:`Precision.for_inference`). Decoding one token reads
+every weight once, so half the bytes is most of the speed-up (``benchmarks/generation.py`` measures it). A recipe that forces bf16 on a CPU without it
+keeps float32 weights under autocast, since emulated bf16 weights decode about three times slower.
+
 The choice is made at run time by the machine that runs the stage, recorded with its reason
 (what was detected) in the metadata and the model card, and its name joins the fingerprints of
 ``finetuned_model`` and ``evaluation_report``: a checkpoint trained in bf16 is never reused as an
@@ -42,6 +47,7 @@ class Precision:
     name: str
     device: str
     reason: str
+    native: bool = True  # the hardware multiplies in ``name`` itself (false: bf16 forced, emulated)
 
     def trainer_arguments(self) -> dict:
         """The Hugging Face ``TrainingArguments`` that make the Trainer (through accelerate) autocast
@@ -61,9 +67,32 @@ class Precision:
         ):
             yield
 
+    @property
+    def inference_weights(self) -> str:
+        """The dtype evaluation and generation hold the weights in: the 16-bit type where the hardware
+        runs it natively, else fp32. Part of the evaluation's fingerprint."""
+        return self.name if self.native else "fp32"
+
+    def inference_dtype(self):
+        """:attr:`inference_weights` as a torch dtype (what ``from_pretrained(dtype=...)`` takes)."""
+        import torch
+
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.inference_weights, torch.float32)
+
+    def for_inference(self, model):
+        """``model`` (in place) with its weights in :attr:`inference_weights`; a 4-bit (QLoRA)
+        model keeps its own, which bitsandbytes cannot cast."""
+        if getattr(model, "hf_quantizer", None) is not None:
+            return model
+        return model.to(self.inference_dtype())
+
     def metadata(self) -> dict[str, str]:
         """What the asset metadata, ``report.json`` and ``training_figures.json`` record."""
         return {"precision": self.name, "precision_reason": self.reason}
+
+    def inference_metadata(self) -> dict[str, str]:
+        """What the evaluation records besides :meth:`metadata`: the weights' dtype it scored in."""
+        return {**self.metadata(), "inference_precision": f"{self.inference_weights} weights"}
 
     def __str__(self) -> str:
         kind = "float32" if self.name == "fp32" else f"{self.name} mixed precision"
@@ -92,6 +121,7 @@ def resolve(recipe: Recipe) -> Precision:
             "bf16",
             "cpu",
             f"set by the recipe; {detected}" + ("" if native else ": bf16 is emulated here and slower than float32"),
+            native,
         )
     return Precision("bf16", "cpu", detected) if native else Precision("fp32", "cpu", f"{detected}: fp32")
 

@@ -160,6 +160,13 @@ def resolved_precision(recipe: Recipe) -> str:
     return f"precision={get_task(recipe).precision.name}"
 
 
+def resolved_inference(recipe: Recipe) -> str:
+    """:func:`resolved_precision` and the dtype evaluation holds the weights in (bf16 where native):
+    a report scored with float32 weights is not reused where bf16 weights would score it."""
+    numerics = get_task(recipe).precision
+    return f"precision={numerics.name},inference={numerics.inference_weights}"
+
+
 STAGES = (
     Stage(
         RAW_DATASET,
@@ -222,7 +229,7 @@ STAGES = (
         run=stages.evaluation_report,
         finish=champion_scores.for_report,
         per_variant=True,
-        machine=resolved_precision,
+        machine=resolved_inference,
     ),
     Stage(
         EXPORTED_MODEL,

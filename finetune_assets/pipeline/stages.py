@@ -220,7 +220,7 @@ def evaluation_report(work: StageWork, splits_ref: ArtifactRef, model_ref: Artif
         "test_rows": rows,
         **{key: plots.as_markdown(path, key) for key, path in pictures.items()},
         **task.report_metadata(tuned, baseline),
-        **task.precision.metadata(),
+        **task.precision.inference_metadata(),
         "sample_predictions": Markdown(markdown_table(tuned.samples)),
         "path": FilePath(str(work.final / "report.json")),
     }

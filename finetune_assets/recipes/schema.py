@@ -95,6 +95,12 @@ class GenerationSpec(_Strict):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling share (only with do_sample)")
     no_repeat_ngram_size: int = Field(0, ge=0, description="no n-gram of this size is generated twice; 0: off")
     length_penalty: float = Field(1.0, description="beam search: above 1 favours longer outputs (only with beams)")
+    batch_size: int | None = Field(
+        None,
+        gt=0,
+        description="prompts decoded together in evaluation (answers that end leave the batch); "
+        "default: training.eval_batch_size",
+    )
 
 
 class EvaluationSpec(_Strict):

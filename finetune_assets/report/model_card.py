@@ -127,9 +127,11 @@ def _precision_line(figures: dict, report: dict, weights_dtype: str) -> str:
         f"- precision: trained in {named(figures['precision'])} ({figures['precision_reason']}); "
         f"weights saved in {weights_dtype}"
     )
+    weights = report.get("inference_precision", "fp32 weights")  # reports before it was recorded
+    held = "" if weights == "fp32 weights" else f", {weights}"
     if report["precision"] != figures["precision"]:
-        return line + f"; evaluated in {named(report['precision'])} ({report['precision_reason']})"
-    return line + "; evaluated in the same precision"
+        return line + f"; evaluated in {named(report['precision'])} ({report['precision_reason']}){held}"
+    return line + f"; evaluated in the same precision{held}"
 
 
 def _published_where(recipe: Recipe) -> str:

@@ -261,7 +261,12 @@ class ExportSide(BoundToRecipe, ABC):
         """The exported ``folder`` loaded through ``transformers.pipeline`` (the export's smoke test)."""
         from transformers import pipeline
 
-        return pipeline(self.pipeline_task, model=str(folder), device="cpu", model_kwargs={"use_safetensors": True})
+        return pipeline(self.pipeline_task, model=str(folder), device="cpu", model_kwargs=self.pipeline_model_options())
+
+    def pipeline_model_options(self) -> dict:
+        """How the export's pipeline loads its weights: safetensors only, in the dtype evaluation
+        scored in, so the reload check repeats the report's answers computed alike."""
+        return {"use_safetensors": True, "dtype": self.precision.inference_dtype()}
 
     @abstractmethod
     def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from finetune_assets.inference import batching
+from finetune_assets.inference.decoding import generate_in_rounds
 from finetune_assets.tasks.causal_lm.chat import IGNORE
 
 
@@ -58,10 +59,11 @@ def response_nll(model, rows, collator, batch_size: int) -> tuple[np.ndarray, np
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 8) -> list[dict]:
+def generate(model, tokenizer, prompts: list[list[int]], batch_size: int) -> list[dict]:
     """Answers to prompt token ids with the model's ``generation_config``: text, and whether the
     model ended it with EOS (rather than running into ``max_new_tokens``). Prompts of similar
-    length share a batch, padded on the left so that every answer starts at the same position."""
+    length share a batch, padded on the left so that every answer starts at the same position;
+    answers that have ended leave the batch between rounds (:mod:`finetune_assets.inference.decoding`)."""
     model.eval().to(device())
     stops = model.generation_config.eos_token_id
     stops = set(stops) if isinstance(stops, list) else {stops}
@@ -71,10 +73,9 @@ def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 8) ->
             {"input_ids": [prompts[i] for i in indices]}, padding_side="left", return_tensors="pt"
         ).to(device())
         answers = []
-        for ids in model.generate(**batch)[:, batch["input_ids"].shape[1] :].tolist():
-            end = next((i for i, token in enumerate(ids) if token in stops), None)
-            stopped = end is not None
-            ids = ids[:end] if stopped else ids
+        for ids in generate_in_rounds(model, batch["input_ids"], batch["attention_mask"], stops):
+            stopped = bool(ids) and ids[-1] in stops
+            ids = ids[:-1] if stopped else ids
             answers.append(
                 {
                     "text": tokenizer.decode(ids, skip_special_tokens=True).strip(),

@@ -117,6 +117,7 @@ class Instruction(ChatModel):
         return collator(tokenizer)
 
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
+        from finetune_assets.inference.generation import generation_batch_size
         from finetune_assets.tasks.causal_lm import general_text, scoring
 
         self.ready_to_generate(model, tokenizer)
@@ -131,7 +132,10 @@ class Instruction(ChatModel):
         }
         shown = test.select(range(min(self.recipe.evaluation.num_examples, len(test))))
         answers = scoring.generate(
-            model, tokenizer, [chat.prompt_before_last_answer(row["input_ids"], row["labels"]) for row in shown]
+            model,
+            tokenizer,
+            [chat.prompt_before_last_answer(row["input_ids"], row["labels"]) for row in shown],
+            generation_batch_size(self.recipe),
         )
         if answers:
             metrics["eos_stop_rate"] = float(np.mean([a["stopped_at_eos"] for a in answers]))

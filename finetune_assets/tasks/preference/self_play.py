@@ -28,6 +28,7 @@ PROGRESS_EVERY = 64  # prompts answered between two progress lines
 def write_rejected(task, rows: pd.DataFrame, log) -> pd.DataFrame:
     """``rows`` with the starting model's answer as the rejected answer of every pair that has none."""
     from finetune_assets.inference.batching import longest_first
+    from finetune_assets.inference.generation import generation_batch_size
     from finetune_assets.models.tokenizer import load_tokenizer
     from finetune_assets.tasks.causal_lm.scoring import generate
 
@@ -43,7 +44,7 @@ def write_rejected(task, rows: pd.DataFrame, log) -> pd.DataFrame:
         chat.prompt_ids(tokenizer, chat.conversation(prompt, None, system, turns_of(history)))
         for system, history, prompt in distinct
     ]
-    batch = task.recipe.training.eval_batch_size
+    batch = generation_batch_size(task.recipe)
     order = longest_first([len(prompt) for prompt in prompts]).tolist()  # similar lengths share a chunk
     started, answers = time.monotonic(), {}
     for start in range(0, len(order), PROGRESS_EVERY):

@@ -220,6 +220,7 @@ class Preference(ChatModel):
         return super().reload_cases(pairs_of(test), tuned, rows)
 
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
+        from finetune_assets.inference.generation import generation_batch_size
         from finetune_assets.tasks.causal_lm import general_text
         from finetune_assets.tasks.causal_lm import scoring as causal_scoring
 
@@ -239,7 +240,10 @@ class Preference(ChatModel):
         }
         shown = pairs.select(range(min(self.recipe.evaluation.num_examples, len(pairs))))
         answers = causal_scoring.generate(
-            model, tokenizer, [chat.prompt_before_last_answer(row["input_ids"], row["labels"]) for row in shown]
+            model,
+            tokenizer,
+            [chat.prompt_before_last_answer(row["input_ids"], row["labels"]) for row in shown],
+            generation_batch_size(self.recipe),
         )
         samples = [
             {

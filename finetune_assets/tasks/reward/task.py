@@ -175,6 +175,7 @@ class Reward(ChatModel):
         }
 
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
+        from finetune_assets.inference.generation import generation_batch_size
         from finetune_assets.tasks.causal_lm import general_text
         from finetune_assets.tasks.causal_lm.scoring import generate
         from finetune_assets.tasks.reward import scoring
@@ -182,9 +183,11 @@ class Reward(ChatModel):
         self.ready_to_generate(model, tokenizer)
         functions, batch = rewards.load(self.recipe), self.recipe.training.eval_batch_size
         rows = [{k: v for k, v in row.items() if k not in TOKEN_COLUMNS} for row in test]
-        prompts = list(test["input_ids"])
-        samples = scoring.sample(model, tokenizer, prompts, self.recipe.reward, self.recipe.training.seed, batch)
-        greedy = generate(model, tokenizer, prompts, batch)
+        prompts, decoded_together = list(test["input_ids"]), generation_batch_size(self.recipe)
+        samples = scoring.sample(
+            model, tokenizer, prompts, self.recipe.reward, self.recipe.training.seed, decoded_together
+        )
+        greedy = generate(model, tokenizer, prompts, decoded_together)
         k = self.recipe.reward.generations
         sampled = scoring.rewards_of(
             functions, [a["text"] for s in samples for a in s], [r for r in rows for _ in range(k)]

@@ -53,11 +53,12 @@ def tokenize(splits: DatasetDict, tokenizer, recipe: Recipe) -> DatasetDict:
 def predict(model, tokenizer, test, recipe: Recipe) -> tuple[list[str], float]:
     """Summaries generated after each test row's prompt (as training rendered it), in row order,
     and their mean length in tokens."""
+    from finetune_assets.inference.generation import generation_batch_size
     from finetune_assets.tasks.causal_lm import scoring
 
     scoring.stop_at_eos(model, tokenizer)
     prompts = [chat.prompt_before_last_answer(row["input_ids"], row["labels"]) for row in test]
-    answers = scoring.generate(model, tokenizer, prompts, recipe.training.eval_batch_size)
+    answers = scoring.generate(model, tokenizer, prompts, generation_batch_size(recipe))
     tokens = [answer["tokens"] for answer in answers]
     return [answer["text"] for answer in answers], sum(tokens) / max(len(tokens), 1)
 

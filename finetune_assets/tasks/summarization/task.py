@@ -171,7 +171,7 @@ class Summarization(TaskFamily):
             "summarization",
             model=str(folder),
             device="cpu",
-            model_kwargs={"use_safetensors": True},
+            model_kwargs=self.pipeline_model_options(),
             pipeline_class=summarization_pipeline.SummarizationPipeline,
         )
 

@@ -1,0 +1,85 @@
+"""Generation that uses the hardware: answers that end leave the batch between rounds, and weights
+in the dtype the machine runs best; the answers stay those of a plain ``model.generate``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from finetune_assets.inference import decoding
+from finetune_assets.models.precision import Precision
+from finetune_assets.tasks.causal_lm import chat
+
+QUESTIONS = ["hi", "what is the capital of france and why", "tell me a story", "ok", "how do plants grow tall"]
+
+
+@pytest.fixture
+def model_and_prompts(tiny_llama, smollm_tokenizer):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # weights far from the fixture's tiny ones: answers that differ by prompt
+        for weights in model.parameters():
+            weights.normal_(0, 0.5)
+    model.generation_config.update(max_new_tokens=12, do_sample=False, eos_token_id=None)
+    prompts = [chat.prompt_ids(smollm_tokenizer, chat.conversation(q)) for q in QUESTIONS]
+    batch = smollm_tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt")
+    return model, batch
+
+
+def plain(model, batch) -> list[list[int]]:
+    with torch.inference_mode():
+        out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return out[:, batch["input_ids"].shape[1] :].tolist()
+
+
+def stop_tokens_ending_rows_early(full: list[list[int]]) -> set[int]:
+    """A token generated early in some rows and never in another, as the stop token: some answers
+    end within the first round or two, another runs to the last token."""
+    for token in dict.fromkeys(token for ids in full for token in ids[:4]):
+        if any(token not in ids for ids in full):
+            return {token}
+    pytest.fail(f"every row generated the same early tokens: {full}")
+
+
+def test_rows_that_end_leave_the_batch_and_every_answer_is_the_plain_one(model_and_prompts, monkeypatch):
+    model, batch = model_and_prompts
+    full = plain(model, batch)
+    stops = stop_tokens_ending_rows_early(full)
+    expected = []
+    for ids in full:
+        end = next((i for i, token in enumerate(ids) if token in stops), None)
+        expected.append(ids if end is None else ids[: end + 1])
+    assert any(len(ids) < 12 for ids in expected) and any(len(ids) == 12 for ids in expected)
+
+    widths = []
+    generate = model.generate
+
+    def watched(**inputs):
+        widths.append(len(inputs["input_ids"]))
+        return generate(**inputs)
+
+    monkeypatch.setattr(model, "generate", watched)
+    monkeypatch.setattr(decoding, "ROUND_TOKENS", 3)
+    with torch.inference_mode():
+        answers = decoding.generate_in_rounds(model, batch["input_ids"], batch["attention_mask"], stops)
+    assert answers == expected
+    assert widths[0] == len(QUESTIONS) and widths[-1] < widths[0], f"the batch shrank: {widths}"
+    assert len(widths) == 4, "12 tokens in rounds of 3"
+
+
+def test_beam_search_decodes_in_one_call(model_and_prompts):
+    model, batch = model_and_prompts
+    model.generation_config.update(num_beams=2)
+    with torch.inference_mode():
+        answers = decoding.generate_in_rounds(model, batch["input_ids"], batch["attention_mask"], set())
+    assert answers == plain(model, batch)
+
+
+@pytest.mark.parametrize("native, dtype", [(True, torch.bfloat16), (False, torch.float32)])
+def test_weights_take_bf16_for_inference_only_where_it_is_native(tiny_llama, native, dtype):
+    numerics = Precision("bf16", "cpu", "test", native)
+    model = numerics.for_inference(AutoModelForCausalLM.from_pretrained(tiny_llama))
+    assert {p.dtype for p in model.parameters()} == {dtype}
+    assert numerics.inference_metadata()["inference_precision"] == f"{'bf16' if native else 'fp32'} weights"
+    assert Precision("fp32", "cpu", "test").inference_dtype() == torch.float32
