@@ -68,9 +68,14 @@ def test_optimizer_steps_count_as_the_trainer_counts_them():
     assert compute.optimizer_steps(rows=25, batch_size=8, accumulation=2, epochs=2) == 4
 
 
-def test_a_short_run_trains_eager_with_the_fused_adamw_and_records_both(make_recipe, tiny_bert, tmp_path, monkeypatch):
+def test_a_short_run_trains_eager_with_the_fused_adamw_and_records_both(
+    make_recipe, tiny_bert, tmp_path, monkeypatch, caplog
+):
     monkeypatch.setenv(precision.CPU_OVERRIDE, "0")
-    figures, optimizer = tiny_run(make_recipe, tiny_bert, tmp_path, "eager")
+    with caplog.at_level(logging.INFO, logger="compute-test"):
+        figures, optimizer = tiny_run(make_recipe, tiny_bert, tmp_path, "eager")
+    announced = next(r.getMessage() for r in caplog.records if "parameters trainable" in r.getMessage())
+    assert "adamw_torch_fused (torch has a fused AdamW" in announced and "torch.compile off (auto:" in announced
     device = "cuda" if torch.cuda.is_available() else "cpu"
     assert figures["optimizer"] == "adamw_torch_fused" and f"fused AdamW for {device}" in figures["optimizer_reason"]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
