@@ -63,7 +63,7 @@ def test_auto_compiles_a_run_long_enough_to_repay_the_compile_twice(monkeypatch)
     assert long.value is True and "600 optimizer steps against 600 needed" in long.reason
 
 
-def test_optimizer_steps_count_as_the_trainer_counts_them():
+def test_optimizer_steps_count_batches_accumulations_and_epochs():
     assert compute.optimizer_steps(rows=24, batch_size=8, accumulation=1, epochs=1) == 3
     assert compute.optimizer_steps(rows=25, batch_size=8, accumulation=2, epochs=2) == 4
 
@@ -80,6 +80,7 @@ def test_a_short_run_trains_eager_with_the_fused_adamw_and_records_both(
     assert figures["optimizer"] == "adamw_torch_fused" and f"fused AdamW for {device}" in figures["optimizer_reason"]
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
     assert figures["torch_compile"] is False and figures["torch_compile_reason"].startswith("auto:")
+    assert figures["optimizer_steps"] == compute.optimizer_steps(24, 8, 1, 1), "auto judged the run's real steps"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's eager run is the reference")

@@ -95,7 +95,8 @@ def compile_model(setting: str | bool, device: str, steps: int) -> Choice:
 
 
 def optimizer_steps(rows: int, batch_size: int, accumulation: int, epochs: float) -> int:
-    """The optimizer steps a run of ``rows`` training rows takes (as the Trainer counts them)."""
+    """The optimizer steps a run of ``rows`` training rows takes, as the Trainer counts them up to
+    its rounding of a last partial accumulation: enough to judge whether compile can pay back."""
     return math.ceil(math.ceil(rows / batch_size) / accumulation * epochs)
 
 
