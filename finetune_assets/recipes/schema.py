@@ -129,6 +129,13 @@ class TrainingSpec(_Strict):
         description="auto: bf16 mixed precision where the GPU or CPU has it, else fp32 "
         "(fp16 on a GPU without bf16); see finetune_assets.models.precision",
     )
+    compile: Literal["auto"] | bool = Field(
+        "auto",
+        description="torch.compile the model: auto compiles only where the compile time measured on this "
+        "kind of device pays back twice within the run's steps (off on CPUs, where the compiled step was "
+        "slower); true or false forces it. Not part of the fingerprint: the same model up to float rounding. "
+        "See finetune_assets/training/compute.py",
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup: float = Field(0.0, ge=0, description="fraction of steps (<1) or a step count")
     max_train_samples: int | None = Field(None, gt=0, description="train on a seeded sample of this many rows")
@@ -502,9 +509,10 @@ class BaseChampion(_Strict):
     fingerprint: str = Field(description="the champion's fingerprint: part of the fingerprints that use the base")
 
 
-# Settings that change how a run is watched, not what it makes: left out of every fingerprint and
-# code version, so choosing a tracker neither retrains nor marks anything stale.
-NOT_FINGERPRINTED = {"training": {"report_to"}}
+# Settings that change how a run is watched or how fast it computes, not what it makes: left out of
+# every fingerprint and code version, so choosing a tracker or compiling neither retrains nor marks
+# anything stale (a compiled model equals the eager one up to float rounding).
+NOT_FINGERPRINTED = {"training": {"report_to", "compile"}}
 
 
 class Recipe(_Strict):

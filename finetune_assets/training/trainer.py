@@ -30,7 +30,7 @@ from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
 from finetune_assets.tasks.base import TaskFamily
-from finetune_assets.training import checkpoints, command, tracking
+from finetune_assets.training import checkpoints, command, compute, tracking
 from finetune_assets.training.progress import RunLogProgress
 
 
@@ -85,20 +85,15 @@ def train(
     if not task.trainer_applies_adapter:
         model = methods.prepare(model, task)
     rows, collator, packed = _packed(task, (train_rows, validation_rows), tokenizer, processes, log)
+    choices = compute_choices(task, len(rows[0]), processes)
     with contextlib.ExitStack() as scratch:
         if checkpoint_dir is None:
             checkpoint_dir = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="trainer-", dir=out_dir)))
-        args = training_arguments(task, checkpoint_dir, processes)
+        args = training_arguments(task, checkpoint_dir, processes, choices)
         trainer = _trainer(task, (model, adapter), tokenizer, args, (rows, collator), log, out_dir, callbacks)
         model = trainer.model  # the trainer's, wrapped in the adapter where it applies it
-        trainable, total = _announce(log, task, method, model, len(train_rows))
-        started = time.monotonic()
-        try:
-            result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
-        except Exception as error:
-            error.training_step = trainer.state.global_step  # for the failure record (training/failure.py)
-            raise
-        seconds = time.monotonic() - started
+        trainable, total = _announce(log, task, method, model, len(train_rows), choices)
+        result, seconds = _fit(trainer, resume)
     figures = {
         "train_seconds": round(seconds, 2),
         "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
@@ -110,11 +105,24 @@ def train(
         **packed,
         **_model_figures(model, trainable, total),
         **task.precision.metadata(),
+        **compute.metadata(*choices),
         **_method_figures(model, recipe, method),
     }
     if trainer.is_world_process_zero():
         _save(trainer, model, tokenizer, recipe, out_dir, figures)
     return figures
+
+
+def _fit(trainer, resume: tuple[int, Path] | None):
+    """The Trainer's result and seconds; a failure carries the step it reached, for the failure
+    record (:mod:`finetune_assets.training.failure`)."""
+    started = time.monotonic()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+    except Exception as error:
+        error.training_step = trainer.state.global_step
+        raise
+    return result, time.monotonic() - started
 
 
 def _packed(task: TaskFamily, rows: tuple[Dataset, Dataset], tokenizer, processes: int, log):
@@ -134,13 +142,26 @@ def _packed(task: TaskFamily, rows: tuple[Dataset, Dataset], tokenizer, processe
     return packed.rows, packed.collator, {"packing": True, **figures}
 
 
-def _announce(log, task: TaskFamily, method: str, model, rows: int) -> tuple[int, int]:
-    """Say what trains where; return the trainable and total parameter counts."""
+def compute_choices(task: TaskFamily, rows: int, processes: int) -> tuple[compute.Choice, compute.Choice]:
+    """The AdamW kernel and the ``torch.compile`` choice for a run of ``rows`` training rows (packed
+    rows where packing applies), its steps counted as each process takes them."""
+    spec = task.recipe.training
+    steps = compute.optimizer_steps(
+        rows, spec.batch_size // processes * processes, spec.gradient_accumulation_steps, spec.epochs
+    )
+    device = task.precision.device
+    return compute.optimizer(device), compute.compile_model(spec.compile, device, steps)
+
+
+def _announce(log, task: TaskFamily, method: str, model, rows: int, choices) -> tuple[int, int]:
+    """Say what trains where, and how; return the trainable and total parameter counts."""
     trainable, total = methods.parameter_counts(model)
     processes = command.world_size()
+    optim, compiled = choices
     log.info(
         f"{method}: {trainable:,} of {total:,} parameters trainable on {device_name()}"
-        f"{f' x {processes} processes' if processes > 1 else ''}, {rows} training rows, {task.precision}"
+        f"{f' x {processes} processes' if processes > 1 else ''}, {rows} training rows, {task.precision}; "
+        f"{optim.value} ({optim.reason}); torch.compile {'on' if compiled.value else 'off'} ({compiled.reason})"
     )
     return trainable, total
 
@@ -193,10 +214,12 @@ def _save(trainer, model, tokenizer, recipe: Recipe, out_dir: Path, figures: dic
     (out_dir / "training_figures.json").write_text(json.dumps(figures, indent=2))
 
 
-def training_arguments(task: TaskFamily, checkpoint_dir: Path, processes: int):
-    """The Trainer's arguments from the recipe's ``training`` section, the resolved precision and the
-    number of processes (the recipe's batch is one optimizer step's, split over the processes)."""
+def training_arguments(task: TaskFamily, checkpoint_dir: Path, processes: int, choices=None):
+    """The Trainer's arguments from the recipe's ``training`` section, the resolved precision, the
+    number of processes (the recipe's batch is one optimizer step's, split over the processes) and
+    the compute ``choices`` (:func:`compute_choices`; None: the device's AdamW, no compile)."""
     spec = task.recipe.training
+    optim, compiled = choices or (compute.optimizer(task.precision.device), compute.Choice(False, ""))
     early = bool(spec.early_stopping_patience)  # keeps the best checkpoint: validate at every one
     save_steps = spec.save_steps if spec.save_steps < 1 else int(spec.save_steps)
     common = dict(
@@ -224,6 +247,8 @@ def training_arguments(task: TaskFamily, checkpoint_dir: Path, processes: int):
         ddp_backend=("nccl" if task.precision.device == "cuda" else "gloo") if processes > 1 else None,
         report_to=list(spec.report_to),  # experiment trackers (training/tracking.py)
         disable_tqdm=True,
+        optim=optim.value,
+        torch_compile=compiled.value,
     )
     return task.training_arguments_class()(**{**common, **task.extra_training_arguments()})
 
