@@ -318,6 +318,11 @@ def test_a_grpo_recipe_trains_end_to_end_logs_reward_figures_and_reports_rewards
         assert 0 <= report[metric].value <= 1 and 0 <= report[f"baseline_{metric}"].value <= 1, metric
     total = report["reward_exact_answer"].value + 0.5 * report["reward_variety"].value
     assert report["mean_reward"].value == pytest.approx(total, abs=1e-6), "the total is the weighted sum"
+    # each function's reward per test prompt, for a standard error over prompts
+    for side, prefix in (("tuned", ""), ("baseline", "baseline_")):
+        per_prompt = np.array(json.loads(Path(report["path"].value).read_text())[side]["details"]["sampled_rewards"])
+        assert per_prompt.shape == (report["test_rows"].value, 2), side
+        assert per_prompt[:, 0].mean() == pytest.approx(report[f"{prefix}reward_exact_answer"].value, abs=1e-6)
     assert 0 < report["mean_completion_tokens"].value <= 6
     assert np.isfinite(report["general_text_perplexity"].value)
     assert (
