@@ -341,7 +341,9 @@ def test_the_shipped_word_problems_are_what_the_generator_writes_distinct_and_an
     rows = [json.loads(line) for line in shipped.read_text().splitlines()]
     assert rows == word_problems.problems(), "regenerate: python -m finetune_assets.data.word_problems"
     assert len({row["prompt"] for row in rows}) == len(rows) == word_problems.COUNT
-    assert all(isinstance(row["answer"], int) and row["answer"] >= 0 for row in rows)
+    assert all(isinstance(row["answer"], int) and 1 <= row["answer"] <= 14 for row in rows), "small numbers"
+    assert all(row["prompt"].endswith("have now? Reply with the number only.") for row in rows), "one phrasing"
     (recipe,) = [recipe for recipe in load_recipes() if recipe.name == "word_sums"]
+    assert recipe.reward.temperature == 0.7, "docs/reward.md: where the starting model gets about a quarter right"
     cleaned = clean(pd.read_json(shipped, lines=True), get_task(recipe))
     assert len(cleaned.rows) == len(rows), cleaned.counts()
