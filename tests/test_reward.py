@@ -318,6 +318,11 @@ def test_a_grpo_recipe_trains_end_to_end_logs_reward_figures_and_reports_rewards
         assert 0 <= report[metric].value <= 1 and 0 <= report[f"baseline_{metric}"].value <= 1, metric
     total = report["reward_exact_answer"].value + 0.5 * report["reward_variety"].value
     assert report["mean_reward"].value == pytest.approx(total, abs=1e-6), "the total is the weighted sum"
+    # each function's reward per test prompt, for a standard error over prompts
+    for side, prefix in (("tuned", ""), ("baseline", "baseline_")):
+        per_prompt = np.array(json.loads(Path(report["path"].value).read_text())[side]["details"]["sampled_rewards"])
+        assert per_prompt.shape == (report["test_rows"].value, 2), side
+        assert per_prompt[:, 0].mean() == pytest.approx(report[f"{prefix}reward_exact_answer"].value, abs=1e-6)
     assert 0 < report["mean_completion_tokens"].value <= 6
     assert np.isfinite(report["general_text_perplexity"].value)
     assert (
@@ -336,7 +341,9 @@ def test_the_shipped_word_problems_are_what_the_generator_writes_distinct_and_an
     rows = [json.loads(line) for line in shipped.read_text().splitlines()]
     assert rows == word_problems.problems(), "regenerate: python -m finetune_assets.data.word_problems"
     assert len({row["prompt"] for row in rows}) == len(rows) == word_problems.COUNT
-    assert all(isinstance(row["answer"], int) and row["answer"] >= 0 for row in rows)
+    assert all(isinstance(row["answer"], int) and 1 <= row["answer"] <= 14 for row in rows), "small numbers"
+    assert all(row["prompt"].endswith("have now? Reply with the number only.") for row in rows), "one phrasing"
     (recipe,) = [recipe for recipe in load_recipes() if recipe.name == "word_sums"]
+    assert recipe.reward.temperature == 0.7, "docs/reward.md: where the starting model gets about a quarter right"
     cleaned = clean(pd.read_json(shipped, lines=True), get_task(recipe))
     assert len(cleaned.rows) == len(rows), cleaned.counts()

@@ -210,7 +210,11 @@ class Reward(ChatModel):
             }
             for i in range(shown)
         ]
-        return Evaluation(metrics=metrics, details={"greedy_rewards": decoded.tolist()}, samples=examples)
+        # Per prompt, so that a comparison can take the standard error over prompts (tuned and
+        # starting model answer the same prompts with the same seed: the differences pair up).
+        per_prompt = sampled.reshape(len(rows), k, -1).mean(axis=1)
+        details = {"greedy_rewards": decoded.tolist(), "sampled_rewards": per_prompt.tolist()}
+        return Evaluation(metrics=metrics, details=details, samples=examples)
 
     def report_plots(self, tuned: Evaluation, baseline: Evaluation, folder: Path) -> dict[str, Path]:
         from finetune_assets.report import plots
