@@ -109,12 +109,20 @@ def speed_figures(prefix: str, best: dict) -> dict:
     }
 
 
-def chatbot(model_path: str | None, work: Path, count: int | None, repeats: int) -> dict:
+def recipe(name: str, batch_size: int | None):
+    """The packaged recipe, with ``generation.batch_size`` set where the command line sets it."""
+    loaded = common.load_recipe(name)
+    if batch_size is None:
+        return loaded
+    return loaded.model_copy(update={"generation": loaded.generation.model_copy(update={"batch_size": batch_size})})
+
+
+def chatbot(model_path: str | None, work: Path, count: int | None, repeats: int, batch_size: int | None) -> dict:
     from finetune_assets.inference.evaluation import scored_rows
     from finetune_assets.tasks import get_task
     from finetune_assets.tasks.causal_lm import scoring
 
-    task = get_task(common.load_recipe("chatbot_sft"))
+    task = get_task(recipe("chatbot_sft", batch_size))
     splits, base = common.prepared_splits_and_base(task.recipe, work)
     rows = scored_rows(task.recipe, Path(splits))
     rows = rows.select(range(min(count, len(rows)))) if count else rows
@@ -137,12 +145,12 @@ def chatbot(model_path: str | None, work: Path, count: int | None, repeats: int)
     }
 
 
-def summaries(work: Path, count: int | None, repeats: int) -> dict:
+def summaries(work: Path, count: int | None, repeats: int, batch_size: int | None) -> dict:
     from finetune_assets.inference.evaluation import scored_rows
     from finetune_assets.metrics import load_metric
     from finetune_assets.tasks import get_task
 
-    task = get_task(common.load_recipe("paper_summaries"))
+    task = get_task(recipe("paper_summaries", batch_size))
     splits, base = common.prepared_splits_and_base(task.recipe, work)
     rows = scored_rows(task.recipe, Path(splits))
     rows = rows.select(range(min(count, len(rows)))) if count else rows
@@ -163,14 +171,22 @@ def summaries(work: Path, count: int | None, repeats: int) -> dict:
 def main() -> None:
     cli = common.parser(__doc__)
     cli.add_argument("--chatbot-model", help="a model folder to decode chatbot_sft's prompts with (an export)")
+    cli.add_argument(
+        "--batch-size", type=int, help="generation.batch_size of the pipeline's side (default: the recipes' own)"
+    )
     common.add_repeats(cli)
     args = cli.parse_args()
     count, repeats = (16, 1) if args.quick else (None, args.repeats)
     numerics = common.precision(common.load_recipe("chatbot_sft"))
-    figures = {"cpu": common.cpu_model(), "precision": str(numerics), "inference_weights": numerics.inference_weights}
+    figures = {
+        "cpu": common.cpu_model(),
+        "precision": str(numerics),
+        "inference_weights": numerics.inference_weights,
+        "pipeline_batch_size": args.batch_size or "the recipes' generation.batch_size or eval_batch_size (16)",
+    }
     with tempfile.TemporaryDirectory(prefix="generation-") as scratch:
-        figures |= chatbot(args.chatbot_model, Path(scratch) / "chatbot", count, repeats)
-        figures |= summaries(Path(scratch) / "summaries", count, repeats)
+        figures |= chatbot(args.chatbot_model, Path(scratch) / "chatbot", count, repeats, args.batch_size)
+        figures |= summaries(Path(scratch) / "summaries", count, repeats, args.batch_size)
     figures["tolerance"] = ", ".join(f"{k} {v}" for k, v in TOLERANCE.items())
     figures["quality_within_tolerance"] = (
         figures["chatbot_exact_answers"] >= TOLERANCE["exact_answers"]
