@@ -265,7 +265,8 @@ def test_full_fine_tuning_takes_a_grpo_step_and_a_raising_reward_function_stops_
 
 
 def write_sums_project(root: Path, base: Path) -> None:
-    """A recipe folder with ``sums.yaml`` (GRPO with LoRA): 24 sums to answer, rewarded for the exact
+    """A recipe folder with ``sums.yaml`` (GRPO with QLoRA: LoRA on the 4-bit base, on this machine's
+    device, the CPU here; the LoRA path and more): 24 sums to answer, rewarded for the exact
     answer and, in a user's function, for varied characters (random weights rarely answer right; the
     second reward gives each group of samples a spread to learn from)."""
     (root / "recipes").mkdir(parents=True)
@@ -288,7 +289,7 @@ def write_sums_project(root: Path, base: Path) -> None:
         },
         "splits": {"validation": 0.15, "test": 0.25},
         "checks": {"min_rows_per_split": 3, **NO_QUALITY_GATES},
-        "method": "lora",
+        "method": "qlora",
         "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
         "training": {"max_length": 48, "learning_rate": 1e-3, "batch_size": 8, "epochs": 1},
         "generation": {"max_new_tokens": 6},
@@ -306,7 +307,8 @@ def test_a_grpo_recipe_trains_end_to_end_logs_reward_figures_and_reports_rewards
     assert run.result.success, run.logs[-5:]
     model = run.metadata["finetuned_model"]
     steps = model["optimizer_steps"].value
-    assert model["method_trained"].value == "lora" and steps >= 4
+    assert model["method_trained"].value == "qlora" and steps >= 4
+    assert model["four_bit_layers"].value == 14 and model["four_bit_device"].value.startswith(("cpu", "cuda"))
     # a progress line with the reward figures at every 5 % of the steps: here every step
     progress = [line for line in run.logs if line.startswith("step ") and "reward=" in line]
     assert len(progress) == steps, progress
