@@ -308,6 +308,7 @@ def test_a_grpo_recipe_trains_end_to_end_logs_reward_figures_and_reports_rewards
     model = run.metadata["finetuned_model"]
     steps = model["optimizer_steps"].value
     assert model["method_trained"].value == "qlora" and steps >= 4
+    # the seven projections of both layers in 4 bits, on this machine's device
     assert model["four_bit_layers"].value == 14 and model["four_bit_device"].value.startswith(("cpu", "cuda"))
     # a progress line with the reward figures at every 5 % of the steps: here every step
     progress = [line for line in run.logs if line.startswith("step ") and "reward=" in line]

@@ -464,3 +464,34 @@ def test_a_retry_is_refused_for_the_same_exception_at_the_same_step(tmp_path):
     assert attempt("NaN in the loss", 9).retryable  # it moved on: another retry may help
     killed = failure.explain(ProcessFailed("exited with code -9"), tmp_path, time.time() + 1)
     assert killed.retryable and "probably killed" in str(killed)
+
+
+def test_pipes_messages_are_read_as_whole_lines_while_a_long_one_is_still_being_written(tmp_path):
+    """Dagster's own reader hands over a message caught half-written; ours waits for its newline."""
+    import threading
+    import time
+
+    from finetune_assets.defs.pipes_messages import whole_lines
+
+    path = tmp_path / "messages"
+    path.touch()
+    long = json.dumps({"method": "report_asset_materialization", "plot": "x" * 50_000})
+    done = threading.Event()
+
+    def write():
+        with path.open("a", encoding="utf-8") as stream:
+            stream.write('{"method": "opened"}\n')
+            stream.flush()
+            for start in range(0, len(long), 10_000):  # the long line in five pieces, a pause between
+                stream.write(long[start : start + 10_000])
+                stream.flush()
+                time.sleep(0.05)
+            stream.write("\n" + '{"method": "closed"}')  # the last without its newline
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    lines = list(whole_lines(path, done.is_set))
+    writer.join()
+    assert [json.loads(line)["method"] for line in lines] == ["opened", "report_asset_materialization", "closed"]
+    assert json.loads(lines[1])["plot"] == "x" * 50_000

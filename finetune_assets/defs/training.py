@@ -21,6 +21,7 @@ from dagster._core.errors import (
 from pydantic import Field
 
 from finetune_assets.defs.kubernetes import pod_spec
+from finetune_assets.defs.pipes_messages import WholeLineMessageReader
 from finetune_assets.errors import ProcessFailed
 from finetune_assets.pipeline.processes import StartProcess
 from finetune_assets.recipes import Recipe
@@ -47,7 +48,7 @@ class LocalTraining(TrainingHost):
     )
 
     def starter(self, context: AssetExecutionContext, recipe: Recipe, artifacts_root: Path) -> StartProcess:
-        client = PipesSubprocessClient(env=self.environment)
+        client = PipesSubprocessClient(env=self.environment, message_reader=WholeLineMessageReader())
 
         def start(command, env, report):
             with warnings.catch_warnings():
