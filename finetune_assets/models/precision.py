@@ -90,6 +90,11 @@ class Precision:
         """What the asset metadata, ``report.json`` and ``training_figures.json`` record."""
         return {"precision": self.name, "precision_reason": self.reason}
 
+    def scoring_key(self) -> str:
+        """How an evaluation computed, for its fingerprint and the champion's ``rows_key``: the
+        precision and the weights' dtype (bf16 forced on an emulating CPU trains alike, scores otherwise)."""
+        return f"precision={self.name},inference={self.inference_weights}"
+
     def inference_metadata(self) -> dict[str, str]:
         """What the evaluation records besides :meth:`metadata`: the weights' dtype it scored in."""
         return {**self.metadata(), "inference_precision": f"{self.inference_weights} weights"}

@@ -163,8 +163,7 @@ def resolved_precision(recipe: Recipe) -> str:
 def resolved_inference(recipe: Recipe) -> str:
     """:func:`resolved_precision` and the dtype evaluation holds the weights in (bf16 where native):
     a report scored with float32 weights is not reused where bf16 weights would score it."""
-    numerics = get_task(recipe).precision
-    return f"precision={numerics.name},inference={numerics.inference_weights}"
+    return get_task(recipe).precision.scoring_key()
 
 
 STAGES = (

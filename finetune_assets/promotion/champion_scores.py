@@ -46,8 +46,7 @@ def rows_key(recipe: Recipe, splits: ArtifactRef) -> str:
     settings = recipe.section(*SETTINGS, *task.evaluation_reads())
     scorers = task.training_code()  # the user's reward functions score the test rows as well
     extra = (scorers,) if scorers else ()  # other families' keys stay as they were
-    numerics = f"precision={task.precision.name},inference={task.precision.inference_weights}"
-    return fingerprint(splits.fingerprint, settings, CODE_VERSION, numerics, *extra)
+    return fingerprint(splits.fingerprint, settings, CODE_VERSION, task.precision.scoring_key(), *extra)
 
 
 def tuned_only(metrics: dict) -> dict:
