@@ -11,7 +11,7 @@ how it compares with what float32 training could reach, the bf16 one how much of
 arithmetic it actually uses.
 
 Two training workloads, each in the pipeline's precision, each with torch's fused AdamW (what
-``finetune_assets/training/compute.py`` picks), after two warm-up steps; the timed steps count every
+``finetune_assets/training/compute.py`` picks), after one or two untimed warm-up steps; the timed steps count every
 token the model computes (padding included):
 
 - classification: the quickstart's model (MiniLM, 22.7M parameters) and settings (batch size and
@@ -34,12 +34,16 @@ token the model computes (padding included):
   step, and the steps that would repay the compile. Minutes on a CPU, so not part of ``--quick``.
 - machine: ``torch.matmul`` of two large square matrices, float32 and bf16, best of several runs
   each, timed before and after training (a large gap between the two means the machine was busy).
-- where the step's time goes (CPU): a few more steps in float32 and then in bf16 autocast under
-  ``torch.profiler``, split into matrix products (``aten::mm``, ``addmm``, ``bmm``, ``baddbmm``) and
-  everything else. From them: the matmul share of a float32 step, how much faster the model's own
-  matmuls run in bf16, and the best bf16/float32 step-time ratio those two allow if bf16 sped up
-  nothing else (Amdahl: ``(1 - share) + share / speedup``). It says whether a time target such as
-  ``benchmarks/precision.py``'s 0.55 is reachable on this machine at all.
+- where the MiniLM step's time goes (CPU): a few more steps in float32, and in bf16 autocast too
+  where bf16 is native, under ``torch.profiler``. The ops' own time is split into groups by what
+  could speed them up (:data:`OP_GROUPS`: matrix products, dropout masks, activations, softmax and
+  norms, copies and fills, the optimizer, the rest), each a share of the profiled steps' wall time,
+  with the time outside every op (Python, the autograd engine, the profiler) as the last share; and
+  the FLOP/s of the model's own float32 matrix products (the profiler's FLOP count) against the
+  large square product's. Where bf16 was profiled too: how much faster the model's own matmuls run
+  in bf16, and the best bf16/float32 step-time ratio that allows if bf16 sped up nothing else
+  (Amdahl: ``(1 - share) + share / speedup``). Together they say what holds a step and whether a
+  target such as ``benchmarks/precision.py``'s 0.55 is reachable on this machine at all.
 
     .venv/bin/python benchmarks/compute_efficiency.py --quick   # about 2 minutes on 2 CPU cores
     .venv/bin/python benchmarks/compute_efficiency.py
@@ -97,6 +101,18 @@ def tweet_batches(tokenizer, batch_size: int, max_length: int, count: int, seed:
 
 
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+# Where a step's op time goes, by what could speed each group up: matrix products (faster
+# arithmetic), dropout's random masks and the activations (element-wise, bound by memory), softmax
+# and the norms (reductions), copies and fills (data movement), the optimizer, the rest.
+OP_GROUPS = {
+    "matrix products": (),
+    "dropout masks": ("bernoulli", "dropout"),
+    "activations": ("gelu", "silu", "tanh", "sigmoid"),
+    "softmax and norms": ("softmax", "norm", "rsqrt"),
+    "copies and fills": ("copy", "fill_", "zero_", "clone", "empty", "cat"),
+    "optimizer": ("adam", "Optimizer."),
+    "the rest": (),
+}
 
 
 @dataclass
@@ -151,9 +167,28 @@ def smollm_lora(count: int, device: str, work: Path) -> Workload:
     return Workload(f"SmolLM2-135M LoRA r={recipe.lora.r}", model, batches, non_embedding + head, 4)
 
 
-def training_flops(work: Workload, steps: int, device: str, autocast, profiled: int = 0, compiled=False) -> dict:
-    """Time ``steps`` training steps (fused AdamW, eager or compiled) after two warm-up steps (the
-    compile, where asked), then time the AdamW update alone, plain and fused, on the same gradients."""
+@dataclass
+class Plan:
+    """How many steps of each kind a run takes. Warm-up steps are untimed: the first call's
+    allocations and optimizer state, and under ``--compile`` the compile and the recompile that a
+    second batch length brings (so two there)."""
+
+    warm_ups: int
+    steps: int
+    causal_steps: int
+    profiled: int  # per profiled precision, MiniLM only
+
+    @classmethod
+    def of(cls, quick: bool, compiled: bool) -> Plan:
+        return cls(1 if quick and not compiled else 2, *((2, 2, 1) if quick else (40, 20, 8)))
+
+
+def training_flops(
+    work: Workload, steps: int, warm_ups: int, device: str, autocast, profiles: dict | None = None, compiled=False
+) -> dict:
+    """Time ``steps`` training steps (fused AdamW, eager or compiled) after ``warm_ups`` untimed steps
+    (the compile, where asked), then time the AdamW update alone, plain and fused, on the same gradients;
+    then profile the remaining batches, split evenly between ``profiles`` (name: autocast dtype or None)."""
     model, batches = work.model, work.batches
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=True)
@@ -169,10 +204,10 @@ def training_flops(work: Workload, steps: int, device: str, autocast, profiled: 
         optimizer.zero_grad(set_to_none=True)
 
     with common.stopwatch() as warm_up:  # first-call allocations, optimizer state, the compile
-        for batch in batches[:2]:
+        for batch in batches[:warm_ups]:
             step(batch)
         sync(device)
-    timed, rest = batches[2 : steps + 2], batches[steps + 2 :]
+    timed, rest = batches[warm_ups : warm_ups + steps], batches[warm_ups + steps :]
     with common.stopwatch() as seconds:
         for batch in timed:
             step(batch)
@@ -189,10 +224,11 @@ def training_flops(work: Workload, steps: int, device: str, autocast, profiled: 
         "flops_per_s": work.flops_per_token * work.parameters * tokens / seconds(),
         **adamw_seconds(trainable, device),
     }
-    if profiled:
+    if profiles:
+        each = len(rest) // len(profiles)
         figures["profile"] = {
-            name: profile(step, rest[i * profiled : (i + 1) * profiled], dtype)
-            for i, (name, dtype) in enumerate((("fp32", None), ("bf16", torch.bfloat16)))
+            name: profile(step, rest[i * each : (i + 1) * each], dtype)
+            for i, (name, dtype) in enumerate(profiles.items())
         }
     return figures
 
@@ -216,31 +252,57 @@ def adamw_seconds(parameters: list, device: str, repeats: int = 5) -> dict:
 
 
 def profile(step, batches: list[dict], dtype) -> dict:
-    """Seconds of matrix products and of everything else in ``batches``' training steps (the ops'
-    own time on the thread that ran them, as ``torch.profiler`` counts it)."""
+    """Seconds of each group of :data:`OP_GROUPS` in ``batches``' training steps (the ops' own time
+    on the thread that ran them, as ``torch.profiler`` counts it), the FLOPs of the matrix products
+    (the profiler's count), and the steps' wall seconds."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler
 
-    with profiler(activities=[ProfilerActivity.CPU]) as trace:
+    with profiler(activities=[ProfilerActivity.CPU], with_flops=True) as trace, common.stopwatch() as wall:
         for batch in batches:
             step(batch, dtype)
-    seconds = {"matmul": 0.0, "other": 0.0}
+    seconds = dict.fromkeys(OP_GROUPS, 0.0)
     for op in trace.key_averages():
-        seconds["matmul" if op.key in MATMUL_OPS else "other"] += op.self_cpu_time_total / 1e6
-    return seconds
+        seconds[op_group(op.key)] += op.self_cpu_time_total / 1e6
+    matmul_flops = sum(op.flops for op in trace.key_averages() if op.key in MATMUL_OPS)
+    return {"seconds": seconds, "matmul_flops": matmul_flops, "steps": len(batches), "wall": wall()}
+
+
+def op_group(key: str) -> str:
+    """The first group of :data:`OP_GROUPS` whose name fragments ``key`` contains (the last: the rest)."""
+    if key in MATMUL_OPS:
+        return "matrix products"
+    return next((group for group, parts in OP_GROUPS.items() if any(part in key for part in parts)), "the rest")
+
+
+def profile_figures(profiled: dict, fp32_peak: float) -> dict:
+    """Where a profiled step's wall time goes, per precision: each op group's share and what is
+    outside every op (Python, the autograd engine, the profiler's own cost); how fast the model's own
+    float32 matrix products run against the large square one; where bf16 was profiled too, Amdahl."""
+    figures = {}
+    for name, run in profiled.items():
+        shares = {group: seconds / run["wall"] for group, seconds in run["seconds"].items()}
+        shares["outside the ops"] = 1 - sum(shares.values())
+        figures[f"step_time_shares_{name}"] = ", ".join(f"{group} {share:.3f}" for group, share in shares.items())
+    products = profiled["fp32"]["matmul_flops"] / profiled["fp32"]["seconds"]["matrix products"]
+    figures["model_matmul_flops_per_s_fp32"] = products
+    figures["ratio_model_matmuls_to_fp32_matmul"] = round(products / fp32_peak, 3)
+    return {**figures, **(amdahl(profiled) if "bf16" in profiled else {})}
 
 
 def amdahl(profiled: dict) -> dict:
     """The matmul share of a float32 step, bf16's speed-up of those matmuls and of the rest, and the
     bf16/float32 step-time ratio they give; with the rest unchanged, the best ratio possible here."""
-    fp32, bf16 = profiled["fp32"], profiled["bf16"]
-    share = fp32["matmul"] / (fp32["matmul"] + fp32["other"])
-    speedup = fp32["matmul"] / bf16["matmul"]
+    (fp32, fp32_all), (bf16, bf16_all) = (
+        (profiled[name]["seconds"]["matrix products"], sum(profiled[name]["seconds"].values()))
+        for name in ("fp32", "bf16")
+    )
+    share, speedup = fp32 / fp32_all, fp32 / bf16
     return {
         "fp32_step_matmul_share": round(share, 3),
         "bf16_speedup_of_the_models_matmuls": round(speedup, 2),
-        "bf16_speedup_of_everything_else": round(fp32["other"] / bf16["other"], 2),
-        "profiled_step_time_ratio_bf16_to_fp32": round(sum(bf16.values()) / sum(fp32.values()), 3),
+        "bf16_speedup_of_everything_else": round((fp32_all - fp32) / (bf16_all - bf16), 2),
+        "profiled_step_time_ratio_bf16_to_fp32": round(bf16_all / fp32_all, 3),
         "best_step_time_ratio_if_only_matmuls_sped_up": round((1 - share) + share / speedup, 3),
     }
 
@@ -253,7 +315,7 @@ def main() -> None:
     numerics = common.precision(common.load_recipe("tweet_sentiment"))
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(numerics.name)
     size = (8192 if device == "cuda" else 2048) if args.quick else (8192 if device == "cuda" else 4096)
-    repeats, steps, causal_steps = (5, 4, 2) if args.quick else (10, 40, 20)
+    repeats, plan = 5 if args.quick else 10, Plan.of(args.quick, args.compile)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     emulated = device == "cpu" and not cpu_bf16()[0]
     # bf16 emulated in software: minutes per large product, and nothing to learn; float32 keeps its size
@@ -261,18 +323,24 @@ def main() -> None:
     if args.compile:  # a cold compile, as a fresh machine or a new model pays it: no kernels from earlier runs
         torch._inductor.config.force_disable_caches = True
     before = {name: matmul_flops(sizes[name], repeats, dtype, device) for name, dtype in dtypes.items()}
-    profiled = (3 if args.quick else 8) if device == "cpu" and not (emulated and args.quick) else 0
+    # the profiler counts CPU time: on a CPU, float32 steps, and bf16 ones too where bf16 is native
+    profiles = ({"fp32": None} | ({} if emulated else {"bf16": torch.bfloat16})) if device == "cpu" else {}
     with tempfile.TemporaryDirectory(prefix="bench-compute-") as work:
         runs = {
-            "": (lambda: minilm(steps + 2 + 2 * profiled, device), steps, profiled),
-            "causal_lm_": (lambda: smollm_lora(causal_steps + 2, device, Path(work)), causal_steps, 0),
+            "": (lambda: minilm(plan.warm_ups + plan.steps + len(profiles) * plan.profiled, device), plan.steps),
+            "causal_lm_": (
+                lambda: smollm_lora(plan.warm_ups + plan.causal_steps, device, Path(work)),
+                plan.causal_steps,
+            ),
         }
         trained = {
-            key: training_flops(make(), count, device, autocast, extra) for key, (make, count, extra) in runs.items()
+            key: training_flops(make(), count, plan.warm_ups, device, autocast, profiles if not key else None)
+            for key, (make, count) in runs.items()
         }
         if args.compile:
             compiled = {
-                key: training_flops(make(), count, device, autocast, 0, True) for key, (make, count, _) in runs.items()
+                key: training_flops(make(), count, plan.warm_ups, device, autocast, None, True)
+                for key, (make, count) in runs.items()
             }
     after = {name: matmul_flops(sizes[name], repeats, dtype, device) for name, dtype in dtypes.items()}
     peak = {name: statistics.mean([before[name], after[name]]) for name in dtypes}
@@ -294,10 +362,12 @@ def main() -> None:
     for prefix, run in trained.items():
         figures.update(workload_figures(prefix, run, peak, emulated))
         if args.compile:
-            figures.update(compile_figures(prefix, run, compiled[prefix]))
-    if profiled:
-        figures["profiled"] = f"{profiled} more steps in fp32, then {profiled} in bf16 autocast, under torch.profiler"
-        figures.update(amdahl(trained[""]["profile"]))
+            figures.update(compile_figures(prefix, run, compiled[prefix], plan.warm_ups))
+    if profiles:
+        figures["profiled"] = (
+            f"MiniLM, {plan.profiled} more steps in each of {', '.join(profiles)}, under torch.profiler"
+        )
+        figures.update(profile_figures(trained[""]["profile"], peak["fp32"]))
     common.print_figures("compute_efficiency", figures, args.quick)
 
 
@@ -319,10 +389,10 @@ def workload_figures(prefix: str, run: dict, peak: dict, emulated: bool) -> dict
     return figures
 
 
-def compile_figures(prefix: str, eager: dict, compiled: dict) -> dict:
-    """torch.compile against eager on one workload: compile seconds (the two warm-up steps less two
+def compile_figures(prefix: str, eager: dict, compiled: dict, warm_ups: int) -> dict:
+    """torch.compile against eager on one workload: compile seconds (the warm-up steps less as many
     steady compiled steps), each step, and the optimizer steps that repay the compile (None: never)."""
-    extra = compiled["warm_up_seconds"] - 2 * compiled["step_seconds"]
+    extra = compiled["warm_up_seconds"] - warm_ups * compiled["step_seconds"]
     saving = eager["step_seconds"] - compiled["step_seconds"]
     return {
         f"{prefix}compile_seconds": extra,

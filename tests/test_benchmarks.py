@@ -49,6 +49,14 @@ def test_compute_efficiency_quick_prints_its_ratio_last():
         assert (f"{prefix}ratio_training_to_bf16_matmul" in figures) is not emulated
         fused, plain = (float(figures[f"{prefix}step_seconds_{kind}_adamw"]) for kind in ("fused", "plain"))
         assert min(fused, plain) > 0
+    # the profiled MiniLM step: op groups' shares of its wall time, the time outside the ops last
+    for precision in ("fp32", "bf16"):
+        assert (f"step_time_shares_{precision}" in figures) is (precision == "fp32" or not emulated)
+    shares = dict(part.rsplit(" ", 1) for part in figures["step_time_shares_fp32"].split(", "))
+    names = list(shares)
+    assert names[0] == "matrix products" and names[-1] == "outside the ops"
+    assert all(0 <= float(share) < 1 for name, share in shares.items() if name != "outside the ops")
+    assert 0 < float(figures["ratio_model_matmuls_to_fp32_matmul"]) < 2
     # LoRA's frozen base counted at 4 FLOPs a parameter a token: the figure follows from the others
     lora = 4 * int(figures["causal_lm_counted_parameters"]) * float(figures["causal_lm_training_tokens_per_s"])
     assert float(figures["causal_lm_training_flops_per_s"]) == pytest.approx(lora, rel=0.02)  # tokens/s rounded
