@@ -319,7 +319,7 @@ def main() -> None:
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     emulated = device == "cpu" and not cpu_bf16()[0]
     # bf16 emulated in software: minutes per large product, and nothing to learn; float32 keeps its size
-    sizes = {"fp32": size, "bf16": 512 if emulated and args.quick else size}
+    sizes = {"fp32": size, "bf16": 512 if emulated else size}
     if args.compile:  # a cold compile, as a fresh machine or a new model pays it: no kernels from earlier runs
         torch._inductor.config.force_disable_caches = True
     before = {name: matmul_flops(sizes[name], repeats, dtype, device) for name, dtype in dtypes.items()}

@@ -15,10 +15,13 @@ Tokens/s counts the rows' real tokens (no padding) over the Trainer's training t
 are the packed run's own figures (one epoch of batches padded to their longest row, drawn as the
 Trainer draws them). The loss check scores the base model once on the same rows, unpacked (padded
 batch with attention mask) and packed (position ids, no mask): the two means over the answer tokens
-must agree to float32 rounding.
+must agree to float32 rounding. The recipe groups its batches by length (the default), which leaves
+unpacked batches little padding; ``--ungrouped`` draws both sides' batches at random instead, as a
+recipe with ``group_by_length: false`` does.
 
     .venv/bin/python benchmarks/packing.py --quick   # 32 training rows, one run per side
     .venv/bin/python benchmarks/packing.py           # 160 training rows, 2 runs per side
+    .venv/bin/python benchmarks/packing.py --ungrouped   # the same, batches drawn at random
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ RECIPE = "chatbot_sft"
 TARGET = 1.3
 
 
-def recipe_for(rows: int, packing: bool):
-    return common.load_recipe(RECIPE, max_train_samples=rows, max_eval_samples=4, epochs=1, packing=packing)
+def recipe_for(rows: int, packing: bool, grouped: bool = True):
+    return common.load_recipe(
+        RECIPE, max_train_samples=rows, max_eval_samples=4, epochs=1, packing=packing, group_by_length=grouped
+    )
 
 
-def train_side(packing: bool, rows: int, splits: str):
+def train_side(packing: bool, rows: int, splits: str, grouped: bool):
     """One side: a callable that trains into a scratch folder and returns the training figures."""
 
     def run(out: Path) -> dict:
@@ -46,7 +51,7 @@ def train_side(packing: bool, rows: int, splits: str):
         from finetune_assets.training.trainer import train
 
         out.mkdir(parents=True)
-        return train(get_task(recipe_for(rows, packing)), Path(splits), out, logging.getLogger("packing"))
+        return train(get_task(recipe_for(rows, packing, grouped)), Path(splits), out, logging.getLogger("packing"))
 
     return run
 
@@ -80,6 +85,11 @@ def same_rows_loss(splits: str, rows: int) -> dict:
 def main() -> None:
     cli = common.parser(__doc__)
     cli.add_argument("--rows", type=int, help="training rows per side (default 160; 32 with --quick)")
+    cli.add_argument(
+        "--ungrouped",
+        action="store_true",
+        help="both sides draw their batches at random (group_by_length: false), as a recipe without length grouping",
+    )
     common.add_repeats(cli)
     args = cli.parse_args()
     rows = args.rows or (32 if args.quick else 160)
@@ -88,11 +98,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-packing-") as tmp:
         splits, _ = common.prepared_splits_and_base(recipe_for(rows, False), Path(tmp))
         tokens = real_tokens(splits, rows)
-        sides = {name: train_side(name == "packed", rows, splits) for name in ("unpacked", "packed")}
+        sides = {
+            name: train_side(name == "packed", rows, splits, not args.ungrouped) for name in ("unpacked", "packed")
+        }
         trials = common.alternate(sides, repeats, "bench-packing-runs-")
         best = {name: min(runs, key=lambda r: r["train_seconds"]) for name, runs in trials.items()}
         loss = same_rows_loss(splits, rows)
-    common.print_figures("packing", figures(rows, repeats, tokens, best, loss), args.quick)
+    common.print_figures("packing", figures(rows, repeats, tokens, best, loss, not args.ungrouped), args.quick)
 
 
 def real_tokens(splits: str, rows: int) -> int:
@@ -105,13 +117,14 @@ def real_tokens(splits: str, rows: int) -> int:
     return sum(len(ids) for ids in take(load_from_disk(splits)["train"], rows, spec.seed)["input_ids"])
 
 
-def figures(rows: int, repeats: int, tokens: int, best: dict, loss: dict) -> dict:
+def figures(rows: int, repeats: int, tokens: int, best: dict, loss: dict, grouped: bool) -> dict:
     spec = recipe_for(rows, True).training
     per_second = {name: tokens / run["train_seconds"] for name, run in best.items()}
     packed = best["packed"]
     return {
         "setup": f"{RECIPE}: SmolLM2-135M, LoRA, batch {spec.batch_size}, max_length {spec.max_length}, "
-        f"{rows} training rows ({tokens} tokens), one epoch, fastest of {repeats} alternating runs per side",
+        f"{rows} training rows ({tokens} tokens), one epoch, fastest of {repeats} alternating runs per side, "
+        f"batches {'grouped by length' if grouped else 'drawn at random'}",
         "cpu": common.cpu_model(),
         "machine": "not quiet unless stated: only the ratio of the two sides, measured in this run, means anything",
         **{f"{name}_optimizer_steps": run["optimizer_steps"] for name, run in best.items()},
