@@ -261,10 +261,10 @@ def profile(step, batches: list[dict], dtype) -> dict:
     with profiler(activities=[ProfilerActivity.CPU], with_flops=True) as trace, common.stopwatch() as wall:
         for batch in batches:
             step(batch, dtype)
-    seconds = dict.fromkeys(OP_GROUPS, 0.0)
-    for op in trace.key_averages():
+    ops, seconds = trace.key_averages(), dict.fromkeys(OP_GROUPS, 0.0)
+    for op in ops:
         seconds[op_group(op.key)] += op.self_cpu_time_total / 1e6
-    matmul_flops = sum(op.flops for op in trace.key_averages() if op.key in MATMUL_OPS)
+    matmul_flops = sum(op.flops for op in ops if op.key in MATMUL_OPS)
     return {"seconds": seconds, "matmul_flops": matmul_flops, "wall": wall()}
 
 

@@ -32,6 +32,7 @@ from safetensors.torch import load_file
 from test_pipeline import tweets_csv
 
 from finetune_assets.defs import build_definitions
+from finetune_assets.defs.pipes_messages import whole_lines
 from finetune_assets.defs.training import LocalTraining
 from finetune_assets.models import precision
 from finetune_assets.pipeline import caching
@@ -468,11 +469,6 @@ def test_a_retry_is_refused_for_the_same_exception_at_the_same_step(tmp_path):
 
 def test_pipes_messages_are_read_as_whole_lines_while_a_long_one_is_still_being_written(tmp_path):
     """Dagster's own reader hands over a message caught half-written; ours waits for its newline."""
-    import threading
-    import time
-
-    from finetune_assets.defs.pipes_messages import whole_lines
-
     path = tmp_path / "messages"
     path.touch()
     long = json.dumps({"method": "report_asset_materialization", "plot": "x" * 50_000})
