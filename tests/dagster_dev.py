@@ -1,8 +1,9 @@
-"""Starting and stopping ``dagster dev`` in tests: a free port, waiting until it serves, and
-stopping it with everything it started."""
+"""Starting and stopping ``dagster dev`` in tests: a free port, waiting until it serves its code
+locations, and stopping it with everything it started."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,16 +22,34 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+LOCATIONS_LOADED = json.dumps(
+    {"query": "{ locationStatusesOrError { ... on WorkspaceLocationStatusEntries { entries { loadStatus } } } }"}
+).encode()
+
+
 def wait_until_serving(server: subprocess.Popen, url: str, log: Path, seconds: float = 180) -> None:
+    """Until the webserver answers and every code location behind it has loaded: the webserver
+    answers first, and on a slow machine the code location's imports take many seconds more, in
+    which the UI's pages show no assets."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert server.poll() is None, f"dagster dev exited with {server.returncode}:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"dagster dev did not answer on {url} within {seconds} s:\n{log.read_text()[-3000:]}")
+        if _locations_loaded(url):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"dagster dev did not load its code locations within {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+def _locations_loaded(url: str) -> bool:
+    request = urllib.request.Request(
+        f"{url}/graphql", data=LOCATIONS_LOADED, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            entries = json.load(answer)["data"]["locationStatusesOrError"].get("entries")
+    except (OSError, ValueError, KeyError, TypeError):  # not up yet, or an answer without the field
+        return False
+    return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
 
 
 def stop(server: subprocess.Popen) -> None:

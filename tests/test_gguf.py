@@ -210,7 +210,8 @@ def test_the_chatbot_sft_export_on_smollm2_passes(smollm_copy, tmp_path, convert
     default system prompt), a LoRA adapter on it merged, written as GGUF and verified."""
     shipped = yaml.safe_load((Path(gguf.__file__).parents[1] / "recipes" / "chatbot_sft.yaml").read_text())
     (tmp_path / "chatbot_sft.yaml").write_text(
-        yaml.safe_dump({**shipped, "base_model": str(smollm_copy), "publish": GGUF})
+        # f16 alone: q8_0 is verified on the tiny Llama above; here what matters is this model's shape
+        yaml.safe_dump({**shipped, "base_model": str(smollm_copy), "publish": {"gguf": {"types": ["f16"]}}})
     )
     recipe = load_recipe(tmp_path / "chatbot_sft.yaml")
     tokenizer = load_tokenizer(str(smollm_copy), recipe)

@@ -59,6 +59,10 @@ BROWSER_FLAGS = [
 ]
 VIEWPORT = {"width": 1600, "height": 1000}
 BLOCKING_LABEL = re.compile(r"This is a (non-)?blocking asset check")
+# Waits for what a page shows (expect) and for what a test does (clicks, fills): a slow or busy
+# machine takes many seconds to load the code location behind a page, past Playwright's 5 s.
+PATIENCE_MS = 60_000
+expect.set_options(timeout=PATIENCE_MS)
 
 
 def find_browser() -> str | None:
@@ -144,7 +148,7 @@ def ui(tmp_path_factory, tiny_bert) -> Iterator[Ui]:
             with sync_playwright() as playwright, DagsterInstance.from_config(str(home)) as instance:
                 browser = playwright.chromium.launch(executable_path=browser_path, args=BROWSER_FLAGS)
                 page = browser.new_page(viewport=VIEWPORT)
-                page.set_default_timeout(60_000)
+                page.set_default_timeout(PATIENCE_MS)
                 # A fresh home greets the first visit with "Join the Dagster community": skip it.
                 page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda button: button.click())
                 yield Ui(url, page, instance, artifacts, log, blocking)
