@@ -68,7 +68,7 @@ def start_run(home: Path, marker: Path, seconds: float) -> subprocess.Popen:
 
 def test_concurrent_runs_on_a_fresh_home_all_succeed(fresh_home, tmp_path):
     runs = [start_run(fresh_home, tmp_path / f"started{i}", 0) for i in range(3)]
-    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]  # a hang guard
     assert [run.returncode for run in runs] == [0, 0, 0], "\n".join(outputs)
     run_ids = [line.split()[1] for output in outputs for line in output.splitlines() if line.startswith("run ")]
     with DagsterInstance.from_config(str(fresh_home)) as instance:

@@ -205,7 +205,7 @@ def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, t
             )
             for name in CLI_RECIPES
         ]
-        outputs = [process.communicate(timeout=300)[0] for process in materializing]
+        outputs = [process.communicate(timeout=600)[0] for process in materializing]  # a hang guard
         assert [process.returncode for process in materializing] == [0, 0], "\n".join(o[-3000:] for o in outputs)
         with DagsterInstance.get() as instance:
             scheduled = wait_for_scheduled_run(instance, 240)
