@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import WorkerStatus
-from dagster._core.storage.dagster_run import DagsterRun
 
 from finetune_assets.defs.run_launcher import HOST_TAG, LocalRunLauncher
 
@@ -34,7 +33,7 @@ RUN = textwrap.dedent("""
         Path(sys.argv[1]).touch()  # the run has started
         time.sleep(float(sys.argv[2]))
 
-    tags = {"finetune_assets/host": sys.argv[3]}
+    tags = {"finetune_assets/host": sys.argv[3]} if sys.argv[3] else {}  # none: not tagged yet
     result = dg.materialize([slow], instance=dg.DagsterInstance.get(), tags=tags)
     print("run", result.run_id, result.success)
 """)
@@ -55,15 +54,24 @@ def fresh_home(tmp_path_factory) -> Iterator[Path]:
         yield home
 
 
-def start_run(home: Path, marker: Path, seconds: float) -> subprocess.Popen:
+def start_run(home: Path, marker: Path, seconds: float, host: str | None = None) -> subprocess.Popen:
+    """A run of one asset that touches ``marker`` and sleeps, tagged with ``host`` (default: this
+    machine; empty: untagged)."""
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen(
-        [sys.executable, "-c", RUN, str(marker), str(seconds), socket.gethostname()],
+        [sys.executable, "-c", RUN, str(marker), str(seconds), socket.gethostname() if host is None else host],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def wait_until_started(worker: subprocess.Popen, marker: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert worker.poll() is None and time.monotonic() < deadline, worker.stdout.read()
+        time.sleep(0.2)
 
 
 def test_concurrent_runs_on_a_fresh_home_all_succeed(fresh_home, tmp_path):
@@ -81,10 +89,7 @@ def test_run_monitoring_marks_a_killed_run_failed(fresh_home, tmp_path):
     marker = tmp_path / "started"
     worker = start_run(fresh_home, marker, 120)
     try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert worker.poll() is None and time.monotonic() < deadline, worker.stdout.read()
-            time.sleep(0.2)
+        wait_until_started(worker, marker)
         with DagsterInstance.from_config(str(fresh_home)) as instance:
             assert instance.run_monitoring_enabled and isinstance(instance.run_launcher, LocalRunLauncher)
             assert instance.run_monitoring_poll_interval_seconds == 30
@@ -105,11 +110,32 @@ def test_run_monitoring_marks_a_killed_run_failed(fresh_home, tmp_path):
         worker.kill()
 
 
-def test_runs_of_another_machine_are_left_to_dagster():
-    elsewhere = DagsterRun(job_name="job", run_id="r1", tags={HOST_TAG: "another-machine"})
-    untagged = DagsterRun(job_name="job", run_id="r2")
-    for run in (elsewhere, untagged):
-        assert LocalRunLauncher().check_run_worker_health(run).status == WorkerStatus.UNKNOWN
+def test_runs_this_machine_cannot_judge_are_left_running(fresh_home, tmp_path):
+    """Another machine's run, and a run not tagged yet (between its start and its first step), are
+    left STARTED by Dagster's run monitoring, which fails every run whose worker is not reported
+    running (a scheduled run was failed so, checked in the second before its first step)."""
+    from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+    workers = {host: start_run(fresh_home, tmp_path / f"started-{host}", 120, host) for host in ("elsewhere", "")}
+    try:
+        for host, worker in workers.items():
+            wait_until_started(worker, tmp_path / f"started-{host}")
+        with DagsterInstance.from_config(str(fresh_home)) as instance:
+            records = [
+                record
+                for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+                if record.dagster_run.tags.get(HOST_TAG) != socket.gethostname()
+            ]
+            assert {record.dagster_run.tags.get(HOST_TAG) for record in records} == {"elsewhere", None}
+            for record in records:
+                health = instance.run_launcher.check_run_worker_health(record.dagster_run)
+                assert health.status == WorkerStatus.RUNNING and health.msg.startswith("left running: not a run")
+                monitor_started_run(instance, None, record, logging.getLogger("test"))
+                assert instance.get_run_by_id(record.dagster_run.run_id).status == DagsterRunStatus.STARTED
+                instance.report_run_failed(record.dagster_run, "the test ends it")  # no STARTED run left behind
+    finally:
+        for worker in workers.values():
+            worker.kill()
 
 
 def test_setup_and_ci_create_the_storage_before_any_run():

@@ -5,9 +5,12 @@ whether such a process still lives, so a run whose process was killed (out of me
 ``kill -9``) stays STARTED forever and blocks whatever waits on it. This launcher answers: the run
 is alive while the process that started it (the pid of its RUN_START event) exists and is older
 than the run (a pid reused by a new process does not count). It judges only runs tagged
-``finetune_assets/host`` with this machine's name (the recipe assets tag their runs); any other
-run is left to Dagster as before. ``dagster_home/dagster.yaml`` names this class and turns run
-monitoring on; the daemon that ``dagster dev`` starts polls it.
+``finetune_assets/host`` with this machine's name (the recipe assets tag their runs, from their
+first step on); any other run, and a run that has not tagged itself yet, is left running: Dagster's
+run monitoring marks failed every run whose worker is not reported running, an unknown one included,
+so "cannot tell" is reported as running, as Dagster's own launcher, which checks nothing, leaves it.
+``dagster_home/dagster.yaml`` names this class and turns run monitoring on; the daemon that
+``dagster dev`` starts polls it.
 """
 
 import socket
@@ -26,7 +29,10 @@ class LocalRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run) -> CheckRunHealthResult:
-        return run_process_health(run, lambda: self._instance)
+        health = run_process_health(run, lambda: self._instance)
+        if health.status == WorkerStatus.UNKNOWN:  # not ours to judge: Dagster would fail it
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"left running: {health.msg}")
+        return health
 
 
 def run_process_health(run, instance: Callable[[], DagsterInstance]) -> CheckRunHealthResult:
