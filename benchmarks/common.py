@@ -311,11 +311,13 @@ def fresh_instance(work: Path, **extra: str) -> dict:
 
 def cli_materialize(env: dict, group: str, log_file: Path) -> float:
     """``dagster asset materialize`` of ``group`` in ``env``, its output into ``log_file``; its
-    seconds. A failed run ends the script, naming the log."""
+    seconds. A failed run ends the script with the log's last lines (the log itself is usually in a
+    temporary folder that goes with the script)."""
     dagster = Path(sys.executable).parent / "dagster"
     command = [str(dagster), "asset", "materialize", "-m", "finetune_assets.definitions", "--select", f"group:{group}"]
     with stopwatch() as seconds, log_file.open("w") as log:
         done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=log_file.parent)
     if done.returncode:
-        sys.exit(f"the {group} run failed; its log: {log_file}")
+        tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-60:])
+        sys.exit(f"{tail}\nthe {group} run failed (exit code {done.returncode}); above, the end of its log")
     return seconds()

@@ -309,6 +309,27 @@ def test_qlora_trains_on_a_4_bit_base_wherever_bitsandbytes_can(make_recipe, mon
     assert quantization.compute_dtype(fixed) == "bfloat16"
 
 
+def test_4_bit_layers_keep_their_training_layout_through_an_evaluation_step():
+    """A 4-bit layer narrower than a quantization block (64) run in eval mode without gradients, as
+    the Trainer's evaluation during training runs it, then trained again: bitsandbytes would repack
+    it for its AVX-512 BF16 inference kernel, and fail, on a CPU that has one."""
+    import bitsandbytes as bnb
+
+    from finetune_assets.models import quantization
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(bnb.nn.Linear4bit(32, 16, compute_dtype=torch.float32, quant_type="nf4"))
+    model[0].weight = bnb.nn.Params4bit(torch.randn(16, 32), requires_grad=False, quant_type="nf4").to("cpu")
+    quantization.keep_training_layout(model)
+    assert model[0].support_avx512bf16_for_cpu is False
+    with torch.no_grad():
+        evaluated = model.eval()(torch.randn(3, 32))
+    assert not getattr(model[0].weight.quant_state, "packing_format_for_cpu", False)
+    inputs = torch.randn(3, 32, requires_grad=True)
+    model.train()(inputs).sum().backward()
+    assert evaluated.shape == (3, 16) and inputs.grad is not None and torch.isfinite(inputs.grad).all()
+
+
 @pytest.fixture(scope="module")
 def qlora_run(tmp_path_factory, tiny_llama, materialize_recipes):
     """The shipped QLoRA recipe as it is (no fallback), on this machine's device: the CPU here."""

@@ -304,7 +304,7 @@ def test_export_reloads_catches_a_tampered_export_and_the_gate_refuses_it(films,
     instance = DagsterInstance.ephemeral()
     _first, made, checks = run(recipes, artifacts, instance)
     assert checks["export_reloads"].passed and checks["merge_verified"].passed
-    assert checks["export_reloads"].metadata["rows_reproduced"].value == 4
+    assert checks["export_reloads"].metadata["rows_reproduced"].value == reload_check.ROWS == 8
     assert (
         "| asked | report | export's pipeline | agreement |" in made["exported_model"]["export_reloads_answers"].value
     )

@@ -14,7 +14,11 @@ probabilities meet the values in the weights' dtype, as the fused kernel does. E
 prompt's forward pass, training, float32 weights, a GPU) keeps transformers' ``sdpa``.
 
 Registered with transformers' ``AttentionInterface`` under :data:`NAME` (its masks are ``sdpa``'s),
-and switched on around a decoding call by :func:`decoding_attention`.
+and switched on around a decoding call by :func:`decoding_attention`. The export checks that repeat
+the report's answers through the export's own pipeline switch its model for good
+(:func:`use_decoding_attention`): the two attentions round differently, and greedy decoding takes
+another word where two were nearly tied, so an export decoding with the other attention repeated
+only 2 of 4 of the report's chat answers in one run (the shipped ``chatbot_sft``).
 """
 
 from __future__ import annotations
@@ -57,17 +61,24 @@ AttentionInterface.register(NAME, one_query_attention)
 AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
+def use_decoding_attention(model) -> bool:
+    """Switch ``model`` to :func:`one_query_attention` where it uses ``sdpa`` and its class takes
+    registered attention functions; whether it did."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    if not getattr(model, "_supports_attention_backend", False):
+        return False
+    model.set_attn_implementation(NAME)
+    return True
+
+
 @contextmanager
 def decoding_attention(model):
-    """``model`` decodes with :func:`one_query_attention` inside the block where it would use ``sdpa``
-    and its class takes registered attention functions; its own setting comes back afterwards."""
-    config = model.config
-    before = getattr(config, "_attn_implementation", None)
-    if before != "sdpa" or not getattr(model, "_supports_attention_backend", False):
-        yield
-        return
-    model.set_attn_implementation(NAME)
+    """``model`` decodes with :func:`one_query_attention` inside the block (where
+    :func:`use_decoding_attention` can switch it); ``sdpa`` comes back afterwards."""
+    switched = use_decoding_attention(model)
     try:
         yield
     finally:
-        model.set_attn_implementation(before)
+        if switched:
+            model.set_attn_implementation("sdpa")

@@ -87,6 +87,7 @@ def load_base(task: TaskFamily, method: str):
     model = task.load_model(
         task.base_location, quantization_config=quantization_config, dtype=dtype, device_map={"": device}
     )
+    quantization.keep_training_layout(model)
     # Norms to float32, input gradients on; the Trainer turns on activation checkpointing itself.
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 

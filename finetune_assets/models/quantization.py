@@ -97,3 +97,16 @@ def four_bit_layers(model) -> int:
     if bnb is None:
         return 0
     return sum(isinstance(module, bnb.nn.Linear4bit) for module in model.modules())
+
+
+def keep_training_layout(model) -> None:
+    """Keep every ``Linear4bit`` of ``model`` in the layout it trains in. On a CPU with AVX-512 BF16,
+    bitsandbytes 0.50 repacks a layer's 4-bit weights for its inference kernel, for good, the first
+    time the layer runs in eval mode without gradients, which the Trainer's evaluation during
+    training does: the repack fails on a layer narrower than a quantization block (the tests' tiny
+    Llama: "shape '[32, 0]' is invalid"), and the training steps after it would run on the inference
+    layout. The 4-bit weights then dequantize for each product, in evaluation as in training."""
+    bnb = sys.modules.get("bitsandbytes")
+    for module in model.modules() if bnb else ():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False

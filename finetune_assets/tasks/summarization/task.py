@@ -163,17 +163,22 @@ class Summarization(TaskFamily):
         shutil.copy(summarization_pipeline.__file__, folder / "summarization_pipeline.py")
 
     def load_pipeline(self, folder: Path):
+        """The export's summarization pipeline; a decoder-only model decodes with the attention
+        evaluation decoded with."""
         from transformers import pipeline
 
+        from finetune_assets.inference.attention import use_decoding_attention
         from finetune_assets.tasks.summarization import summarization_pipeline
 
-        return pipeline(
+        summarizer = pipeline(
             "summarization",
             model=str(folder),
             device="cpu",
             model_kwargs=self.pipeline_model_options(),
             pipeline_class=summarization_pipeline.SummarizationPipeline,
         )
+        use_decoding_attention(summarizer.model)
+        return summarizer
 
     def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:
         """The first test documents, with the summaries the report generated for them (none when
