@@ -320,7 +320,8 @@ def test_a_grpo_recipe_trains_end_to_end_logs_reward_figures_and_reports_rewards
     for metric in ("mean_reward", "reward_exact_answer", "reward_variety", "pass_at_k", "greedy_accuracy"):
         assert 0 <= report[metric].value <= 1 and 0 <= report[f"baseline_{metric}"].value <= 1, metric
     total = report["reward_exact_answer"].value + 0.5 * report["reward_variety"].value
-    assert report["mean_reward"].value == pytest.approx(total, abs=1e-6), "the total is the weighted sum"
+    # each figure is rounded to 4 significant digits: 0.2252 against 0.22525 in one run
+    assert report["mean_reward"].value == pytest.approx(total, abs=2e-4), "the total is the weighted sum"
     # each function's reward per test prompt, for a standard error over prompts
     for side, prefix in (("tuned", ""), ("baseline", "baseline_")):
         per_prompt = np.array(json.loads(Path(report["path"].value).read_text())[side]["details"]["sampled_rewards"])
