@@ -8,8 +8,8 @@ as a user would ask them (:meth:`TaskFamily.reload_cases`: a classifier the rows
 surest of, a summarizer the documents, a chat model the conversations), in the precision the
 report was scored in, and a generating model with the attention evaluation decoded with
 (:func:`finetune_assets.inference.attention.use_decoding_attention`). Each answer is compared with
-the prediction the evaluation report recorded for that row. A changed weight file, a lost label mapping, another tokenizer, chat template or
-decoding setting changes the answers.
+the prediction the evaluation report recorded for that row. A changed weight file, a lost label
+mapping, another tokenizer, chat template or decoding setting changes the answers.
 
 A row counts as reproduced when :data:`AGREEMENT` of its words agree in order (a label: the same
 label). Generated text is compared that leniently because the report decoded rows in padded

@@ -268,10 +268,12 @@ class Preference(ChatModel):
     def _reference_logps(self, pairs, tokenizer) -> tuple:
         """The starting model's log-probabilities of the pairs' answers, the implicit reward's
         reference; computed once per set of rows (the base, the tuned model and the champion of one
-        evaluation share them), with the starting model loaded apart and freed after."""
+        evaluation share them), with the starting model loaded apart, in the weights' dtype the scored
+        models hold (bf16 where native: a float32 reference gave the starting model, scored against
+        itself, rewards of 1e-4 and an accuracy of 0.3 instead of 0.5), and freed after."""
         cache = self._reference_cache
         if pairs._fingerprint not in cache:
-            reference = self.load_model(self.base_location)
+            reference = self.precision.for_inference(self.load_model(self.base_location))
             cache[pairs._fingerprint] = scoring.answer_logps(
                 reference, pairs, tokenizer, self.recipe.training.eval_batch_size
             )
