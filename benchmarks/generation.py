@@ -134,7 +134,7 @@ def chatbot(model_path: str | None, work: Path, count: int | None, repeats: int,
     best, made = measure(task, model_path or base, rows, repeats)
     plain, fast = best["plain"]["texts"], best["pipeline"]["texts"]
     collator = task.collator(made["tokenizer"], None)
-    rouge = rouge_l({name: side["texts"] for name, side in best.items()}, list(rows["response"]))
+    rouge = rouge_l(best, list(rows["response"]))
     perplexity = {}
     for name, model in made["models"].items():
         with task.precision.inference():
@@ -161,16 +161,18 @@ def summaries(work: Path, count: int | None, repeats: int, batch_size: int | Non
     rows = scored_rows(task.recipe, Path(splits))
     rows = rows.select(range(min(count, len(rows)))) if count else rows
     best, _ = measure(task, base, rows, repeats)
-    rouge = rouge_l({name: side["texts"] for name, side in best.items()}, list(rows["summary"]))
+    rouge = rouge_l(best, list(rows["summary"]))
     return {"summaries_documents": len(rows), **speed_figures("summaries", best), **rouge_figures("summaries", rouge)}
 
 
-def rouge_l(texts: dict[str, list[str]], references: list[str]) -> dict[str, float]:
-    """Each side's ROUGE-L against the references."""
+def rouge_l(best: dict, references: list[str]) -> dict[str, float]:
+    """Each side's (``measure``'s) ROUGE-L against the references."""
     from finetune_assets.metrics import load_metric
 
     rouge = load_metric("rouge")
-    return {name: rouge.compute(predictions=side, references=references)["rougeL"] for name, side in texts.items()}
+    return {
+        name: rouge.compute(predictions=side["texts"], references=references)["rougeL"] for name, side in best.items()
+    }
 
 
 def rouge_figures(prefix: str, rouge: dict[str, float]) -> dict:
@@ -201,11 +203,11 @@ def main() -> None:
         figures |= chatbot(args.chatbot_model, Path(scratch) / "chatbot", count, repeats, args.batch_size)
         figures |= summaries(Path(scratch) / "summaries", count, repeats, args.batch_size)
     figures["tolerance"] = ", ".join(f"{k} {v}" for k, v in TOLERANCE.items())
-    figures["quality_within_tolerance"] = abs(figures["chatbot_perplexity_change"]) <= TOLERANCE[
-        "perplexity_change"
-    ] and all(
+    rouge_held = all(
         abs(figures[f"{name}_rouge_l_change"]) <= TOLERANCE["rouge_l_change"] for name in ("chatbot", "summaries")
     )
+    perplexity_held = abs(figures["chatbot_perplexity_change"]) <= TOLERANCE["perplexity_change"]
+    figures["quality_within_tolerance"] = perplexity_held and rouge_held
     common.print_figures("generation", figures, args.quick)
 
 

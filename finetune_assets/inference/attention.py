@@ -3,9 +3,10 @@ matrix products instead of torch's fused kernel.
 
 Why: each decoding step asks attention for one query token per row against every cached key. On a
 CPU with 16-bit tensors, ``scaled_dot_product_attention`` takes its flash kernel, built for long
-query blocks; for one query it ran 5 to 15 times slower than the two products it stands for (2 cores
-of an AMD EPYC Zen 4, torch 2.13: 10.2 ms against 1.4 ms for 48 rows of SmolLM2's 9 heads over 400
-cached tokens), and over 30 layers that was most of a summary's decoding step.
+query blocks; for one query it ran 5 to 9 times slower than the two products as computed here (2
+cores of an AMD EPYC Zen 4, torch 2.13: 10.2 ms against 1.4 ms for 48 rows of SmolLM2's 9 heads over
+400 cached tokens, 0.72 against 0.13 ms for 16 rows over 80), and over 30 layers that was a large
+share of a long answer's decoding step.
 
 Here a query token's heads are grouped under the key/value head they share (grouped-query attention
 needs no copies of the keys), the scores are computed and normalised in float32 (the cached keys are
