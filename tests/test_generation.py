@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from finetune_assets.inference import attention, decoding
+from finetune_assets.inference import decoding
+from finetune_assets.models import attention
 from finetune_assets.models.precision import Precision
 from finetune_assets.tasks.causal_lm import chat
 
@@ -85,47 +86,23 @@ def test_weights_take_bf16_for_inference_only_where_it_is_native(tiny_llama, nat
     assert Precision("fp32", "cpu", "test").inference_dtype() == torch.float32
 
 
-def test_one_query_attention_matches_float32_attention_with_grouped_heads_and_padding():
-    """The decoding attention (scores in float32, heads grouped under their shared key/value head)
-    against torch's attention in float32 on the same bf16 values, padded keys masked out."""
-    torch.manual_seed(0)
-    batch, heads, kv_heads, keys, dim = 4, 6, 2, 23, 16
-    query = torch.randn(batch, heads, 1, dim).bfloat16()
-    key, value = (torch.randn(batch, kv_heads, keys, dim).bfloat16() for _ in range(2))
-    allowed = torch.ones(batch, 1, 1, keys, dtype=torch.bool)
-    allowed[1, ..., :5] = False  # a left-padded row
-    layer = torch.nn.Module().eval()
-    output, weights = attention.one_query_attention(layer, query, key, value, allowed, scaling=0.3)
-    expected = torch.nn.functional.scaled_dot_product_attention(
-        query.float(),
-        *(t.float().repeat_interleave(heads // kv_heads, dim=1) for t in (key, value)),
-        allowed,
-        scale=0.3,
-    ).transpose(1, 2)
-    assert weights is None and output.shape == (batch, 1, heads, dim) and output.dtype == torch.bfloat16
-    torch.testing.assert_close(output.float(), expected, atol=2e-2, rtol=2e-2)
-    unmasked, _ = attention.one_query_attention(layer, query, key, value, None, scaling=0.3)
-    assert not torch.allclose(unmasked[1].float(), output[1].float(), atol=1e-3), "the padded keys were masked"
-    torch.testing.assert_close(unmasked[0], output[0])
-
-
 @pytest.mark.parametrize("dtype, fused_calls", [(torch.bfloat16, 2), (torch.float32, 2 + 2 * 11)])
 def test_bf16_decoding_steps_skip_the_fused_kernel_and_the_setting_comes_back(
     model_and_prompts, monkeypatch, dtype, fused_calls
 ):
     """Inside ``generate_in_rounds`` every attention call of the tiny Llama (2 layers; the prompt's
-    pass, then 11 decoding steps for 12 new tokens) goes through the decoding attention; in bf16 only
+    pass, then 11 decoding steps for 12 new tokens) goes through the products' attention; in bf16 only
     the prompt's pass reaches sdpa's fused kernel, in float32 every call does and the answers are
     plain ``generate``'s."""
     model, batch = model_and_prompts
     model.to(dtype)
     expected = plain(model, batch)
     query_lengths, fused = [], []
-    one_query, sdpa = attention.one_query_attention, attention.sdpa_attention_forward
+    products, sdpa = attention.two_product_attention, attention.sdpa_attention_forward
 
     def counted(module, query, *rest, **options):
         query_lengths.append(query.shape[2])
-        return one_query(module, query, *rest, **options)
+        return products(module, query, *rest, **options)
 
     def fused_kernel(*arguments, **options):
         fused.append(arguments[1].shape[2])

@@ -118,9 +118,14 @@ def test_packing_is_in_the_training_fingerprint_and_refused_outside_instruction(
     )
 
 
-def test_a_packed_training_run_records_what_packing_did(tmp_path, tiny_llama, smollm_tokenizer):
+def test_a_packed_training_run_records_what_packing_did(tmp_path, tiny_llama, smollm_tokenizer, monkeypatch):
+    """In bf16, as on a CPU with it: the packed rows train through the products' attention
+    (``tests/test_attention.py``), the LoRA base's frozen layers held in bf16."""
+    from finetune_assets.models import attention
+    from finetune_assets.models.precision import CPU_OVERRIDE
     from finetune_assets.training.trainer import train
 
+    monkeypatch.setenv(CPU_OVERRIDE, "1")
     task = get_task(instruction_recipe(tmp_path, tiny_llama, packing=True, epochs=2, save_steps=100))
     rows = [{"prompt": q, "response": a, "system": "", "history": "[]"} for q, a in QUESTIONS * 4]
     splits = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:6])})
@@ -131,6 +136,8 @@ def test_a_packed_training_run_records_what_packing_did(tmp_path, tiny_llama, sm
     assert figures["packed_rows"] < 24 and figures["examples_per_packed_row"] == round(24 / figures["packed_rows"], 2)
     assert 0 <= figures["padding_share_packed"] < figures["padding_share_unpacked"] < 1, figures
     assert figures["optimizer_steps"] == 2 * -(-figures["packed_rows"] // 4), "batch_size counts packed rows"
+    assert (figures["precision"], figures["attention"]) == ("bf16", attention.NAME)
+    assert figures["frozen_layers_16bit"] == 2 * 7, "all seven projections of both layers (q, v under LoRA)"
     history = json.loads((tmp_path / "model" / "log_history.json").read_text())
     losses = [row["loss"] for row in history if "loss" in row]
     assert losses[-1] < losses[0], losses

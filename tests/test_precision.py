@@ -16,7 +16,7 @@ from test_layout import python
 
 from finetune_assets.errors import RecipeError
 from finetune_assets.inference.evaluation import evaluate_both
-from finetune_assets.models import precision
+from finetune_assets.models import attention, precision
 from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.pipeline import stages
 from finetune_assets.pipeline.artifacts import ArtifactRef
@@ -161,6 +161,8 @@ def test_resolved_precision_reaches_the_trainer_and_the_evaluation(
         figures = train(task, splits, checkpoint, log)
     numerics = precision.resolve(recipe)
     assert numerics.name == figures["precision"] == ("bf16" if override == "1" else "fp32")
+    assert figures["attention"] == (attention.NAME if override == "1" else "sdpa"), "short bf16 rows: two products"
+    assert figures["frozen_layers_16bit"] == 0, "full fine-tuning freezes nothing"
     # the Trainer's own arguments, as its progress callback reads them at the start of training
     started = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training:"))
     assert started.endswith("bf16 mixed precision" if override == "1" else "float32")

@@ -7,7 +7,7 @@ one asks what a user gets: the folder is loaded through its ``transformers`` pip
 as a user would ask them (:meth:`TaskFamily.reload_cases`: a classifier the rows the report was
 surest of, a summarizer the documents, a chat model the conversations), in the precision the
 report was scored in, and a generating model with the attention evaluation decoded with
-(:func:`finetune_assets.inference.attention.use_decoding_attention`). Each answer is compared with
+(:func:`finetune_assets.models.attention.use_product_attention`). Each answer is compared with
 the prediction the evaluation report recorded for that row. A changed weight file, a lost label
 mapping, another tokenizer, chat template or decoding setting changes the answers.
 

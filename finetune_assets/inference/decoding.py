@@ -11,7 +11,7 @@ search runs as one call (its beams share the cache).
 Written by hand around ``generate``: transformers' continuous batching (``generate_batch``) does
 this with a paged cache, but it is made for GPUs; on a two-core CPU it decoded several times slower
 than plain ``generate``. Decoding steps run their attention through
-:func:`finetune_assets.inference.attention.decoding_attention`, which spares a CPU with 16-bit
+:func:`finetune_assets.models.attention.product_attention`, which spares a CPU with 16-bit
 weights torch's fused kernel where it is slow.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from finetune_assets.inference.attention import decoding_attention
+from finetune_assets.models.attention import product_attention
 
 ROUND_TOKENS = 8  # tokens per round: fewer rounds cost more calls, more let ended rows linger
 
@@ -28,7 +28,7 @@ def generate_in_rounds(model, input_ids, attention_mask, stops: set[int]) -> lis
     """Each row's new tokens, up to and including the first of ``stops`` (or all
     ``generation_config.max_new_tokens`` of them); prompts padded on the left. Without a
     ``max_new_tokens`` (a total ``max_length`` instead), one call decodes as it would."""
-    with decoding_attention(model):
+    with product_attention(model):
         return _generate_in_rounds(model, input_ids, attention_mask, stops)
 
 

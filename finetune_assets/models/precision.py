@@ -86,6 +86,33 @@ class Precision:
             return model
         return model.to(self.inference_dtype())
 
+    def for_training(self, model) -> int:
+        """Hold the frozen plain ``Linear`` layers of ``model`` (a LoRA base's) in the 16-bit type this
+        precision autocasts to, where the hardware runs it natively; how many layers it cast.
+
+        Why: autocast caches its 16-bit copy only of weights that take gradients, so every forward
+        pass (two per step under activation checkpointing) copied SmolLM2-135M's whole frozen base
+        again, about a tenth of a LoRA step on a CPU (``benchmarks/compute_efficiency.py``). Held in
+        16 bits, the layers multiply exactly as before (autocast's cast rounds the same way) and
+        their memory halves. Weights shared with the input embeddings stay (a tied LM head: the
+        embedding lookup is not autocast, so casting it would change the hidden states), as do 4-bit
+        layers, trainable ones and float32 runs."""
+        import torch
+
+        if self.name == "fp32" or not self.native:
+            return 0
+        embeddings = model.get_input_embeddings().weight
+        frozen = [
+            layer
+            for layer in model.modules()
+            if type(layer) is torch.nn.Linear
+            and not any(parameter.requires_grad for parameter in layer.parameters())
+            and layer.weight is not embeddings
+        ]
+        for layer in frozen:
+            layer.to(self.inference_dtype())
+        return len(frozen)
+
     def metadata(self) -> dict[str, str]:
         """What the asset metadata, ``report.json`` and ``training_figures.json`` record."""
         return {"precision": self.name, "precision_reason": self.reason}

@@ -25,7 +25,7 @@ import torch
 from datasets import Dataset, load_from_disk
 from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback, set_seed
 
-from finetune_assets.models import methods, quantization
+from finetune_assets.models import attention, methods, quantization
 from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
@@ -93,7 +93,7 @@ def train(
         trainer = _trainer(task, (model, adapter), tokenizer, args, (rows, collator), log, out_dir, callbacks)
         model = trainer.model  # the trainer's, wrapped in the adapter where it applies it
         trainable, total = _announce(log, task, method, model, len(train_rows), choices)
-        result, seconds = _fit(trainer, resume)
+        result, seconds, kernels = _fit(trainer, task.precision, resume)
     figures = {
         "train_seconds": round(seconds, 2),
         "train_samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 2),
@@ -106,6 +106,7 @@ def train(
         **_model_figures(model, trainable, total),
         **task.precision.metadata(),
         **compute.metadata(*choices),
+        **kernels,
         **_method_figures(model, recipe, method),
     }
     if trainer.is_world_process_zero():
@@ -113,16 +114,22 @@ def train(
     return figures
 
 
-def _fit(trainer, resume: tuple[int, Path] | None):
-    """The Trainer's result and seconds; a failure carries the step it reached, for the failure
-    record (:mod:`finetune_assets.training.failure`)."""
+def _fit(trainer, numerics, resume: tuple[int, Path] | None):
+    """The Trainer's result, its seconds, and how the run computed where the precision makes a
+    difference: a LoRA base's frozen layers held in 16 bits (:meth:`Precision.for_training`), and 16-bit
+    attention on a CPU as two products where the fused kernel is slow (:mod:`finetune_assets.models.attention`).
+    A failure carries the step it reached, for the failure record (:mod:`finetune_assets.training.failure`)."""
+    model = trainer.model
+    kernels = {"frozen_layers_16bit": numerics.for_training(model)}
     started = time.monotonic()
-    try:
-        result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
-    except Exception as error:
-        error.training_step = trainer.state.global_step
-        raise
-    return result, time.monotonic() - started
+    with attention.product_attention(model, enabled=numerics.device == "cpu" and numerics.name != "fp32") as products:
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+        except Exception as error:
+            error.training_step = trainer.state.global_step
+            raise
+    kernels["attention"] = attention.NAME if products else model.config._attn_implementation
+    return result, time.monotonic() - started, kernels
 
 
 def _packed(task: TaskFamily, rows: tuple[Dataset, Dataset], tokenizer, processes: int, log):

@@ -51,10 +51,10 @@ class ChatModel(TaskFamily):
     def load_pipeline(self, folder: Path):
         """The export's text-generation pipeline, asked a question (text) or a whole conversation
         (turns); returns the answer's text. It decodes with the attention evaluation decoded with."""
-        from finetune_assets.inference.attention import use_decoding_attention
+        from finetune_assets.models.attention import use_product_attention
 
         generator = super().load_pipeline(folder)
-        use_decoding_attention(generator.model)
+        use_product_attention(generator.model)
 
         def reply(asked) -> str:
             turns = chat.conversation(asked) if isinstance(asked, str) else asked

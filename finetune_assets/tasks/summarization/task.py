@@ -167,7 +167,7 @@ class Summarization(TaskFamily):
         evaluation decoded with."""
         from transformers import pipeline
 
-        from finetune_assets.inference.attention import use_decoding_attention
+        from finetune_assets.models.attention import use_product_attention
         from finetune_assets.tasks.summarization import summarization_pipeline
 
         summarizer = pipeline(
@@ -177,7 +177,7 @@ class Summarization(TaskFamily):
             model_kwargs=self.pipeline_model_options(),
             pipeline_class=summarization_pipeline.SummarizationPipeline,
         )
-        use_decoding_attention(summarizer.model)
+        use_product_attention(summarizer.model)
         return summarizer
 
     def reload_cases(self, test, tuned: dict, rows: int) -> list[tuple]:
