@@ -17,6 +17,12 @@ batch decoded by one ``model.generate`` until its last answer ends.
 - ``paper_summaries``: its test abstracts, its decoding (greedy, 100 new tokens, no repeated
   3-grams). Quality: ROUGE-L of each way's summaries against the references.
 
+``*_pipeline_prompt_share``: the seconds of the prompts' own forward passes (the pipeline's batches,
+each pass as the first step of ``generate`` runs it) over the pipeline's whole decoding time. Both
+ways pay that pass alike, with their products at bf16 speed either way (autocast), so it is the
+part no decoding speed-up shortens: where it is large, the ratio of the two ways stays well
+under the decoding steps' own.
+
 The model is each recipe's base model (SmolLM2-135M-Instruct, the packaged GGUF copy), or
 ``--chatbot-model`` (e.g. ``chatbot_sft``'s exported champion). Tokens/s counts the answers' own
 tokens (to EOS) over the wall time of decoding them; the sides alternate ``--repeats`` times and
@@ -62,7 +68,9 @@ def sides(task, location: str, prompts: list[list[int]]) -> dict:
     and the model it decodes with."""
     import torch
 
+    from finetune_assets.inference import batching
     from finetune_assets.inference.generation import apply_generation_settings, generation_batch_size
+    from finetune_assets.models.attention import product_attention
     from finetune_assets.models.tokenizer import load_tokenizer
     from finetune_assets.tasks.causal_lm import chat, scoring
 
@@ -86,7 +94,20 @@ def sides(task, location: str, prompts: list[list[int]]) -> dict:
             answers = scoring.generate(fast_model, tokenizer, prompts, generation_batch_size(task.recipe))
         return [a["text"] for a in answers], sum(a["tokens"] + a["stopped_at_eos"] for a in answers), seconds()
 
-    return {"plain": (plain, plain_model), "pipeline": (pipeline, fast_model)}, tokenizer
+    def prompts_alone():  # the pipeline's batches, each prompt's forward pass for its first token only
+        def forward(indices: list[int]) -> list:
+            batch = tokenizer.pad(
+                {"input_ids": [prompts[i] for i in indices]}, padding_side="left", return_tensors="pt"
+            )
+            fast_model(**batch, logits_to_keep=1)
+            return indices
+
+        with common.stopwatch() as seconds, numerics.inference(), product_attention(fast_model):
+            batching.map_batches([len(p) for p in prompts], generation_batch_size(task.recipe), forward)
+        return seconds()
+
+    ways = {"plain": (plain, plain_model), "pipeline": (pipeline, fast_model), "prompts": (prompts_alone, fast_model)}
+    return ways, tokenizer
 
 
 def measure(task, location: str, rows, repeats: int) -> tuple[dict, dict]:
@@ -95,12 +116,14 @@ def measure(task, location: str, rows, repeats: int) -> tuple[dict, dict]:
 
     prompts = [chat.prompt_before_last_answer(row["input_ids"], row["labels"]) for row in rows]
     ways, tokenizer = sides(task, location, prompts)
+    prompts_alone, _ = ways.pop("prompts")
     best: dict = {}
     for _ in range(repeats):
         for name, (run, _model) in ways.items():
             texts, tokens, seconds = run()
             if name not in best or seconds < best[name]["seconds"]:
                 best[name] = {"texts": texts, "tokens": tokens, "seconds": seconds}
+    best["pipeline"]["prompt_seconds"] = min(prompts_alone() for _ in range(repeats))
     models = {name: model for name, (_run, model) in ways.items()}
     return best, {"models": models, "tokenizer": tokenizer}
 
@@ -111,6 +134,7 @@ def speed_figures(prefix: str, best: dict) -> dict:
         f"{prefix}_plain_tokens_per_s": round(rate["plain"], 1),
         f"{prefix}_pipeline_tokens_per_s": round(rate["pipeline"], 1),
         f"{prefix}_speedup": round(rate["pipeline"] / rate["plain"], 2),
+        f"{prefix}_pipeline_prompt_share": round(best["pipeline"]["prompt_seconds"] / best["pipeline"]["seconds"], 3),
     }
 
 

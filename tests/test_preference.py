@@ -329,17 +329,22 @@ def write_pairs_project(root: Path, base: Path, preference: dict, method: str) -
 
 
 @pytest.mark.parametrize(
-    ("preference", "method"),
+    ("preference", "method", "bf16"),
     [
         # LoRA on the 4-bit base, on this machine's device (the CPU here): the LoRA path and more, so
         # plain LoRA is not run again end to end (the reference test above builds its trainer)
-        ({"method": "dpo", "beta": 0.1}, "qlora"),
-        ({"method": "kto", "beta": 0.1}, "full"),
+        ({"method": "dpo", "beta": 0.1}, "qlora", None),
+        # in bf16 on any CPU, as where it is native: the reference scores in the scored models' dtype
+        ({"method": "kto", "beta": 0.1}, "full", "1"),
     ],
 )
 def test_a_preference_recipe_trains_end_to_end_and_reports_preference_accuracy(
-    tmp_path, tiny_llama, materialize_recipes, preference, method
+    tmp_path, tiny_llama, materialize_recipes, monkeypatch, preference, method, bf16
 ):
+    from finetune_assets.models.precision import CPU_OVERRIDE
+
+    if bf16:
+        monkeypatch.setenv(CPU_OVERRIDE, bf16)
     write_pairs_project(tmp_path, tiny_llama, preference, method)
     run = materialize_recipes(tmp_path)
     assert run.result.success, run.logs[-5:]
@@ -348,6 +353,8 @@ def test_a_preference_recipe_trains_end_to_end_and_reports_preference_accuracy(
     if method == "qlora":  # the seven projections of both layers in 4 bits
         assert model["four_bit_layers"].value == 14 and model["four_bit_device"].value.startswith(("cpu", "cuda"))
     report = run.metadata["evaluation_report"]
+    if bf16:
+        assert report["inference_precision"].value == "bf16 weights"
     tuned, base = report["preference_accuracy"].value, report["baseline_preference_accuracy"].value
     # the starting model's implicit reward against itself is 0 for every answer: it ranks no pair
     assert base == 0.5 and abs(report["baseline_reward_margin"].value) < 1e-4, (base, report["baseline_reward_margin"])

@@ -8,11 +8,12 @@ query heads over 3 key/value heads, 2026-12-07):
 - one query token against a KV cache (every decoding step): 5 to 9 times slower than the two
   products as computed here (10.2 ms against 1.4 ms for 48 rows over 400 cached tokens, 0.72
   against 0.13 ms for 16 rows over 80); over 30 layers, a large share of a long answer's step;
-- forward and backward in training on rows of up to 128 tokens: 2 to 5 times slower (27 against
-  12 ms for 16 rows of 96 tokens, 115 against 65 ms for 48 rows of 128), because its bf16 backward
-  is slower than its own float32 one. From about 192 tokens on the fused kernel is faster, as it is
-  for every forward pass without gradients (a prompt's, evaluation's), so those keep ``sdpa``:
-  :data:`TRAINING_MAX_KEYS`.
+- forward and backward in training on rows of up to 128 tokens: 1.8 to 3.8 times slower (27
+  against 12 ms for 16 rows of 96 tokens, 115 against 65 ms for 48 rows of 128, 49 against 13 ms
+  for 48 rows of 64), its bf16 backward being slower than its own float32 one. Between 160 and 256
+  tokens the fused kernel overtakes the products, hence :data:`TRAINING_MAX_KEYS`. Forward passes
+  without gradients (a prompt's, evaluation's) came out either way by the shapes, so they keep
+  ``sdpa``.
 
 Here the query heads are grouped under the key/value head they share (grouped-query attention
 needs no copies of the keys), the scores are computed and normalised in float32 (bf16 keys are exact
