@@ -19,8 +19,8 @@ batch decoded by one ``model.generate`` until its last answer ends.
 
 ``*_pipeline_prompt_share``: the seconds of the prompts' own forward passes (the pipeline's batches,
 each pass as the first step of ``generate`` runs it) over the pipeline's whole decoding time. Both
-ways pay that pass alike, with their products at bf16 speed either way (autocast), so it is the
-part no decoding speed-up shortens: where it is large, the ratio of the two ways stays well
+ways pay about the same for that pass, their products at bf16 speed either way (autocast), so it is
+the part no decoding speed-up shortens: where it is large, the ratio of the two ways stays well
 under the decoding steps' own.
 
 The model is each recipe's base model (SmolLM2-135M-Instruct, the packaged GGUF copy), or
@@ -63,9 +63,10 @@ def plain_generate(model, tokenizer, prompts: list[list[int]], batch_size: int) 
     return answers
 
 
-def sides(task, location: str, prompts: list[list[int]]) -> dict:
+def sides(task, location: str, prompts: list[list[int]]) -> tuple:
     """Each side: a callable that decodes every prompt and returns (answers' texts, tokens, seconds),
-    and the model it decodes with."""
+    and the model it decodes with; the tokenizer; and a callable that times the pipeline side's
+    prompt passes alone (seconds)."""
     import torch
 
     from finetune_assets.inference import batching
@@ -106,8 +107,7 @@ def sides(task, location: str, prompts: list[list[int]]) -> dict:
             batching.map_batches([len(p) for p in prompts], generation_batch_size(task.recipe), forward)
         return seconds()
 
-    ways = {"plain": (plain, plain_model), "pipeline": (pipeline, fast_model), "prompts": (prompts_alone, fast_model)}
-    return ways, tokenizer
+    return {"plain": (plain, plain_model), "pipeline": (pipeline, fast_model)}, tokenizer, prompts_alone
 
 
 def measure(task, location: str, rows, repeats: int) -> tuple[dict, dict]:
@@ -115,8 +115,7 @@ def measure(task, location: str, rows, repeats: int) -> tuple[dict, dict]:
     from finetune_assets.tasks.causal_lm import chat
 
     prompts = [chat.prompt_before_last_answer(row["input_ids"], row["labels"]) for row in rows]
-    ways, tokenizer = sides(task, location, prompts)
-    prompts_alone, _ = ways.pop("prompts")
+    ways, tokenizer, prompts_alone = sides(task, location, prompts)
     best: dict = {}
     for _ in range(repeats):
         for name, (run, _model) in ways.items():
