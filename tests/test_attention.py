@@ -58,10 +58,12 @@ def test_a_decoding_step_matches_float32_attention_with_grouped_heads_and_paddin
     assert fused_calls == []
 
 
-@pytest.mark.parametrize("padded", [False, True])
-def test_a_short_training_row_under_autocast_matches_float32_attention_and_its_gradients(fused_calls, padded):
+@pytest.mark.parametrize("mode", ["causal", "padded", "bidirectional"])
+def test_a_short_training_row_under_autocast_matches_float32_attention_and_its_gradients(fused_calls, mode):
     """As in a Llama under the Trainer's bf16 autocast: rotary embeddings hand attention float32
-    queries and keys, the values come from a bf16 product; no mask means causal (sdpa's own rule)."""
+    queries and keys, the values come from a bf16 product. No mask means causal (sdpa's own rule),
+    except in an encoder's layer (BERT's ``is_causal = False``), where every key counts."""
+    padded = mode == "padded"
     torch.manual_seed(0)
     batch, heads, kv_heads, length, dim = 3, 4, 2, 20, 16
     query, key = (torch.randn(batch, n, length, dim).bfloat16().float().requires_grad_() for n in (heads, kv_heads))
@@ -71,13 +73,14 @@ def test_a_short_training_row_under_autocast_matches_float32_attention_and_its_g
     if padded:
         mask[2, ..., 15:] = False  # the last row padded on the right: its last 5 keys masked
     layer = torch.nn.Module().train()
+    layer.is_causal = mode != "bidirectional"
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output, _ = attention.two_product_attention(layer, query, key, value, mask)
     assert fused_calls == [] and output.dtype == torch.bfloat16
     grads = torch.autograd.grad(output.float().square().sum(), (query, key, value))
 
     copies = [t.detach().float().requires_grad_() for t in (query, key, value)]
-    expected = fused(*copies, mask=mask if padded else None, causal=not padded)
+    expected = fused(*copies, mask=mask, causal=mode == "causal")
     torch.testing.assert_close(output.float(), expected, **BF16)
     for got, want in zip(grads, torch.autograd.grad(expected.square().sum(), copies), strict=True):
         torch.testing.assert_close(got.float(), want, atol=5e-2, rtol=5e-2)
