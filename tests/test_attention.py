@@ -107,6 +107,22 @@ def test_the_fused_kernel_keeps_what_it_does_faster(fused_calls):
     assert len(fused_calls) == 4
 
 
+def test_attention_dropout_drops_probabilities_in_training_only(fused_calls):
+    """BERT passes its attention dropout (MiniLM's 0.1) while training: the products apply it, and
+    a layer in eval mode never does."""
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(2, 2, 16, 8, dtype=torch.bfloat16) for _ in range(3))
+    layer = torch.nn.Module().train()
+    layer.is_causal = False
+    plain, _ = attention.two_product_attention(layer, query, key, value, None, dropout=0.0)
+    dropped, _ = attention.two_product_attention(layer, query, key, value, None, dropout=0.5)
+    assert not torch.allclose(plain.float(), dropped.float(), atol=1e-2)
+    step = (query[:, :, :1], key, value)
+    kept, _ = attention.two_product_attention(layer.eval(), *step, None, dropout=0.5)
+    torch.testing.assert_close(kept, attention.two_product_attention(layer, *step, None)[0])
+    assert fused_calls == []
+
+
 @pytest.fixture
 def tiny_llama_model(tiny_llama):
     return AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).train()

@@ -19,8 +19,8 @@ Here the query heads are grouped under the key/value head they share (grouped-qu
 needs no copies of the keys), the scores are computed and normalised in float32 (bf16 keys are exact
 in float32, so this is at least as precise as the fused kernel; masked scores get float32's lowest
 value rather than -inf, so a row with nothing to attend to stays finite), and the probabilities meet
-the values in the values' dtype, as the fused kernel does. Float32 tensors, a GPU, attention
-dropout at inference, T5's position bias and soft-capping all keep ``sdpa``.
+the values in the values' dtype, as the fused kernel does (after attention dropout, where training
+asks for it). Float32 tensors, a GPU, T5's position bias and soft-capping all keep ``sdpa``.
 
 Registered with transformers' ``AttentionInterface`` under :data:`NAME` (its masks are ``sdpa``'s).
 The trainer switches its model to it for a run and evaluation for its decoding
