@@ -207,8 +207,8 @@ def training_flops(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    # the trainer's attention: on a CPU in 16 bits, two products on short rows (models/attention.py)
-    with attention.product_attention(model, enabled=device == "cpu" and autocast is not None):
+    # the trainer's attention: each call decides, two products on short rows on a CPU in 16 bits
+    with attention.product_attention(model):
         with common.stopwatch() as warm_up:  # first-call allocations, optimizer state, the compile
             for batch in batches[:warm_ups]:
                 step(batch)

@@ -71,7 +71,6 @@ def sides(task, location: str, prompts: list[list[int]]) -> tuple:
 
     from finetune_assets.inference import batching
     from finetune_assets.inference.generation import apply_generation_settings, generation_batch_size
-    from finetune_assets.models.attention import product_attention
     from finetune_assets.models.tokenizer import load_tokenizer
     from finetune_assets.tasks.causal_lm import chat, scoring
 
@@ -103,7 +102,7 @@ def sides(task, location: str, prompts: list[list[int]]) -> tuple:
             fast_model(**batch, logits_to_keep=1)
             return indices
 
-        with common.stopwatch() as seconds, numerics.inference(), product_attention(fast_model):
+        with common.stopwatch() as seconds, numerics.inference():  # a prompt's pass keeps sdpa either way
             batching.map_batches([len(p) for p in prompts], generation_batch_size(task.recipe), forward)
         return seconds()
 
