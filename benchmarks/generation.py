@@ -18,10 +18,11 @@ batch decoded by one ``model.generate`` until its last answer ends.
   3-grams). Quality: ROUGE-L of each way's summaries against the references.
 
 ``*_pipeline_prompt_share``: the seconds of the prompts' own forward passes (the pipeline's batches,
-each pass as the first step of ``generate`` runs it) over the pipeline's whole decoding time. Both
-ways pay about the same for that pass, their products at bf16 speed either way (autocast), so it is
-the part no decoding speed-up shortens: where it is large, the ratio of the two ways stays well
-under the decoding steps' own.
+read into the KV cache as ``finetune_assets/inference/prefill.py`` reads them: the shared beginning
+once, the rest in groups of similar length) over the pipeline's whole decoding time. The plain way
+reads every prompt padded to its batch's longest, system prompt and all, in one pass as the first
+step of ``generate``; its products run at bf16 speed as well (autocast), so reading less is the only
+way this part gets shorter.
 
 The model is each recipe's base model (SmolLM2-135M-Instruct, the packaged GGUF copy), or
 ``--chatbot-model`` (e.g. ``chatbot_sft``'s exported champion). Tokens/s counts the answers' own
@@ -71,6 +72,7 @@ def sides(task, location: str, prompts: list[list[int]]) -> tuple:
 
     from finetune_assets.inference import batching
     from finetune_assets.inference.generation import apply_generation_settings, generation_batch_size
+    from finetune_assets.inference.prefill import prefill
     from finetune_assets.models.tokenizer import load_tokenizer
     from finetune_assets.tasks.causal_lm import chat, scoring
 
@@ -94,16 +96,13 @@ def sides(task, location: str, prompts: list[list[int]]) -> tuple:
             answers = scoring.generate(fast_model, tokenizer, prompts, generation_batch_size(task.recipe))
         return [a["text"] for a in answers], sum(a["tokens"] + a["stopped_at_eos"] for a in answers), seconds()
 
-    def prompts_alone():  # the pipeline's batches, each prompt's forward pass for its first token only
-        def forward(indices: list[int]) -> list:
-            batch = tokenizer.pad(
-                {"input_ids": [prompts[i] for i in indices]}, padding_side="left", return_tensors="pt"
-            )
-            fast_model(**batch, logits_to_keep=1)
+    def prompts_alone():  # the pipeline's batches, each read into the KV cache as decoding reads it
+        def read(indices: list[int]) -> list:
+            prefill(fast_model, [prompts[i] for i in indices], tokenizer.pad_token_id)
             return indices
 
         with common.stopwatch() as seconds, numerics.inference():  # a prompt's pass keeps sdpa either way
-            batching.map_batches([len(p) for p in prompts], generation_batch_size(task.recipe), forward)
+            batching.map_batches([len(p) for p in prompts], generation_batch_size(task.recipe), read)
         return seconds()
 
     return {"plain": (plain, plain_model), "pipeline": (pipeline, fast_model)}, tokenizer, prompts_alone

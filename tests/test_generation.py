@@ -24,14 +24,17 @@ def model_and_prompts(tiny_llama, smollm_tokenizer):
             weights.normal_(0, 0.5)
     model.generation_config.update(max_new_tokens=12, do_sample=False, eos_token_id=None)
     prompts = [chat.prompt_ids(smollm_tokenizer, chat.conversation(q)) for q in QUESTIONS]
-    batch = smollm_tokenizer.pad({"input_ids": prompts}, padding_side="left", return_tensors="pt")
-    return model, batch
+    return model, prompts, smollm_tokenizer.pad_token_id
 
 
-def plain(model, batch) -> list[list[int]]:
+def plain(model, prompts, pad_id) -> list[list[int]]:
+    """One ``generate`` over the prompts padded on the left."""
+    width = max(map(len, prompts))
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     with torch.inference_mode():
-        out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return out[:, batch["input_ids"].shape[1] :].tolist()
+        out = model.generate(input_ids=input_ids, attention_mask=mask)
+    return out[:, width:].tolist()
 
 
 def stop_tokens_ending_rows_early(full: list[list[int]]) -> set[int]:
@@ -44,8 +47,8 @@ def stop_tokens_ending_rows_early(full: list[list[int]]) -> set[int]:
 
 
 def test_rows_that_end_leave_the_batch_and_every_answer_is_the_plain_one(model_and_prompts, monkeypatch):
-    model, batch = model_and_prompts
-    full = plain(model, batch)
+    model, prompts, pad_id = model_and_prompts
+    full = plain(model, prompts, pad_id)
     stops = stop_tokens_ending_rows_early(full)
     expected = []
     for ids in full:
@@ -63,18 +66,18 @@ def test_rows_that_end_leave_the_batch_and_every_answer_is_the_plain_one(model_a
     monkeypatch.setattr(model, "generate", watched)
     monkeypatch.setattr(decoding, "ROUND_TOKENS", 3)
     with torch.inference_mode():
-        answers = decoding.generate_in_rounds(model, batch["input_ids"], batch["attention_mask"], stops)
+        answers = decoding.generate_in_rounds(model, prompts, pad_id, stops)
     assert answers == expected
     assert widths[0] == len(QUESTIONS) and widths[-1] < widths[0], f"the batch shrank: {widths}"
     assert len(widths) == 4, "12 tokens in rounds of 3"
 
 
 def test_beam_search_decodes_in_one_call(model_and_prompts):
-    model, batch = model_and_prompts
+    model, prompts, pad_id = model_and_prompts
     model.generation_config.update(num_beams=2)
     with torch.inference_mode():
-        answers = decoding.generate_in_rounds(model, batch["input_ids"], batch["attention_mask"], set())
-    assert answers == plain(model, batch)
+        answers = decoding.generate_in_rounds(model, prompts, pad_id, set())
+    assert answers == plain(model, prompts, pad_id)
 
 
 @pytest.mark.parametrize("native, dtype", [(True, torch.bfloat16), (False, torch.float32)])
@@ -86,17 +89,18 @@ def test_weights_take_bf16_for_inference_only_where_it_is_native(tiny_llama, nat
     assert Precision("fp32", "cpu", "test").inference_dtype() == torch.float32
 
 
-@pytest.mark.parametrize("dtype, fused_calls", [(torch.bfloat16, 2), (torch.float32, 2 + 2 * 11)])
+@pytest.mark.parametrize("dtype, fused_calls", [(torch.bfloat16, 4), (torch.float32, 4 + 2 * 12)])
 def test_bf16_decoding_steps_skip_the_fused_kernel_and_the_setting_comes_back(
     model_and_prompts, monkeypatch, dtype, fused_calls
 ):
-    """Inside ``generate_in_rounds`` every attention call of the tiny Llama (2 layers; the prompt's
-    pass, then 11 decoding steps for 12 new tokens) goes through the products' attention; in bf16 only
-    the prompt's pass reaches sdpa's fused kernel, in float32 every call does and the answers are
-    plain ``generate``'s."""
-    model, batch = model_and_prompts
+    """Inside ``generate_in_rounds`` every attention call of the tiny Llama (2 layers; the prompts'
+    shared beginning, then their middles, then 12 single-token steps for 12 new tokens, the first
+    reading each prompt's last token) goes through the products' attention; in bf16 only the prompts'
+    passes reach sdpa's fused kernel, in float32 every call does and the answers are plain
+    ``generate``'s."""
+    model, prompts, pad_id = model_and_prompts
     model.to(dtype)
-    expected = plain(model, batch)
+    expected = plain(model, prompts, pad_id)
     query_lengths, fused = [], []
     products, sdpa = attention.two_product_attention, attention.sdpa_attention_forward
 
@@ -111,9 +115,9 @@ def test_bf16_decoding_steps_skip_the_fused_kernel_and_the_setting_comes_back(
     monkeypatch.setitem(attention.AttentionInterface._global_mapping, attention.NAME, counted)
     monkeypatch.setattr(attention, "sdpa_attention_forward", fused_kernel)
     with torch.inference_mode():
-        answers = decoding.generate_in_rounds(model, batch["input_ids"], batch["attention_mask"], set())
+        answers = decoding.generate_in_rounds(model, prompts, pad_id, set())
     assert model.config._attn_implementation == "sdpa"
-    assert sorted(query_lengths)[: 2 * 11] == [1] * (2 * 11) and len(query_lengths) == 2 + 2 * 11
+    assert query_lengths[4:] == [1] * (2 * 12) and min(query_lengths[:4]) > 1
     assert len(fused) == fused_calls
     assert len(answers) == len(QUESTIONS) and all(len(ids) == 12 for ids in answers)
     if dtype == torch.float32:

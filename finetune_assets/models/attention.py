@@ -67,6 +67,7 @@ def two_product_attention(
     """``sdpa_attention_forward``'s contract (output ``(batch, query length, heads, head dim)``, no
     weights): the two products where :func:`takes_products` says so, else ``sdpa``."""
     if not takes_products(module, query, key, value, **kwargs):
+        key = key.to(value.dtype)  # a decoding cache's float32 keys (inference/kv_cache.py)
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout, scaling, is_causal=is_causal, **kwargs
         )
@@ -104,6 +105,15 @@ def _masked(scores: torch.Tensor, attention_mask: torch.Tensor | None, causal: b
 
 AttentionInterface.register(NAME, two_product_attention)
 AttentionMaskInterface.register(NAME, sdpa_mask)
+
+
+def sixteen_bit_on_cpu(model) -> bool:
+    """Whether ``model``'s attention computes in 16 bits on a CPU (its weights' dtype, or autocast's),
+    as decoding steps that take the products do."""
+    if model.device.type != "cpu":
+        return False
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else model.dtype
+    return dtype != torch.float32
 
 
 def use_product_attention(model) -> bool:

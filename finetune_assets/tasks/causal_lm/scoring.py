@@ -62,18 +62,15 @@ def response_nll(model, rows, collator, batch_size: int) -> tuple[np.ndarray, np
 def generate(model, tokenizer, prompts: list[list[int]], batch_size: int) -> list[dict]:
     """Answers to prompt token ids with the model's ``generation_config``: text, and whether the
     model ended it with EOS (rather than running into ``max_new_tokens``). Prompts of similar
-    length share a batch, padded on the left so that every answer starts at the same position;
-    answers that have ended leave the batch between rounds (:mod:`finetune_assets.inference.decoding`)."""
+    length share a batch, laid out so that every answer starts at the same position
+    (:mod:`finetune_assets.inference.prefill`); answers that have ended leave the batch between rounds (:mod:`finetune_assets.inference.decoding`)."""
     model.eval().to(device())
     stops = model.generation_config.eos_token_id
     stops = set(stops) if isinstance(stops, list) else {stops}
 
     def answer(indices: list[int]) -> list[dict]:
-        batch = tokenizer.pad(
-            {"input_ids": [prompts[i] for i in indices]}, padding_side="left", return_tensors="pt"
-        ).to(device())
         answers = []
-        for ids in generate_in_rounds(model, batch["input_ids"], batch["attention_mask"], stops):
+        for ids in generate_in_rounds(model, [prompts[i] for i in indices], tokenizer.pad_token_id, stops):
             stopped = bool(ids) and ids[-1] in stops
             ids = ids[:-1] if stopped else ids
             answers.append(
