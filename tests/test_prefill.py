@@ -67,9 +67,11 @@ def test_the_cache_holds_what_each_prompt_read_alone_holds_and_fewer_tokens_are_
             torch.testing.assert_close(values[row, :, real], own_values[0], atol=1e-5, rtol=1e-4)
 
 
-def test_one_token_prompts_without_a_shared_beginning_decode_as_plain_generate(model):
+def test_one_token_prompts_without_a_shared_beginning_decode_as_plain_generate(model, monkeypatch):
+    """With nothing shared, the one-token prompts' group reads nothing: its rows are all pads."""
     from finetune_assets.inference.decoding import generate_in_rounds
 
+    monkeypatch.setattr(prefill, "GROUP_TOKENS", 1)  # groups [5, 6, 7, 8], [10, 11], then [9] and [12]
     prompts = [[5, 6, 7, 8], [9], [10, 11], [12]]
     model.generation_config.update(max_new_tokens=6, do_sample=False, eos_token_id=None)
     with torch.inference_mode():

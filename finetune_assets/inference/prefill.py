@@ -74,17 +74,20 @@ def prefill(model, prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor,
     first: dict[tuple, int] = {}  # each distinct prompt's first row: a prompt asked several times is read once
     for row, prompt in enumerate(prompts):
         first.setdefault(tuple(prompt), row)
-    readers, layers, order = list(first.values()), None, []
+    readers, parts, order = list(first.values()), [], []
     for group in groups([len(prompts[row]) - shared - 1 for row in readers]):
         rows = [readers[i] for i in group]
         longest = len(prompts[rows[0]]) - shared - 1
         part = _read(model, input_ids[rows, shared + width - longest : -1], prefix, attention_mask[rows, :-1], shared)
-        layers = _stacked(layers, part, len(rows), shared, width)
+        parts.append(_widened(part, parts, len(rows), shared, width))
         order += rows
     position = {row: i for i, row in enumerate(order)}
     restore = torch.tensor([position[first[tuple(prompt)]] for prompt in prompts])
-    cache = DynamicCache(ddp_cache_data=[(k[restore], v[restore]) for k, v in layers], config=model.config)
-    return input_ids, attention_mask, cache
+    layers = []
+    for pairs in zip(*parts):  # one layer's (keys, values) of every group, in group order
+        keys, values = zip(*pairs)
+        layers.append((torch.cat(keys)[restore], torch.cat(values)[restore]))
+    return input_ids, attention_mask, DynamicCache(ddp_cache_data=layers, config=model.config)
 
 
 def _read(model, input_ids, prefix: DynamicCache | None, attention_mask=None, shared: int = 0):
@@ -113,24 +116,16 @@ def _read(model, input_ids, prefix: DynamicCache | None, attention_mask=None, sh
     return cache
 
 
-def _stacked(layers, part: DynamicCache | None, rows: int, shared: int, width: int):
-    """Per layer, ``(keys, values)`` of the groups so far with ``part``'s ``rows`` below them, each
-    padded between the shared beginning and its middle to the batch's ``width`` (a group of one-token
-    prompts without a shared beginning, ``part`` ``None``, is all pads; it comes last, longest first)."""
+def _widened(part: DynamicCache | None, parts: list, rows: int, shared: int, width: int) -> list:
+    """Per layer, ``part``'s ``(keys, values)`` padded between the shared beginning and the middle to
+    the batch's ``width``. A group of one-token prompts without a shared beginning (``part`` ``None``)
+    is all pads, shaped as the first group's (groups come longest first, so it is never the first)."""
     if part is None:
-        return [[_all_pads(old, rows) for old in pair] for pair in layers]
-    grown = []
-    for index, (keys, values, _) in enumerate(part):
-        padded = [_pad_middle(tensor, shared, width) for tensor in (keys, values)]
-        grown.append(padded if layers is None else [torch.cat([old, new]) for old, new in zip(layers[index], padded)])
-    return grown
+        return [tuple(t.new_zeros(rows, *t.shape[1:]) for t in pair) for pair in parts[0]]
+    return [tuple(_pad_middle(t, shared, width) for t in (keys, values)) for keys, values, _ in part]
 
 
 def _pad_middle(tensor: torch.Tensor, shared: int, width: int) -> torch.Tensor:
     batch, heads, length, dim = tensor.shape
     pads = tensor.new_zeros(batch, heads, shared + width - length, dim)
     return torch.cat([tensor[:, :, :shared], pads, tensor[:, :, shared:]], dim=2)
-
-
-def _all_pads(stacked: torch.Tensor, rows: int) -> torch.Tensor:
-    return torch.cat([stacked, stacked.new_zeros(rows, *stacked.shape[1:])])
