@@ -72,6 +72,19 @@ def test_rows_that_end_leave_the_batch_and_every_answer_is_the_plain_one(model_a
     assert len(widths) == 4, "12 tokens in rounds of 3"
 
 
+def test_rounds_where_no_answer_ended_copy_no_cache(model_and_prompts, monkeypatch):
+    """Selecting the rows that go on copies the whole cache: no round does it while every answer runs."""
+    from transformers import DynamicCache
+
+    model, prompts, pad_id = model_and_prompts
+    selections = []
+    monkeypatch.setattr(DynamicCache, "batch_select_indices", lambda cache, indices: selections.append(indices))
+    monkeypatch.setattr(decoding, "ROUND_TOKENS", 3)
+    with torch.inference_mode():
+        answers = decoding.generate_in_rounds(model, prompts, pad_id, set())
+    assert answers == plain(model, prompts, pad_id) and selections == []
+
+
 def test_beam_search_decodes_in_one_call(model_and_prompts):
     model, prompts, pad_id = model_and_prompts
     model.generation_config.update(num_beams=2)
