@@ -11,8 +11,8 @@ asked several times (a reward-driven rollout samples several answers to each) is
 
 The cache that comes back holds, for every row, the shared beginning, then pads, then the row's own
 middle: its attention mask has zeros where the pads are, and positions follow from the mask (as
-``generate`` derives them), so every real token keys and values as in one pass over the padded
-batch. The last token of each prompt is left for ``generate``'s first step, which makes the first
+``generate`` derives them), so every real token has the keys and values it has when its prompt is
+read alone. The last token of each prompt is left for ``generate``'s first step, which makes the first
 new token from it.
 """
 
