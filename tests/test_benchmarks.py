@@ -33,19 +33,22 @@ def test_compute_efficiency_quick_prints_its_ratio_last():
     assert done.returncode == 0, done.stderr[-3000:]
     figures = figures_at_the_end(done.stdout, "compute_efficiency")
     emulated = "bf16 is emulated" in figures["matmul"]  # a CPU without AVX-512 BF16 or AMX
+    peak = {dtype: float(figures[f"matmul_{dtype}_flops_per_s"]) for dtype in ("fp32", "bf16")}
+    # Training in bf16 may pass the fp32 peak (up to the bf16 one), never twice the machine's fastest.
+    ceiling = {dtype: 2 * max(peak.values()) / peak[dtype] for dtype in peak}
     for dtype in ("fp32", "bf16"):  # training set against both peaks of this machine
-        assert float(figures[f"matmul_{dtype}_flops_per_s"]) > 0
+        assert peak[dtype] > 0
         if dtype == "bf16" and emulated:
             assert f"ratio_training_to_{dtype}_matmul" not in figures
         else:
-            assert 0 < float(figures[f"ratio_training_to_{dtype}_matmul"]) < 2
+            assert 0 < float(figures[f"ratio_training_to_{dtype}_matmul"]) < ceiling[dtype]
     assert float(figures["training_flops_per_s"]) > 0
     ratio = float(figures["training_flops_per_s"]) / float(figures["matmul_fp32_flops_per_s"])
     assert float(figures["ratio_training_to_fp32_matmul"]) == pytest.approx(ratio, abs=0.001)
     assert int(figures["non_embedding_parameters"]) < 22_713_986  # MiniLM's total: embeddings left out
     assert figures["cpu"] and "SmolLM2-135M LoRA" in figures["causal_lm_training"]
     for prefix in ("", "causal_lm_"):  # the classification and the causal-LM recipe, side by side
-        assert 0 < float(figures[f"{prefix}ratio_training_to_fp32_matmul"]) < 2
+        assert 0 < float(figures[f"{prefix}ratio_training_to_fp32_matmul"]) < ceiling["fp32"]
         assert (f"{prefix}ratio_training_to_bf16_matmul" in figures) is not emulated
         fused, plain = (float(figures[f"{prefix}step_seconds_{kind}_adamw"]) for kind in ("fused", "plain"))
         assert min(fused, plain) > 0
