@@ -5,10 +5,10 @@ Why: transformers' ``DynamicCache`` appends each step's keys and values with ``t
 copies the whole cache every step, and the two-product attention
 (:mod:`finetune_assets.models.attention`) casts every cached key to float32 every step to compute
 the scores in float32. Summarizing 38 abstracts on two Zen 4 cores, the copies took 2.2 s and the
-casts 1.2 s of 19 s (a profile of ``benchmarks/generation.py``'s pipeline side, 2026-12-07). Here each layer holds its keys and
-values in buffers with room for the answers' tokens; a step writes its token into the room and
-attention reads a view of the filled part, the keys already in float32 when the products will take
-them (16-bit attention on a CPU), cast once as they are written.
+casts 1.2 s of 19 s (a profile of ``benchmarks/generation.py``'s pipeline side, 2026-12-07). Here
+each layer holds its keys and values in buffers with room for the answers' tokens; a step writes
+its token into the room and attention reads a view of the filled part, the keys already in float32
+when the products will take them (16-bit attention on a CPU), cast once as they are written.
 
 Written by hand: transformers' ``StaticCache`` also writes in place, but attends over its whole
 length every step (the empty room masked), and keeps keys in the model's dtype.

@@ -97,12 +97,10 @@ def _read(model, input_ids, prefix: DynamicCache | None, attention_mask=None, sh
     rows, length = input_ids.shape
     if prefix is None and length == 0:
         return None
-    cache = DynamicCache(config=model.config)
-    if prefix is not None:
-        cache = DynamicCache(
-            ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v, _ in prefix],
-            config=model.config,
-        )
+    copied = (
+        [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v, _ in prefix] if prefix is not None else None
+    )
+    cache = DynamicCache(ddp_cache_data=copied, config=model.config)
     if length == 0:
         return cache
     if attention_mask is None:

@@ -63,7 +63,8 @@ def generate(model, tokenizer, prompts: list[list[int]], batch_size: int) -> lis
     """Answers to prompt token ids with the model's ``generation_config``: text, and whether the
     model ended it with EOS (rather than running into ``max_new_tokens``). Prompts of similar
     length share a batch, laid out so that every answer starts at the same position
-    (:mod:`finetune_assets.inference.prefill`); answers that have ended leave the batch between rounds (:mod:`finetune_assets.inference.decoding`)."""
+    (:mod:`finetune_assets.inference.prefill`); answers that have ended leave the batch between
+    rounds (:mod:`finetune_assets.inference.decoding`)."""
     model.eval().to(device())
     stops = model.generation_config.eos_token_id
     stops = set(stops) if isinstance(stops, list) else {stops}
