@@ -23,11 +23,14 @@ two untimed warm-up steps; the timed steps count every token the model computes 
 - causal LM (``causal_lm_*``): ``chatbot_sft``'s SmolLM2-135M with its LoRA adapter (r=16 on the
   attention projections) and activation checkpointing, the frozen base's layers in bf16 where it is
   native (as the trainer holds them: ``Precision.for_training``), batch 4 of the recipe's own
-  tokenized ChatterBot rows. FLOPs = 4 x N x tokens, N = non-embedding parameters plus the tied LM head
-  (its product runs on every token even though its weight is the embedding's): the forward is 2N,
-  and the backward of the frozen base still computes the input gradients (2N) but no weight
-  gradients; the adapter's own FLOPs (under 2% of N) and the forward that activation
-  checkpointing recomputes (work the model needs only to save memory) are left out.
+  tokenized ChatterBot rows, batched by the task's own collator (logits at the answer tokens only:
+  ``finetune_assets/tasks/causal_lm/answer_logits.py``). FLOPs = 4 x (N x tokens + H x answer
+  tokens), N = non-embedding parameters, H = the tied LM head's (its product runs where logits are
+  computed, even though its weight is the embedding's): the forward is 2N, and the backward of the
+  frozen base still computes the input gradients (2N) but no weight gradients; the adapter's own
+  FLOPs (under 2% of N) and the forward that activation checkpointing recomputes (work the model
+  needs only to save memory) are left out. The same steps also run with every logit (the two kinds
+  alternating step by step), for the step time that computing the answers' logits alone saves.
 - fused AdamW or not: the AdamW update alone, plain (torch's per-tensor loop) and fused, timed on
   the same parameters; the step with the plain one is the timed step with the fused update's
   seconds replaced by the plain one's.
@@ -121,13 +124,20 @@ OP_GROUPS = {
 @dataclass
 class Workload:
     """A recipe's model ready to train, its batches, and the training FLOPs of one token it computes
-    (``flops_per_token`` x parameters: 6 for full fine-tuning, 4 for LoRA's frozen base)."""
+    (``flops_per_token`` x parameters: 6 for full fine-tuning, 4 for LoRA's frozen base); ``head``:
+    the LM head's parameters, counted at the positions whose logits a batch computes."""
 
     name: str
     model: torch.nn.Module
     batches: list[dict]
     parameters: int
     flops_per_token: int
+    head: int = 0
+
+    def flops(self, batch: dict) -> float:
+        tokens = batch["input_ids"].numel()
+        logits = int(batch["logits_to_keep"].sum()) if "logits_to_keep" in batch else tokens
+        return self.flops_per_token * (self.parameters * tokens + self.head * logits)
 
 
 def minilm(count: int, device: str) -> Workload:
@@ -145,14 +155,14 @@ def minilm(count: int, device: str) -> Workload:
 
 def smollm_lora(count: int, device: str, work: Path) -> Workload:
     """``chatbot_sft``'s SmolLM2-135M with its LoRA adapter and activation checkpointing, on the
-    recipe's own tokenized ChatterBot rows (the pipeline's data stages), batches as its collator
-    pads them: 4 x (non-embedding parameters + the tied LM head's) per token (see the docstring)."""
+    recipe's own tokenized ChatterBot rows (the pipeline's data stages), batches as the task's
+    collator pads them: 4 x non-embedding parameters per token, and the tied LM head's where logits
+    are computed (see the docstring)."""
     from datasets import load_from_disk
 
     from finetune_assets.models import methods
     from finetune_assets.models.tokenizer import load_tokenizer
     from finetune_assets.tasks import get_task
-    from finetune_assets.tasks.causal_lm.scoring import collator
 
     recipe = common.load_recipe(CAUSAL_RECIPE, max_train_samples=count * 4, max_eval_samples=4)
     splits, _ = common.prepared_splits_and_base(recipe, work)
@@ -166,9 +176,9 @@ def smollm_lora(count: int, device: str, work: Path) -> Workload:
     model.gradient_checkpointing_enable()
     model.enable_input_require_grads()
     rows = load_from_disk(splits)["train"].select_columns(["input_ids", "attention_mask", "labels"])
-    pad, size = collator(load_tokenizer(task.base_location, recipe)), recipe.training.batch_size
+    pad, size = task.collator(load_tokenizer(task.base_location, recipe), model), recipe.training.batch_size
     batches = [pad([rows[i] for i in range(start, start + size)]) for start in range(0, count * size, size)]
-    return Workload(f"SmolLM2-135M LoRA r={recipe.lora.r}", model, batches, non_embedding + head, 4)
+    return Workload(f"SmolLM2-135M LoRA r={recipe.lora.r}", model, batches, non_embedding, 4, head)
 
 
 @dataclass
@@ -214,26 +224,43 @@ def training_flops(
                 step(batch)
             sync(device)
         timed, rest = batches[warm_ups : warm_ups + steps], batches[warm_ups + steps :]
-        with common.stopwatch() as seconds:
-            for batch in timed:
-                step(batch)
-            sync(device)
+        seconds, every_logit = timed_steps(step, timed, device)
         profiled = _profiles(step, rest, profiles)
-    tokens = sum(batch["input_ids"].numel() for batch in timed)
     figures = {
         "name": work.name,
         "steps": len(timed),
         "parameters": work.parameters,
-        "tokens": tokens,
-        "seconds": seconds(),
-        "step_seconds": seconds() / len(timed),
+        "tokens": sum(batch["input_ids"].numel() for batch in timed),
+        "seconds": seconds,
+        "step_seconds": seconds / len(timed),
         "warm_up_seconds": warm_up(),
-        "flops_per_s": work.flops_per_token * work.parameters * tokens / seconds(),
+        "flops_per_s": sum(work.flops(batch) for batch in timed) / seconds,
         **adamw_seconds(trainable, device),
     }
+    if every_logit is not None:
+        figures["every_logit_step_seconds"] = every_logit / len(timed)
+        figures["head_parameters"] = work.head
+        figures["logit_positions"] = sum(int(batch["logits_to_keep"].sum()) for batch in timed)
     if profiled:
         figures["profile"] = profiled
     return figures
+
+
+def timed_steps(step, batches: list[dict], device: str) -> tuple[float, float | None]:
+    """Seconds of ``batches``' steps; where they compute logits at the targets only (a causal LM),
+    also the seconds of the same steps with every logit, the two alternating step by step (the
+    machine's speed drifts more over a run than the difference). Else None."""
+    skipped = ("logits_to_keep", "shift_labels")
+    both = skipped[0] in batches[0]
+    seconds = {"targets": 0.0, "every": 0.0}
+    for batch in batches:
+        sides = {"targets": batch} | ({"every": {k: v for k, v in batch.items() if k not in skipped}} if both else {})
+        for name, inputs in sides.items():
+            with common.stopwatch() as took:
+                step(inputs)
+                sync(device)
+            seconds[name] += took()
+    return seconds["targets"], seconds["every"] if both else None
 
 
 def _profiles(step, batches: list[dict], profiles: dict | None) -> dict:
@@ -400,6 +427,13 @@ def workload_figures(prefix: str, run: dict, peak: dict, emulated: bool) -> dict
     figures[f"{prefix}step_seconds_fused_adamw"] = run["step_seconds"]
     figures[f"{prefix}step_seconds_plain_adamw"] = plain_step
     figures[f"{prefix}adamw_plain_to_fused"] = round(run["adamw_plain_seconds"] / run["adamw_fused_seconds"], 2)
+    if "every_logit_step_seconds" in run:
+        figures[f"{prefix}head_parameters"] = run["head_parameters"]
+        figures[f"{prefix}share_of_tokens_with_logits"] = round(run["logit_positions"] / run["tokens"], 4)
+        figures[f"{prefix}step_seconds_every_logit"] = run["every_logit_step_seconds"]
+        figures[f"{prefix}ratio_step_targets_only_to_every_logit"] = round(
+            run["step_seconds"] / run["every_logit_step_seconds"], 3
+        )
     return figures
 
 

@@ -65,6 +65,16 @@ def test_compute_efficiency_quick_prints_its_ratio_last():
         assert names[0] == "matrix products" and names[-1] == "outside the ops"
         assert all(0 <= float(share) < 1 for name, share in shares.items() if name != "outside the ops")
         assert 0 < float(figures["ratio_model_matmuls_to_fp32_matmul"]) < 2
-    # LoRA's frozen base counted at 4 FLOPs a parameter a token: the figure follows from the others
-    lora = 4 * int(figures["causal_lm_counted_parameters"]) * float(figures["causal_lm_training_tokens_per_s"])
+    # LoRA's frozen base counted at 4 FLOPs a parameter a token, its LM head only where logits are
+    # computed (the answers: under half of ChatterBot's tokens): the figure follows from the others
+    share = float(figures["causal_lm_share_of_tokens_with_logits"])
+    assert 0 < share < 0.5
+    counted = int(figures["causal_lm_counted_parameters"]) + share * int(figures["causal_lm_head_parameters"])
+    lora = 4 * counted * float(figures["causal_lm_training_tokens_per_s"])
     assert float(figures["causal_lm_training_flops_per_s"]) == pytest.approx(lora, rel=0.02)  # tokens/s rounded
+    every_logit, targets_only = (
+        float(figures[f"causal_lm_step_seconds_{kind}"]) for kind in ("every_logit", "fused_adamw")
+    )
+    assert float(figures["causal_lm_ratio_step_targets_only_to_every_logit"]) == pytest.approx(
+        targets_only / every_logit, abs=0.001
+    )

@@ -138,6 +138,7 @@ def test_a_packed_training_run_records_what_packing_did(tmp_path, tiny_llama, sm
     assert figures["optimizer_steps"] == 2 * -(-figures["packed_rows"] // 4), "batch_size counts packed rows"
     assert (figures["precision"], figures["attention"]) == ("bf16", attention.NAME)
     assert figures["frozen_layers_16bit"] == 2 * 7, "all seven projections of both layers (q, v under LoRA)"
+    assert figures["logits_at_targets_only"] is True, "packed rows too: tests/test_answer_logits.py"
     history = json.loads((tmp_path / "model" / "log_history.json").read_text())
     losses = [row["loss"] for row in history if "loss" in row]
     assert losses[-1] < losses[0], losses

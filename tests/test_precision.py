@@ -163,6 +163,7 @@ def test_resolved_precision_reaches_the_trainer_and_the_evaluation(
     assert numerics.name == figures["precision"] == ("bf16" if override == "1" else "fp32")
     assert figures["attention"] == (attention.NAME if override == "1" else "sdpa"), "short bf16 rows: two products"
     assert figures["frozen_layers_16bit"] == 0, "full fine-tuning freezes nothing"
+    assert figures["logits_at_targets_only"] is False, "a classifier has no vocabulary to skip"
     # the Trainer's own arguments, as its progress callback reads them at the start of training
     started = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training:"))
     assert started.endswith("bf16 mixed precision" if override == "1" else "float32")

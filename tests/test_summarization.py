@@ -414,6 +414,7 @@ def prompted_run(tmp_path_factory, materialize_recipes, tiny_llama):
 def test_a_decoder_only_lora_run_exports_a_causal_lm_that_summarizes_as_the_report_did(prompted_run):
     checkpoint = Path(prompted_run["finetuned_model"]["path"].value)
     assert json.loads((checkpoint / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+    assert prompted_run["finetuned_model"]["logits_at_targets_only"].value is True, "the summary's logits alone"
     export = Path(prompted_run["exported_model"]["path"].value)
     config = json.loads((export / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and config["prefix"] == INSTRUCTION

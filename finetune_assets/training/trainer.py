@@ -84,7 +84,7 @@ def train(
     adapter = methods.adapter_config(model, task) if task.trainer_applies_adapter else None
     if not task.trainer_applies_adapter:
         model = methods.prepare(model, task)
-    rows, collator, packed = _packed(task, (train_rows, validation_rows), tokenizer, processes, log)
+    rows, collator, packed = _packed(task, (train_rows, validation_rows), tokenizer, model, processes, log)
     choices = compute_choices(task, len(rows[0]), processes)
     with contextlib.ExitStack() as scratch:
         if checkpoint_dir is None:
@@ -117,10 +117,14 @@ def train(
 def _fit(trainer, numerics, resume: tuple[int, Path] | None):
     """The Trainer's result, its seconds, and how the run computed where the precision makes a
     difference: a LoRA base's frozen layers held in 16 bits (:meth:`Precision.for_training`), and 16-bit
-    attention on a CPU as two products where the fused kernel is slow (:mod:`finetune_assets.models.attention`).
-    A failure carries the step it reached, for the failure record (:mod:`finetune_assets.training.failure`)."""
+    attention on a CPU as two products where the fused kernel is slow (:mod:`finetune_assets.models.attention`);
+    and whether a causal LM's logits were computed at its targets only
+    (:mod:`finetune_assets.tasks.causal_lm.answer_logits`). A failure carries the step it reached, for the failure record (:mod:`finetune_assets.training.failure`)."""
     model = trainer.model
-    kernels = {"frozen_layers_16bit": numerics.for_training(model)}
+    kernels = {
+        "frozen_layers_16bit": numerics.for_training(model),
+        "logits_at_targets_only": getattr(trainer.data_collator, "logits_at_targets_only", False),
+    }
     started = time.monotonic()
     with attention.product_attention(model, enabled=numerics.device == "cpu" and numerics.name != "fp32") as products:
         try:
@@ -132,14 +136,14 @@ def _fit(trainer, numerics, resume: tuple[int, Path] | None):
     return result, time.monotonic() - started, kernels
 
 
-def _packed(task: TaskFamily, rows: tuple[Dataset, Dataset], tokenizer, processes: int, log):
+def _packed(task: TaskFamily, rows: tuple[Dataset, Dataset], tokenizer, model, processes: int, log):
     """The rows the Trainer gets, the collator that replaces the task's (None: the task's own), and
     the packing figures: rows packed where ``training.packing`` asks (:mod:`.packing`)."""
     if not task.recipe.training.packing:
         return rows, None, {"packing": False}
     from finetune_assets.tasks.causal_lm import packing
 
-    packed = packing.pack_for_training(rows, tokenizer, task.recipe.training, processes)
+    packed = packing.pack_for_training(rows, tokenizer, model, task.recipe.training, processes)
     figures = packed.figures
     log.info(
         f"packing: {len(rows[0])} training rows into {figures['packed_rows']} rows of at most "

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from finetune_assets.errors import RecipeError
+from finetune_assets.tasks.causal_lm import answer_logits
 from finetune_assets.tasks.causal_lm.chat import IGNORE
 
 if TYPE_CHECKING:
@@ -101,13 +102,14 @@ class Packed:
     """The train and validation rows packed, their collator, and what packing did (figures)."""
 
     rows: tuple[Dataset, Dataset]
-    collator: PackedCollator
+    collator: PackedCollator | answer_logits.AnswerLogits
     figures: dict
 
 
-def pack_for_training(rows: tuple[Dataset, Dataset], tokenizer, spec: TrainingSpec, processes: int) -> Packed:
-    """The training and validation rows packed for the Trainer, with the padding share of one epoch
-    of batches unpacked (each padded to its longest row) and packed."""
+def pack_for_training(rows: tuple[Dataset, Dataset], tokenizer, model, spec: TrainingSpec, processes: int) -> Packed:
+    """The training and validation rows packed for the Trainer, their collator (logits at the answers
+    only where ``model`` allows it: :mod:`.answer_logits`), and the padding share of one epoch of
+    batches unpacked (each padded to its longest row) and packed."""
     train, validation = (pack(split, spec.max_length) for split in rows)
     per_device = max(1, spec.batch_size // processes)
     before = padding_share(rows[0]["input_ids"], per_device, spec.group_by_length, spec.seed)
@@ -118,7 +120,8 @@ def pack_for_training(rows: tuple[Dataset, Dataset], tokenizer, spec: TrainingSp
         "padding_share_unpacked": round(before, 4),
         "padding_share_packed": round(after, 4),
     }
-    return Packed((train, validation), PackedCollator(tokenizer.pad_token_id), figures)
+    collator = answer_logits.for_training(PackedCollator(tokenizer.pad_token_id), model)
+    return Packed((train, validation), collator, figures)
 
 
 def padding_share(token_rows: list[list[int]], batch_size: int, grouped: bool, seed: int) -> float:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from finetune_assets.inference import batching
 from finetune_assets.inference.decoding import generate_in_rounds
+from finetune_assets.tasks.causal_lm import answer_logits
 from finetune_assets.tasks.causal_lm.chat import IGNORE
 
 
@@ -43,16 +44,21 @@ def stop_at_eos(model, tokenizer) -> None:
 @torch.inference_mode()
 def response_nll(model, rows, collator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row: summed negative log-likelihood of its labelled tokens, and how many there are.
-    Rows are scored in batches of similar length (``rows["length"]``)."""
+    Rows are scored in batches of similar length (``rows["length"]``), the logits computed at the
+    labelled positions only where the model allows it (:mod:`.answer_logits`)."""
     model.eval().to(device())
     features = rows.select_columns(["input_ids", "attention_mask", "labels"])
 
+    only_answers = answer_logits.supported(model)
+
     def score(indices: list[int]) -> list[tuple[float, int]]:
         batch = {key: value.to(device()) for key, value in collator([features[i] for i in indices]).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]  # the token at t+1 is predicted from position t
-        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-        return list(zip(nll.sum(dim=1).tolist(), (labels != IGNORE).sum(dim=1).tolist()))
+        keep, targets = answer_logits.positions(batch["labels"])
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        logits = model(**inputs, logits_to_keep=keep).logits if only_answers else model(**inputs).logits[keep]
+        nll = F.cross_entropy(logits.float(), targets, reduction="none")
+        sums = torch.zeros(len(indices), device=nll.device).index_add_(0, keep.nonzero()[:, 0], nll)
+        return list(zip(sums.tolist(), keep.sum(dim=1).tolist()))
 
     sums, counts = zip(*batching.map_batches(rows["length"], batch_size, score))
     return np.asarray(sums), np.asarray(counts)

@@ -112,9 +112,10 @@ class Instruction(ChatModel):
         return splits.map(encode, num_proc=tokenizing_processes(splits), desc="formatting and tokenizing")
 
     def collator(self, tokenizer, model):
+        from finetune_assets.tasks.causal_lm import answer_logits
         from finetune_assets.tasks.causal_lm.scoring import collator
 
-        return collator(tokenizer)
+        return answer_logits.for_training(collator(tokenizer), model)
 
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
         from finetune_assets.inference.generation import generation_batch_size

@@ -82,9 +82,10 @@ class Summarization(TaskFamily):
     def collator(self, tokenizer, model):
         if model.config.is_encoder_decoder:
             return encoder_decoder.collator(tokenizer, model)
+        from finetune_assets.tasks.causal_lm import answer_logits
         from finetune_assets.tasks.causal_lm.scoring import collator
 
-        return collator(tokenizer)
+        return answer_logits.for_training(collator(tokenizer), model)
 
     def evaluate(self, model, tokenizer, test, workdir: Path) -> Evaluation:
         from finetune_assets.inference.generation import apply_generation_settings

@@ -1,0 +1,95 @@
+"""Logits only where a loss is taken (``tasks/causal_lm/answer_logits.py``), on the tiny real Llama
+with SmolLM2's chat template: the same loss and gradients as with every logit, the LM head fed the
+target positions alone, the same per-row scores, and every logit for a model whose own code would
+not read the mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import LlamaForCausalLM
+
+from finetune_assets.tasks.causal_lm import answer_logits, chat, packing, scoring
+
+QUESTIONS = [
+    ("Hi", "Hello!"),
+    ("What is your favourite colour?", "Blue, like the sky on a clear day."),
+    ("Can you count to five?", "One, two, three, four, five."),
+    ("Tell me a joke.", "Why did the robot cross the road? It was programmed to."),
+]
+
+
+class RemoteCodeLlama(LlamaForCausalLM):
+    """A causal LM whose class lives outside transformers, as ``trust_remote_code`` models do: its
+    module does not import ``slice_logits_to_keep``, so nothing says its code reads a mask."""
+
+
+@pytest.fixture(scope="module")
+def rows(smollm_tokenizer):
+    encoded = [chat.encode(smollm_tokenizer, chat.conversation(q, a), 96) for q, a in QUESTIONS]
+    return Dataset.from_list(encoded).select_columns(["input_ids", "attention_mask", "labels", "length"])
+
+
+@pytest.fixture(scope="module")
+def model(tiny_llama):
+    return LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).train()
+
+
+def loss_and_gradients(model, batch) -> tuple[float, dict, int]:
+    """The loss of ``batch``, the gradients it leaves, and how many positions the LM head projected."""
+    projected = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda _, args, __: projected.append(args[0].shape))
+    try:
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+    finally:
+        hook.remove()
+    (shape,) = projected
+    return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters()}, shape[:-1].numel()
+
+
+def test_the_loss_and_gradients_are_those_of_every_logit_and_the_head_sees_the_targets_alone(
+    rows, model, smollm_tokenizer
+):
+    features = list(rows.select_columns(["input_ids", "attention_mask", "labels"]))
+    plain = scoring.collator(smollm_tokenizer)
+    wrapped = answer_logits.for_training(plain, model)
+    assert isinstance(wrapped, answer_logits.AnswerLogits), "a transformers Llama reads the mask"
+    every_loss, every_grad, every_count = loss_and_gradients(model, plain(features))
+    batch = wrapped(features)
+    loss, grad, count = loss_and_gradients(model, batch)
+    targets = int((batch["labels"][:, 1:] != chat.IGNORE).sum())
+    assert every_count == batch["input_ids"].numel() and count == targets < every_count / 2
+    assert loss == pytest.approx(every_loss, rel=1e-6)
+    for name, value in grad.items():
+        torch.testing.assert_close(value, every_grad[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_packed_rows_keep_their_loss_with_logits_at_the_targets_only(rows, model, smollm_tokenizer):
+    packed_rows = list(packing.pack(rows, 96))
+    packed = packing.PackedCollator(smollm_tokenizer.pad_token_id)
+    every_loss, _, _ = loss_and_gradients(model, packed(packed_rows))
+    batch = answer_logits.AnswerLogits(packed)(packed_rows)
+    loss, _, count = loss_and_gradients(model, batch)
+    assert count == int((batch["labels"] != chat.IGNORE).sum()), "each example's first label is -100 already"
+    assert loss == pytest.approx(every_loss, rel=1e-6)
+
+
+def test_scores_per_row_are_the_same_either_way(rows, model, smollm_tokenizer, monkeypatch):
+    collate = scoring.collator(smollm_tokenizer)
+    sums, counts = scoring.response_nll(model, rows, collate, batch_size=3)
+    monkeypatch.setattr(answer_logits, "supported", lambda _: False)
+    every_sums, every_counts = scoring.response_nll(model, rows, collate, batch_size=3)
+    np.testing.assert_array_equal(counts, every_counts)
+    np.testing.assert_allclose(sums, every_sums, rtol=1e-5)
+    assert (counts == [sum(label != chat.IGNORE for label in labels) for labels in rows["labels"]]).all()
+
+
+def test_a_model_with_code_of_its_own_gets_every_logit(tiny_llama, smollm_tokenizer):
+    outside = RemoteCodeLlama.from_pretrained(tiny_llama, dtype=torch.float32)
+    plain = scoring.collator(smollm_tokenizer)
+    assert not answer_logits.supported(outside)
+    assert answer_logits.for_training(plain, outside) is plain
