@@ -5,10 +5,12 @@ not read the mask."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from transformers import LlamaForCausalLM
 
 from finetune_assets.tasks.causal_lm import answer_logits, chat, packing, scoring
@@ -93,3 +95,34 @@ def test_a_model_with_code_of_its_own_gets_every_logit(tiny_llama, smollm_tokeni
     plain = scoring.collator(smollm_tokenizer)
     assert not answer_logits.supported(outside)
     assert answer_logits.for_training(plain, outside) is plain
+
+
+def test_a_training_run_feeds_the_head_the_answer_tokens_alone(tmp_path, tiny_llama, smollm_tokenizer):
+    """Through the Trainer (LoRA, the pipeline's own ``train``): every vocabulary projection in the
+    training steps sees as many positions as the batch has targets, not the batch's every token."""
+    from test_packing import instruction_recipe
+
+    from finetune_assets.tasks import get_task
+    from finetune_assets.training.trainer import train
+
+    task = get_task(instruction_recipe(tmp_path, tiny_llama, epochs=1, save_steps=100))
+    rows = [{"prompt": q, "response": a, "system": "", "history": "[]"} for q, a in QUESTIONS * 2]
+    splits = DatasetDict({"train": Dataset.from_list(rows), "validation": Dataset.from_list(rows[:4])})
+    task.tokenize(splits, smollm_tokenizer).save_to_disk(tmp_path / "splits")
+    (tmp_path / "model").mkdir()
+    vocabulary, projected = len(smollm_tokenizer), []
+
+    def count(module, args, _):
+        if isinstance(module, torch.nn.Linear) and module.out_features == vocabulary and module.training:
+            projected.append(args[0].shape)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        figures = train(task, tmp_path / "splits", tmp_path / "model", logging.getLogger("answer-logits"))
+    finally:
+        hook.remove()
+    assert figures["logits_at_targets_only"] is True and figures["optimizer_steps"] == 2
+    assert len(projected) == 2 and all(len(shape) == 2 for shape in projected), "flattened: (targets, hidden)"
+    tokenized = task.tokenize(splits, smollm_tokenizer)["train"]
+    targets = sum(sum(label != chat.IGNORE for label in labels) for labels in tokenized["labels"])
+    assert sum(shape[0] for shape in projected) == targets
