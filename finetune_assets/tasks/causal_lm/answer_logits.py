@@ -3,8 +3,8 @@ cross-entropy over the whole vocabulary, computed for the answer tokens alone.
 
 Why: the loss of a chat or summary row covers its answer only (:mod:`.chat` labels the prompt
 -100), yet a causal LM projects every position onto its vocabulary. For SmolLM2-135M that
-projection is 28M of the 135M parameters a token passes through (49,152 words x 576), and on
-``chatbot_sft``'s rows about three positions in four are prompt or padding: their logits are
+projection is 28M of the 134M parameters a token passes through (49,152 words x 576), and in
+``chatbot_sft``'s batches about four positions in five are prompt or padding: their logits are
 computed, cast to float32 and thrown away, in the forward pass and again in the backward one.
 
 Transformers already knows how to skip them. A causal LM's ``forward`` takes ``logits_to_keep``,

@@ -48,7 +48,6 @@ def response_nll(model, rows, collator, batch_size: int) -> tuple[np.ndarray, np
     labelled positions only where the model allows it (:mod:`.answer_logits`)."""
     model.eval().to(device())
     features = rows.select_columns(["input_ids", "attention_mask", "labels"])
-
     only_answers = answer_logits.supported(model)
 
     def score(indices: list[int]) -> list[tuple[float, int]]:
