@@ -123,7 +123,7 @@ class Instruction(ChatModel):
 
         self.ready_to_generate(model, tokenizer)
         sums, counts = scoring.response_nll(
-            model, test, self.collator(tokenizer, model), self.recipe.training.eval_batch_size
+            model, test, scoring.collator(tokenizer), self.recipe.training.eval_batch_size
         )
         loss = float(sums.sum() / counts.sum())
         metrics = {
