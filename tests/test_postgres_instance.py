@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections import Counter
@@ -28,12 +29,16 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 import yaml
 from conftest import FILMS, reviews, write_films_recipe
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+from dagster._utils.concurrency import ConcurrencySlotStatus
 from dagster_dev import free_port, stop
 
-from finetune_assets.defs import build_definitions
+from finetune_assets.defs import build_definitions, slot_claims
+from finetune_assets.defs.build import shared_definitions
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -41,6 +46,7 @@ MODULE = "finetune_assets.definitions"
 CLI_RECIPES = ("films_a", "films_b")  # materialized by two `dagster asset materialize` at once
 SCHEDULED = "films_c"  # its schedule, started, ticks in the daemon while those two run
 USER, PASSWORD, DATABASE = "dagster", "not-a-secret", "finetune"
+CLAIMED, BLOCKED = ConcurrencySlotStatus.CLAIMED, ConcurrencySlotStatus.BLOCKED
 
 
 def server_binaries() -> Path | None:
@@ -214,6 +220,59 @@ def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, t
         daemon_log.close()
     assert scheduled.status == DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[-3000:]
     check_nothing_lost(home, env)
+
+
+def replay_two_claims_of_one_slot(storage, pool: str) -> dict[str, ConcurrencySlotStatus]:
+    """The race CI met, replayed step by step: two runs' trainings both assigned to the pool's one
+    slot (Dagster's assignment counts free slots without a lock); the second reads the slot free,
+    the first claims it, then the second writes. Each run's claim status, and who holds the slot."""
+    storage.set_concurrency_slots(pool, 1)
+    for run_id in ("first", "second"):
+        storage.add_pending_step(pool, run_id, "train", should_assign=True)
+    read_free, taken = threading.Event(), threading.Event()
+
+    def pause_after_the_read(conn, cursor, statement, *_):
+        if threading.current_thread().name == "second" and statement.lstrip().startswith("SELECT concurrency_slots.id"):
+            read_free.set()
+            taken.wait(30)
+
+    said = {}
+    second = threading.Thread(
+        name="second", target=lambda: said.update(second=storage.claim_concurrency_slot(pool, "second", "train"))
+    )
+    sqlalchemy.event.listen(storage._engine, "after_cursor_execute", pause_after_the_read)
+    try:
+        second.start()
+        assert read_free.wait(30), "the second claim never read the slot"
+        said["first"] = storage.claim_concurrency_slot(pool, "first", "train")
+        taken.set()
+        second.join(30)
+    finally:
+        sqlalchemy.event.remove(storage._engine, "after_cursor_execute", pause_after_the_read)
+    [holder] = storage.get_concurrency_info(pool).claimed_slots
+    return {run_id: status.slot_status for run_id, status in said.items()} | {"holder": holder.run_id}
+
+
+def test_two_trainings_claiming_the_one_slot_at_once_run_one_after_the_other(project, monkeypatch, tmp_path):
+    """Dagster 1.13's own claim gives the slot to both (when that assertion fails, Dagster gives it
+    to one and ``slot_claims`` can go); the corrected claim, in place once the Definitions are built,
+    to the first, and to the second once the first frees it."""
+    storage = DagsterInstance.get().event_log_storage
+    monkeypatch.setattr(SqlEventLogStorage, "_claim_concurrency_slot", slot_claims.DAGSTERS_OWN_CLAIM)
+    dagsters = replay_two_claims_of_one_slot(storage, "race-dagsters-own")
+    assert dagsters == {"first": CLAIMED, "second": CLAIMED, "holder": "second"}, "Dagster now claims once"
+    shared_definitions(artifacts_root=str(tmp_path))  # as every run worker does when it loads the recipes
+    assert SqlEventLogStorage._claim_concurrency_slot is slot_claims.claim_a_free_slot
+    pool = "race-corrected"
+    assert replay_two_claims_of_one_slot(storage, pool) == {"first": CLAIMED, "second": BLOCKED, "holder": "first"}
+    assert not storage.claim_concurrency_slot(pool, "second", "train").is_claimed  # still waiting
+    storage.free_concurrency_slot_for_step("first", "train")
+    assert storage.claim_concurrency_slot(pool, "second", "train").is_claimed
+    for run_id in ("first", "second"):
+        storage.free_concurrency_slots_for_run(run_id)
+    for pool in ("race-dagsters-own", "race-corrected"):
+        storage.delete_concurrency_limit(pool)
+    assert not {"race-dagsters-own", "race-corrected"} & storage.get_concurrency_keys()
 
 
 def check_nothing_lost(home: Path, env: dict[str, str]) -> None:

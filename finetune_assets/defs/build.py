@@ -28,6 +28,7 @@ from finetune_assets.defs.checks import build_checks
 from finetune_assets.defs.executor import executor_that_frees_dead_runs, sleep_while_waiting_for_a_pool
 from finetune_assets.defs.publishing import rollback_job
 from finetune_assets.defs.resources import ArtifactRefIOManager, ArtifactStore, MlflowSettings, RunSettings
+from finetune_assets.defs.slot_claims import claim_each_slot_once
 from finetune_assets.defs.training import LocalTraining, TrainingHost
 from finetune_assets.errors import RecipeError
 from finetune_assets.publishing.step import publishes
@@ -85,6 +86,7 @@ def _default_shared() -> Definitions:
 
 def _shared(artifacts_root: str, training: TrainingHost | None) -> Definitions:
     sleep_while_waiting_for_a_pool()
+    claim_each_slot_once()
     return Definitions(
         resources={
             "artifacts": ArtifactStore(root=artifacts_root),
