@@ -222,6 +222,13 @@ def test_concurrent_materializations_and_a_schedule_tick_lose_nothing(project, t
     check_nothing_lost(home, env)
 
 
+@pytest.fixture
+def storage(project) -> Iterator:
+    """The PostgreSQL instance's event log storage."""
+    with DagsterInstance.get() as instance:  # kept open: the storage refers to it weakly
+        yield instance.event_log_storage
+
+
 def replay_two_claims_of_one_slot(storage, pool: str) -> dict[str, ConcurrencySlotStatus]:
     """The race CI met, replayed step by step: two runs' trainings both assigned to the pool's one
     slot (Dagster's assignment counts free slots without a lock); the second reads the slot free,
@@ -253,26 +260,81 @@ def replay_two_claims_of_one_slot(storage, pool: str) -> dict[str, ConcurrencySl
     return {run_id: status.slot_status for run_id, status in said.items()} | {"holder": holder.run_id}
 
 
-def test_two_trainings_claiming_the_one_slot_at_once_run_one_after_the_other(project, monkeypatch, tmp_path):
+def test_two_trainings_claiming_the_one_slot_at_once_run_one_after_the_other(storage, monkeypatch, tmp_path):
     """Dagster 1.13's own claim gives the slot to both (when that assertion fails, Dagster gives it
     to one and ``slot_claims`` can go); the corrected claim, in place once the Definitions are built,
     to the first, and to the second once the first frees it."""
-    storage = DagsterInstance.get().event_log_storage
-    monkeypatch.setattr(SqlEventLogStorage, "_claim_concurrency_slot", slot_claims.DAGSTERS_OWN_CLAIM)
+    dagsters_own_claims(monkeypatch)
     dagsters = replay_two_claims_of_one_slot(storage, "race-dagsters-own")
     assert dagsters == {"first": CLAIMED, "second": CLAIMED, "holder": "second"}, "Dagster now claims once"
     shared_definitions(artifacts_root=str(tmp_path))  # as every run worker does when it loads the recipes
     assert SqlEventLogStorage._claim_concurrency_slot is slot_claims.claim_a_free_slot
+    assert SqlEventLogStorage.claim_concurrency_slot is slot_claims.claim_or_take_a_slot_freed_meanwhile
     pool = "race-corrected"
     assert replay_two_claims_of_one_slot(storage, pool) == {"first": CLAIMED, "second": BLOCKED, "holder": "first"}
     assert not storage.claim_concurrency_slot(pool, "second", "train").is_claimed  # still waiting
     storage.free_concurrency_slot_for_step("first", "train")
     assert storage.claim_concurrency_slot(pool, "second", "train").is_claimed
+    forget(storage, ["race-dagsters-own", "race-corrected"])
+
+
+def replay_a_free_before_the_queueing(storage, pool: str) -> list[ConcurrencySlotStatus]:
+    """The second race, replayed: the first run holds the one slot; the second counts no slot free,
+    the first frees it before the second is queued, then the second is queued. The second's claim
+    statuses: as it is queued, and at the claim check after."""
+    storage.set_concurrency_slots(pool, 1)
+    assert storage.claim_concurrency_slot(pool, "first", "train").is_claimed
+    counted, freed = threading.Event(), threading.Event()
+
+    def pause_before_the_queueing(conn, cursor, statement, *_):
+        if threading.current_thread().name == "second" and statement.lstrip().startswith("INSERT INTO pending_steps"):
+            counted.set()
+            freed.wait(30)
+
+    said = []
+    second = threading.Thread(
+        name="second", target=lambda: said.append(storage.claim_concurrency_slot(pool, "second", "train"))
+    )
+    sqlalchemy.event.listen(storage._engine, "before_cursor_execute", pause_before_the_queueing)
+    try:
+        second.start()
+        assert counted.wait(30), "the second claim never came to its queueing"
+        storage.free_concurrency_slot_for_step("first", "train")
+        freed.set()
+        second.join(30)
+    finally:
+        sqlalchemy.event.remove(storage._engine, "before_cursor_execute", pause_before_the_queueing)
+    said.append(storage.claim_concurrency_slot(pool, "second", "train"))
+    return [status.slot_status for status in said]
+
+
+def test_a_slot_freed_while_a_training_was_being_queued_goes_to_it(storage, monkeypatch, tmp_path):
+    """With Dagster 1.13's own queueing the second training waits for a slot no one holds (when that
+    assertion fails, Dagster assigns it and ``slot_claims`` can go); with the correction it takes it."""
+    dagsters_own_claims(monkeypatch)
+    dagsters = replay_a_free_before_the_queueing(storage, "freed-dagsters-own")
+    assert dagsters == [BLOCKED, BLOCKED], "Dagster now assigns a slot freed meanwhile"
+    assert storage.get_concurrency_info("freed-dagsters-own").claimed_slots == []  # free, yet waited for
+    shared_definitions(artifacts_root=str(tmp_path))  # as every run worker does when it loads the recipes
+    assert replay_a_free_before_the_queueing(storage, "freed-corrected") == [CLAIMED, CLAIMED]
+    [holder] = storage.get_concurrency_info("freed-corrected").claimed_slots
+    assert holder.run_id == "second"
+    forget(storage, ["freed-dagsters-own", "freed-corrected"])
+
+
+def dagsters_own_claims(monkeypatch) -> None:
+    """Dagster 1.13's own methods in place of ``slot_claims``'s, for this test."""
+    monkeypatch.setattr(SqlEventLogStorage, "_claim_concurrency_slot", slot_claims.DAGSTERS_OWN_CLAIM)
+    monkeypatch.setattr(SqlEventLogStorage, "claim_concurrency_slot", slot_claims.DAGSTERS_OWN_QUEUEING)
+
+
+def forget(storage, pools: list[str]) -> None:
+    """Free the replays' runs and delete their pools, leaving the instance as the other tests see it."""
     for run_id in ("first", "second"):
         storage.free_concurrency_slots_for_run(run_id)
-    for pool in ("race-dagsters-own", "race-corrected"):
+    for pool in pools:
         storage.delete_concurrency_limit(pool)
-    assert not {"race-dagsters-own", "race-corrected"} & storage.get_concurrency_keys()
+    assert not set(pools) & storage.get_concurrency_keys()
 
 
 def check_nothing_lost(home: Path, env: dict[str, str]) -> None:
