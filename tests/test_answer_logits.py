@@ -1,7 +1,7 @@
 """Logits only where a loss is taken (``tasks/causal_lm/answer_logits.py``), on the tiny real Llama
 with SmolLM2's chat template: the same loss and gradients as with every logit, the LM head fed the
-target positions alone, the same per-row scores, and every logit for a model whose own code would
-not read the mask."""
+target positions alone in training and in scoring, the same per-row scores, and every logit for a
+model whose own code would not read the mask."""
 
 from __future__ import annotations
 
@@ -80,14 +80,28 @@ def test_packed_rows_keep_their_loss_with_logits_at_the_targets_only(rows, model
     assert loss == pytest.approx(every_loss, rel=1e-6)
 
 
-def test_scores_per_row_are_the_same_either_way(rows, model, smollm_tokenizer, monkeypatch):
+def scores_and_head_positions(model, rows, collate) -> tuple[np.ndarray, np.ndarray, int]:
+    """``response_nll``'s per-row sums and counts, and how many positions the LM head projected."""
+    projected = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda _, args, __: projected.append(args[0].shape))
+    try:
+        sums, counts = scoring.response_nll(model, rows, collate, batch_size=3)
+    finally:
+        hook.remove()
+    return sums, counts, sum(shape[:-1].numel() for shape in projected)
+
+
+def test_scores_per_row_are_the_same_either_way_and_the_head_sees_the_targets_alone(
+    rows, model, smollm_tokenizer, monkeypatch
+):
     collate = scoring.collator(smollm_tokenizer)
-    sums, counts = scoring.response_nll(model, rows, collate, batch_size=3)
+    sums, counts, projected = scores_and_head_positions(model, rows, collate)
     monkeypatch.setattr(answer_logits, "supported", lambda _: False)
-    every_sums, every_counts = scoring.response_nll(model, rows, collate, batch_size=3)
+    every_sums, every_counts, every_projected = scores_and_head_positions(model, rows, collate)
     np.testing.assert_array_equal(counts, every_counts)
     np.testing.assert_allclose(sums, every_sums, rtol=1e-5)
     assert (counts == [sum(label != chat.IGNORE for label in labels) for labels in rows["labels"]]).all()
+    assert projected == counts.sum() < sum(rows["length"]) <= every_projected
 
 
 def test_a_model_with_code_of_its_own_gets_every_logit(tiny_llama, smollm_tokenizer):
