@@ -5,7 +5,9 @@ model whose own code would not read the mask."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -39,18 +41,27 @@ def model(tiny_llama):
     return LlamaForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).train()
 
 
+@contextlib.contextmanager
+def head_positions(model) -> Iterator[list[int]]:
+    """A list that gets, for every call of ``model``'s LM head meanwhile, how many positions it projected."""
+    projected = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda _, args, __: projected.append(args[0].shape[:-1].numel())
+    )
+    try:
+        yield projected
+    finally:
+        hook.remove()
+
+
 def loss_and_gradients(model, batch) -> tuple[float, dict, int]:
     """The loss of ``batch``, the gradients it leaves, and how many positions the LM head projected."""
-    projected = []
-    hook = model.get_output_embeddings().register_forward_hook(lambda _, args, __: projected.append(args[0].shape))
-    try:
+    with head_positions(model) as projected:
         model.zero_grad()
         loss = model(**batch).loss
         loss.backward()
-    finally:
-        hook.remove()
-    (shape,) = projected
-    return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters()}, shape[:-1].numel()
+    (count,) = projected
+    return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters()}, count
 
 
 def test_the_loss_and_gradients_are_those_of_every_logit_and_the_head_sees_the_targets_alone(
@@ -82,13 +93,9 @@ def test_packed_rows_keep_their_loss_with_logits_at_the_targets_only(rows, model
 
 def scores_and_head_positions(model, rows, collate) -> tuple[np.ndarray, np.ndarray, int]:
     """``response_nll``'s per-row sums and counts, and how many positions the LM head projected."""
-    projected = []
-    hook = model.get_output_embeddings().register_forward_hook(lambda _, args, __: projected.append(args[0].shape))
-    try:
+    with head_positions(model) as projected:
         sums, counts = scoring.response_nll(model, rows, collate, batch_size=3)
-    finally:
-        hook.remove()
-    return sums, counts, sum(shape[:-1].numel() for shape in projected)
+    return sums, counts, sum(projected)
 
 
 def test_scores_per_row_are_the_same_either_way_and_the_head_sees_the_targets_alone(

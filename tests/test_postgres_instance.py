@@ -229,6 +229,33 @@ def storage(project) -> Iterator:
         yield instance.event_log_storage
 
 
+def second_claim_paused(storage, pool: str, at: tuple[str, str], meanwhile) -> ConcurrencySlotStatus:
+    """The second run's claim of ``pool``'s slot, in a thread of its own, paused at its first
+    statement that begins with ``at[1]`` (``at[0]``: ``before_cursor_execute`` or
+    ``after_cursor_execute``) while this thread calls ``meanwhile``; its claim status."""
+    event, statement_start = at
+    paused, resume, said = threading.Event(), threading.Event(), []
+
+    def pause(conn, cursor, statement, *_):
+        if threading.current_thread().name == "second" and statement.lstrip().startswith(statement_start):
+            paused.set()
+            resume.wait(30)
+
+    second = threading.Thread(
+        name="second", target=lambda: said.append(storage.claim_concurrency_slot(pool, "second", "train"))
+    )
+    sqlalchemy.event.listen(storage._engine, event, pause)
+    try:
+        second.start()
+        assert paused.wait(30), f"the second claim never came to {statement_start}"
+        meanwhile()
+        resume.set()
+        second.join(30)
+    finally:
+        sqlalchemy.event.remove(storage._engine, event, pause)
+    return said[0].slot_status
+
+
 def replay_two_claims_of_one_slot(storage, pool: str) -> dict[str, ConcurrencySlotStatus]:
     """The race CI met, replayed step by step: two runs' trainings both assigned to the pool's one
     slot (Dagster's assignment counts free slots without a lock); the second reads the slot free,
@@ -236,28 +263,15 @@ def replay_two_claims_of_one_slot(storage, pool: str) -> dict[str, ConcurrencySl
     storage.set_concurrency_slots(pool, 1)
     for run_id in ("first", "second"):
         storage.add_pending_step(pool, run_id, "train", should_assign=True)
-    read_free, taken = threading.Event(), threading.Event()
-
-    def pause_after_the_read(conn, cursor, statement, *_):
-        if threading.current_thread().name == "second" and statement.lstrip().startswith("SELECT concurrency_slots.id"):
-            read_free.set()
-            taken.wait(30)
-
     said = {}
-    second = threading.Thread(
-        name="second", target=lambda: said.update(second=storage.claim_concurrency_slot(pool, "second", "train"))
+    said["second"] = second_claim_paused(
+        storage,
+        pool,
+        ("after_cursor_execute", "SELECT concurrency_slots.id"),
+        lambda: said.update(first=storage.claim_concurrency_slot(pool, "first", "train").slot_status),
     )
-    sqlalchemy.event.listen(storage._engine, "after_cursor_execute", pause_after_the_read)
-    try:
-        second.start()
-        assert read_free.wait(30), "the second claim never read the slot"
-        said["first"] = storage.claim_concurrency_slot(pool, "first", "train")
-        taken.set()
-        second.join(30)
-    finally:
-        sqlalchemy.event.remove(storage._engine, "after_cursor_execute", pause_after_the_read)
     [holder] = storage.get_concurrency_info(pool).claimed_slots
-    return {run_id: status.slot_status for run_id, status in said.items()} | {"holder": holder.run_id}
+    return said | {"holder": holder.run_id}
 
 
 def test_two_trainings_claiming_the_one_slot_at_once_run_one_after_the_other(storage, monkeypatch, tmp_path):
@@ -284,28 +298,13 @@ def replay_a_free_before_the_queueing(storage, pool: str) -> list[ConcurrencySlo
     statuses: as it is queued, and at the claim check after."""
     storage.set_concurrency_slots(pool, 1)
     assert storage.claim_concurrency_slot(pool, "first", "train").is_claimed
-    counted, freed = threading.Event(), threading.Event()
-
-    def pause_before_the_queueing(conn, cursor, statement, *_):
-        if threading.current_thread().name == "second" and statement.lstrip().startswith("INSERT INTO pending_steps"):
-            counted.set()
-            freed.wait(30)
-
-    said = []
-    second = threading.Thread(
-        name="second", target=lambda: said.append(storage.claim_concurrency_slot(pool, "second", "train"))
+    queued = second_claim_paused(
+        storage,
+        pool,
+        ("before_cursor_execute", "INSERT INTO pending_steps"),
+        lambda: storage.free_concurrency_slot_for_step("first", "train"),
     )
-    sqlalchemy.event.listen(storage._engine, "before_cursor_execute", pause_before_the_queueing)
-    try:
-        second.start()
-        assert counted.wait(30), "the second claim never came to its queueing"
-        storage.free_concurrency_slot_for_step("first", "train")
-        freed.set()
-        second.join(30)
-    finally:
-        sqlalchemy.event.remove(storage._engine, "before_cursor_execute", pause_before_the_queueing)
-    said.append(storage.claim_concurrency_slot(pool, "second", "train"))
-    return [status.slot_status for status in said]
+    return [queued, storage.claim_concurrency_slot(pool, "second", "train").slot_status]
 
 
 def test_a_slot_freed_while_a_training_was_being_queued_goes_to_it(storage, monkeypatch, tmp_path):
