@@ -38,16 +38,13 @@ def train_side(name: str, rows: int, splits: str, targets_only: bool):
     """One side: a callable that trains into a scratch folder and returns the training figures."""
 
     def run(out: Path) -> dict:
-        from finetune_assets.tasks import get_task
         from finetune_assets.tasks.causal_lm import answer_logits
-        from finetune_assets.training.trainer import train
 
         supported = answer_logits.supported
         if not targets_only:
             answer_logits.supported = lambda _model: False
         try:
-            out.mkdir(parents=True)
-            figures = train(get_task(recipe_for(name, rows)), Path(splits), out, logging.getLogger("answer-logits"))
+            figures = common.train_once(recipe_for(name, rows), splits, out, "answer-logits")
         finally:
             answer_logits.supported = supported
         assert figures["logits_at_targets_only"] is targets_only, figures  # each side ran as named

@@ -166,6 +166,18 @@ def prepared_splits_and_base(recipe, work: Path) -> tuple[str, str]:
     return upstream[0].path, sources.model_location(recipe.base_model, recipe.source_file.parent)
 
 
+def train_once(recipe, splits: str, out: Path, log_name: str) -> dict:
+    """The pipeline's own training of ``recipe`` on the tokenized ``splits`` into the new folder
+    ``out``, in this process: the training figures ``finetune_assets.training.trainer.train`` returns."""
+    import logging
+
+    from finetune_assets.tasks import get_task
+    from finetune_assets.training.trainer import train
+
+    out.mkdir(parents=True)
+    return train(get_task(recipe), Path(splits), out, logging.getLogger(log_name))
+
+
 def cpu_model() -> str:
     """The CPU's model name as ``/proc/cpuinfo`` gives it (figures name the CPU they come from)."""
     with contextlib.suppress(OSError):

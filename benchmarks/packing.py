@@ -47,11 +47,7 @@ def train_side(packing: bool, rows: int, splits: str, grouped: bool):
     """One side: a callable that trains into a scratch folder and returns the training figures."""
 
     def run(out: Path) -> dict:
-        from finetune_assets.tasks import get_task
-        from finetune_assets.training.trainer import train
-
-        out.mkdir(parents=True)
-        return train(get_task(recipe_for(rows, packing, grouped)), Path(splits), out, logging.getLogger("packing"))
+        return common.train_once(recipe_for(rows, packing, grouped), splits, out, "packing")
 
     return run
 
