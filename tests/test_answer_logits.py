@@ -81,9 +81,11 @@ def test_the_loss_and_gradients_are_those_of_every_logit_and_the_head_sees_the_t
         torch.testing.assert_close(value, every_grad[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_packed_rows_keep_their_loss_with_logits_at_the_targets_only(rows, model, smollm_tokenizer):
-    packed_rows = list(packing.pack(rows, 96))
-    packed = packing.PackedCollator(smollm_tokenizer.pad_token_id)
+@pytest.mark.parametrize("shared_prompt", [False, True])
+def test_packed_rows_keep_their_loss_with_logits_at_the_targets_only(rows, model, smollm_tokenizer, shared_prompt):
+    shared = packing.shared_prompt_length(rows) if shared_prompt else 0
+    packed_rows = list(packing.pack(rows, 96, shared))
+    packed = packing.PackedCollator(smollm_tokenizer.pad_token_id, shared)
     every_loss, _, _ = loss_and_gradients(model, packed(packed_rows))
     batch = answer_logits.AnswerLogits(packed)(packed_rows)
     loss, _, count = loss_and_gradients(model, batch)

@@ -5,8 +5,6 @@ frozen layers of a LoRA base held in bf16 multiply exactly as autocast did."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -128,33 +126,33 @@ def tiny_llama_model(tiny_llama):
     return AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).train()
 
 
+@pytest.mark.parametrize("shared_prompt", [False, True])
 def test_a_packed_row_under_bf16_training_attends_only_within_its_examples(
-    tiny_llama_model, smollm_tokenizer, fused_calls
+    tiny_llama_model, smollm_tokenizer, fused_calls, shared_prompt
 ):
-    """The packing guarantee (``tests/test_packing.py``, float32) holds on the products' path: each
-    example's logits in a packed row are its logits alone, up to bf16 rounding."""
+    """The packing guarantee (``tests/test_packing.py``, float32) holds on the products' path, with
+    and without the shared prompt's 4D mask: each example's logits in a packed row are its logits
+    alone, up to bf16 rounding."""
     from datasets import Dataset
+    from test_packing import each_example
 
     pairs = [("Hi", "Hello!"), ("Can you count?", "One, two, three."), ("Bye", "See you."), ("Who?", "Me.")]
-    examples = [chat.encode(smollm_tokenizer, chat.conversation(q, a), 96) for q, a in pairs]
-    rows = packing.pack(Dataset.from_list(examples), attention.TRAINING_MAX_KEYS)
+    examples = Dataset.from_list([chat.encode(smollm_tokenizer, chat.conversation(q, a), 96) for q, a in pairs])
+    shared = packing.shared_prompt_length(examples) if shared_prompt else 0
+    rows = packing.pack(examples, attention.TRAINING_MAX_KEYS, shared)
     assert max(rows["examples"]) > 1, "some row holds several examples"
-    batch = packing.PackedCollator(smollm_tokenizer.pad_token_id)(list(rows))
+    batch = packing.PackedCollator(smollm_tokenizer.pad_token_id, shared)(list(rows))
     batch.pop("labels")
     alone = {}
     with attention.product_attention(tiny_llama_model), torch.autocast("cpu", dtype=torch.bfloat16):
         packed = tiny_llama_model(**batch).logits.float()
-        for example in examples:
-            ids = tuple(example["input_ids"])
-            alone[ids] = tiny_llama_model(input_ids=torch.tensor([ids])).logits[0].float()
+        for ids in examples["input_ids"]:
+            alone[tuple(ids)] = tiny_llama_model(input_ids=torch.tensor([ids])).logits[0].float()
     seen = 0
-    for row, positions in enumerate(batch["position_ids"].tolist()):
-        starts = [i for i, position in enumerate(positions) if position == 0] + [len(positions)]
-        for start, end in itertools.pairwise(starts):
-            ids = tuple(batch["input_ids"][row, start:end].tolist())
-            if ids in alone:  # else the padding at the row's end
-                torch.testing.assert_close(packed[row, start:end], alone[ids], atol=5e-2, rtol=5e-2)
-                seen += 1
+    for row, start, end, ids in each_example(rows, shared):
+        torch.testing.assert_close(packed[row, start:end], alone[ids][shared:], atol=5e-2, rtol=5e-2)
+        torch.testing.assert_close(packed[row, :shared], alone[ids][:shared], atol=5e-2, rtol=5e-2)
+        seen += 1
     assert seen == len(examples)
     assert fused_calls == [] and tiny_llama_model.config._attn_implementation == "sdpa"
 

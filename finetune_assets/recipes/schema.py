@@ -147,8 +147,8 @@ class TrainingSpec(_Strict):
     packing: bool = Field(
         False,
         description="task instruction: whole examples packed into rows of max_length, none attending to "
-        "another (position ids restart per example); batch_size then counts packed rows. See "
-        "finetune_assets/tasks/causal_lm/packing.py",
+        "another, the prompt beginning they all share held once per row where the attention takes a 4D "
+        "mask; batch_size then counts packed rows. See finetune_assets/tasks/causal_lm/packing.py",
     )
     logging_steps: int = Field(10, gt=0, description="optimizer steps between logged training losses")
     save_steps: float = Field(
