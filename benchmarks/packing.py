@@ -10,18 +10,23 @@ own data stages).
 
 Both sides run the project's own ``finetune_assets.training.trainer.train`` on the same training rows
 for one epoch, in this process, alternating (``--repeats``; each side's fastest run is kept).
-Tokens/s counts the rows' real tokens (no padding) over the Trainer's training time; under packing
-``batch_size`` counts packed rows, so the packed side takes fewer, fuller steps. The padding shares
-are the packed run's own figures (one epoch of batches padded to their longest row, drawn as the
-Trainer draws them). The loss check scores the base model once on the same rows, unpacked (padded
-batch with attention mask) and packed (position ids, no mask): the two means over the answer tokens
-must agree to float32 rounding. The recipe groups its batches by length (the default), which leaves
-unpacked batches little padding; ``--ungrouped`` draws both sides' batches at random instead, as a
-recipe with ``group_by_length: false`` does.
+Tokens/s counts the examples' own tokens (no padding, each example's prompt in full) over the
+Trainer's training time; under packing ``batch_size`` counts packed rows, so the packed side takes
+fewer, fuller steps. Packed rows hold the prompt beginning every example shares (SmolLM2's default
+system prompt and the user turn's opening) once per row, as training does where the attention takes
+a 4D mask; ``--without-shared-prompt`` packs every example's prompt in full, to show what each part
+buys. The padding shares and ``packed_tokens_per_example_token`` (the tokens a packed epoch
+computes, padding left out, per token of the examples) are the packed run's own figures (one epoch
+of batches padded to their longest row, drawn as the Trainer draws them). The loss check scores the
+base model once on the same rows, unpacked (padded batch with attention mask) and packed: the two
+means over the answer tokens must agree to float32 rounding. The recipe groups its batches by
+length (the default), which leaves unpacked batches little padding; ``--ungrouped`` draws both
+sides' batches at random instead, as a recipe with ``group_by_length: false`` does.
 
     .venv/bin/python benchmarks/packing.py --quick   # 32 training rows, one run per side
     .venv/bin/python benchmarks/packing.py           # 160 training rows, 2 runs per side
     .venv/bin/python benchmarks/packing.py --ungrouped   # the same, batches drawn at random
+    .venv/bin/python benchmarks/packing.py --without-shared-prompt   # every example's prompt in full
 """
 
 from __future__ import annotations
@@ -67,8 +72,9 @@ def same_rows_loss(splits: str, rows: int) -> dict:
     model, tokenizer = task.load_model(task.base_location).train(), load_tokenizer(task.base_location, task.recipe)
     examples = take(load_from_disk(splits)["train"], rows, task.recipe.training.seed).select(range(min(rows, 16)))
     unpacked = collator(tokenizer)(list(examples.select_columns(["input_ids", "attention_mask", "labels"])))
-    packed = packing.PackedCollator(tokenizer.pad_token_id)(
-        list(packing.pack(examples, task.recipe.training.max_length))
+    shared = packing.shared_prompt_length(examples) if packing.takes_a_shared_prompt(model) else 0
+    packed = packing.PackedCollator(tokenizer.pad_token_id, shared)(
+        list(packing.pack(examples, task.recipe.training.max_length, shared))
     )
     with torch.no_grad():
         loss = {name: model(**batch).loss.item() for name, batch in (("unpacked", unpacked), ("packed", packed))}
@@ -86,8 +92,17 @@ def main() -> None:
         action="store_true",
         help="both sides draw their batches at random (group_by_length: false), as a recipe without length grouping",
     )
+    cli.add_argument(
+        "--without-shared-prompt",
+        action="store_true",
+        help="packed rows hold every example's prompt in full, as where the model's attention takes no 4D mask",
+    )
     common.add_repeats(cli)
     args = cli.parse_args()
+    if args.without_shared_prompt:
+        from finetune_assets.tasks.causal_lm import packing
+
+        packing.takes_a_shared_prompt = lambda model: False
     rows = args.rows or (32 if args.quick else 160)
     repeats = args.repeats if args.repeats > 1 or args.quick else 2
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -127,6 +142,8 @@ def figures(rows: int, repeats: int, tokens: int, best: dict, loss: dict, groupe
         **{f"{name}_train_seconds": round(run["train_seconds"], 1) for name, run in best.items()},
         **{f"{name}_tokens_per_second": round(value, 1) for name, value in per_second.items()},
         "examples_per_packed_row": packed["examples_per_packed_row"],
+        "shared_prompt_tokens": packed["shared_prompt_tokens"],
+        "packed_tokens_per_example_token": packed["packed_tokens_per_example_token"],
         "padding_share_unpacked": packed["padding_share_unpacked"],
         "padding_share_packed": packed["padding_share_packed"],
         **loss,
