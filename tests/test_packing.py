@@ -124,7 +124,8 @@ def test_the_shared_beginning_stops_before_any_target_and_leaves_each_example_a_
     assert packing.shared_prompt_length(rows(([1, 2, 8, 4], [*prompt, 4]), ([1, 2, 9, 4], [*prompt, 4]))) == 2
     assert packing.shared_prompt_length(rows(([1, 2, 3, 4], [chat.IGNORE, 2, 3, 4]), ([1, 2, 3, 4], prompt + [4]))) == 0
     assert packing.shared_prompt_length(rows(([7, 2, 3, 4], [*prompt, 4]), ([1, 2, 3, 4], [*prompt, 4]))) == 0
-    assert packing.shared_prompt_length(Dataset.from_dict({"input_ids": [], "labels": []})) == 0
+    empty = Dataset.from_dict({"input_ids": [], "labels": []})
+    assert packing.shared_prompt_length(empty) == 0 and len(packing.pack(empty, 96)) == 0
 
 
 def test_only_attention_that_takes_a_boolean_mask_shares_the_prompt(tiny_llama):

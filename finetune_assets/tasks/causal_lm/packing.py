@@ -95,13 +95,15 @@ def pack(rows: Dataset, max_length: int, shared: int = 0) -> Dataset:
     from transformers import DataCollatorWithFlattening
     from trl import pack_dataset
 
+    packed = {name: [] for name in (*PACKED_COLUMNS, "examples")}
+    if not len(rows):  # a split with no rows (TRL's packer needs one)
+        return Dataset.from_dict(packed)
     columns = rows.select_columns(["input_ids", "labels"])
     if shared:
         columns = Dataset.from_dict({name: [values[shared:] for values in columns[name]] for name in columns.features})
     binned = pack_dataset(columns, max_length - shared, strategy="bfd")
     flatten = DataCollatorWithFlattening(return_tensors="np")
-    beginning = rows[0]["input_ids"][:shared] if shared else []
-    packed = {name: [] for name in (*PACKED_COLUMNS, "examples")}
+    beginning = rows[0]["input_ids"][:shared]
     for row in binned:
         starts = [0, *itertools.accumulate(row["seq_lengths"])]
         examples = [
