@@ -72,7 +72,7 @@ def same_rows_loss(splits: str, rows: int) -> dict:
     model, tokenizer = task.load_model(task.base_location).train(), load_tokenizer(task.base_location, task.recipe)
     examples = take(load_from_disk(splits)["train"], rows, task.recipe.training.seed).select(range(min(rows, 16)))
     unpacked = collator(tokenizer)(list(examples.select_columns(["input_ids", "attention_mask", "labels"])))
-    shared = packing.shared_prompt_length(examples) if packing.takes_a_shared_prompt(model) else 0
+    shared = packing.shared_prompt_for(model, examples)
     packed = packing.PackedCollator(tokenizer.pad_token_id, shared)(
         list(packing.pack(examples, task.recipe.training.max_length, shared))
     )

@@ -140,15 +140,6 @@ def test_only_attention_that_takes_a_boolean_mask_shares_the_prompt(tiny_llama):
     assert shares("sdpa") and shares(attention.NAME) and not shares("eager")
 
 
-def loss_and_gradients(model, batch) -> tuple[float, dict]:
-    model.zero_grad(set_to_none=True)
-    loss = model(**batch).loss
-    loss.backward()
-    gradients = {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
-    return loss.item(), gradients
-
-
 @pytest.mark.parametrize("shared_prompt", [False, True])
 def test_the_loss_and_gradients_on_the_same_rows_are_the_same_packed_and_unpacked(
     examples, model, smollm_tokenizer, shared_prompt
@@ -159,8 +150,10 @@ def test_the_loss_and_gradients_on_the_same_rows_are_the_same_packed_and_unpacke
     unpacked = collator(smollm_tokenizer)(list(examples.select_columns(["input_ids", "attention_mask", "labels"])))
     packed = packing.PackedCollator(smollm_tokenizer.pad_token_id, shared)(list(packing.pack(examples, 96, shared)))
     assert (packed["labels"] != chat.IGNORE).sum() == (unpacked["labels"][:, 1:] != chat.IGNORE).sum()
-    loss, gradients = loss_and_gradients(model, unpacked)
-    packed_loss, packed_gradients = loss_and_gradients(model, packed)
+    from test_answer_logits import loss_and_gradients
+
+    loss, gradients, _ = loss_and_gradients(model, unpacked)
+    packed_loss, packed_gradients, _ = loss_and_gradients(model, packed)
     assert packed_loss == pytest.approx(loss, rel=1e-5)
     for name, gradient in gradients.items():
         torch.testing.assert_close(packed_gradients[name], gradient, rtol=1e-4, atol=1e-6, msg=name)

@@ -183,22 +183,28 @@ def takes_a_shared_prompt(model) -> bool:
     return getattr(model.config, "_attn_implementation", None) in ("sdpa", attention.NAME)
 
 
+def shared_prompt_for(model, *splits: Dataset) -> int:
+    """The tokens of prompt a packed row holds once for its examples: those every row of ``splits``
+    begins with where ``model`` takes the mask that needs (:func:`takes_a_shared_prompt`), else none."""
+    return shared_prompt_length(*splits) if takes_a_shared_prompt(model) else 0
+
+
 def pack_for_training(rows: tuple[Dataset, Dataset], tokenizer, model, spec: TrainingSpec, processes: int) -> Packed:
     """The training and validation rows packed for the Trainer (their shared prompt once per row
     where ``model`` takes the mask), their collator (logits at the answers only where ``model``
     allows it: :mod:`.answer_logits`), and the padding share of one epoch of batches unpacked (each
     padded to its longest row) and packed."""
-    shared = shared_prompt_length(*rows) if takes_a_shared_prompt(model) else 0
+    shared = shared_prompt_for(model, *rows)
     train, validation = (pack(split, spec.max_length, shared) for split in rows)
     per_device = max(1, spec.batch_size // processes)
-    before = padding_share(rows[0]["input_ids"], per_device, spec.group_by_length, spec.seed)
-    after = padding_share(train["input_ids"], per_device, spec.group_by_length, spec.seed)
-    example_tokens = sum(len(tokens) for tokens in rows[0]["input_ids"])
+    example_ids, packed_ids = rows[0]["input_ids"], train["input_ids"]
+    before = padding_share(example_ids, per_device, spec.group_by_length, spec.seed)
+    after = padding_share(packed_ids, per_device, spec.group_by_length, spec.seed)
     figures = {
         "packed_rows": len(train),
         "examples_per_packed_row": round(len(rows[0]) / len(train), 2),
         "shared_prompt_tokens": shared,
-        "packed_tokens_per_example_token": round(sum(len(tokens) for tokens in train["input_ids"]) / example_tokens, 4),
+        "packed_tokens_per_example_token": round(sum(map(len, packed_ids)) / sum(map(len, example_ids)), 4),
         "padding_share_unpacked": round(before, 4),
         "padding_share_packed": round(after, 4),
     }
