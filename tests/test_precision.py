@@ -164,6 +164,8 @@ def test_resolved_precision_reaches_the_trainer_and_the_evaluation(
     assert figures["attention"] == (attention.NAME if override == "1" else "sdpa"), "short bf16 rows: two products"
     assert figures["frozen_layers_16bit"] == 0, "full fine-tuning freezes nothing"
     assert figures["logits_at_targets_only"] is False, "a classifier has no vocabulary to skip"
+    # embeddings, attention, its output, the feed-forward's output, the classifier: 16-bit draws on a CPU
+    assert figures["dropout_layers_16bit_draws"] == 5
     # the Trainer's own arguments, as its progress callback reads them at the start of training
     started = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training:"))
     assert started.endswith("bf16 mixed precision" if override == "1" else "float32")

@@ -40,6 +40,8 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import sdpa_mask
 
+from finetune_assets.models.dropout import dropout as drop
+
 NAME = "finetune_assets_products"
 TRAINING_MAX_KEYS = 128  # training rows up to this long take the products (see the module docstring)
 
@@ -81,7 +83,7 @@ def two_product_attention(
         scores = _masked(scores, attention_mask, causal)
         probabilities = scores.softmax(dim=-1)
         if module.training and dropout:
-            probabilities = torch.nn.functional.dropout(probabilities, p=dropout)
+            probabilities = drop(probabilities, dropout)  # its mask drawn 16 bits at a time (models/dropout.py)
         probabilities = probabilities.to(dtype).view(batch, kv_heads, heads // kv_heads * length, keys)
         output = torch.matmul(probabilities, value.to(dtype)).view(batch, heads, length, head_dim)
     return output.transpose(1, 2), None

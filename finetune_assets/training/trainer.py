@@ -25,7 +25,7 @@ import torch
 from datasets import Dataset, load_from_disk
 from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback, set_seed
 
-from finetune_assets.models import attention, methods, quantization
+from finetune_assets.models import attention, dropout, methods, quantization
 from finetune_assets.models.tokenizer import load_tokenizer
 from finetune_assets.recipes import Recipe, save_resolved
 from finetune_assets.report import plots
@@ -118,7 +118,7 @@ def _fit(trainer, numerics, resume: tuple[int, Path] | None):
     """The Trainer's result, its seconds, and how the run computed where the precision makes a
     difference: a LoRA base's frozen layers held in 16 bits (:meth:`Precision.for_training`), and 16-bit
     attention on a CPU as two products where the fused kernel is slow (:mod:`finetune_assets.models.attention`);
-    and whether a causal LM's logits were computed at its targets only
+    dropout's masks on a CPU drawn 16 bits at a time (:mod:`finetune_assets.models.dropout`); and whether a causal LM's logits were computed at its targets only
     (:mod:`finetune_assets.tasks.causal_lm.answer_logits`). A failure carries the step it reached, for the failure record (:mod:`finetune_assets.training.failure`)."""
     model = trainer.model
     kernels = {
@@ -126,13 +126,18 @@ def _fit(trainer, numerics, resume: tuple[int, Path] | None):
         "logits_at_targets_only": getattr(trainer.data_collator, "logits_at_targets_only", False),
     }
     started = time.monotonic()
-    with attention.product_attention(model, enabled=numerics.device == "cpu" and numerics.name != "fp32") as products:
+    on_cpu = numerics.device == "cpu"
+    with (
+        attention.product_attention(model, enabled=on_cpu and numerics.name != "fp32") as products,
+        dropout.cpu_dropout(model, enabled=on_cpu) as switched,
+    ):
         try:
             result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
         except Exception as error:
             error.training_step = trainer.state.global_step
             raise
     kernels["attention"] = attention.NAME if products else model.config._attn_implementation
+    kernels["dropout_layers_16bit_draws"] = switched
     return result, time.monotonic() - started, kernels
 
 
