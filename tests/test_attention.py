@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from finetune_assets.models import attention
+from finetune_assets.models import attention, dropout
 from finetune_assets.models.precision import Precision
 from finetune_assets.tasks.causal_lm import chat, packing
 
@@ -118,6 +118,22 @@ def test_attention_dropout_drops_probabilities_in_training_only(fused_calls):
     step = (query[:, :, :1], key, value)
     kept, _ = attention.two_product_attention(layer.eval(), *step, None, dropout=0.5)
     torch.testing.assert_close(kept, attention.two_product_attention(layer, *step, None)[0])
+    assert fused_calls == []
+
+
+def test_attention_dropout_draws_its_masks_16_bits_at_a_time(fused_calls):
+    """The products drop attention probabilities with finetune_assets/models/dropout.py's draws: with
+    the values an identity, the output is the probabilities, zero exactly where that mask drops."""
+    torch.manual_seed(0)
+    query, key = (torch.randn(2, 2, 16, 16, dtype=torch.bfloat16) for _ in range(2))
+    value = torch.eye(16, dtype=torch.bfloat16).expand(2, 2, 16, 16)
+    layer = torch.nn.Module().train()
+    layer.is_causal = False
+    torch.manual_seed(1)
+    output, _ = attention.two_product_attention(layer, query, key, value, None, dropout=0.25)
+    torch.manual_seed(1)  # the same draws, shaped as the products' (batch, kv heads, groups, rows, keys)
+    keep, _ = dropout.keep_mask(torch.Size([2, 2, 1, 16, 16]), torch.bfloat16, 0.25)
+    assert torch.equal(output.transpose(1, 2) != 0, keep.view(2, 2, 16, 16).bool())
     assert fused_calls == []
 
 
