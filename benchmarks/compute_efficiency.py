@@ -220,7 +220,7 @@ def training_flops(
 
     # the trainer's attention (each call decides: two products on short rows on a CPU in 16 bits) and
     # its dropout (masks drawn 16 bits at a time on a CPU)
-    with attention.product_attention(model), dropout.cpu_dropout(model, enabled=device == "cpu"):
+    with attention.product_attention(model), dropout.cpu_dropout(model, enabled=device == "cpu" and not compiled):
         with common.stopwatch() as warm_up:  # first-call allocations, optimizer state, the compile
             for batch in batches[:warm_ups]:
                 step(batch)

@@ -14,7 +14,8 @@ scaled by the exact inverse of the kept share, so the expected output is the inp
 The generator is torch's default CPU one, so ``torch.manual_seed`` repeats a run's masks, and
 activation checkpointing, which restores the generator's state before it recomputes a forward,
 recomputes the same masks (``tests/test_dropout.py`` holds both). On a GPU torch's own fused dropout
-stays: it draws in parallel.
+stays: it draws in parallel, and so does a compiled model (``training.compile``), whose inductor
+fuses the mask into its own kernels.
 
 The trainer switches a model's ``nn.Dropout`` layers to :class:`CpuDropout` for a run
 (:func:`cpu_dropout`, which switches them back); 16-bit attention on a CPU calls :func:`dropout`
@@ -59,10 +60,11 @@ class _MaskedDropout(torch.autograd.Function):
 
 def dropout(inputs: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``torch.nn.functional.dropout(inputs, p, training)``, with the mask drawn 16 bits at a time on
-    a CPU where ``p`` rounds to a share of 65536 strictly between none and all; torch's own elsewhere."""
+    a CPU where ``p`` rounds to a share of 65536 strictly between none and all; torch's own elsewhere,
+    and under ``torch.compile``, whose inductor draws and applies the mask in its own fused kernels."""
     if not training or p == 0:
         return inputs
-    if inputs.device.type != "cpu" or not 0 < round(p * DRAWS) < DRAWS:
+    if inputs.device.type != "cpu" or not 0 < round(p * DRAWS) < DRAWS or torch.compiler.is_compiling():
         return torch.nn.functional.dropout(inputs, p, training)
     return _MaskedDropout.apply(inputs, p)
 

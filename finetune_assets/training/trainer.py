@@ -129,7 +129,7 @@ def _fit(trainer, numerics, resume: tuple[int, Path] | None):
     on_cpu = numerics.device == "cpu"
     with (
         attention.product_attention(model, enabled=on_cpu and numerics.name != "fp32") as products,
-        dropout.cpu_dropout(model, enabled=on_cpu) as switched,
+        dropout.cpu_dropout(model, enabled=on_cpu and not trainer.args.torch_compile) as switched,
     ):
         try:
             result = trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
