@@ -206,18 +206,7 @@ def training_flops(
     then profile the remaining batches, split evenly between ``profiles`` (name: autocast dtype or None)."""
     model, batches = work.model, work.batches
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=True)
-    forward = torch.compile(model) if compiled else model
-    model.train()
-
-    def step(batch, dtype=autocast):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device_type=device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            loss = forward(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    step = training_step(model, trainable, device, autocast, compiled)
     # the trainer's attention (each call decides: two products on short rows on a CPU in 16 bits) and
     # its dropout (masks drawn 16 bits at a time on a CPU)
     with attention.product_attention(model), dropout.cpu_dropout(model, enabled=device == "cpu" and not compiled):
@@ -246,6 +235,25 @@ def training_flops(
     if profiled:
         figures["profile"] = profiled
     return figures
+
+
+def training_step(model, trainable: list, device: str, autocast, compiled: bool = False):
+    """A function that takes one training step of ``model`` on a batch: autocast in its ``dtype``
+    (``autocast`` unless given; None: none), the backward, then fused AdamW on ``trainable``; the
+    model ``torch.compile``d where ``compiled``."""
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=True)
+    forward = torch.compile(model) if compiled else model
+    model.train()
+
+    def step(batch, dtype=autocast):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type=device, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = forward(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
 
 
 def timed_steps(step, batches: list[dict], device: str) -> tuple[float, float | None]:

@@ -60,22 +60,15 @@ def torch_dropout():
 def step_seconds(work: workloads.Workload, warm_ups: int, autocast) -> dict:
     """Seconds of ``work``'s batches after ``warm_ups``, each stepped with torch's dropout and then
     with 16-bit draws (the same shapes, the same model training on)."""
-    model = work.model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
-    sides = {
-        "torch": lambda: torch_dropout(),
-        "16bit": lambda: dropout.cpu_dropout(model),
-    }
+    model = work.model
+    step = workloads.training_step(model, [p for p in model.parameters() if p.requires_grad], "cpu", autocast)
+    sides = {"torch": torch_dropout, "16bit": lambda: dropout.cpu_dropout(model)}
     seconds = dict.fromkeys(sides, 0.0)
     with attention.product_attention(model):
         for number, batch in enumerate(work.batches):
             for name, side in sides.items():
                 with side(), common.stopwatch() as took:
-                    with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-                        loss = model(**batch).loss
-                    loss.backward()
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    step(batch)
                 if number >= warm_ups:
                     seconds[name] += took()
     steps = len(work.batches) - warm_ups

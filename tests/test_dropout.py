@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from finetune_assets.models import dropout
 
@@ -57,12 +57,6 @@ def test_no_dropout_where_torch_would_not_drop_and_torchs_own_at_the_ends():
     assert dropout.dropout(torch.ones(5, 7, 3), 0.5).shape == (5, 7, 3), "sizes not a multiple of four"
 
 
-def tiny_bert_classifier() -> BertForSequenceClassification:
-    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    torch.manual_seed(0)
-    return BertForSequenceClassification(config).train()
-
-
 def gradients(model, batch, checkpointing: bool, seed: int = 7) -> list[torch.Tensor]:
     if checkpointing:
         model.gradient_checkpointing_enable()
@@ -74,9 +68,9 @@ def gradients(model, batch, checkpointing: bool, seed: int = 7) -> list[torch.Te
     return [parameter.grad.clone() for parameter in model.parameters() if parameter.grad is not None]
 
 
-def test_activation_checkpointing_recomputes_the_same_masks():
-    model = tiny_bert_classifier()
-    batch = {"input_ids": torch.randint(1, 50, (4, 12)), "labels": torch.tensor([0, 1, 1, 0])}
+def test_activation_checkpointing_recomputes_the_same_masks(tiny_bert):
+    model = BertForSequenceClassification.from_pretrained(tiny_bert).train()
+    batch = {"input_ids": torch.randint(1000, 2000, (4, 12)), "labels": torch.tensor([0, 1, 1, 0])}
     with dropout.cpu_dropout(model) as switched:
         assert switched == sum(type(m) is dropout.CpuDropout for m in model.modules()) > 0
         plain = gradients(model, batch, checkpointing=False)

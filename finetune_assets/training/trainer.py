@@ -118,7 +118,8 @@ def _fit(trainer, numerics, resume: tuple[int, Path] | None):
     """The Trainer's result, its seconds, and how the run computed where the precision makes a
     difference: a LoRA base's frozen layers held in 16 bits (:meth:`Precision.for_training`), and 16-bit
     attention on a CPU as two products where the fused kernel is slow (:mod:`finetune_assets.models.attention`);
-    dropout's masks on a CPU drawn 16 bits at a time (:mod:`finetune_assets.models.dropout`); and whether a causal LM's logits were computed at its targets only
+    dropout's masks on a CPU drawn 16 bits at a time (:mod:`finetune_assets.models.dropout`); and
+    whether a causal LM's logits were computed at its targets only
     (:mod:`finetune_assets.tasks.causal_lm.answer_logits`). A failure carries the step it reached, for the failure record (:mod:`finetune_assets.training.failure`)."""
     model = trainer.model
     kernels = {
