@@ -84,6 +84,41 @@ def test_a_short_training_row_under_autocast_matches_float32_attention_and_its_g
         torch.testing.assert_close(got.float(), want, atol=5e-2, rtol=5e-2)
 
 
+ELEMENTWISE = {"aten::" + name for name in ("add", "add_", "mul", "mul_", "masked_fill", "masked_fill_", "fill_")}
+PASSES = ELEMENTWISE | {"aten::copy_", "aten::clone", "aten::_softmax", "aten::_softmax_backward_data"}
+
+
+def test_the_scores_take_one_pass_before_the_softmax_and_none_after_it_in_the_backward():
+    """Between the two products, forward and backward, the only passes over a tensor the size of the
+    scores are the mask added in place, the softmax and its backward, and the probabilities' casts to
+    the values' dtype and back: no scale over the scores, no ``masked_fill`` (five times slower than
+    an add), and no zeroed scores-sized gradient that autograd builds for an in-place op on a view."""
+    import math
+
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    batch, heads, kv_heads, length, dim = 3, 4, 2, 20, 16
+    query = torch.randn(batch, heads, length, dim).bfloat16().float()
+    key = torch.randn(batch, kv_heads, length, dim).bfloat16().float().requires_grad_()
+    value = torch.randn(batch, kv_heads, length, dim).bfloat16().requires_grad_()
+    unscaled = query.clone()
+    query.requires_grad_()
+    mask = torch.ones(length, length, dtype=torch.bool).tril().expand(batch, 1, length, length).clone()
+    layer = torch.nn.Module().train()
+    with profile(record_shapes=True) as trace:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output, _ = attention.two_product_attention(layer, query, key, value, mask, scaling=0.3)
+        output.float().square().sum().backward()
+    size, passes = batch * heads * length * length, {}
+    for event in trace.events():
+        shapes = [shape for shape in event.input_shapes if isinstance(shape, list) and shape]
+        if event.name in PASSES and any(math.prod(shape) == size for shape in shapes):
+            passes[event.name] = passes.get(event.name, 0) + 1
+    assert passes == {"aten::add_": 1, "aten::_softmax": 1, "aten::_softmax_backward_data": 1, "aten::copy_": 2}
+    assert torch.equal(query.detach(), unscaled), "the caller's float32 queries are scaled in a copy"
+
+
 def test_the_fused_kernel_keeps_what_it_does_faster(fused_calls):
     """A prompt's or an evaluation's pass (no training), rows longer than TRAINING_MAX_KEYS, float32
     without autocast, and T5's position bias all go to sdpa."""
