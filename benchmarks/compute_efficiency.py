@@ -256,6 +256,20 @@ def training_step(model, trainable: list, device: str, autocast, compiled: bool 
     return step
 
 
+def alternating_step_seconds(step, batches: list[dict], sides: dict, warm_ups: int) -> dict:
+    """Seconds a step of ``batches`` after ``warm_ups`` on each side (name: a function giving the
+    context manager a step runs in), every batch stepped once on each side; which side goes first
+    alternates from batch to batch, as the second of two steps can find caches and memory warm."""
+    seconds = dict.fromkeys(sides, 0.0)
+    for number, batch in enumerate(batches):
+        for name in sorted(sides, reverse=number % 2 == 1):
+            with sides[name](), common.stopwatch() as took:
+                step(batch)
+            if number >= warm_ups:
+                seconds[name] += took()
+    return {name: total / (len(batches) - warm_ups) for name, total in seconds.items()}
+
+
 def timed_steps(step, batches: list[dict], device: str) -> tuple[float, float | None]:
     """Seconds of ``batches``' steps; where they compute logits at the targets only (a causal LM),
     also the seconds of the same steps with every logit, the two alternating step by step (the

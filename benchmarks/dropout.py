@@ -12,8 +12,9 @@ the masks 16 bits at a time; this measures what that buys, side by side in one p
   ``chatbot_sft``'s SmolLM2-135M with its LoRA adapter (LoRA dropout 0.05 on the attention
   projections' inputs), both built as ``benchmarks/compute_efficiency.py`` builds them (its batches,
   the pipeline's precision, fused AdamW, the trainer's attention), each batch stepped once with
-  torch's dropout and once with 16-bit draws, the two alternating step by step. The torch side runs
-  torch's own dropout everywhere, the product attention's included.
+  torch's dropout and once with 16-bit draws, the two alternating step by step (and which goes
+  first, batch by batch). The torch side runs torch's own dropout everywhere, the product
+  attention's included.
 
     .venv/bin/python benchmarks/dropout.py --quick   # under a minute on 2 CPU cores
     .venv/bin/python benchmarks/dropout.py
@@ -58,21 +59,13 @@ def torch_dropout():
 
 
 def step_seconds(work: workloads.Workload, warm_ups: int, autocast) -> dict:
-    """Seconds of ``work``'s batches after ``warm_ups``, each stepped with torch's dropout and then
-    with 16-bit draws (the same shapes, the same model training on)."""
+    """Seconds a step of ``work``'s batches after ``warm_ups``, each batch stepped with torch's
+    dropout and with 16-bit draws (the same shapes, the same model training on)."""
     model = work.model
     step = workloads.training_step(model, [p for p in model.parameters() if p.requires_grad], "cpu", autocast)
     sides = {"torch": torch_dropout, "16bit": lambda: dropout.cpu_dropout(model)}
-    seconds = dict.fromkeys(sides, 0.0)
     with attention.product_attention(model):
-        for number, batch in enumerate(work.batches):
-            for name, side in sides.items():
-                with side(), common.stopwatch() as took:
-                    step(batch)
-                if number >= warm_ups:
-                    seconds[name] += took()
-    steps = len(work.batches) - warm_ups
-    return {name: total / steps for name, total in seconds.items()}
+        return workloads.alternating_step_seconds(step, work.batches, sides, warm_ups)
 
 
 def main() -> None:
