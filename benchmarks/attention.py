@@ -3,10 +3,9 @@ the two plain products the trainer switches to (``finetune_assets/models/attenti
 ``--before <commit>`` against the products as that commit computed them.
 
 Why: the trainer replaces ``sdpa`` with the two products on rows of up to 128 tokens, because on a
-CPU the fused kernel's bf16 backward is slow there; the module's docstring gives the figures this
-reproduces. Each change to the products' elementwise work (the scale, the mask, the casts) is small
-next to a whole step and the machine's speed drifts between runs, so the sides alternate in one
-process:
+CPU the fused kernel's bf16 backward is slow there (the module's docstring). A change to the
+products' elementwise work (the scale, the mask, the casts) is small next to a whole step, and the
+machine's speed drifts between runs, so the sides alternate in one process:
 
 - one attention layer, forward and backward under bf16 autocast, milliseconds, best of several
   runs each, on the shapes the recipes train: MiniLM's (the quickstart: 12 heads, 64 rows of 55
