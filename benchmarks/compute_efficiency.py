@@ -273,13 +273,14 @@ def alternating_step_seconds(step, batches: list[dict], sides: dict, warm_ups: i
 def timed_steps(step, batches: list[dict], device: str) -> tuple[float, float | None]:
     """Seconds of ``batches``' steps; where they compute logits at the targets only (a causal LM),
     also the seconds of the same steps with every logit, the two alternating step by step (the
-    machine's speed drifts more over a run than the difference). Else None."""
+    machine's speed drifts more over a run than the difference), and which goes first batch by
+    batch. Else None."""
     skipped = ("logits_to_keep", "shift_labels")
     both = skipped[0] in batches[0]
     seconds = {"targets": 0.0, "every": 0.0}
-    for batch in batches:
+    for number, batch in enumerate(batches):
         sides = {"targets": batch} | ({"every": {k: v for k, v in batch.items() if k not in skipped}} if both else {})
-        for name, inputs in sides.items():
+        for name, inputs in sorted(sides.items(), reverse=number % 2 == 1):
             with common.stopwatch() as took:
                 step(inputs)
                 sync(device)
