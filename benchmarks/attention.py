@@ -27,6 +27,7 @@ have one) and registers its function beside today's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import subprocess
 import tempfile
@@ -166,17 +167,8 @@ def main() -> None:
             ratio = milliseconds["products"] / milliseconds["before"]
             figures[f"{shape.name}_ratio_products_to_before"] = round(ratio, 3)
     if args.before:
-        with tempfile.TemporaryDirectory(prefix="bench-attention-") as work:
-            built = {
-                "minilm": workloads.minilm(warm_ups + steps, "cpu"),
-                "causal_lm": workloads.smollm_lora(warm_ups + steps, "cpu", Path(work)),
-            }
-            for prefix, workload in built.items():
-                seconds = step_seconds(workload, warm_ups)
-                figures[f"{prefix}_steps"] = steps
-                figures[f"{prefix}_step_seconds_before"] = seconds["before"]
-                figures[f"{prefix}_step_seconds_products"] = seconds["products"]
-                figures[f"{prefix}_ratio_step_products_to_before"] = round(seconds["products"] / seconds["before"], 3)
+        seconds_of = functools.partial(step_seconds, warm_ups=warm_ups)
+        figures.update(workloads.compared_steps(warm_ups, steps, seconds_of, "before", "products"))
     common.print_figures("attention", figures, args.quick)
 
 

@@ -270,6 +270,25 @@ def alternating_step_seconds(step, batches: list[dict], sides: dict, warm_ups: i
     return {name: total / (len(batches) - warm_ups) for name, total in seconds.items()}
 
 
+def compared_steps(warm_ups: int, steps: int, seconds_of, first: str, second: str) -> dict:
+    """The quickstart's MiniLM and ``chatbot_sft``'s LoRA workloads (``warm_ups + steps`` batches
+    each) stepped both ways by ``seconds_of(workload)``, which gives the seconds a step of the sides
+    ``first`` and ``second``: each side's seconds and the ratio second / first, as figures."""
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="bench-steps-") as work:
+        built = {
+            "minilm": minilm(warm_ups + steps, "cpu"),
+            "causal_lm": smollm_lora(warm_ups + steps, "cpu", Path(work)),
+        }
+        for prefix, workload in built.items():
+            seconds = seconds_of(workload)
+            figures[f"{prefix}_steps"] = steps
+            figures[f"{prefix}_step_seconds_{first}"] = seconds[first]
+            figures[f"{prefix}_step_seconds_{second}"] = seconds[second]
+            figures[f"{prefix}_ratio_step_{second}_to_{first}"] = round(seconds[second] / seconds[first], 3)
+    return figures
+
+
 def timed_steps(step, batches: list[dict], device: str) -> tuple[float, float | None]:
     """Seconds of ``batches``' steps; where they compute logits at the targets only (a causal LM),
     also the seconds of the same steps with every logit, the two alternating step by step (the

@@ -23,8 +23,7 @@ the masks 16 bits at a time; this measures what that buys, side by side in one p
 from __future__ import annotations
 
 import contextlib
-import tempfile
-from pathlib import Path
+import functools
 
 import common
 import compute_efficiency as workloads
@@ -81,17 +80,8 @@ def main() -> None:
     numerics = common.precision(common.load_recipe("tweet_sentiment"))
     autocast = {"bf16": torch.bfloat16}.get(numerics.name)
     figures["precision"] = str(numerics)
-    with tempfile.TemporaryDirectory(prefix="bench-dropout-") as work:
-        built = {
-            "minilm": workloads.minilm(warm_ups + steps, "cpu"),
-            "causal_lm": workloads.smollm_lora(warm_ups + steps, "cpu", Path(work)),
-        }
-        for prefix, workload in built.items():
-            seconds = step_seconds(workload, warm_ups, autocast)
-            figures[f"{prefix}_steps"] = steps
-            figures[f"{prefix}_step_seconds_torch"] = seconds["torch"]
-            figures[f"{prefix}_step_seconds_16bit"] = seconds["16bit"]
-            figures[f"{prefix}_ratio_step_16bit_to_torch"] = round(seconds["16bit"] / seconds["torch"], 3)
+    seconds_of = functools.partial(step_seconds, warm_ups=warm_ups, autocast=autocast)
+    figures.update(workloads.compared_steps(warm_ups, steps, seconds_of, "torch", "16bit"))
     common.print_figures("dropout", figures, args.quick)
 
 
