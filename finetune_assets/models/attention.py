@@ -22,7 +22,7 @@ float32's lowest value rather than set to -inf, so a row with nothing to attend 
 and the probabilities meet the values in the values' dtype, as the fused kernel does (after
 attention dropout, where training asks for it). Float32 tensors, a GPU, T5's position bias and
 soft-capping all keep ``sdpa``. Before the softmax the scores take a single pass, the mask added in
-place as a bias whose backward costs nothing (:func:`_masked`); the scale goes on the queries, which
+place as a bias whose backward costs nothing (:func:`_mask`); the scale goes on the queries, which
 have fewer elements.
 
 Registered with transformers' ``AttentionInterface`` under :data:`NAME` (its masks are ``sdpa``'s).
@@ -84,7 +84,9 @@ def two_product_attention(
         # fewer elements than the scores (a decoding cache's keys are read where they lie)
         grouped = _float32(query).mul_(scaling or head_dim**-0.5).view(batch * kv_heads, rows, head_dim)
         keys_t = key.float().reshape(batch * kv_heads, keys, head_dim).transpose(1, 2)
-        scores = _masked(torch.bmm(grouped, keys_t), attention_mask, module, is_causal, (kv_heads, length))
+        scores = torch.bmm(grouped, keys_t)
+        causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+        _mask(scores.view(batch, kv_heads, heads // kv_heads, length, keys), attention_mask, causal)
         probabilities = scores.softmax(dim=-1)
         if module.training and dropout:
             probabilities = drop(probabilities, dropout)  # its mask drawn 16 bits at a time (models/dropout.py)
@@ -99,30 +101,27 @@ def _float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
 
 
-def _masked(scores: torch.Tensor, attention_mask, module, is_causal: bool | None, shape: tuple) -> torch.Tensor:
-    """``scores`` (batch x key/value heads, grouped query rows, keys; ``shape``: the key/value heads
-    and the query length) with the keys a query may not attend to lowered by float32's lowest value:
-    those ``attention_mask`` (True, or an added 0.0, where it may) rules out, or without a mask the
-    later keys where the module is causal and more than one query is asked (transformers' ``sdpa``
-    passes no mask where a plain causal one would do).
+def _mask(scores: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool) -> None:
+    """Lower by float32's lowest value, in place, the ``scores`` (a view: batch, key/value heads,
+    grouped heads, length, keys) of the keys a query may not attend to: those ``attention_mask``
+    (True, or an added 0.0, where it may) rules out, or without a mask the later keys where
+    ``causal`` and more than one query is asked (transformers' ``sdpa`` passes no mask where a
+    plain causal one would do).
 
-    The mask becomes a bias on its own small shape, added in place outside autograd: a constant
-    added passes the gradient through unchanged (softmax already gives the masked keys none), where
-    autograd would record an in-place add on the scores' view and, in the backward, zero and copy a
-    gradient of the scores' size; and adding costs a fifth of ``masked_fill``."""
-    kv_heads, length = shape
-    keys = scores.shape[-1]
+    The mask becomes a bias on its own small shape, added outside autograd: a constant added passes
+    the gradient through unchanged (softmax already gives the masked keys none), where autograd
+    would record an in-place add on a view and, in the backward, zero and copy a gradient of the
+    scores' size; and adding costs a fifth of ``masked_fill``."""
+    length, keys = scores.shape[-2:]
     if attention_mask is None:
-        causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
         if length == 1 or not causal:
-            return scores
+            return
         attention_mask = torch.ones(length, keys, dtype=torch.bool, device=scores.device).tril(keys - length)
     bias = attention_mask.unsqueeze(1) if attention_mask.dim() == 4 else attention_mask  # heads broadcast
     if bias.dtype == torch.bool:
         bias = torch.zeros(bias.shape, device=scores.device).masked_fill_(~bias, torch.finfo(scores.dtype).min)
     with torch.no_grad():
-        scores.view(-1, kv_heads, scores.shape[1] // length, length, keys).add_(bias)
-    return scores
+        scores.add_(bias)
 
 
 AttentionInterface.register(NAME, two_product_attention)
