@@ -84,8 +84,11 @@ def test_a_short_training_row_under_autocast_matches_float32_attention_and_its_g
         torch.testing.assert_close(got.float(), want, atol=5e-2, rtol=5e-2)
 
 
-ELEMENTWISE = {"aten::" + name for name in ("add", "add_", "mul", "mul_", "masked_fill", "masked_fill_", "fill_")}
-PASSES = ELEMENTWISE | {"aten::copy_", "aten::clone", "aten::_softmax", "aten::_softmax_backward_data"}
+PASSES = {  # the kernels that read and write every element of a tensor
+    "aten::" + name
+    for name in ("add", "add_", "mul", "mul_", "masked_fill", "masked_fill_", "fill_", "copy_", "clone")
+    + ("_softmax", "_softmax_backward_data")
+}
 
 
 def test_the_scores_take_one_pass_before_the_softmax_and_none_after_it_in_the_backward():

@@ -119,7 +119,7 @@ def _mask(scores: torch.Tensor, attention_mask: torch.Tensor | None, causal: boo
         attention_mask = torch.ones(length, keys, dtype=torch.bool, device=scores.device).tril(keys - length)
     bias = attention_mask.unsqueeze(1) if attention_mask.dim() == 4 else attention_mask  # heads broadcast
     if bias.dtype == torch.bool:
-        bias = torch.zeros(bias.shape, device=scores.device).masked_fill_(~bias, torch.finfo(scores.dtype).min)
+        bias = torch.where(bias, 0.0, torch.finfo(scores.dtype).min)
     with torch.no_grad():
         scores.add_(bias)
 
