@@ -99,15 +99,15 @@ def layer_call(shape: Shape):
 
 def layer_milliseconds(sides: dict, shape: Shape, repeats: int) -> dict:
     """Best milliseconds of one forward and backward of each side on ``shape``, the sides taking
-    turns, 5 calls a turn."""
+    turns, 5 calls a turn, their order reversed every other round."""
     run, best = layer_call(shape), dict.fromkeys(sides, float("inf"))
     for forward in sides.values():
         run(forward)  # warm-up
-    for _ in range(repeats):
-        for name, forward in sides.items():
+    for turn in range(repeats):
+        for name in sorted(sides, reverse=turn % 2 == 1):
             with common.stopwatch() as took:
                 for _ in range(5):
-                    run(forward)
+                    run(sides[name])
             best[name] = min(best[name], took() / 5 * 1e3)
     return best
 
